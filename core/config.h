@@ -1,0 +1,93 @@
+/* config.h - the daemon's configuration, parsed from YAML (libyaml).
+ *
+ * Every field has an embedded default (config_defaults), so `hookd serve` runs with
+ * no file at all. A file overrides what it names. Unknown keys, wrong types and
+ * out-of-range values are errors that name the key and line; the daemon does not
+ * start on a bad config. All strings and arrays are owned by the struct config and
+ * freed by config_free(). */
+#ifndef HOOKD_CONFIG_H
+#define HOOKD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config_header {
+	char *name;
+	char *value;
+};
+
+/* An endpoint declared in the file (created or updated at start: configuration as code). */
+struct config_endpoint {
+	char *id;                    /* required */
+	char *url;                   /* required */
+	char **event_types;          /* NULL/0 = all types */
+	size_t n_event_types;
+	char *secret;                /* whsec_/whsk_ text, or NULL to generate/keep */
+	char *secret_type;           /* "hmac" (default) or "ed25519"; NULL = hmac */
+	uint32_t *retry_schedule;    /* seconds; NULL/0 = daemon default */
+	size_t n_retry_schedule;
+	struct config_header *headers;
+	size_t n_headers;
+	bool disabled;
+	char *policy_name;           /* policy.name, or NULL */
+	char *policy_params_json;    /* policy.params rendered as compact JSON object, or NULL */
+	int line;                    /* line of the endpoint in the file, for messages */
+};
+
+struct config_app {
+	char *id;                    /* required */
+	char *name;                  /* defaults to id */
+	struct config_endpoint *endpoints;
+	size_t n_endpoints;
+	int line;
+};
+
+struct config {
+	char *listen_host;           /* listen: "host:port"; default 127.0.0.1:8080 ([::1]:8080 for v6) */
+	uint16_t listen_port;
+	char *data_dir;              /* default "./data" */
+	char *admin_key;             /* api.admin_key; env HOOKD_ADMIN_KEY wins; NULL if neither */
+
+	size_t max_payload_bytes;    /* limits.max_payload_bytes; default 262144 (256 KiB) */
+	uint64_t map_size;           /* storage.map_size; default 1 GiB; accepts 512MiB, 2GiB, bytes */
+
+	uint32_t connect_timeout_ms; /* delivery.connect_timeout_ms; default 5000 */
+	uint32_t timeout_ms;         /* delivery.timeout_ms (total per attempt); default 15000 */
+	uint32_t *retry_schedule;    /* delivery.retry_schedule (seconds); default
+	                              * 5,300,1800,7200,18000,36000,36000 */
+	size_t n_retry_schedule;
+	uint32_t retry_after_cap_s;  /* delivery.retry_after_cap_s; default 86400 */
+	uint32_t max_inflight;       /* delivery.max_inflight (all endpoints); default 1024 */
+	uint32_t max_inflight_per_endpoint; /* delivery.max_inflight_per_endpoint; default 64 */
+
+	char **allow_destinations;   /* security.allow_destinations: CIDRs; default empty */
+	size_t n_allow_destinations;
+
+	char *policy_dir;            /* policies.dir; default NULL (no directory) */
+	uint32_t policy_cpu_ms;      /* policies.cpu_limit_ms per call; default 50 */
+	uint64_t policy_memory_limit;/* policies.memory_limit per state; default 32 MiB */
+
+	struct config_app *apps;     /* apps: declared tenants and their endpoints */
+	size_t n_apps;
+};
+
+/* Fills c with the embedded defaults. */
+void config_defaults(struct config *c);
+
+/* Parses YAML text over the defaults already in c. name is used in messages
+ * ("quickstart.yaml:12: ..."). On error returns HOOKD_ECONFIG with a message in err
+ * naming the line and the key, e.g. "cfg.yaml:7: unknown key 'listn' under 'top level'". */
+int config_load_string(struct config *c, const char *text, size_t len, const char *name,
+		       char *err, size_t errlen);
+
+/* Reads path and parses it as above; a missing file is an error naming the path. */
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
+
+/* Applies environment overrides (HOOKD_ADMIN_KEY). */
+void config_apply_env(struct config *c);
+
+/* Frees everything c owns (c itself is the caller's). Safe on a zeroed or partly built c. */
+void config_free(struct config *c);
+
+#endif

@@ -1,0 +1,77 @@
+/* policy.h - per-endpoint routing policies in a LuaJIT sandbox.
+ *
+ * A policy is a Lua file returning a table with optional filter(msg, ctx) and
+ * transform(msg, ctx). One Lua state per policy name, shared by the endpoints that use
+ * it (their params come in ctx). The engine is used from one thread only (the loop
+ * thread); nothing here blocks. Every call is bounded in CPU and every state in memory;
+ * a failing call yields POLICY_ERROR with a message, never a crash. */
+#ifndef HOOKD_POLICY_H
+#define HOOKD_POLICY_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct policy_engine;
+
+struct policy_limits {
+	uint32_t cpu_ms;          /* wall/CPU budget per call (filter + transform) */
+	uint64_t memory_bytes;    /* cap per policy state */
+};
+
+enum policy_action {
+	POLICY_DELIVER = 0,       /* send result.envelope (+ result.headers) */
+	POLICY_FILTERED = 1,      /* do not send; reason in result.reason */
+	POLICY_ERROR = 2          /* the policy failed; message in result.reason (with line) */
+};
+
+/* What a policy sees. envelope is the Standard Webhooks body as a JSON object with keys
+ * id, type, timestamp (ISO 8601 text), version, data and optionally source; it is only
+ * read (borrowed). params is the endpoint's policy params object (borrowed, may be NULL). */
+struct policy_input {
+	const json_t *envelope;
+	const char *endpoint_id;
+	const char *app_id;
+	const json_t *params;
+};
+
+struct policy_result {
+	enum policy_action action;
+	json_t *envelope;         /* POLICY_DELIVER: the body object to serialize (owned, new ref) */
+	json_t *headers;          /* POLICY_DELIVER: object of extra header name -> string (owned) or NULL */
+	char reason[512];         /* POLICY_FILTERED / POLICY_ERROR: why ("policy_error: ..." not prefixed) */
+};
+
+int policy_engine_new(const struct policy_limits *limits, struct policy_engine **out);
+void policy_engine_free(struct policy_engine *e);
+
+/* Compiles source as policy `name` (names: [a-z0-9_-]{1,64}). On a compile error (or a
+ * top level that does not return a table) returns HOOKD_EPOLICY with "line N: message"
+ * in err and the running version, if any, stays. Bytecode is refused. */
+int policy_engine_put(struct policy_engine *e, const char *name, const char *source, size_t len,
+		      char *err, size_t errlen);
+
+/* Loads every *.lua in dir (name = file name without .lua). Files that fail keep their
+ * previous version and are reported through err (first failure) and the log; returns
+ * HOOKD_OK if all loaded. Used at start and on SIGHUP. */
+int policy_engine_load_dir(struct policy_engine *e, const char *dir, char *err, size_t errlen);
+
+/* Source of a loaded policy (owned by the engine, valid until the next put/reload), or NULL. */
+const char *policy_engine_source(struct policy_engine *e, const char *name, size_t *len);
+
+/* Calls fn(name, source_len, arg) for each loaded policy, in name order. */
+void policy_engine_each(struct policy_engine *e,
+			void (*fn)(const char *name, size_t source_len, void *arg), void *arg);
+
+/* Runs filter then transform of policy `name` on in. HOOKD_ENOTFOUND if no such policy
+ * (out untouched); otherwise HOOKD_OK with the outcome in out (free with policy_result_free). */
+int policy_run(struct policy_engine *e, const char *name, const struct policy_input *in,
+	       struct policy_result *out);
+
+void policy_result_free(struct policy_result *r);
+
+/* `hookd policy test FILE [--params JSON] < message.json`: runs a policy file offline and
+ * prints the outcome as JSON. Returns the process exit code. */
+int policy_cli_test(int argc, char **argv);
+
+#endif

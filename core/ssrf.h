@@ -1,0 +1,55 @@
+/* ssrf.h - destination policy: which resolved addresses hookd may connect to.
+ *
+ * Checked on the address curl is about to connect to (after DNS), so a hostname that
+ * resolves, or rebinds, to a private address is refused. Anything not public is refused
+ * unless an allow-list CIDR (security.allow_destinations) covers it. */
+#ifndef HOOKD_SSRF_H
+#define HOOKD_SSRF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+enum ssrf_class {
+	SSRF_PUBLIC = 0,
+	SSRF_LOOPBACK,      /* 127/8, ::1 */
+	SSRF_PRIVATE,       /* 10/8, 172.16/12, 192.168/16, 100.64/10 (CGNAT), fc00::/7 */
+	SSRF_LINK_LOCAL,    /* 169.254/16, fe80::/10 */
+	SSRF_MULTICAST,     /* 224/4, ff00::/8 */
+	SSRF_UNSPECIFIED,   /* 0.0.0.0/8, :: */
+	SSRF_RESERVED       /* 240/4, 255.255.255.255, 192.0.0/24, 198.18/15, docs ranges, 64:ff9b::/96 etc. */
+};
+
+/* Classifies an AF_INET or AF_INET6 address. v4-mapped (::ffff:a.b.c.d) and v4-compatible
+ * IPv6 addresses are classified by their IPv4 part. Unknown families are SSRF_RESERVED. */
+enum ssrf_class ssrf_classify(const struct sockaddr *sa);
+
+/* Classifies a literal ("10.1.2.3", "::ffff:127.0.0.1"); -1 (as int) if not an address. */
+int ssrf_classify_text(const char *literal);
+
+/* "public", "loopback", "private", "link-local", "multicast", "unspecified", "reserved". */
+const char *ssrf_class_name(enum ssrf_class c);
+
+struct ssrf_cidr {
+	int family;               /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	unsigned prefix;
+};
+
+struct ssrf_policy {
+	struct ssrf_cidr *allow;  /* owned */
+	size_t n_allow;
+};
+
+/* Adds one CIDR ("127.0.0.0/8", "::1/128", "10.0.0.5" = /32). HOOKD_EINVAL with a message
+ * naming the text on error. An IPv4 CIDR also covers the v4-mapped IPv6 form. */
+int ssrf_policy_allow(struct ssrf_policy *p, const char *cidr, char *err, size_t errlen);
+
+/* true if sa may be connected to: public, or covered by an allow CIDR.
+ * *cls receives the classification (may be NULL). */
+bool ssrf_policy_check(const struct ssrf_policy *p, const struct sockaddr *sa,
+		       enum ssrf_class *cls);
+
+void ssrf_policy_free(struct ssrf_policy *p);
+
+#endif
