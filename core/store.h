@@ -1,0 +1,95 @@
+/* store.h - the LMDB environment and its single writer thread (group commit).
+ *
+ * Every write goes through store_submit(): the writer thread takes everything queued since
+ * its last commit, applies it in one write transaction, commits (one fsync for the whole
+ * batch), and then runs each op's done callback on the event-loop thread. So a publish is
+ * answered only after it is durable, and a burst of publishes costs one fsync, not one each.
+ * Reads use read-only transactions from any thread (MDB_NOTLS).
+ *
+ * Named databases (keys are bytes; "\0" separates string parts; times are big-endian so
+ * cursor order is time order):
+ *   apps        app_id                          -> app JSON
+ *   endpoints   app_id \0 ep_id                  -> endpoint JSON (secrets included)
+ *   messages    app_id \0 msg_id                 -> envelope body (the exact bytes sent)
+ *   deliveries  dlv_id                           -> delivery record (record.h, binary)
+ *   attempts    dlv_id \0 be32(attempt)           -> attempt JSON
+ *   due         be64(next_at_ms) dlv_id          -> (empty) the scheduler's index
+ *   dead        app_id \0 be64(dead_at_ms) dlv_id -> (empty) the dead-letter index
+ *   idem        app_id \0 key                    -> be64(expires_ms) msg_id */
+#ifndef HOOKD_STORE_H
+#define HOOKD_STORE_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+struct store_op;
+struct store;
+
+/* Runs on the writer thread inside the batch's write transaction. Return HOOKD_OK, or an
+ * error; a store error (HOOKD_EFULL/HOOKD_ESTORE) makes the batch be retried op by op so
+ * only the failing op fails. Must not write anything before deciding a non-store failure
+ * (e.g. HOOKD_EDUPLICATE). */
+typedef int (*store_apply_fn)(struct store *s, MDB_txn *txn, struct store_op *op);
+/* Runs on the loop thread after the batch committed (or failed: op->rc says). */
+typedef void (*store_done_fn)(struct store_op *op);
+
+#define STORE_OP_PUBLISH 1u /* refused with HOOKD_EFULL past the map's high-water mark */
+
+/* Embed in the caller's own struct; the caller owns it until done runs. */
+struct store_op {
+	struct store_op *next;
+	store_apply_fn apply;
+	store_done_fn done; /* may be NULL */
+	unsigned flags;
+	int rc;
+};
+
+struct store {
+	MDB_env *env;
+	MDB_dbi apps, endpoints, messages, deliveries, attempts, due, dead, idem;
+	uint64_t map_size;
+	size_t page_size;
+	/* Set by the writer when the map is past STORE_HIGH_WATER_PCT: publishes are refused
+	 * so that state changes of what is already stored still fit. */
+	volatile int full;
+	/* statistics (writer thread writes, others read approximately) */
+	volatile uint64_t stat_commits, stat_ops;
+
+	pthread_t writer;
+	int writer_running;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct store_op *queue_head, *queue_tail; /* guarded by lock */
+	struct store_op *done_head, *done_tail;   /* guarded by lock */
+	int stopping;                              /* guarded by lock */
+	struct event *done_ev;
+};
+
+/* Opens (creating) the environment in directory path with the given map size. */
+int store_open(const char *path, uint64_t map_size, struct store **out, char *err, size_t errlen);
+/* Starts the writer thread; done callbacks run on base's loop. */
+int store_start(struct store *s, struct event_base *base);
+/* Queues op (any thread). */
+void store_submit(struct store *s, struct store_op *op);
+/* Applies op synchronously in its own write transaction (startup, before store_start). */
+int store_write_now(struct store *s, struct store_op *op);
+/* Drains the queue, stops the writer, runs remaining done callbacks. */
+void store_stop(struct store *s);
+void store_close(struct store *s);
+
+/* Begins a read-only transaction. HOOKD_ESTORE on failure. */
+int store_read_begin(struct store *s, MDB_txn **txn);
+
+/* Maps an LMDB return code to a hookd error (logging unexpected ones). */
+int store_err(int mdb_rc, const char *what);
+
+/* Key helpers. */
+void store_be64(unsigned char out[8], uint64_t v);
+uint64_t store_get_be64(const unsigned char in[8]);
+void store_be32(unsigned char out[4], uint32_t v);
+
+#endif
