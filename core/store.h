@@ -92,4 +92,13 @@ void store_be64(unsigned char out[8], uint64_t v);
 uint64_t store_get_be64(const unsigned char in[8]);
 void store_be32(unsigned char out[4], uint32_t v);
 
+
+
+/* A one-key write (put, or delete when val is NULL) with a completion callback on the loop
+ * thread: the common case for apps and endpoints. Key and value are copied. */
+int store_kv_submit(struct store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
+		    size_t vlen, void (*cb)(void *arg, int rc), void *arg);
+/* The same, synchronously (startup only). */
+int store_kv_now(struct store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
+		 size_t vlen);
 #endif

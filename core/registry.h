@@ -1,0 +1,104 @@
+/* registry.h - apps and endpoints: their stored JSON, validation, and the in-memory cache
+ * the loop thread reads on every publish and delivery (never the store on the hot path).
+ *
+ * The stored JSON of an endpoint is the source of truth; struct endpoint is derived from it
+ * by endpoint_apply() (secrets parsed once, headers pre-formatted). Loop thread only. */
+#ifndef HOOKD_REGISTRY_H
+#define HOOKD_REGISTRY_H
+
+#include "sign.h"
+#include "strmap.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct store;
+struct delivery;
+
+/* Kept signing secrets per endpoint: the current one plus up to 4 rotated-out ones still in
+ * their grace period (a rotation every few hours with 24 h grace stays well under this). */
+#define ENDPOINT_MAX_SECRETS 5
+
+struct endpoint_secret {
+	struct sign_key key;
+	char text[SIGN_TEXT_MAX];
+	int64_t expires_ms; /* 0 = current (never expires) */
+};
+
+struct endpoint {
+	char *id, *app_id;
+	json_t *json;             /* stored form (owned) */
+	char *url;
+	char **event_types;       /* NULL/0 = all */
+	size_t n_event_types;
+	struct endpoint_secret secrets[ENDPOINT_MAX_SECRETS];
+	size_t n_secrets;
+	uint32_t *schedule;       /* NULL = daemon default */
+	size_t n_schedule;
+	char **header_lines;      /* "Name: value", ready for the transport */
+	size_t n_headers;
+	bool disabled;
+	char *policy_name;        /* NULL = no policy */
+	json_t *policy_params;    /* borrowed from json */
+
+	/* runtime, owned by the dispatcher */
+	int refs;                 /* registry + live deliveries */
+	bool deleted;
+	uint32_t inflight;
+	struct delivery *wait_head, *wait_tail; /* due, waiting for capacity or re-enable */
+};
+
+struct app {
+	char *id;
+	json_t *json;             /* {"id","name","created_at"} (owned) */
+	struct strmap endpoints;  /* ep id -> struct endpoint */
+};
+
+struct registry {
+	struct strmap apps;       /* app id -> struct app */
+	struct store *store;
+	int64_t now_ms_for_tests; /* 0 = real clock */
+};
+
+int registry_load(struct registry *r, struct store *s, char *err, size_t errlen);
+void registry_free(struct registry *r);
+
+struct app *registry_app(struct registry *r, const char *id);
+struct endpoint *registry_endpoint(struct registry *r, const char *app_id, const char *ep_id);
+
+/* Creates the in-memory app from its JSON (stolen). */
+struct app *registry_app_install(struct registry *r, json_t *json);
+
+/* Validates a create/patch request against the endpoint schema and returns the new stored
+ * JSON (base = NULL to create). On a bad field returns NULL with the field's JSON path in
+ * field and a message in msg. */
+json_t *endpoint_json_merge(const json_t *base, const json_t *req, const char *app_id,
+			    int64_t now_ms, char *field, size_t flen, char *msg, size_t mlen);
+
+/* Installs (creates or updates in place) the endpoint described by json (stolen). Live
+ * deliveries keep their pointer: an update changes the struct in place. NULL on failure. */
+struct endpoint *registry_endpoint_install(struct registry *r, struct app *a, json_t *json,
+					   char *err, size_t errlen);
+/* Removes an endpoint from its app; the struct lives on until its last reference goes. */
+void registry_endpoint_remove(struct registry *r, struct app *a, struct endpoint *ep);
+void endpoint_ref(struct endpoint *ep);
+void endpoint_unref(struct endpoint *ep);
+
+/* The API view: the stored JSON minus the secrets list, plus secret and public_key. New ref. */
+json_t *endpoint_api_view(const struct endpoint *ep);
+
+/* true if ep subscribes to type (exact, "prefix.*", or "*"; no filter = everything). */
+bool endpoint_matches(const struct endpoint *ep, const char *type);
+
+/* Secrets that sign now (current + unexpired old). */
+size_t endpoint_active_secrets(const struct endpoint *ep, int64_t now_ms,
+			       const struct endpoint_secret **out, size_t max);
+
+/* Store keys: app_id \0 ep_id. Returns the length written into out (size >= 160). */
+size_t registry_endpoint_key(const char *app_id, const char *ep_id, char *out);
+
+/* true if type is a valid event type name: segments [A-Za-z0-9_-]+ joined by '.', <= 128. */
+bool registry_type_valid(const char *type);
+
+#endif
