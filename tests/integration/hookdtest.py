@@ -418,12 +418,12 @@ class Receiver:
                 req = Request(self.command, self.path, hdrs, body, time.time(),
                               self.client_address[1])
                 status, extra, rbody, delay = recv._decide(req)
-                if delay:
-                    time.sleep(delay)
                 req.status = status
-                with recv.cond:
+                with recv.cond:  # recorded on receipt, before any delay
                     recv.requests.append(req)
                     recv.cond.notify_all()
+                if delay:
+                    time.sleep(delay)
                 self.send_response(status)
                 for k, v in extra.items():
                     self.send_header(k, v)
@@ -437,6 +437,12 @@ class Receiver:
         class Server(http.server.ThreadingHTTPServer):
             daemon_threads = True
             allow_reuse_address = True
+
+            def handle_error(self, request, client_address):
+                exc = sys.exc_info()[1]
+                if isinstance(exc, (ConnectionError, TimeoutError)):
+                    return  # the peer went away (e.g. hookd was killed): not a test failure
+                super().handle_error(request, client_address)
 
         self.server = Server((HOST, 0), Handler)
         self.port = self.server.server_address[1]
