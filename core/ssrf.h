@@ -17,11 +17,16 @@ enum ssrf_class {
 	SSRF_LINK_LOCAL,    /* 169.254/16, fe80::/10 */
 	SSRF_MULTICAST,     /* 224/4, ff00::/8 */
 	SSRF_UNSPECIFIED,   /* 0.0.0.0/8, :: */
-	SSRF_RESERVED       /* 240/4, 255.255.255.255, 192.0.0/24, 198.18/15, docs ranges, 64:ff9b::/96 etc. */
+	SSRF_RESERVED       /* 240/4, 255.255.255.255, 192.0.0/24, 198.18/15, docs ranges, 100::/64,
+			     * 64:ff9b:1::/48, IPv6 outside 2000::/3 etc. */
 };
 
-/* Classifies an AF_INET or AF_INET6 address. v4-mapped (::ffff:a.b.c.d) and v4-compatible
- * IPv6 addresses are classified by their IPv4 part. Unknown families are SSRF_RESERVED. */
+/* Classifies an AF_INET or AF_INET6 address. v4-mapped (::ffff:a.b.c.d), v4-compatible
+ * (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d, RFC 6052) and 6to4 (2002:AABB:CCDD::/48) IPv6
+ * addresses are classified by their IPv4 part: NAT64 of a public address is public, so an
+ * IPv6-only host behind DNS64 can still deliver. IPv6 outside 2000::/3 with no listed
+ * class is SSRF_RESERVED (fail closed). Unknown families and NULL are SSRF_RESERVED.
+ * sa must point to a full sockaddr_in or sockaddr_in6. */
 enum ssrf_class ssrf_classify(const struct sockaddr *sa);
 
 /* Classifies a literal ("10.1.2.3", "::ffff:127.0.0.1"); -1 (as int) if not an address. */
@@ -42,14 +47,18 @@ struct ssrf_policy {
 };
 
 /* Adds one CIDR ("127.0.0.0/8", "::1/128", "10.0.0.5" = /32). HOOKD_EINVAL with a message
- * naming the text on error. An IPv4 CIDR also covers the v4-mapped IPv6 form. */
+ * naming the text on error ("invalid CIDR '10.0.0.0/33': prefix must be 0..32"), also when
+ * host bits are set ("10.0.0.5/8"). An IPv4 CIDR also covers the v4-mapped IPv6 form (and
+ * "::ffff:10.0.0.0/104" is the same as "10.0.0.0/8"); v4-compatible and NAT64 forms are not
+ * covered by IPv4 CIDRs. p starts zeroed ({0}); HOOKD_ENOMEM leaves it unchanged. */
 int ssrf_policy_allow(struct ssrf_policy *p, const char *cidr, char *err, size_t errlen);
 
-/* true if sa may be connected to: public, or covered by an allow CIDR.
- * *cls receives the classification (may be NULL). */
+/* true if sa may be connected to: public, or covered by an allow CIDR (p may be NULL: no
+ * allow-list). *cls receives the classification (cls may be NULL). */
 bool ssrf_policy_check(const struct ssrf_policy *p, const struct sockaddr *sa,
 		       enum ssrf_class *cls);
 
+/* Frees the allow-list and leaves p empty and reusable. */
 void ssrf_policy_free(struct ssrf_policy *p);
 
 #endif
