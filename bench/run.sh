@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# bench/run.sh BUILD_DIR - hookd's benchmark (make bench). Everything on 127.0.0.1, every
+# step bounded in time, every child stopped on exit. See bench/README.md for what each
+# figure means.
+#
+#  1. start bench/sink (HTTP 200 to every POST, counts, latency, duplicates)
+#  2. baseline: bench/curlbench, bare libcurl multi -> sink, event mode and poll mode
+#  3. start hookd on a temp data_dir, create apps and endpoints pointing at the sink
+#  4. pass 1: publish M messages to an app with 1 endpoint, wait until the sink has them all
+#  5. pass 2: publish M/4 messages to an app with 4 endpoints (fan-out), same wait
+#  6. report -> bench/results/latest.txt (and stdout)
+#
+# Sizes can be overridden from the environment (defaults in brackets):
+#   BENCH_BASE_N [50000] BENCH_BASE_C [64]   baseline requests and concurrency
+#   BENCH_BASE_ROUNDS [3]                     baseline runs per mode; the best one is reported
+#   BENCH_M [50000] BENCH_C [64]              publishes and publish concurrency, pass 1
+#   BENCH_FANOUT [4] BENCH_FAN_M [BENCH_M/BENCH_FANOUT]   pass 2 (BENCH_FANOUT=0 skips it)
+#   BENCH_DRAIN_S [60]                        how long to wait for the deliveries of a pass
+#
+# Why these sizes: on a 2-core machine the bare client does 20k-65k req/s, so 50,000
+# requests last 1-2.5 s: ~800 requests per connection (64 connection set-ups are noise),
+# yet six baseline runs take ~12 s. Concurrency 64 is hookd's default
+# max_inflight_per_endpoint, so the baseline is allowed exactly what hookd is allowed
+# toward one endpoint. 50,000 publishes take ~12 s even at the ~4k/s that one fsync per
+# publish would allow, so the whole run stays well under 3 minutes.
+set -euo pipefail
+
+BUILD=${1:-build}
+BUILD_ARG=$BUILD
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
+BIN=$BUILD/bench
+HOOKD=$BUILD/hookd
+
+BASE_N=${BENCH_BASE_N:-50000}
+BASE_C=${BENCH_BASE_C:-64}
+BASE_ROUNDS=${BENCH_BASE_ROUNDS:-3}
+PUB_M=${BENCH_M:-50000}
+PUB_C=${BENCH_C:-64}
+FANOUT=${BENCH_FANOUT:-4}
+if [ "$FANOUT" -gt 0 ]; then FAN_M=${BENCH_FAN_M:-$((PUB_M / FANOUT))}; else FAN_M=0; fi
+DRAIN_S=${BENCH_DRAIN_S:-60}
+KEY=bench-admin-key-$$
+RESULTS=$HERE/results
+
+for exe in "$BIN/sink" "$BIN/curlbench" "$BIN/publish"; do
+	[ -x "$exe" ] || { echo "bench: $exe missing; build first (make build)" >&2; exit 1; }
+done
+mkdir -p "$RESULTS"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/hookd-bench.XXXXXX")
+
+PIDS=()
+HOOKD_PID=""
+# Stops every child we started (by pid), waits up to 5 s each, then SIGKILLs.
+cleanup() {
+	local p i
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do
+		for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	if [ -s "$TMP/hookd.log" ]; then cp "$TMP/hookd.log" "$RESULTS/hookd-latest.log"; fi
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+declare -A BASE_BEST BASE_ALL BASE_LINE
+REPORT_PASSES=""
+
+# Writes bench/results/latest.txt from whatever has been measured so far, and prints it.
+write_report() {
+	local b rss="n/a" errs="n/a"
+	if [ -n "$HOOKD_PID" ] && alive "$HOOKD_PID"; then
+		rss=$(awk '/^VmHWM/{ printf "%.0f MiB", $2 / 1024 }' "/proc/$HOOKD_PID/status" 2>/dev/null || echo "n/a")
+	fi
+	[ -f "$TMP/hookd.log" ] && errs=$(grep -ciE 'error|warn|fatal|abort' "$TMP/hookd.log" || true)
+	{
+		echo "hookd benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+		echo "machine: $(nproc) cores, $(uname -sr); hookd $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- core 2>/dev/null || echo ' (core/ modified)'); build $BUILD"
+		echo "command: bench/run.sh $BUILD_ARG  (BENCH_BASE_N=$BASE_N BENCH_BASE_C=$BASE_C BENCH_M=$PUB_M BENCH_C=$PUB_C BENCH_FANOUT=$FANOUT BENCH_FAN_M=$FAN_M)"
+		echo
+		echo "baseline: bare libcurl multi -> sink, $BASE_N POSTs of ~1 KiB, concurrency $BASE_C, keep-alive (best of $BASE_ROUNDS)"
+		for b in event poll; do
+			[ -n "${BASE_BEST[$b]:-}" ] || continue
+			printf '  %-5s mode %-44s %s req/s  (runs: %s; p50 %s, p99 %s)\n' "$b" \
+				"$([ $b = event ] && echo '(curl_multi_socket_action on libevent):' || echo '(curl_multi_poll loop):')" \
+				"${BASE_BEST[$b]}" "${BASE_ALL[$b]}" \
+				"$(us_ms "$(kv p50_us "${BASE_LINE[$b]}")")" "$(us_ms "$(kv p99_us "${BASE_LINE[$b]}")")"
+		done
+		echo "$REPORT_PASSES"
+		echo "hookd: peak RSS $rss; log lines mentioning error/warn/fatal/abort: $errs (log: bench/results/hookd-latest.log)"
+		[ -z "${1:-}" ] || echo "FAILED: $1"
+	} >"$RESULTS/latest.txt"
+	cat "$RESULTS/latest.txt"
+}
+
+log() { echo "bench: $*" >&2; }
+die() { echo "bench: FAILED: $*" >&2; write_report "$*"; exit 1; }
+# alive PID: true while PID runs (a zombie child does not count).
+alive() { local s; s=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) && [ -n "$s" ] && [ "$s" != Z ]; }
+# jnum KEY FILE: a numeric field of a flat JSON object (the sink's /_stats).
+jnum() { sed -n "s/.*\"$1\":\([-0-9.]*\).*/\1/p" "$2" | head -1; }
+# kv KEY FILE: a key=value field of a bench tool's result line.
+kv() { tr ' ' '\n' <"$2" | sed -n "s/^$1=//p" | head -1; }
+# fdiv A B [DECIMALS]: A / B in floating point.
+fdiv() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "n/a"; else printf "%.*f\n", d, a / b }'; }
+us_ms() { awk -v u="$1" 'BEGIN { printf "%.2f ms", u / 1000 }'; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+CURL=(curl -s --noproxy '*' -m 10)
+
+# ---- 1. sink ----
+"$BIN/sink" --port 0 --max-seconds 600 >"$TMP/sink.out" 2>"$TMP/sink.err" &
+PIDS+=($!)
+SINK_PID=$!
+for _ in $(seq 50); do grep -q '^PORT ' "$TMP/sink.out" && break; sleep 0.1; done
+SINK_PORT=$(awk '/^PORT /{ print $2 }' "$TMP/sink.out")
+[ -n "$SINK_PORT" ] || die "sink did not start: $(cat "$TMP/sink.err")"
+SINK=http://127.0.0.1:$SINK_PORT
+sink_reset() { "${CURL[@]}" -o /dev/null -X POST "$SINK/_reset"; }
+sink_stats() { "${CURL[@]}" -o "$1" "$SINK/_stats"; }
+log "sink on $SINK"
+
+# ---- 2. baseline: best of BASE_ROUNDS runs per mode (other load only ever slows a run down) ----
+for round in $(seq "$BASE_ROUNDS"); do
+	for mode in event poll; do
+		sink_reset
+		out=$TMP/curlbench-$mode-$round.txt
+		timeout 90 "$BIN/curlbench" --url "$SINK/baseline" --mode "$mode" -n "$BASE_N" \
+			-c "$BASE_C" --deadline 60 >"$out" || die "curlbench $mode: $(cat "$out")"
+		rps=$(kv req_per_s "$out")
+		log "curlbench $mode round $round: $rps req/s"
+		BASE_ALL[$mode]="${BASE_ALL[$mode]:-}${BASE_ALL[$mode]:+, }$rps"
+		if [ "$rps" -gt "${BASE_BEST[$mode]:-0}" ]; then
+			BASE_BEST[$mode]=$rps
+			BASE_LINE[$mode]=$out
+		fi
+	done
+done
+
+# ---- 3. hookd ----
+[ -x "$HOOKD" ] || die "$HOOKD missing: only the baseline was measured"
+mkdir -p "$TMP/data"
+start_hookd() {
+	local port=$1
+	cat >"$TMP/hookd.yaml" <<-EOF
+	listen: "127.0.0.1:$port"
+	data_dir: "$TMP/data"
+	api:
+	  admin_key: "$KEY"
+	security:
+	  allow_destinations:
+	    - "127.0.0.0/8"
+	EOF
+	HOOKD_ADMIN_KEY=$KEY "$HOOKD" serve --config "$TMP/hookd.yaml" >>"$TMP/hookd.log" 2>&1 &
+	HOOKD_PID=$!
+	PIDS+=($HOOKD_PID)
+	for _ in $(seq 150); do
+		"${CURL[@]}" -m 1 -o /dev/null -f "http://127.0.0.1:$port/healthz" && return 0
+		alive "$HOOKD_PID" || return 1
+		sleep 0.1
+	done
+	return 1
+}
+HOOKD_PORT=""
+for _ in 1 2 3; do
+	# A random high port that nothing answers on; retried if hookd still cannot bind it.
+	port=$((20000 + RANDOM % 40000))
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
+	if start_hookd "$port"; then HOOKD_PORT=$port; break; fi
+	kill -TERM "$HOOKD_PID" 2>/dev/null || true
+done
+[ -n "$HOOKD_PORT" ] || die "hookd did not start; its log:
+$(tail -n 30 "$TMP/hookd.log")"
+API=http://127.0.0.1:$HOOKD_PORT
+log "hookd on $API (pid $HOOKD_PID, data in $TMP/data)"
+
+# api METHOD PATH BODY EXPECTED_STATUS
+api() {
+	local code
+	code=$("${CURL[@]}" -o "$TMP/api.out" -w '%{http_code}' -X "$1" \
+		-H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+		--data "$3" "$API$2") || true
+	[ "$code" = "$4" ] || die "$1 $2 -> HTTP $code (wanted $4): $(cat "$TMP/api.out" 2>/dev/null)"
+}
+
+# ---- 4/5. passes ----
+# run_pass NAME APP N_ENDPOINTS M
+run_pass() {
+	local name=$1 app=$2 neps=$3 m=$4 i
+	api POST /v1/apps "{\"id\":\"$app\",\"name\":\"bench $name\"}" 201
+	for i in $(seq 0 $((neps - 1))); do
+		api POST "/v1/apps/$app/endpoints" \
+			"{\"id\":\"ep$i\",\"url\":\"$SINK/$app/ep$i\",\"event_types\":[\"bench.*\"]}" 201
+	done
+	sink_reset
+	local cpu0 pub=$TMP/publish-$app.txt prc=0
+	cpu0=$(cpu_ticks "$HOOKD_PID")
+	log "$name: publishing $m messages (concurrency $PUB_C) to $neps endpoint(s)"
+	timeout 180 "$BIN/publish" --url "$API/v1/apps/$app/messages" --key "$KEY" -n "$m" \
+		-c "$PUB_C" --pad 1024 --deadline 120 >"$pub" 2>"$TMP/publish-$app.err" || prc=$?
+	local accepted expected
+	accepted=$(kv accepted "$pub")
+	[ -n "$accepted" ] || die "publish produced no result (exit $prc): $(cat "$TMP/publish-$app.err")"
+	expected=$((accepted * neps))
+
+	# Wait for every delivery of every accepted message.
+	local st=$TMP/stats-$app.json count=0 deadline=$((SECONDS + DRAIN_S)) alive=yes
+	while :; do
+		sink_stats "$st" || true
+		count=$(jnum count "$st")
+		count=${count:-0}
+		[ "$count" -ge "$expected" ] && break
+		alive "$HOOKD_PID" || { alive=no; break; }
+		[ "$SECONDS" -ge "$deadline" ] && break
+		sleep 0.1
+	done
+	local cpu1
+	cpu1=$(cpu_ticks "$HOOKD_PID")
+	# Anything that arrives after the last expected delivery is a duplicate; give it 1 s.
+	sleep 1
+	local st2=$TMP/stats2-$app.json
+	sink_stats "$st2" || cp "$st" "$st2"
+
+	local first last secs rate unique dups missing hz
+	first=$(kv first_start_ns "$pub")
+	last=$(jnum last_ns "$st")
+	secs=$(fdiv "$((last - first))" 1000000000 3)
+	rate=$(fdiv "$count" "$secs" 0)
+	unique=$(jnum unique "$st2")
+	dups=$(($(jnum count "$st2") - unique))
+	missing=$((expected > unique ? expected - unique : 0))
+	hz=$(getconf CLK_TCK)
+	local cpu_s
+	cpu_s=$(fdiv "$((cpu1 - cpu0))" "$hz" 2)
+
+	local nonok statuses=""
+	nonok=$(($(kv non202 "$pub") + $(kv transport_errors "$pub") + $(kv unfinished "$pub")))
+	if grep -q '^status ' "$pub"; then
+		statuses=" ($(awk '/^status /{ printf "%s%s x%s", sep, ($2 == 0 ? "transport error" : "HTTP " $2), $3; sep = ", " }' "$pub"))"
+	fi
+
+	REPORT_PASSES+="
+$name: $neps endpoint(s) per message, $m publishes, concurrency $PUB_C, ~1 KiB payload
+  publish:          $accepted of $m accepted with 202; not 202: $nonok$statuses
+                    $(kv publish_per_s "$pub") publishes/s; latency p50 $(us_ms "$(kv p50_us "$pub")"), p99 $(us_ms "$(kv p99_us "$pub")"), max $(us_ms "$(kv max_us "$pub")")
+  end to end:       $count of $expected deliveries in $secs s (first publish -> last receipt)
+                    = $rate deliveries/s = $(fdiv "$rate" "${BASE_BEST[event]}") x bare libcurl event mode, $(fdiv "$rate" "${BASE_BEST[poll]}") x poll mode
+  publish->receipt: p50 $(us_ms "$(jnum p50_us "$st")"), p99 $(us_ms "$(jnum p99_us "$st")"), max $(us_ms "$(jnum max_us "$st")") ($(jnum samples "$st") samples)
+  duplicates:       $dups; missing: $missing$([ "$alive" = yes ] || echo "; HOOKD DIED (see bench/results/hookd-latest.log)")
+  hookd CPU:        $cpu_s s ($(fdiv "$(awk -v s="$cpu_s" 'BEGIN { print s * 1e6 }')" "$count" 1) us per delivery)
+"
+	log "$name: $count/$expected delivered, $rate deliveries/s"
+	[ "$alive" = yes ] || die "hookd died during $name; log tail:
+$(tail -n 30 "$TMP/hookd.log")"
+}
+
+run_pass "pass 1" bench1 1 "$PUB_M"
+if [ "$FANOUT" -gt 0 ] && [ "$FAN_M" -gt 0 ]; then
+	run_pass "pass 2 (fan-out)" "bench$FANOUT" "$FANOUT" "$FAN_M"
+fi
+
+# ---- 6. report ----
+write_report
