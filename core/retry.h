@@ -18,15 +18,20 @@ extern const size_t retry_default_schedule_len;
 #define RETRY_EXHAUSTED (-1)
 
 /* Delay in ms before the next attempt after `failures` failed attempts in this cycle
- * (failures >= 1), jittered by ±RETRY_JITTER_PERCENT. RETRY_EXHAUSTED when failures > n. */
+ * (failures >= 1), jittered by ±RETRY_JITTER_PERCENT. RETRY_EXHAUSTED when failures > n.
+ * schedule NULL means the default schedule (n is then ignored); failures 0 gives 0 (the
+ * first attempt is due now). */
 int64_t retry_delay_ms(const uint32_t *schedule, size_t n, uint32_t failures);
 
-/* Parses a Retry-After value: delta-seconds or an IMF-fixdate HTTP-date, relative to now
- * (Unix seconds). Returns seconds to wait (>= 0) or -1 if unparseable. */
+/* Parses a Retry-After value: delta-seconds or an IMF-fixdate HTTP-date (the obsolete RFC 850
+ * and asctime forms too, as RFC 9110 asks of recipients), relative to now (Unix seconds).
+ * Surrounding whitespace and CRLF are ignored. Returns seconds to wait (>= 0; a date in
+ * the past gives 0; delta-seconds saturate at 2^31) or -1 if unparseable. */
 int64_t retry_after_parse(const char *value, int64_t now);
 
 /* The delay actually used when the receiver sent Retry-After: at least retry_after_s (capped
- * at cap_s), never less than the scheduled delay_ms. */
+ * at cap_s), never less than the scheduled delay_ms. RETRY_EXHAUSTED stays exhausted and a
+ * negative retry_after_s (unparseable) leaves delay_ms unchanged. */
 int64_t retry_with_retry_after(int64_t delay_ms, int64_t retry_after_s, uint32_t cap_s);
 
 #endif
