@@ -36,14 +36,21 @@ int sign_key_generate(enum sign_kind kind, char *out, size_t outlen);
 /* Writes the "whpk_..." public key of an Ed25519 secret key. HOOKD_EINVAL for HMAC keys. */
 int sign_key_public_text(const struct sign_key *key, char *out, size_t outlen);
 
-/* Writes one signature entry ("v1,..." or "v1a,...") over id.timestamp.body to out. */
+/* Writes one signature entry ("v1,..." or "v1a,...") over id.timestamp.body to out
+ * (SIGN_TEXT_MAX always suffices). v1 (HMAC) feeds the pieces to the MAC and never
+ * allocates; v1a (Ed25519) allocates one buffer of id + timestamp + body for the call,
+ * because pure Ed25519 needs the message contiguous. HOOKD_EINVAL for an id that is empty
+ * or contains "." (the spec forbids it: it makes the signed content ambiguous), a public
+ * key, or an out buffer too small; HOOKD_ENOMEM if the v1a buffer cannot be allocated. */
 int sign_compute(const struct sign_key *key, const char *id, int64_t timestamp,
 		 const void *body, size_t body_len, char *out, size_t outlen);
 
 /* Verifies a webhook-signature header (space-separated entries; any valid entry wins)
  * with key (HMAC, Ed25519 secret or public). The timestamp text must be integer Unix seconds
- * within tolerance_s of now. Returns HOOKD_OK, or HOOKD_ECRYPTO with a reason in err
- * ("timestamp too old", "no matching signature", ...). */
+ * within tolerance_s of now (digits only, no sign or leading zeros). Returns HOOKD_OK, or
+ * HOOKD_ECRYPTO with a reason in err ("timestamp too old", "no matching signature", ...);
+ * HOOKD_EINVAL if key is not a parsed key or tolerance_s < 0. Entries of the other version
+ * (v1a for an HMAC key, v1 for an Ed25519 key) are ignored. err may be NULL. */
 int sign_verify(const struct sign_key *key, const char *id, const char *timestamp,
 		const void *body, size_t body_len, const char *signature_header, int64_t now,
 		int64_t tolerance_s, char *err, size_t errlen);
