@@ -315,7 +315,7 @@ bool ssrf_policy_check(const struct ssrf_policy *p, const struct sockaddr *sa,
 		*cls = c;
 	if (c == SSRF_PUBLIC)
 		return true;
-	if (!p || p->n_allow == 0)
+	if (!sa || !p || p->n_allow == 0)
 		return false;
 
 	if (sa->sa_family == AF_INET) {

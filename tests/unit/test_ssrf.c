@@ -268,6 +268,8 @@ static void test_allow_list(void)
 	CHECK(!allowed(&p, "fe80::1", NULL));
 	CHECK(ssrf_policy_allow(&p, "::/0", err, sizeof(err)) == HOOKD_OK);
 	CHECK(allowed(&p, "fe80::1", NULL));
+	/* Even allow-everything refuses a missing or non-IP address. */
+	CHECK(!ssrf_policy_check(&p, NULL, &cls) && cls == SSRF_RESERVED);
 	ssrf_policy_free(&p);
 	ssrf_policy_free(&p); /* twice is harmless */
 	ssrf_policy_free(NULL);
