@@ -387,3 +387,130 @@ int store_kv_now(struct store *s, MDB_dbi dbi, const void *key, size_t klen, con
 	free(kv);
 	return rc;
 }
+
+struct store_batch *store_batch_new(void)
+{
+	return calloc(1, sizeof(struct store_batch));
+}
+
+static int store_batch_add(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen,
+			   const void *val, size_t vlen, int del)
+{
+	struct store_batch_item *it;
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 8;
+		struct store_batch_item *n = realloc(b->items, cap * sizeof(*n));
+		if (!n)
+			return HOOKD_ENOMEM;
+		b->items = n;
+		b->cap = cap;
+	}
+	it = &b->items[b->n];
+	memset(it, 0, sizeof(*it));
+	it->key = malloc(klen + vlen + 1);
+	if (!it->key)
+		return HOOKD_ENOMEM;
+	memcpy(it->key, key, klen);
+	it->val = it->key + klen;
+	if (vlen)
+		memcpy(it->val, val, vlen);
+	it->dbi = dbi;
+	it->klen = klen;
+	it->vlen = vlen;
+	it->del = del;
+	b->n++;
+	return HOOKD_OK;
+}
+
+int store_batch_put(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen,
+		    const void *val, size_t vlen)
+{
+	return store_batch_add(b, dbi, key, klen, val, vlen, 0);
+}
+
+int store_batch_del(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen)
+{
+	return store_batch_add(b, dbi, key, klen, NULL, 0, 1);
+}
+
+void store_batch_guard(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen,
+		       int64_t now_ms)
+{
+	if (klen > sizeof(b->guard_key))
+		klen = sizeof(b->guard_key);
+	b->has_guard = 1;
+	b->guard_dbi = dbi;
+	memcpy(b->guard_key, key, klen);
+	b->guard_klen = klen;
+	b->guard_now_ms = now_ms;
+}
+
+static int store_batch_apply(struct store *s, MDB_txn *txn, struct store_op *op)
+{
+	struct store_batch *b = (struct store_batch *)op;
+	int rc;
+	if (b->has_guard) {
+		MDB_val k = {b->guard_klen, b->guard_key}, v;
+		rc = mdb_get(txn, b->guard_dbi, &k, &v);
+		if (rc == 0 && v.mv_size >= 8 &&
+		    (int64_t)store_get_be64(v.mv_data) > b->guard_now_ms) {
+			size_t n = v.mv_size - 8 < sizeof(b->dup_value) - 1 ? v.mv_size - 8
+									     : sizeof(b->dup_value) - 1;
+			memcpy(b->dup_value, (char *)v.mv_data + 8, n);
+			b->dup_value[n] = 0;
+			return HOOKD_EDUPLICATE;
+		}
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return store_err(rc, "guard");
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct store_batch_item *it = &b->items[i];
+		MDB_val k = {it->klen, it->key}, v = {it->vlen, it->val};
+		if (it->del) {
+			rc = mdb_del(txn, it->dbi, &k, NULL);
+			if (rc == MDB_NOTFOUND)
+				rc = 0;
+		} else {
+			rc = mdb_put(txn, it->dbi, &k, &v, 0);
+		}
+		if (rc != 0)
+			return store_err(rc, "batch write");
+	}
+	return HOOKD_OK;
+}
+
+void store_batch_free(struct store_batch *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < b->n; i++)
+		free(b->items[i].key);
+	free(b->items);
+	free(b);
+}
+
+static void store_batch_done(struct store_op *op)
+{
+	struct store_batch *b = (struct store_batch *)op;
+	if (b->cb)
+		b->cb(b);
+	store_batch_free(b);
+}
+
+void store_batch_submit(struct store *s, struct store_batch *b, unsigned flags,
+			void (*cb)(struct store_batch *b), void *arg)
+{
+	b->op.apply = store_batch_apply;
+	b->op.done = store_batch_done;
+	b->op.flags = flags;
+	b->cb = cb;
+	b->arg = arg;
+	store_submit(s, &b->op);
+}
+
+int store_batch_write_now(struct store *s, struct store_batch *b)
+{
+	b->op.apply = store_batch_apply;
+	b->op.done = NULL;
+	return store_write_now(s, &b->op);
+}

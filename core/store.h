@@ -101,4 +101,45 @@ int store_kv_submit(struct store *s, MDB_dbi dbi, const void *key, size_t klen, 
 /* The same, synchronously (startup only). */
 int store_kv_now(struct store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
 		 size_t vlen);
+
+/* A multi-key write, applied atomically within the batch's transaction: the delivery path's
+ * op (attempt + record + due index) and the publish op (message + deliveries + due index +
+ * idempotency key). Items are copied in. An optional idempotency guard makes the whole op
+ * fail with HOOKD_EDUPLICATE, writing nothing, when the guard key exists and has not
+ * expired; dup_value then holds the stored value after its 8-byte expiry. */
+struct store_batch_item {
+	MDB_dbi dbi;
+	int del;
+	size_t klen, vlen;
+	unsigned char *key, *val; /* owned */
+};
+
+struct store_batch {
+	struct store_op op; /* first */
+	struct store_batch_item *items;
+	size_t n, cap;
+	int has_guard;
+	MDB_dbi guard_dbi;
+	unsigned char guard_key[320];
+	size_t guard_klen;
+	int64_t guard_now_ms;
+	char dup_value[128];
+	void (*cb)(struct store_batch *b);
+	void *arg;
+};
+
+struct store_batch *store_batch_new(void);
+int store_batch_put(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen,
+		    const void *val, size_t vlen);
+int store_batch_del(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen);
+/* Sets the idempotency guard (key <= 320 bytes). */
+void store_batch_guard(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen,
+		       int64_t now_ms);
+/* Queues b; cb runs on the loop thread with b->op.rc set, then b is freed. */
+void store_batch_submit(struct store *s, struct store_batch *b, unsigned flags,
+			void (*cb)(struct store_batch *b), void *arg);
+void store_batch_free(struct store_batch *b);
+/* Applies b synchronously (startup only); b stays the caller's. */
+int store_batch_write_now(struct store *s, struct store_batch *b);
+
 #endif

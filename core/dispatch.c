@@ -1,0 +1,723 @@
+/* dispatch.c - scheduling, sending, and recording deliveries. */
+#include "dispatch.h"
+
+#include "clock.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "registry.h"
+#include "retry.h"
+#include "sign.h"
+#include "store.h"
+#include "transport.h"
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Deliveries started per timer tick before yielding to the loop, so a backlog that becomes
+ * due at once (a restart after an outage) does not starve the API. */
+#define DISPATCH_TICK_MAX 512
+
+struct dispatch {
+	struct event_base *base;
+	struct store *store;
+	struct registry *reg;
+	const struct config *cfg;
+	struct transport *http;
+	struct delivery **heap;
+	size_t heap_n, heap_cap;
+	struct strmap live;
+	struct event *timer;
+	uint32_t inflight;
+	struct dispatch_stats stats;
+};
+
+struct body *body_new(const char *data, size_t len)
+{
+	struct body *b = malloc(sizeof(*b) + len + 1);
+	if (!b)
+		return NULL;
+	b->refs = 1;
+	b->len = len;
+	memcpy(b->data, data, len);
+	b->data[len] = 0;
+	return b;
+}
+
+void body_unref(struct body *b)
+{
+	if (b && --b->refs == 0)
+		free(b);
+}
+
+struct delivery *delivery_new(const char *id, const char *msg_id, const char *app_id,
+			      struct endpoint *ep, struct body *body, int64_t now_ms)
+{
+	struct delivery *dv = calloc(1, sizeof(*dv));
+	if (!dv)
+		return NULL;
+	dv->app_id = strdup(app_id);
+	if (!dv->app_id) {
+		free(dv);
+		return NULL;
+	}
+	snprintf(dv->id, sizeof(dv->id), "%s", id);
+	snprintf(dv->msg_id, sizeof(dv->msg_id), "%s", msg_id);
+	dv->ep = ep;
+	endpoint_ref(ep);
+	dv->body = body;
+	if (body)
+		body->refs++;
+	dv->state = DLV_PENDING;
+	dv->next_at_ms = now_ms;
+	dv->created_ms = now_ms;
+	dv->heap_idx = SIZE_MAX;
+	return dv;
+}
+
+void delivery_free(struct delivery *dv)
+{
+	if (!dv)
+		return;
+	if (dv->ep)
+		endpoint_unref(dv->ep);
+	body_unref(dv->body);
+	for (size_t i = 0; i < dv->n_extra; i++)
+		free(dv->extra_lines[i]);
+	free(dv->extra_lines);
+	free(dv->headers_json);
+	free(dv->app_id);
+	free(dv);
+}
+
+int delivery_set_headers(struct delivery *dv, const char *headers_json)
+{
+	json_t *h = json_loads(headers_json, 0, NULL);
+	const char *k;
+	json_t *v;
+	if (!json_is_object(h)) {
+		json_decref(h);
+		return HOOKD_EINVAL;
+	}
+	dv->headers_json = strdup(headers_json);
+	dv->extra_lines = calloc(json_object_size(h) + 1, sizeof(char *));
+	if (!dv->headers_json || !dv->extra_lines) {
+		json_decref(h);
+		return HOOKD_ENOMEM;
+	}
+	json_object_foreach(h, k, v) {
+		size_t n = strlen(k) + strlen(json_string_value(v) ?: "") + 3;
+		char *line = malloc(n);
+		if (!line)
+			break;
+		snprintf(line, n, "%s: %s", k, json_string_value(v) ?: "");
+		dv->extra_lines[dv->n_extra++] = line;
+	}
+	json_decref(h);
+	return HOOKD_OK;
+}
+
+/* ---- the heap (by next_at_ms) ---- */
+
+static void heap_swap(struct dispatch *d, size_t i, size_t j)
+{
+	struct delivery *t = d->heap[i];
+	d->heap[i] = d->heap[j];
+	d->heap[j] = t;
+	d->heap[i]->heap_idx = i;
+	d->heap[j]->heap_idx = j;
+}
+
+static void heap_up(struct dispatch *d, size_t i)
+{
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (d->heap[p]->next_at_ms <= d->heap[i]->next_at_ms)
+			break;
+		heap_swap(d, i, p);
+		i = p;
+	}
+}
+
+static void heap_down(struct dispatch *d, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < d->heap_n && d->heap[l]->next_at_ms < d->heap[m]->next_at_ms)
+			m = l;
+		if (r < d->heap_n && d->heap[r]->next_at_ms < d->heap[m]->next_at_ms)
+			m = r;
+		if (m == i)
+			break;
+		heap_swap(d, i, m);
+		i = m;
+	}
+}
+
+static int heap_push(struct dispatch *d, struct delivery *dv)
+{
+	if (d->heap_n == d->heap_cap) {
+		size_t cap = d->heap_cap ? d->heap_cap * 2 : 1024;
+		struct delivery **n = realloc(d->heap, cap * sizeof(*n));
+		if (!n)
+			return HOOKD_ENOMEM;
+		d->heap = n;
+		d->heap_cap = cap;
+	}
+	d->heap[d->heap_n] = dv;
+	dv->heap_idx = d->heap_n++;
+	heap_up(d, dv->heap_idx);
+	return HOOKD_OK;
+}
+
+static struct delivery *heap_pop(struct dispatch *d)
+{
+	struct delivery *top = d->heap[0];
+	d->heap_n--;
+	if (d->heap_n) {
+		d->heap[0] = d->heap[d->heap_n];
+		d->heap[0]->heap_idx = 0;
+		heap_down(d, 0);
+	}
+	top->heap_idx = SIZE_MAX;
+	return top;
+}
+
+static void dispatch_arm(struct dispatch *d)
+{
+	int64_t wait;
+	struct timeval tv;
+	if (!d->heap_n) {
+		evtimer_del(d->timer);
+		return;
+	}
+	wait = d->heap[0]->next_at_ms - clock_now_ms();
+	if (wait < 0)
+		wait = 0;
+	tv.tv_sec = wait / 1000;
+	tv.tv_usec = (wait % 1000) * 1000;
+	evtimer_add(d->timer, &tv);
+}
+
+/* ---- persistence ---- */
+
+static size_t due_key(unsigned char *out, int64_t at_ms, const char *id)
+{
+	size_t n = strlen(id);
+	store_be64(out, (uint64_t)at_ms);
+	memcpy(out + 8, id, n);
+	return 8 + n;
+}
+
+int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv, int64_t now_ms)
+{
+	struct delivery_rec r = {0};
+	unsigned char *enc = NULL, key[512];
+	size_t len, klen;
+	int rc;
+
+	r.state = dv->state == DLV_INFLIGHT ? DLV_PENDING : dv->state;
+	r.attempts = dv->attempts;
+	r.cycle_failures = dv->cycle_failures;
+	r.last_status = dv->last_status;
+	r.next_at_ms = dv->next_at_ms;
+	r.created_ms = dv->created_ms;
+	r.updated_ms = now_ms;
+	r.app_id = dv->app_id;
+	r.msg_id = dv->msg_id;
+	r.ep_id = dv->ep->id;
+	r.last_error = dv->last_error;
+	r.body = dv->custom_body ? dv->body->data : NULL;
+	r.body_len = dv->custom_body ? dv->body->len : 0;
+	r.headers = dv->headers_json;
+	if ((rc = record_encode(&r, &enc, &len)) != HOOKD_OK)
+		return rc;
+	rc = store_batch_put(b, s->deliveries, dv->id, strlen(dv->id), enc, len);
+	free(enc);
+	if (rc)
+		return rc;
+	if (dv->due_key_ms && (r.state != DLV_PENDING || dv->due_key_ms != dv->next_at_ms)) {
+		klen = due_key(key, dv->due_key_ms, dv->id);
+		if ((rc = store_batch_del(b, s->due, key, klen)))
+			return rc;
+		dv->due_key_ms = 0;
+	}
+	if (r.state == DLV_PENDING && dv->due_key_ms != dv->next_at_ms) {
+		klen = due_key(key, dv->next_at_ms, dv->id);
+		if ((rc = store_batch_put(b, s->due, key, klen, "", 0)))
+			return rc;
+		dv->due_key_ms = dv->next_at_ms;
+	}
+	if (r.state == DLV_DEAD) {
+		size_t a = strlen(dv->app_id), n = strlen(dv->id);
+		memcpy(key, dv->app_id, a);
+		key[a] = 0;
+		store_be64(key + a + 1, (uint64_t)now_ms);
+		memcpy(key + a + 9, dv->id, n);
+		if ((rc = store_batch_put(b, s->dead, key, a + 9 + n, "", 0)))
+			return rc;
+	}
+	return HOOKD_OK;
+}
+
+static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
+				    const struct transport_result *res, int64_t at_ms)
+{
+	struct store_batch *b = store_batch_new();
+	unsigned char key[DELIVERY_ID_MAX + 8];
+	size_t n = strlen(dv->id);
+	char iso[CLOCK_ISO_LEN];
+	json_t *a;
+	char *text;
+
+	if (!b)
+		return;
+	clock_iso8601(at_ms, iso);
+	a = json_pack("{s:s, s:s, s:I, s:s, s:I}", "delivery_id", dv->id, "endpoint_id",
+		      dv->ep->id, "attempt", (json_int_t)dv->attempts, "at", iso, "duration_ms",
+		      (json_int_t)res->duration_ms);
+	json_object_set_new(a, "status", res->status ? json_integer(res->status) : json_null());
+	json_object_set_new(a, "error", res->error[0] ? json_string(res->error) : json_null());
+	json_object_set_new(a, "response", json_stringn_nocheck(res->response ? res->response : "",
+								 res->response_len));
+	/* Bytes that are not UTF-8 would make jansson refuse to dump: keep a placeholder. */
+	text = json_dumps(a, JSON_COMPACT);
+	if (!text) {
+		json_object_set_new(a, "response", json_string("(binary response not shown)"));
+		text = json_dumps(a, JSON_COMPACT);
+	}
+	json_decref(a);
+	memcpy(key, dv->id, n);
+	key[n] = 0;
+	store_be32(key + n + 1, dv->attempts);
+	if (!text || store_batch_put(b, d->store->attempts, key, n + 5, text, strlen(text)) ||
+	    dispatch_persist(d->store, b, dv, at_ms)) {
+		log_error("dispatch: cannot record attempt %u of %s", dv->attempts, dv->id);
+		free(text);
+		store_batch_free(b);
+		return;
+	}
+	free(text);
+	store_batch_submit(d->store, b, 0, NULL, NULL);
+}
+
+/* ---- sending ---- */
+
+static void dispatch_pump(struct dispatch *d);
+static void dispatch_start(struct dispatch *d, struct delivery *dv);
+
+static void dispatch_forget(struct dispatch *d, struct delivery *dv)
+{
+	strmap_del(&d->live, dv->id);
+	delivery_free(dv);
+}
+
+static void wait_push(struct endpoint *ep, struct delivery *dv)
+{
+	dv->wait_next = NULL;
+	dv->waiting = 1;
+	if (ep->wait_tail)
+		ep->wait_tail->wait_next = dv;
+	else
+		ep->wait_head = dv;
+	ep->wait_tail = dv;
+}
+
+static struct delivery *wait_pop(struct endpoint *ep)
+{
+	struct delivery *dv = ep->wait_head;
+	if (!dv)
+		return NULL;
+	ep->wait_head = dv->wait_next;
+	if (!ep->wait_head)
+		ep->wait_tail = NULL;
+	dv->wait_next = NULL;
+	dv->waiting = 0;
+	return dv;
+}
+
+static void dispatch_disable_endpoint(struct dispatch *d, struct endpoint *ep, const char *why)
+{
+	char key[320];
+	char *text;
+	size_t klen;
+	ep->disabled = true;
+	json_object_set_new(ep->json, "disabled", json_true());
+	json_object_set_new(ep->json, "disabled_reason", json_string(why));
+	text = json_dumps(ep->json, JSON_COMPACT);
+	klen = registry_endpoint_key(ep->app_id, ep->id, key);
+	if (text)
+		store_kv_submit(d->store, d->store->endpoints, key, klen, text, strlen(text), NULL,
+				NULL);
+	free(text);
+	log_warn("endpoint %s/%s disabled: %s", ep->app_id, ep->id, why);
+}
+
+static void dispatch_done(void *arg, const struct transport_result *res)
+{
+	struct delivery *dv = arg;
+	struct endpoint *ep = dv->ep;
+	struct dispatch *d = dv->dispatch;
+	int64_t now = clock_now_ms();
+
+	ep->inflight--;
+	d->inflight--;
+	d->stats.attempts++;
+	dv->last_status = res->status;
+	if (res->status >= 200 && res->status < 300) {
+		dv->state = DLV_SUCCEEDED;
+		dv->last_error[0] = 0;
+		d->stats.succeeded++;
+	} else {
+		if (res->status)
+			snprintf(dv->last_error, sizeof(dv->last_error), "HTTP %d", res->status);
+		else
+			snprintf(dv->last_error, sizeof(dv->last_error), "%s", res->error);
+		d->stats.failed++;
+		dv->cycle_failures++;
+		if (res->status == 410) {
+			char why[128], iso[CLOCK_ISO_LEN];
+			clock_iso8601(now, iso);
+			snprintf(why, sizeof(why), "endpoint answered 410 Gone at %s", iso);
+			if (!ep->disabled)
+				dispatch_disable_endpoint(d, ep, why);
+			dv->state = DLV_DEAD;
+			snprintf(dv->last_error, sizeof(dv->last_error),
+				 "HTTP 410 Gone: endpoint disabled");
+		} else {
+			const uint32_t *sched = ep->schedule ? ep->schedule : d->cfg->retry_schedule;
+			size_t n = ep->schedule ? ep->n_schedule : d->cfg->n_retry_schedule;
+			int64_t delay = retry_delay_ms(sched, n, dv->cycle_failures);
+			if (delay == RETRY_EXHAUSTED) {
+				char last[sizeof(dv->last_error)];
+				snprintf(last, sizeof(last), "%s", dv->last_error);
+				dv->state = DLV_DEAD;
+				snprintf(dv->last_error, sizeof(dv->last_error),
+					 "retry schedule exhausted after %u attempts; last: %.400s",
+					 dv->cycle_failures, last);
+			} else {
+				if ((res->status == 429 || res->status == 503) && res->retry_after_s >= 0)
+					delay = retry_with_retry_after(delay, res->retry_after_s,
+								       d->cfg->retry_after_cap_s);
+				dv->state = DLV_PENDING;
+				dv->next_at_ms = now + delay;
+			}
+		}
+		if (dv->state == DLV_DEAD)
+			d->stats.dead++;
+	}
+	dispatch_record_attempt(d, dv, res, now);
+
+	if (dv->state == DLV_PENDING && !ep->deleted)
+		heap_push(d, dv);
+	else
+		dispatch_forget(d, dv);
+
+	/* Capacity freed: this endpoint's waiters first (its FIFO order), then the heap. */
+	while (!ep->deleted && !ep->disabled && ep->wait_head &&
+	       ep->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
+		dispatch_start(d, wait_pop(ep));
+	dispatch_pump(d);
+}
+
+static void dispatch_start(struct dispatch *d, struct delivery *dv)
+{
+	struct endpoint *ep = dv->ep;
+	const struct endpoint_secret *secs[ENDPOINT_MAX_SECRETS];
+	int64_t now_ms = clock_now_ms(), ts = now_ms / 1000;
+	size_t n_sec = endpoint_active_secrets(ep, now_ms, secs, ENDPOINT_MAX_SECRETS);
+	char id_line[DELIVERY_ID_MAX + 16], ts_line[48];
+	char sig_line[32 + ENDPOINT_MAX_SECRETS * SIGN_TEXT_MAX];
+	const char *lines[8 + 64];
+	size_t n_lines = 0, off;
+	struct transport_request req;
+	struct transport_result fail;
+
+	snprintf(id_line, sizeof(id_line), "webhook-id: %s", dv->msg_id);
+	snprintf(ts_line, sizeof(ts_line), "webhook-timestamp: %lld", (long long)ts);
+	off = (size_t)snprintf(sig_line, sizeof(sig_line), "webhook-signature:");
+	for (size_t i = 0; i < n_sec; i++) {
+		sig_line[off++] = ' ';
+		if (sign_compute(&secs[i]->key, dv->msg_id, ts, dv->body->data, dv->body->len,
+				 sig_line + off, sizeof(sig_line) - off) == HOOKD_OK)
+			off += strlen(sig_line + off);
+		else
+			off--;
+	}
+	sig_line[off] = 0;
+	lines[n_lines++] = "Content-Type: application/json";
+	lines[n_lines++] = id_line;
+	lines[n_lines++] = ts_line;
+	lines[n_lines++] = sig_line;
+	for (size_t i = 0; i < ep->n_headers && n_lines < 40; i++)
+		lines[n_lines++] = ep->header_lines[i];
+	for (size_t i = 0; i < dv->n_extra && n_lines < 72; i++)
+		lines[n_lines++] = dv->extra_lines[i];
+
+	memset(&req, 0, sizeof(req));
+	req.url = ep->url;
+	req.headers = lines;
+	req.n_headers = n_lines;
+	req.body = dv->body->data;
+	req.body_len = dv->body->len;
+	req.connect_timeout_ms = d->cfg->connect_timeout_ms;
+	req.timeout_ms = d->cfg->timeout_ms;
+	req.done = dispatch_done;
+	req.arg = dv;
+
+	dv->state = DLV_INFLIGHT;
+	dv->attempts++;
+	dv->dispatch = d;
+	ep->inflight++;
+	d->inflight++;
+	if (d->http->send(d->http, &req) != HOOKD_OK) {
+		memset(&fail, 0, sizeof(fail));
+		fail.retry_after_s = -1;
+		snprintf(fail.error, sizeof(fail.error), "could not start the request");
+		dispatch_done(dv, &fail);
+	}
+}
+
+/* Routes a due delivery: start it, or park it in its endpoint's FIFO. */
+static void dispatch_route(struct dispatch *d, struct delivery *dv)
+{
+	struct endpoint *ep = dv->ep;
+	if (ep->deleted) {
+		dispatch_forget(d, dv);
+		return;
+	}
+	if (ep->disabled || ep->wait_head || ep->inflight >= d->cfg->max_inflight_per_endpoint) {
+		wait_push(ep, dv);
+		return;
+	}
+	dispatch_start(d, dv);
+}
+
+static void dispatch_pump(struct dispatch *d)
+{
+	int64_t now = clock_now_ms();
+	int n = 0;
+	while (d->heap_n && d->heap[0]->next_at_ms <= now && d->inflight < d->cfg->max_inflight &&
+	       n++ < DISPATCH_TICK_MAX)
+		dispatch_route(d, heap_pop(d));
+	if (d->heap_n && d->heap[0]->next_at_ms <= now && d->inflight < d->cfg->max_inflight) {
+		struct timeval zero = {0, 0};
+		evtimer_add(d->timer, &zero); /* more due: continue after other events */
+		return;
+	}
+	dispatch_arm(d);
+}
+
+static void dispatch_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	dispatch_pump(arg);
+}
+
+void dispatch_add(struct dispatch *d, struct delivery *dv)
+{
+	if (dv->state != DLV_PENDING || dv->ep->deleted) {
+		delivery_free(dv);
+		return;
+	}
+	if (strmap_put(&d->live, dv->id, dv) != HOOKD_OK || heap_push(d, dv) != HOOKD_OK) {
+		log_error("dispatch: out of memory scheduling %s (it stays stored)", dv->id);
+		strmap_del(&d->live, dv->id);
+		delivery_free(dv);
+		return;
+	}
+	if (dv->heap_idx == 0)
+		dispatch_pump(d);
+}
+
+struct delivery *dispatch_live(struct dispatch *d, const char *dlv_id)
+{
+	return strmap_get(&d->live, dlv_id);
+}
+
+void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep)
+{
+	if (ep->disabled)
+		return;
+	while (!ep->deleted && ep->wait_head && ep->inflight < d->cfg->max_inflight_per_endpoint &&
+	       d->inflight < d->cfg->max_inflight)
+		dispatch_start(d, wait_pop(ep));
+}
+
+/* Builds the in-memory delivery for a stored record; bodies of plain deliveries come from
+ * the message (shared through bodies, keyed by message id, when given). */
+static struct delivery *dispatch_from_record(struct dispatch *d, MDB_txn *txn, const char *id,
+					     const struct delivery_rec *r, struct strmap *bodies)
+{
+	struct endpoint *ep = registry_endpoint(d->reg, r->app_id, r->ep_id);
+	struct body *body = NULL;
+	struct delivery *dv;
+
+	if (!ep)
+		return NULL;
+	if (r->body_len) {
+		body = body_new(r->body, r->body_len);
+	} else {
+		body = bodies ? strmap_get(bodies, r->msg_id) : NULL;
+		if (body) {
+			body->refs++;
+		} else {
+			char key[320];
+			size_t klen = registry_endpoint_key(r->app_id, r->msg_id, key);
+			MDB_val k = {klen, key}, v;
+			if (mdb_get(txn, d->store->messages, &k, &v) != 0) {
+				log_error("dispatch: message %s of %s is missing", r->msg_id, id);
+				return NULL;
+			}
+			body = body_new(v.mv_data, v.mv_size);
+			if (body && bodies && strmap_put(bodies, r->msg_id, body) == HOOKD_OK)
+				body->refs++;
+		}
+	}
+	if (!body)
+		return NULL;
+	dv = delivery_new(id, r->msg_id, r->app_id, ep, body, r->created_ms);
+	body_unref(body);
+	if (!dv)
+		return NULL;
+	dv->custom_body = r->body_len > 0;
+	dv->state = r->state;
+	dv->attempts = r->attempts;
+	dv->cycle_failures = r->cycle_failures;
+	dv->last_status = r->last_status;
+	dv->next_at_ms = r->next_at_ms;
+	dv->due_key_ms = r->state == DLV_PENDING ? r->next_at_ms : 0;
+	snprintf(dv->last_error, sizeof(dv->last_error), "%s", r->last_error);
+	if (r->headers[0] && delivery_set_headers(dv, r->headers) != HOOKD_OK) {
+		delivery_free(dv);
+		return NULL;
+	}
+	return dv;
+}
+
+static void dispatch_drop_body(const char *key, void *value, void *arg)
+{
+	body_unref(value);
+}
+
+int dispatch_load(struct dispatch *d, char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	struct strmap bodies = {0};
+	struct store_batch *stale = store_batch_new();
+	size_t loaded = 0;
+	int rc;
+
+	if (!stale || store_read_begin(d->store, &txn) != HOOKD_OK) {
+		store_batch_free(stale);
+		snprintf(err, errlen, "cannot read the store");
+		return HOOKD_ESTORE;
+	}
+	mdb_cursor_open(txn, d->store->due, &cur);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		char id[DELIVERY_ID_MAX];
+		struct delivery_rec r;
+		MDB_val dk, dvv;
+		struct delivery *dv = NULL;
+		if (k.mv_size <= 8 || k.mv_size - 8 >= sizeof(id))
+			continue;
+		memcpy(id, (char *)k.mv_data + 8, k.mv_size - 8);
+		id[k.mv_size - 8] = 0;
+		dk.mv_data = id;
+		dk.mv_size = k.mv_size - 8;
+		if (mdb_get(txn, d->store->deliveries, &dk, &dvv) == 0 &&
+		    record_decode(dvv.mv_data, dvv.mv_size, &r) == HOOKD_OK &&
+		    r.state == DLV_PENDING && r.next_at_ms == (int64_t)store_get_be64(k.mv_data))
+			dv = dispatch_from_record(d, txn, id, &r, &bodies);
+		if (!dv) {
+			/* Endpoint deleted, record superseded or unreadable: drop the index entry. */
+			store_batch_del(stale, d->store->due, k.mv_data, k.mv_size);
+			continue;
+		}
+		if (strmap_put(&d->live, dv->id, dv) != HOOKD_OK || heap_push(d, dv) != HOOKD_OK) {
+			delivery_free(dv);
+			continue;
+		}
+		loaded++;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	strmap_each(&bodies, dispatch_drop_body, NULL);
+	strmap_free(&bodies);
+	if (stale->n)
+		log_info("dispatch: dropping %zu stale due-index entries", stale->n);
+	if (stale->n)
+		store_batch_write_now(d->store, stale);
+	store_batch_free(stale);
+	log_info("dispatch: %zu pending deliveries loaded", loaded);
+	dispatch_arm(d);
+	return HOOKD_OK;
+}
+
+int dispatch_load_one(struct dispatch *d, const char *dlv_id)
+{
+	MDB_txn *txn;
+	MDB_val k = {strlen(dlv_id), (void *)dlv_id}, v;
+	struct delivery_rec r;
+	struct delivery *dv = NULL;
+	if (dispatch_live(d, dlv_id))
+		return HOOKD_OK;
+	if (store_read_begin(d->store, &txn) != HOOKD_OK)
+		return HOOKD_ESTORE;
+	if (mdb_get(txn, d->store->deliveries, &k, &v) == 0 &&
+	    record_decode(v.mv_data, v.mv_size, &r) == HOOKD_OK && r.state == DLV_PENDING)
+		dv = dispatch_from_record(d, txn, dlv_id, &r, NULL);
+	mdb_txn_abort(txn);
+	if (!dv)
+		return HOOKD_ENOTFOUND;
+	dispatch_add(d, dv);
+	return HOOKD_OK;
+}
+
+void dispatch_get_stats(struct dispatch *d, struct dispatch_stats *out)
+{
+	*out = d->stats;
+	out->inflight = d->inflight;
+	out->pending = d->live.count;
+}
+
+int dispatch_new(struct event_base *base, struct store *store, struct registry *reg,
+		 const struct config *cfg, struct transport *http, struct dispatch **out)
+{
+	struct dispatch *d = calloc(1, sizeof(*d));
+	if (!d)
+		return HOOKD_ENOMEM;
+	d->base = base;
+	d->store = store;
+	d->reg = reg;
+	d->cfg = cfg;
+	d->http = http;
+	d->timer = evtimer_new(base, dispatch_timer_cb, d);
+	if (!d->timer) {
+		free(d);
+		return HOOKD_ENOMEM;
+	}
+	*out = d;
+	return HOOKD_OK;
+}
+
+static void dispatch_free_live(const char *key, void *value, void *arg)
+{
+	delivery_free(value);
+}
+
+void dispatch_free(struct dispatch *d)
+{
+	if (!d)
+		return;
+	strmap_each(&d->live, dispatch_free_live, NULL);
+	strmap_free(&d->live);
+	free(d->heap);
+	event_free(d->timer);
+	free(d);
+}

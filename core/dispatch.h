@@ -1,0 +1,104 @@
+/* dispatch.h - the scheduler and delivery engine (loop thread).
+ *
+ * Holds every pending delivery in memory: a min-heap by due time drives a single libevent
+ * timer; due deliveries go to their endpoint's transport subject to the global and
+ * per-endpoint in-flight caps (over-cap ones wait in the endpoint's FIFO, in order). Each
+ * outcome is written as an attempt plus the new delivery state through the store's writer
+ * (group commit), and the retry schedule decides what comes next. Message bodies are shared
+ * between the deliveries of a message (reference counted) and are signed per attempt, since
+ * webhook-timestamp is the time of the attempt. */
+#ifndef HOOKD_DISPATCH_H
+#define HOOKD_DISPATCH_H
+
+#include "id.h"
+#include "record.h"
+#include "strmap.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct store;
+struct store_batch;
+struct registry;
+struct endpoint;
+struct transport;
+struct config;
+
+/* Immutable bytes shared by reference (a message's envelope body). */
+struct body {
+	int refs;
+	size_t len;
+	char data[];
+};
+
+struct body *body_new(const char *data, size_t len);
+void body_unref(struct body *b);
+
+#define DELIVERY_ID_MAX (ID_MAX + 16)
+
+struct delivery {
+	char id[DELIVERY_ID_MAX];
+	char msg_id[ID_MAX];
+	char *app_id;              /* owned */
+	struct endpoint *ep;       /* reference held */
+	struct body *body;         /* reference held */
+	int custom_body;           /* body is a policy's output (kept in the record) */
+	char *headers_json;        /* policy headers as JSON object text, or NULL (owned) */
+	char **extra_lines;        /* the same as "Name: value" lines (owned) */
+	size_t n_extra;
+	int state;
+	uint32_t attempts, cycle_failures;
+	int32_t last_status;
+	int64_t next_at_ms;
+	int64_t due_key_ms;        /* time part of the due-index key in the store, 0 = none */
+	int64_t created_ms;
+	char last_error[512];
+	size_t heap_idx;           /* position in the heap, or SIZE_MAX */
+	struct delivery *wait_next;
+	int waiting;
+	struct dispatch *dispatch; /* set while in flight */
+};
+
+struct dispatch;
+
+int dispatch_new(struct event_base *base, struct store *store, struct registry *reg,
+		 const struct config *cfg, struct transport *http, struct dispatch **out);
+void dispatch_free(struct dispatch *d);
+
+/* Loads every pending delivery from the store (startup, before the loop runs). */
+int dispatch_load(struct dispatch *d, char *err, size_t errlen);
+
+/* New delivery for ep (reference taken), owned by the caller until dispatch_add. */
+struct delivery *delivery_new(const char *id, const char *msg_id, const char *app_id,
+			      struct endpoint *ep, struct body *body, int64_t now_ms);
+void delivery_free(struct delivery *dv);
+/* Sets policy output headers from a JSON object (copied). */
+int delivery_set_headers(struct delivery *dv, const char *headers_json);
+
+/* Adds the writes that store dv in its current state to batch (record, due key, dead key). */
+int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv,
+		     int64_t now_ms);
+
+/* Hands a stored, pending delivery to the scheduler (takes ownership). Non-pending ones
+ * are freed. */
+void dispatch_add(struct dispatch *d, struct delivery *dv);
+
+/* A live (pending or in-flight) delivery, or NULL. */
+struct delivery *dispatch_live(struct dispatch *d, const char *dlv_id);
+
+/* The endpoint was re-enabled (or its limits changed): release its waiting deliveries. */
+void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep);
+
+/* Loads a stored delivery (after a redrive committed) and schedules it now. */
+int dispatch_load_one(struct dispatch *d, const char *dlv_id);
+
+/* Counters for /metrics and the benchmark. */
+struct dispatch_stats {
+	uint64_t attempts, succeeded, failed, dead;
+	uint32_t inflight;
+	size_t pending;
+};
+void dispatch_get_stats(struct dispatch *d, struct dispatch_stats *out);
+
+#endif

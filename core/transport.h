@@ -1,0 +1,51 @@
+/* transport.h - how a delivery leaves the process. HTTP (libcurl multi on the event loop)
+ * is the first implementation; plugins add others behind the same interface.
+ *
+ * send() never blocks: it starts the request and returns; done() is called exactly once,
+ * later, on the loop thread, unless send() itself failed (then done is not called). */
+#ifndef HOOKD_TRANSPORT_H
+#define HOOKD_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Response bytes kept per attempt: enough for an error page's message, bounded so a
+ * receiver streaming megabytes back cannot grow the store (issue: "first bytes"). */
+#define TRANSPORT_RESPONSE_MAX 4096
+
+struct transport_result {
+	int status;               /* HTTP status, 0 if no response */
+	char error[256];          /* transport error ("" if a response came) */
+	int blocked;              /* refused by the destination policy */
+	const char *response;     /* first bytes of the body; valid during done() only */
+	size_t response_len;
+	int64_t duration_ms;
+	int64_t retry_after_s;    /* Retry-After in seconds, -1 if absent/unparseable */
+};
+
+struct transport_request {
+	const char *url;
+	const char *const *headers; /* "Name: value" lines; copied by send() */
+	size_t n_headers;
+	const char *body;         /* must stay valid until done() */
+	size_t body_len;
+	uint32_t connect_timeout_ms;
+	uint32_t timeout_ms;
+	void (*done)(void *arg, const struct transport_result *res);
+	void *arg;
+};
+
+struct transport {
+	const char *name;
+	int (*send)(struct transport *t, const struct transport_request *req);
+	void (*destroy)(struct transport *t);
+};
+
+struct event_base;
+struct ssrf_policy;
+
+/* The HTTP(S) transport. ssrf is borrowed and must outlive the transport. */
+struct transport *transport_http_new(struct event_base *base, const struct ssrf_policy *ssrf,
+				     char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,310 @@
+/* transport_http.c - deliveries over HTTP with libcurl's multi-socket API on libevent.
+ *
+ * One multi handle for the process: its connection cache gives keep-alive and reuse per
+ * host across deliveries. Sockets are opened by us (CURLOPT_OPENSOCKETFUNCTION) so the
+ * destination policy sees the address curl is about to connect to, after DNS: a host name
+ * that resolves or rebinds to a private address is refused there. */
+#include "transport.h"
+
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "retry.h"
+#include "ssrf.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Idle connections kept in the cache: a few per busy endpoint; past this curl closes the
+ * oldest. 256 covers a few hundred active endpoints without hoarding file descriptors. */
+#define HTTP_MAX_CONNECTS 256
+/* Free easy handles kept for reuse (saves curl_easy_init's allocations per attempt). */
+#define HTTP_POOL_MAX 256
+
+struct http_transport;
+
+struct http_xfer {
+	struct http_transport *t;
+	CURL *easy;
+	struct curl_slist *headers;
+	void (*done)(void *arg, const struct transport_result *res);
+	void *arg;
+	int64_t started_ns;
+	int blocked;
+	char blocked_msg[200];
+	size_t resp_len;
+	char resp[TRANSPORT_RESPONSE_MAX];
+	struct http_xfer *next_free;
+};
+
+struct http_sock {
+	struct event *ev;
+	curl_socket_t fd;
+};
+
+struct http_transport {
+	struct transport base;
+	struct event_base *evbase;
+	CURLM *multi;
+	struct event *timer;
+	const struct ssrf_policy *ssrf;
+	struct http_xfer *pool;
+	size_t pool_n;
+};
+
+static void http_check_done(struct http_transport *t);
+
+static void http_event_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_transport *t = arg;
+	int running, flags = 0;
+	if (what & EV_READ)
+		flags |= CURL_CSELECT_IN;
+	if (what & EV_WRITE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(t->multi, fd, flags, &running);
+	http_check_done(t);
+}
+
+static void http_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_transport *t = arg;
+	int running;
+	curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	http_check_done(t);
+}
+
+static int http_timer_fn(CURLM *multi, long timeout_ms, void *arg)
+{
+	struct http_transport *t = arg;
+	if (timeout_ms < 0) {
+		evtimer_del(t->timer);
+	} else {
+		struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+		evtimer_add(t->timer, &tv);
+	}
+	return 0;
+}
+
+static int http_socket_fn(CURL *easy, curl_socket_t fd, int what, void *arg, void *sockp)
+{
+	struct http_transport *t = arg;
+	struct http_sock *s = sockp;
+
+	if (what == CURL_POLL_REMOVE) {
+		if (s) {
+			event_free(s->ev);
+			free(s);
+			curl_multi_assign(t->multi, fd, NULL);
+		}
+		return 0;
+	}
+	if (!s) {
+		s = calloc(1, sizeof(*s));
+		if (!s)
+			return -1;
+		s->fd = fd;
+		curl_multi_assign(t->multi, fd, s);
+	} else {
+		event_free(s->ev);
+	}
+	short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
+		     ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
+	s->ev = event_new(t->evbase, fd, kind, http_event_cb, t);
+	event_add(s->ev, NULL);
+	return 0;
+}
+
+static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct http_xfer *x = arg;
+	size_t n = size * nmemb, room = sizeof(x->resp) - x->resp_len;
+	memcpy(x->resp + x->resp_len, data, n < room ? n : room);
+	x->resp_len += n < room ? n : room;
+	return n; /* swallow the rest: only the first bytes are kept */
+}
+
+static curl_socket_t http_opensocket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct http_xfer *x = arg;
+	enum ssrf_class cls;
+	if (!ssrf_policy_check(x->t->ssrf, &a->addr, &cls)) {
+		char text[INET6_ADDRSTRLEN] = "?";
+		if (a->family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&a->addr)->sin_addr, text, sizeof(text));
+		else if (a->family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&a->addr)->sin6_addr, text, sizeof(text));
+		x->blocked = 1;
+		snprintf(x->blocked_msg, sizeof(x->blocked_msg),
+			 "destination blocked: %s is a %s address (not in security.allow_destinations)",
+			 text, ssrf_class_name(cls));
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype, a->protocol);
+}
+
+static void http_xfer_release(struct http_transport *t, struct http_xfer *x)
+{
+	curl_slist_free_all(x->headers);
+	x->headers = NULL;
+	if (t->pool_n < HTTP_POOL_MAX) {
+		x->next_free = t->pool;
+		t->pool = x;
+		t->pool_n++;
+	} else {
+		curl_easy_cleanup(x->easy);
+		free(x);
+	}
+}
+
+static void http_check_done(struct http_transport *t)
+{
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(t->multi, &left))) {
+		struct http_xfer *x;
+		struct transport_result res;
+		struct curl_header *h;
+		long status = 0;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+		curl_multi_remove_handle(t->multi, x->easy);
+		memset(&res, 0, sizeof(res));
+		res.retry_after_s = -1;
+		res.duration_ms = (clock_mono_ns() - x->started_ns) / 1000000;
+		if (m->data.result == CURLE_OK) {
+			curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+			res.status = (int)status;
+			if (curl_easy_header(x->easy, "Retry-After", 0, CURLH_HEADER, -1, &h) ==
+			    CURLHE_OK)
+				res.retry_after_s = retry_after_parse(h->value, clock_now_ms() / 1000);
+		} else if (x->blocked) {
+			res.blocked = 1;
+			snprintf(res.error, sizeof(res.error), "%s", x->blocked_msg);
+		} else {
+			snprintf(res.error, sizeof(res.error), "%s", curl_easy_strerror(m->data.result));
+		}
+		res.response = x->resp;
+		res.response_len = x->resp_len;
+		x->done(x->arg, &res);
+		http_xfer_release(t, x);
+	}
+}
+
+static int http_send(struct transport *base, const struct transport_request *req)
+{
+	struct http_transport *t = (struct http_transport *)base;
+	struct http_xfer *x = t->pool;
+	struct curl_slist *hl = NULL;
+
+	if (x) {
+		t->pool = x->next_free;
+		t->pool_n--;
+		curl_easy_reset(x->easy);
+	} else {
+		x = calloc(1, sizeof(*x));
+		if (!x)
+			return HOOKD_ENOMEM;
+		x->easy = curl_easy_init();
+		if (!x->easy) {
+			free(x);
+			return HOOKD_ENOMEM;
+		}
+	}
+	x->t = t;
+	x->blocked = 0;
+	x->resp_len = 0;
+	x->done = req->done;
+	x->arg = req->arg;
+	for (size_t i = 0; i < req->n_headers; i++) {
+		struct curl_slist *n = curl_slist_append(hl, req->headers[i]);
+		if (!n) {
+			curl_slist_free_all(hl);
+			http_xfer_release(t, x);
+			return HOOKD_ENOMEM;
+		}
+		hl = n;
+	}
+	/* An empty Expect stops curl from waiting for "100 Continue" on bodies over 1 KiB:
+	 * a full round trip per delivery otherwise. */
+	hl = curl_slist_append(hl, "Expect:");
+	x->headers = hl;
+
+	CURL *e = x->easy;
+	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "hookd/" HOOKD_VERSION);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_opensocket_cb);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	x->started_ns = clock_mono_ns();
+	if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
+		http_xfer_release(t, x);
+		return HOOKD_EIO;
+	}
+	return HOOKD_OK;
+}
+
+static void http_destroy(struct transport *base)
+{
+	struct http_transport *t = (struct http_transport *)base;
+	struct http_xfer *x, *next;
+	if (!t)
+		return;
+	for (x = t->pool; x; x = next) {
+		next = x->next_free;
+		curl_easy_cleanup(x->easy);
+		free(x);
+	}
+	if (t->multi)
+		curl_multi_cleanup(t->multi);
+	if (t->timer)
+		event_free(t->timer);
+	free(t);
+}
+
+struct transport *transport_http_new(struct event_base *base, const struct ssrf_policy *ssrf,
+				     char *err, size_t errlen)
+{
+	struct http_transport *t = calloc(1, sizeof(*t));
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	t->base.name = "http";
+	t->base.send = http_send;
+	t->base.destroy = http_destroy;
+	t->evbase = base;
+	t->ssrf = ssrf;
+	t->multi = curl_multi_init();
+	t->timer = evtimer_new(base, http_timer_cb, t);
+	if (!t->multi || !t->timer) {
+		snprintf(err, errlen, "cannot create the HTTP client");
+		http_destroy(&t->base);
+		return NULL;
+	}
+	curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, http_socket_fn);
+	curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
+	curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, http_timer_fn);
+	curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
+	curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, (long)HTTP_MAX_CONNECTS);
+	return &t->base;
+}
