@@ -501,7 +501,7 @@ static const char *cfg_size_text(uint64_t v, char *buf, size_t len)
 			return buf;
 		}
 	}
-	snprintf(buf, len, "%llu bytes", (unsigned long long)v);
+	snprintf(buf, len, "%lluB", (unsigned long long)v);
 	return buf;
 }
 
@@ -1052,6 +1052,10 @@ static void cfg_fail_unknown(struct cfg_ctx *ctx, const struct ynode *k,
 	size_t best_d = 3; /* suggest only close misspellings */
 	for (const struct cfg_field *f = fields; f->key; f++) {
 		size_t d = cfg_distance(k->text, f->key);
+		size_t kl = strlen(k->text), fl = strlen(f->key);
+		/* "timeout" for "timeout_ms": a unit suffix left out is a common slip. */
+		if (kl >= 4 && kl < fl && strncmp(k->text, f->key, kl) == 0)
+			d = 1;
 		if (d < best_d) {
 			best_d = d;
 			best = f->key;
@@ -1092,9 +1096,14 @@ static int cfg_get_uint(struct cfg_ctx *ctx, const struct ynode *v, const char *
 	uint64_t n = 0;
 	bool neg, overflow;
 	char show[64];
-	if (v->kind != YNODE_SCALAR || v->quoted ||
-	    !cfg_parse_decimal(v->text, &n, &neg, &overflow)) {
+	if (v->kind != YNODE_SCALAR || !cfg_parse_decimal(v->text, &n, &neg, &overflow)) {
 		cfg_fail_type(ctx, v, path, "an integer");
+		return ctx->rc;
+	}
+	if (v->quoted) {
+		/* YAML says a quoted 100 is text; say so rather than print '100' as not a number. */
+		cfg_fail(ctx, v->line, path, "expected an integer, got the string %s (remove the quotes)",
+			 cfg_show(v, show, sizeof(show)));
 		return ctx->rc;
 	}
 	if (neg || overflow || n < min || n > max) {
