@@ -8,6 +8,7 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "ssrf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -792,7 +793,7 @@ bad:
 
 /* allow_destinations entries: "a.b.c.d/n", "x::y/n" or a bare address (/32, /128). Bits
  * set beyond the prefix are refused with the corrected network: "192.168.1.0/16" is far
- * more often a typo than a wish. The SSRF module parses the same text at start. */
+ * more often a typo than a wish. */
 static int cfg_check_cidr(struct cfg_ctx *ctx, const struct ynode *v, const char *path)
 {
 	char buf[INET6_ADDRSTRLEN + 8], show[64];
@@ -846,6 +847,20 @@ static int cfg_check_cidr(struct cfg_ctx *ctx, const struct ynode *v, const char
 			goto bad;
 		cfg_fail(ctx, v->line, path, "%s has bits set after the /%u prefix; write %s/%u",
 			 cfg_show(v, show, sizeof(show)), prefix, net, prefix);
+		return ctx->rc;
+	}
+	/* The SSRF module has the last word: whatever passes here is what it will be given
+	 * at start, so a config that loads cannot fail there. */
+	struct ssrf_policy pol = {0};
+	char why[256];
+	int rc = ssrf_policy_allow(&pol, s, why, sizeof(why));
+	ssrf_policy_free(&pol);
+	if (rc == HOOKD_ENOMEM) {
+		cfg_nomem(ctx);
+		return ctx->rc;
+	}
+	if (rc != HOOKD_OK) {
+		cfg_fail(ctx, v->line, path, "%s", why);
 		return ctx->rc;
 	}
 	return HOOKD_OK;
