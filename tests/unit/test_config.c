@@ -8,12 +8,80 @@
 #include "check.h"
 #include "config.h"
 #include "err.h"
+#include "log.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Allocation failure: malloc, calloc, realloc and free are replaced for this process
+ * (glibc allows it) so a test can fail the Nth allocation and count what is still live.
+ * Not under ASan, whose own allocator must see every block; the sanitized run checks
+ * leaks on the other paths. */
+#if !defined(__SANITIZE_ADDRESS__)
+#define ALLOC_HOOK 1
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+extern void __libc_free(void *p);
+
+static long alloc_fail_at = -1; /* fail the allocation with this index; -1 = none */
+static long alloc_count;        /* allocations since the index was set */
+static long alloc_live;         /* blocks allocated and not yet freed */
+static bool alloc_failed;
+
+static bool alloc_should_fail(void)
+{
+	if (alloc_fail_at < 0 || alloc_count++ != alloc_fail_at)
+		return false;
+	alloc_failed = true;
+	errno = ENOMEM;
+	return true;
+}
+
+void *malloc(size_t n)
+{
+	if (alloc_should_fail())
+		return NULL;
+	void *p = __libc_malloc(n);
+	if (p)
+		alloc_live++;
+	return p;
+}
+
+void *calloc(size_t n, size_t size)
+{
+	if (alloc_should_fail())
+		return NULL;
+	void *p = __libc_calloc(n, size);
+	if (p)
+		alloc_live++;
+	return p;
+}
+
+void *realloc(void *p, size_t n)
+{
+	if (!p)
+		return malloc(n);
+	if (n == 0) {
+		free(p);
+		return NULL;
+	}
+	if (alloc_should_fail())
+		return NULL;
+	return __libc_realloc(p, n);
+}
+
+void free(void *p)
+{
+	if (p)
+		alloc_live--;
+	__libc_free(p);
+}
+#endif
 
 static const char *source_dir(void)
 {
@@ -455,6 +523,54 @@ static void test_missing_file(void)
 	config_free(&c);
 }
 
+/* Fails each allocation of a full load in turn: every run must end in HOOKD_OK or
+ * HOOKD_ENOMEM (never a crash or a false config error), and free everything it took. */
+static void test_alloc_failures(void)
+{
+#ifdef ALLOC_HOOK
+	char path[1024], err[512];
+	static char text[8192];
+	snprintf(path, sizeof(path), "%s/tests/unit/fixtures/config/good_full.yaml", source_dir());
+	FILE *f = fopen(path, "r");
+	size_t len = f ? fread(text, 1, sizeof(text) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	CHECK(len > 0);
+	text[len] = '\0';
+
+	log_set_level((enum log_level)(LOG_ERROR + 1)); /* config_defaults logs its OOM */
+	long runs = 0, bad_rc = 0, leaked = 0;
+	for (long n = 0; n < 100000; n++, runs++) {
+		struct config c;
+		long live = alloc_live;
+		alloc_failed = false;
+		alloc_count = 0;
+		alloc_fail_at = n;
+		config_defaults(&c);
+		int rc = config_load_string(&c, text, len, "full.yaml", err, sizeof(err));
+		alloc_fail_at = -1;
+		bool failed = alloc_failed;
+		bool complete = rc == HOOKD_OK && c.n_apps == 2 && c.listen_host &&
+				c.apps[0].n_endpoints == 2 &&
+				c.apps[0].endpoints[0].policy_params_json && c.n_allow_destinations == 3;
+		if (!(complete || (failed && rc == HOOKD_ENOMEM && strstr(err, "out of memory")))) {
+			if (bad_rc++ < 5)
+				fprintf(stderr, "allocation %ld failed: rc %d: %s\n", n, rc, err);
+		}
+		config_free(&c);
+		if (alloc_live != live && leaked++ < 5)
+			fprintf(stderr, "allocation %ld failed: %ld blocks leaked\n", n,
+				alloc_live - live);
+		if (!failed)
+			break; /* the whole load ran without reaching allocation n */
+	}
+	log_set_level(LOG_INFO);
+	CHECK(runs > 50);
+	CHECK(bad_rc == 0);
+	CHECK(leaked == 0);
+#endif
+}
+
 static int bad_filter(const struct dirent *d)
 {
 	size_t len = strlen(d->d_name);
@@ -527,6 +643,7 @@ int main(void)
 	test_messages();
 	test_reload_and_partial();
 	test_missing_file();
+	test_alloc_failures();
 	test_bad_fixtures();
 	return check_done();
 }
