@@ -1984,11 +1984,18 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 	for (;;) {
 		if (len == cap) {
 			size_t ncap = cap ? cap * 2 : 16384;
-			if (cap >= CFG_FILE_MAX) {
+			/* At the cap, one more byte (the buffer has room for it) tells a file of
+			 * exactly CFG_FILE_MAX bytes from a larger one. */
+			if (cap >= CFG_FILE_MAX && fread(buf + len, 1, 1, f) == 1) {
 				if (err && errlen)
 					snprintf(err, errlen, "%s: larger than %u bytes", path,
 						 CFG_FILE_MAX);
 				goto cleanup;
+			}
+			if (cap >= CFG_FILE_MAX) {
+				if (ferror(f))
+					goto read_error;
+				break;
 			}
 			char *nbuf = realloc(buf, ncap + 1);
 			if (!nbuf) {
@@ -2003,16 +2010,17 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 		size_t got = fread(buf + len, 1, cap - len, f);
 		len += got;
 		if (got == 0) {
-			if (ferror(f)) {
-				if (err && errlen)
-					snprintf(err, errlen, "%s: cannot read: %s", path,
-						 strerror(errno));
-				goto cleanup;
-			}
+			if (ferror(f))
+				goto read_error;
 			break;
 		}
 	}
 	rc = config_load_string(c, buf ? buf : "", len, path, err, errlen);
+	goto cleanup;
+
+read_error:
+	if (err && errlen)
+		snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
 
 cleanup:
 	if (f)

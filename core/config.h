@@ -72,19 +72,26 @@ struct config {
 	size_t n_apps;
 };
 
-/* Fills c with the embedded defaults. */
+/* Fills c with the embedded defaults. c is overwritten, not freed. If memory runs out,
+ * listen_host, data_dir or retry_schedule stay NULL; config_load_* fills them in again or
+ * returns HOOKD_ENOMEM. */
 void config_defaults(struct config *c);
 
 /* Parses YAML text over the defaults already in c. name is used in messages
- * ("quickstart.yaml:12: ..."). On error returns HOOKD_ECONFIG with a message in err
- * naming the line and the key, e.g. "cfg.yaml:7: unknown key 'listn' under 'top level'". */
+ * ("quickstart.yaml:12: ..."). On error returns HOOKD_ECONFIG (HOOKD_ENOMEM if memory
+ * ran out) with a message in err naming the line and the key, e.g.
+ * "cfg.yaml:7: unknown key 'listn' at top level", "cfg.yaml:9: unknown key 'x' under
+ * 'delivery'", "cfg.yaml:12: delivery.timeout_ms: expected an integer, got 'fast'".
+ * After an error c may hold part of the file's values; it stays valid for config_free.
+ * The syntax and limits of every key: docs/configuration.md. */
 int config_load_string(struct config *c, const char *text, size_t len, const char *name,
 		       char *err, size_t errlen);
 
-/* Reads path and parses it as above; a missing file is an error naming the path. */
+/* Reads path and parses it as above (messages start with path); a missing or unreadable
+ * file, or one over 4 MiB, is HOOKD_ECONFIG with a message naming the path. */
 int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
 
-/* Applies environment overrides (HOOKD_ADMIN_KEY). */
+/* Applies environment overrides (HOOKD_ADMIN_KEY; empty counts as unset). */
 void config_apply_env(struct config *c);
 
 /* Frees everything c owns (c itself is the caller's). Safe on a zeroed or partly built c. */

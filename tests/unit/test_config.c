@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Allocation failure: malloc, calloc, realloc and free are replaced for this process
  * (glibc allows it) so a test can fail the Nth allocation and count what is still live.
@@ -521,6 +522,31 @@ static void test_missing_file(void)
 	CHECK(config_load_file(&c, source_dir(), err, sizeof(err)) == HOOKD_ECONFIG);
 	CHECK(strstr(err, "cannot read") != NULL);
 	config_free(&c);
+
+	/* 4 MiB of comments load; one byte more is refused. */
+	char tmp[] = "/tmp/hookd-test-config-XXXXXX";
+	int fd = mkstemp(tmp);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	FILE *f = fdopen(fd, "w");
+	static char line[1024];
+	memset(line, ' ', sizeof(line));
+	line[0] = '#';
+	line[sizeof(line) - 1] = '\n';
+	for (int i = 0; i < 4096; i++)
+		fwrite(line, 1, sizeof(line), f);
+	fflush(f);
+	config_defaults(&c);
+	CHECK(config_load_file(&c, tmp, err, sizeof(err)) == HOOKD_OK);
+	config_free(&c);
+	fputc('\n', f);
+	fclose(f);
+	config_defaults(&c);
+	CHECK(config_load_file(&c, tmp, err, sizeof(err)) == HOOKD_ECONFIG);
+	CHECK(strstr(err, "larger than 4194304 bytes") != NULL);
+	config_free(&c);
+	unlink(tmp);
 }
 
 /* Fails each allocation of a full load in turn: every run must end in HOOKD_OK or
