@@ -214,9 +214,9 @@ static void tree_fail_syntax(struct cfg_ctx *ctx, const yaml_parser_t *p)
 	/* The name:line: prefix stays first so every message has the same shape; the column
 	 * follows it. */
 	if (p->context)
-		cfg_fail(ctx, line, NULL, "column %s: YAML syntax error: %s (%s at line %d, column %zu)",
-			 where, problem, p->context, mark_line(p->context_mark),
-			 p->context_mark.column + 1);
+		cfg_fail(ctx, line, NULL,
+			 "column %s: YAML syntax error: %s (%s at line %d, column %zu)", where,
+			 problem, p->context, mark_line(p->context_mark), p->context_mark.column + 1);
 	else
 		cfg_fail(ctx, line, NULL, "column %s: YAML syntax error: %s", where, problem);
 }
@@ -1116,8 +1116,9 @@ static int cfg_get_uint(struct cfg_ctx *ctx, const struct ynode *v, const char *
 		return ctx->rc;
 	}
 	if (v->quoted) {
-		/* YAML says a quoted 100 is text; say so rather than print '100' as not a number. */
-		cfg_fail(ctx, v->line, path, "expected an integer, got the string %s (remove the quotes)",
+		/* YAML says a quoted 100 is text; say so rather than "got '100'" alone. */
+		cfg_fail(ctx, v->line, path,
+			 "expected an integer, got the string %s (remove the quotes)",
 			 cfg_show(v, show, sizeof(show)));
 		return ctx->rc;
 	}
@@ -1951,7 +1952,8 @@ int config_load_string(struct config *c, const char *text, size_t len, const cha
 	if (root) {
 		if (root->kind != YNODE_MAP) {
 			char show[64];
-			cfg_fail(&ctx, root->line, NULL, "expected a mapping of keys at top level, got %s",
+			cfg_fail(&ctx, root->line, NULL,
+				 "expected a mapping of keys at top level, got %s",
 				 cfg_show(root, show, sizeof(show)));
 			goto cleanup;
 		}
