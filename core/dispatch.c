@@ -659,24 +659,21 @@ int dispatch_load(struct dispatch *d, char *err, size_t errlen)
 	return HOOKD_OK;
 }
 
-int dispatch_load_one(struct dispatch *d, const char *dlv_id)
+struct delivery *dispatch_load_stored(struct dispatch *d, const char *dlv_id)
 {
 	MDB_txn *txn;
 	MDB_val k = {strlen(dlv_id), (void *)dlv_id}, v;
 	struct delivery_rec r;
 	struct delivery *dv = NULL;
 	if (dispatch_live(d, dlv_id))
-		return HOOKD_OK;
+		return NULL;
 	if (store_read_begin(d->store, &txn) != HOOKD_OK)
-		return HOOKD_ESTORE;
+		return NULL;
 	if (mdb_get(txn, d->store->deliveries, &k, &v) == 0 &&
 	    record_decode(v.mv_data, v.mv_size, &r) == HOOKD_OK && r.state == DLV_PENDING)
 		dv = dispatch_from_record(d, txn, dlv_id, &r, NULL);
 	mdb_txn_abort(txn);
-	if (!dv)
-		return HOOKD_ENOTFOUND;
-	dispatch_add(d, dv);
-	return HOOKD_OK;
+	return dv;
 }
 
 void dispatch_get_stats(struct dispatch *d, struct dispatch_stats *out)

@@ -90,8 +90,9 @@ struct delivery *dispatch_live(struct dispatch *d, const char *dlv_id);
 /* The endpoint was re-enabled (or its limits changed): release its waiting deliveries. */
 void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep);
 
-/* Loads a stored delivery (after a redrive committed) and schedules it now. */
-int dispatch_load_one(struct dispatch *d, const char *dlv_id);
+/* Loads a stored pending delivery that is not live (after a redrive committed); the caller
+ * hands it to dispatch_add. NULL if absent, not pending, or already live. */
+struct delivery *dispatch_load_stored(struct dispatch *d, const char *dlv_id);
 
 /* Counters for /metrics and the benchmark. */
 struct dispatch_stats {
