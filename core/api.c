@@ -22,6 +22,7 @@
 #include <sodium.h>
 #include <sys/queue.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,7 +351,7 @@ static void api_endpoint_saved(void *arg, int rc)
 		api_pending_free(p);
 		return;
 	}
-	int creating = p->data != NULL;
+	int creating = p->data == (void *)1, rotating = p->data == (void *)2;
 	struct endpoint *ep = registry_endpoint_install(p->api->reg, app, json_incref(p->json), err,
 							sizeof(err));
 	if (!ep) {
@@ -358,14 +359,30 @@ static void api_endpoint_saved(void *arg, int rc)
 			api_error(req, 500, "internal", NULL, "endpoint stored but not loaded: %s", err);
 	} else {
 		dispatch_endpoint_changed(p->api->disp, ep);
-		if (req)
+		if (req && rotating) {
+			json_t *view = endpoint_api_view(ep), *out;
+			char iso[CLOCK_ISO_LEN];
+			out = json_pack("{s:O}", "secret", json_object_get(view, "secret"));
+			if (json_object_get(view, "public_key"))
+				json_object_set(out, "public_key", json_object_get(view, "public_key"));
+			if (ep->n_secrets > 1) {
+				clock_iso8601(ep->secrets[1].expires_ms, iso);
+				json_object_set_new(out, "previous_expires_at", json_string(iso));
+			} else {
+				json_object_set_new(out, "previous_expires_at", json_null());
+			}
+			json_decref(view);
+			api_send(req, 200, out);
+		} else if (req) {
 			api_send(req, creating ? 201 : 200, endpoint_api_view(ep));
+		}
 	}
 	api_pending_free(p);
 }
 
+/* kind: 0 update, 1 create, 2 secret rotation (decides the answer). */
 static int api_endpoint_save(struct api *a, struct evhttp_request *req, struct app *app,
-			     json_t *stored, int creating)
+			     json_t *stored, int kind)
 {
 	struct api_pending *p = api_pending_new(a, req);
 	char key[320];
@@ -377,7 +394,7 @@ static int api_endpoint_save(struct api *a, struct evhttp_request *req, struct a
 	}
 	snprintf(p->id, sizeof(p->id), "%s", app->id);
 	p->json = stored;
-	p->data = creating ? (void *)1 : NULL;
+	p->data = (void *)(intptr_t)kind;
 	klen = registry_endpoint_key(app->id, json_string_value(json_object_get(stored, "id")), key);
 	text = json_dumps(stored, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	if (!text || store_kv_submit(a->store, a->store->endpoints, key, klen, text, strlen(text),
@@ -499,7 +516,7 @@ static void api_endpoint_rotate(struct api *a, struct evhttp_request *req, struc
 	}
 	json_object_set_new(stored, "secrets", secrets);
 	json_object_set_new(stored, "secret_type", json_string(k.kind == SIGN_HMAC ? "hmac" : "ed25519"));
-	if (api_endpoint_save(a, req, app, stored, 0) != HOOKD_OK)
+	if (api_endpoint_save(a, req, app, stored, 2) != HOOKD_OK)
 		api_error(req, 500, "internal", NULL, "out of memory");
 out:
 	json_decref(body);
@@ -603,10 +620,8 @@ static void api_messages_create(struct api *a, struct evhttp_request *req, struc
 		} else if (strcmp(key, "version") == 0) {
 			if (json_is_string(v) && *json_string_value(v) && strlen(json_string_value(v)) < sizeof(version))
 				snprintf(version, sizeof(version), "%s", json_string_value(v));
-			else if (json_is_integer(v))
-				snprintf(version, sizeof(version), "%lld", (long long)json_integer_value(v));
 			else {
-				api_error(req, 400, "invalid_field", "version", "version must be a short string or an integer");
+				api_error(req, 400, "invalid_field", "version", "version must be a non-empty string of at most %zu bytes", sizeof(version) - 1);
 				goto out;
 			}
 		} else if (strcmp(key, "source") == 0) {
@@ -1321,9 +1336,15 @@ int api_new(struct event_base *base, struct store *store, struct registry *reg,
 		free(a);
 		return HOOKD_ENOMEM;
 	}
-	/* evhttp itself cuts off bodies far past the limit (it would otherwise buffer them);
-	 * between the limit and this margin the handler answers a JSON 413 naming the limit. */
-	evhttp_set_max_body_size(a->http, (ev_ssize_t)(cfg->max_payload_bytes * 2 + 65536));
+	/* Bodies up to max(4 x limit, 1 MiB) are read so the handler can answer a JSON 413 that
+	 * names the limit; past that evhttp refuses from Content-Length alone (its own 413) and,
+	 * with lingering close, drains what the client still sends so the client sees the 413
+	 * rather than a reset. Buffering is bounded per connection either way. */
+	size_t cutoff = cfg->max_payload_bytes * 4;
+	if (cutoff < 1024 * 1024)
+		cutoff = 1024 * 1024;
+	evhttp_set_max_body_size(a->http, (ev_ssize_t)cutoff);
+	evhttp_set_flags(a->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 						    EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(a->http, api_route, a);
