@@ -335,6 +335,57 @@ class Daemon:
         finally:
             conn.close()
 
+    def send_oversized(self, path, length, headers=None, auth=True, timeout=10):
+        """Sends a request announcing `length` body bytes the way a client that cares about
+        a server's early answer does: headers first, then the body in chunks, stopping when
+        the server answers or closes. Returns (status, parsed body, bytes of body sent)."""
+        h = {"Content-Type": "application/json", "Content-Length": str(length),
+             "Host": f"{HOST}:{self.port}", "Connection": "close"}
+        if auth:
+            h["Authorization"] = f"Bearer {self.admin_key}"
+        h.update(headers or {})
+        head = f"POST {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items())
+        sock = socket.create_connection((HOST, self.port), timeout=timeout * SCALE)
+        sent = 0
+        try:
+            sock.sendall((head + "\r\n").encode())
+            chunk = b" " * 16384
+            sock.setblocking(False)
+            import select
+            while sent < length:
+                r, w, _ = select.select([sock], [sock], [], timeout * SCALE)
+                if r:
+                    break  # the server answered (or closed) before the whole body
+                if not w:
+                    raise AssertionError("server neither reads the body nor answers")
+                try:
+                    sent += sock.send(chunk[:min(len(chunk), length - sent)])
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+            sock.setblocking(True)
+            data = b""
+            try:
+                while True:
+                    part = sock.recv(65536)
+                    if not part:
+                        break
+                    data += part
+                    if b"\r\n\r\n" in data:
+                        hdr, _, rest = data.partition(b"\r\n\r\n")
+                        m = re.search(rb"content-length:\s*(\d+)", hdr, re.I)
+                        if m and len(rest) >= int(m.group(1)):
+                            break
+            except ConnectionResetError:
+                pass
+        finally:
+            sock.close()
+        if not data:
+            raise AssertionError(f"no response to an oversized request ({sent} of {length} "
+                                 "body bytes sent before the connection closed)")
+        hdr, _, rest = data.partition(b"\r\n\r\n")
+        status = int(hdr.split(b" ", 2)[1])
+        return status, decode_body(rest), sent
+
     def api(self, method, path, body=None, headers=None, auth=True, timeout=30, raw=None):
         """Returns (status, parsed JSON or text or None)."""
         st, _, rb = self.request(method, path, body, headers, auth, timeout, raw)

@@ -153,11 +153,14 @@ class DeliveryTest(h.HookdCase):
         recv = self.receiver()
         d = self.daemon()
         app = h.create_app(d)
-        h.create_endpoint(d, app, recv.url("/ka"))
+        ep = h.create_endpoint(d, app, recv.url("/ka"))
         n = 20
         for i in range(n):
-            h.publish(d, app, "ping.sent", {"i": i})
-            recv.wait_for(i + 1, path="/ka")  # one at a time: nothing forces a new connection
+            mid = h.publish(d, app, "ping.sent", {"i": i})["id"]
+            # One at a time, each fully done (response read, success recorded) before the
+            # next: nothing forces a new connection.
+            recv.wait_for(1, path="/ka", webhook_id=mid)
+            h.wait_delivery_state(d, app, mid, ep["id"], "succeeded")
         reqs = recv.get(path="/ka")
         self.assertEqual(len(reqs), n)
         ports = [r.client_port for r in reqs]
