@@ -365,12 +365,9 @@ static void api_endpoint_saved(void *arg, int rc)
 			out = json_pack("{s:O}", "secret", json_object_get(view, "secret"));
 			if (json_object_get(view, "public_key"))
 				json_object_set(out, "public_key", json_object_get(view, "public_key"));
-			if (ep->n_secrets > 1) {
-				clock_iso8601(ep->secrets[1].expires_ms, iso);
-				json_object_set_new(out, "previous_expires_at", json_string(iso));
-			} else {
-				json_object_set_new(out, "previous_expires_at", json_null());
-			}
+			/* When the previous secrets stop signing (now, for a zero grace period). */
+			clock_iso8601(p->now_ms, iso);
+			json_object_set_new(out, "previous_expires_at", json_string(iso));
 			json_decref(view);
 			api_send(req, 200, out);
 		} else if (req) {
@@ -382,7 +379,7 @@ static void api_endpoint_saved(void *arg, int rc)
 
 /* kind: 0 update, 1 create, 2 secret rotation (decides the answer). */
 static int api_endpoint_save(struct api *a, struct evhttp_request *req, struct app *app,
-			     json_t *stored, int kind)
+			     json_t *stored, int kind, int64_t previous_expires_ms)
 {
 	struct api_pending *p = api_pending_new(a, req);
 	char key[320];
@@ -395,6 +392,7 @@ static int api_endpoint_save(struct api *a, struct evhttp_request *req, struct a
 	snprintf(p->id, sizeof(p->id), "%s", app->id);
 	p->json = stored;
 	p->data = (void *)(intptr_t)kind;
+	p->now_ms = previous_expires_ms;
 	klen = registry_endpoint_key(app->id, json_string_value(json_object_get(stored, "id")), key);
 	text = json_dumps(stored, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	if (!text || store_kv_submit(a->store, a->store->endpoints, key, klen, text, strlen(text),
@@ -430,7 +428,7 @@ static void api_endpoints_create(struct api *a, struct evhttp_request *req, stru
 		json_decref(stored);
 		return;
 	}
-	if (api_endpoint_save(a, req, app, stored, 1) != HOOKD_OK)
+	if (api_endpoint_save(a, req, app, stored, 1, 0) != HOOKD_OK)
 		api_error(req, 500, "internal", NULL, "out of memory");
 }
 
@@ -448,7 +446,7 @@ static void api_endpoint_patch(struct api *a, struct evhttp_request *req, struct
 		api_error(req, 400, "invalid_field", field, "%s", msg);
 		return;
 	}
-	if (api_endpoint_save(a, req, app, stored, 0) != HOOKD_OK)
+	if (api_endpoint_save(a, req, app, stored, 0, 0) != HOOKD_OK)
 		api_error(req, 500, "internal", NULL, "out of memory");
 }
 
@@ -516,7 +514,7 @@ static void api_endpoint_rotate(struct api *a, struct evhttp_request *req, struc
 	}
 	json_object_set_new(stored, "secrets", secrets);
 	json_object_set_new(stored, "secret_type", json_string(k.kind == SIGN_HMAC ? "hmac" : "ed25519"));
-	if (api_endpoint_save(a, req, app, stored, 2) != HOOKD_OK)
+	if (api_endpoint_save(a, req, app, stored, 2, now + grace * 1000) != HOOKD_OK)
 		api_error(req, 500, "internal", NULL, "out of memory");
 out:
 	json_decref(body);

@@ -40,6 +40,7 @@ struct http_xfer {
 	size_t resp_len;
 	char resp[TRANSPORT_RESPONSE_MAX];
 	struct http_xfer *next_free;
+	struct http_xfer *prev_active, *next_active; /* in flight, for cleanup at shutdown */
 };
 
 struct http_sock {
@@ -55,7 +56,19 @@ struct http_transport {
 	const struct ssrf_policy *ssrf;
 	struct http_xfer *pool;
 	size_t pool_n;
+	struct http_xfer *active;
 };
+
+static void http_active_unlink(struct http_transport *t, struct http_xfer *x)
+{
+	if (x->prev_active)
+		x->prev_active->next_active = x->next_active;
+	else if (t->active == x)
+		t->active = x->next_active;
+	if (x->next_active)
+		x->next_active->prev_active = x->prev_active;
+	x->prev_active = x->next_active = NULL;
+}
 
 static void http_check_done(struct http_transport *t);
 
@@ -176,6 +189,7 @@ static void http_check_done(struct http_transport *t)
 			continue;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
 		curl_multi_remove_handle(t->multi, x->easy);
+		http_active_unlink(t, x);
 		memset(&res, 0, sizeof(res));
 		res.retry_after_s = -1;
 		res.duration_ms = (clock_mono_ns() - x->started_ns) / 1000000;
@@ -260,6 +274,10 @@ static int http_send(struct transport *base, const struct transport_request *req
 		http_xfer_release(t, x);
 		return HOOKD_EIO;
 	}
+	x->next_active = t->active;
+	if (t->active)
+		t->active->prev_active = x;
+	t->active = x;
 	return HOOKD_OK;
 }
 
@@ -269,6 +287,15 @@ static void http_destroy(struct transport *base)
 	struct http_xfer *x, *next;
 	if (!t)
 		return;
+	/* Transfers still in flight at shutdown are abandoned: their deliveries stay pending
+	 * in the store and are sent again after the restart (at-least-once). */
+	for (x = t->active; x; x = next) {
+		next = x->next_active;
+		curl_multi_remove_handle(t->multi, x->easy);
+		curl_slist_free_all(x->headers);
+		curl_easy_cleanup(x->easy);
+		free(x);
+	}
 	for (x = t->pool; x; x = next) {
 		next = x->next_free;
 		curl_easy_cleanup(x->easy);

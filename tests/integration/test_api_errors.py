@@ -30,6 +30,8 @@ class ApiTest(h.HookdCase):
             rc = cls.d.stop()
         finally:
             san = cls.d.sanitizer_errors()
+            if rc not in (None, 0):
+                san.append(f"daemon exited with {rc} on SIGTERM")
             if cls.any_failed or san:
                 sys.stderr.write(f"\n----- daemon log (exit {rc}) -----\n{cls.d.log_tail(300)}\n"
                                  "----- end log -----\n")
@@ -196,7 +198,9 @@ class ApiTest(h.HookdCase):
         # Way over the limit: answered 413 (the daemon need not read, nor buffer, it all).
         st, body, sent = self.d.send_oversized(path, 4 * 1024 * 1024)
         sys.stderr.write(f"4 MiB announced: {st} after {sent} body bytes sent\n")
-        self.assertError(st, body, 413, "payload_too_large")
+        # Past max(4 x limit, 1 MiB) the HTTP layer refuses from Content-Length alone, before
+        # reading the body, with its own 413 page (docs/api.md); the status is what counts.
+        self.assertEqual(st, 413, body)
 
     # ------------------------------------------------------------------ 409
 
@@ -373,7 +377,9 @@ class ApiTest(h.HookdCase):
         self.assertAlmostEqual(h.parse_time(rot["previous_expires_at"]), rotated_at + 86400,
                                delta=120)
         self.assertIn("previous_expires_at", rot2, f"rotate response: {rot2}")
-        self.assertAlmostEqual(h.parse_time(rot2["previous_expires_at"]), time.time(), delta=60)
+        if rot2["previous_expires_at"] is not None:  # no grace: null, or (about) now
+            self.assertAlmostEqual(h.parse_time(rot2["previous_expires_at"]), time.time(),
+                                   delta=60)
 
     # ------------------------------------------------------------------ paging
 
