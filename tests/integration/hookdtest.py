@@ -731,12 +731,8 @@ class HookdCase(unittest.TestCase):
         return False
 
     def _cleanup(self):
+        # Daemons first (their receivers still answer while they shut down), then receivers.
         problems = []
-        for r in self._receivers:
-            try:
-                r.close()
-            except Exception:  # noqa: BLE001
-                pass
         failed = self._failed()
         for d in self._daemons:
             try:
@@ -744,6 +740,8 @@ class HookdCase(unittest.TestCase):
             except DaemonError as e:
                 problems.append(str(e))
                 rc = None
+            if rc not in (None, 0):
+                problems.append(f"{d.name} exited with {rc} on SIGTERM")
             san = d.sanitizer_errors()
             if san:
                 problems.append(f"sanitizer errors in {d.name} log: {san[:5]}")
@@ -751,6 +749,11 @@ class HookdCase(unittest.TestCase):
                 sys.stderr.write(f"\n----- {self.id()}: {d.name} log ({d.log_path}), "
                                  f"last exit {rc} -----\n{d.log_tail(300)}\n----- end log -----\n")
             d.cleanup(keep=False)
+        for r in self._receivers:
+            try:
+                r.close()
+            except Exception:  # noqa: BLE001
+                pass
         if problems:
             self.fail("; ".join(problems))
 

@@ -175,6 +175,29 @@ class CrashTest(h.HookdCase):
         self.assertTrue(recv.verify(ep["secret"], reqs[-1]))
         h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded")
 
+    def test_sigterm_with_inflight_deliveries(self):
+        """SIGTERM while attempts are open: a clean exit (0, no sanitizer report), and the
+        interrupted deliveries go out again after the restart with the same webhook-id."""
+        recv = self.receiver()
+        recv.behave(delay=4.0)
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, recv.url("/term"), retry_schedule=[1, 1, 1])
+        ids = [h.publish(d, app, "a.b", {"i": i})["id"] for i in range(5)]
+        h.wait_until(lambda: all(recv.seen.get(("/term", m)) for m in ids),
+                     message="all five attempts to be open at the receiver")
+        rc = d.stop()
+        san = d.sanitizer_errors()
+        self.assertEqual(rc, 0, f"exit status {rc} on SIGTERM with attempts in flight; "
+                                f"sanitizer: {san[:3]}")
+        self.assertFalse(san, san[:5])
+        recv.behave()
+        d.start()
+        for m in ids:
+            h.wait_delivery_state(d, app, m, ep["id"], "succeeded", timeout=20)
+            got = recv.get(path="/term", webhook_id=m)
+            self.assertGreaterEqual(len(got), 2, got)
+
 
 if __name__ == "__main__":
     h.main()
