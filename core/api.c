@@ -1,5 +1,6 @@
 /* api.c - HTTP API: routing, validation, and answers after durable commits. */
 #include "api.h"
+#include "api-t.h"
 
 #include "clock.h"
 #include "config.h"
@@ -35,20 +36,6 @@
 #define API_LIST_MAX 1000
 #define API_MAX_SEGMENTS 8
 
-struct api {
-	struct event_base *base;
-	struct evhttp *http;
-	struct store *store;
-	struct registry *reg;
-	struct dispatch *disp;
-	struct policy_engine *policies;
-	const struct config *cfg;
-	unsigned char key_hash[crypto_generichash_BYTES];
-	int has_key;
-	struct fanout_stats fstats;
-	uint64_t published, publish_rejected;
-};
-
 /* A request answered later, after a commit. The client may go away meanwhile: the
  * connection's close callback clears req so the answer is dropped, not sent to freed memory. */
 struct api_pending {
@@ -66,7 +53,7 @@ struct api_pending {
 
 /* ---------- replies ---------- */
 
-static void api_send(struct evhttp_request *req, int status, json_t *body)
+void api_send(struct evhttp_request *req, int status, json_t *body)
 {
 	struct evbuffer *buf = evbuffer_new();
 	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
@@ -82,10 +69,7 @@ static void api_send(struct evhttp_request *req, int status, json_t *body)
 	json_decref(body);
 }
 
-static void api_error(struct evhttp_request *req, int status, const char *code,
-		      const char *field, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void api_error(struct evhttp_request *req, int status, const char *code,
+void api_error(struct evhttp_request *req, int status, const char *code,
 		      const char *field, const char *fmt, ...)
 {
 	char msg[1024];
@@ -148,7 +132,7 @@ static void api_store_failed(struct evhttp_request *req, int rc)
 
 /* ---------- request helpers ---------- */
 
-static json_t *api_body_json(struct api *a, struct evhttp_request *req, int required)
+json_t *api_body_json(struct api *a, struct evhttp_request *req, int required)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
@@ -1152,9 +1136,6 @@ static void api_metrics(struct api *a, struct evhttp_request *req)
 
 /* ---------- routing ---------- */
 
-void api_policies_route(struct api *a, struct evhttp_request *req, int method, char **seg,
-			int nseg) __attribute__((weak));
-
 static void api_route(struct evhttp_request *req, void *arg)
 {
 	struct api *a = arg;
@@ -1203,10 +1184,7 @@ static void api_route(struct evhttp_request *req, void *arg)
 	if (nseg < 2 || strcmp(seg[0], "v1") != 0 || nseg > API_MAX_SEGMENTS)
 		goto notfound;
 	if (strcmp(seg[1], "policies") == 0) {
-		if (api_policies_route)
-			api_policies_route(a, req, method, seg, nseg);
-		else
-			goto notfound;
+		api_policies_route(a, req, method, seg, nseg);
 		goto out;
 	}
 	if (strcmp(seg[1], "apps") != 0)

@@ -1,5 +1,6 @@
 /* main.c - the hookd command line: serve, verify, keygen, policy test. */
 #include "api.h"
+#include "api-t.h"
 #include "clock.h"
 #include "config.h"
 #include "dispatch.h"
@@ -70,6 +71,7 @@ static void daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
 		log_warn("SIGHUP: policy reload: %s (the running versions stay)", err);
 	else
 		log_info("SIGHUP: policies reloaded from %s", d->cfg.policy_dir);
+	api_policies_load_stored(d->store, d->policies);
 }
 
 /* Builds the API-shaped request for an endpoint declared in the config. */
@@ -235,6 +237,7 @@ static int cmd_serve(int argc, char **argv)
 	if (d.cfg.policy_dir &&
 	    policy_engine_load_dir(d.policies, d.cfg.policy_dir, err, sizeof(err)) != HOOKD_OK)
 		log_warn("policies: %s", err);
+	api_policies_load_stored(d.store, d.policies);
 	d.http = transport_http_new(d.base, &d.ssrf, err, sizeof(err));
 	if (!d.http || dispatch_new(d.base, d.store, &d.reg, &d.cfg, d.http, &d.disp) != HOOKD_OK ||
 	    dispatch_load(d.disp, err, sizeof(err)) != HOOKD_OK ||

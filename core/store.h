@@ -15,7 +15,8 @@
  *   attempts    dlv_id \0 be32(attempt)           -> attempt JSON
  *   due         be64(next_at_ms) dlv_id          -> (empty) the scheduler's index
  *   dead        app_id \0 be64(dead_at_ms) dlv_id -> (empty) the dead-letter index
- *   idem        app_id \0 key                    -> be64(expires_ms) msg_id */
+ *   idem        app_id \0 key                    -> be64(expires_ms) msg_id
+ *   policies    name                             -> Lua source uploaded through the API */
 #ifndef HOOKD_STORE_H
 #define HOOKD_STORE_H
 
@@ -50,7 +51,7 @@ struct store_op {
 
 struct store {
 	MDB_env *env;
-	MDB_dbi apps, endpoints, messages, deliveries, attempts, due, dead, idem;
+	MDB_dbi apps, endpoints, messages, deliveries, attempts, due, dead, idem, policies;
 	uint64_t map_size;
 	size_t page_size;
 	/* Set by the writer when the map is past STORE_HIGH_WATER_PCT: publishes are refused
