@@ -1,0 +1,182 @@
+"""Routing policies end to end: the real daemon runs LuaJIT policies on real deliveries.
+
+Redaction reaches the receiver signed over exactly the redacted bytes; filtered messages are
+recorded and not sent; hostile policies (an endless loop, unbounded allocation) are recorded
+as policy errors while the other endpoints keep delivering; a bad upload keeps the running
+version; a fixed policy plus a redrive delivers what failed; SIGHUP reloads the directory."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hookdtest as h  # noqa: E402
+
+SHIPPED = os.path.join(os.environ.get("HOOKD_SOURCE_DIR", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..")), "policies")
+
+
+def put_policy(d, name, source):
+    return d.api("PUT", f"/v1/policies/{name}", raw=source.encode(),
+                 headers={"Content-Type": "text/x-lua"})
+
+
+class PolicyTest(h.HookdCase):
+
+    def setUp(self):
+        super().setUp()
+        self.recv = self.receiver()
+
+    def shipped_daemon(self, **kw):
+        return self.daemon(extra={"policies": {"dir": SHIPPED, "cpu_limit_ms": 50,
+                                               "memory_limit": "16MiB"}}, **kw)
+
+    def test_redaction_is_what_gets_signed_and_sent(self):
+        d = self.shipped_daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, self.recv.url("/redact"), policy={
+            "name": "redact-pii", "params": {"paths": ["card.number", "customer.email"]}})
+        mid = h.publish(d, app, "payment.succeeded", {
+            "amount": 4200, "card": {"number": "4242424242424242", "brand": "visa"},
+            "customer": {"email": "ann@example.com", "id": "cus_1"}})["id"]
+        req = self.recv.wait_for(1, path="/redact", webhook_id=mid)[0]
+        body = req.json()
+        self.assertEqual(body["id"], mid)
+        self.assertEqual(body["data"]["amount"], 4200)
+        self.assertEqual(body["data"]["card"]["brand"], "visa")
+        self.assertEqual(body["data"]["customer"]["id"], "cus_1")
+        self.assertNotIn(b"4242424242424242", req.body)
+        self.assertNotIn(b"ann@example.com", req.body)
+        self.assertEqual(body["data"]["card"]["number"], "[REDACTED]")
+        self.assertTrue(h.verify_v1(ep["secret"], req.headers, req.body),
+                        "signature must cover exactly the redacted bytes")
+        h.wait_until(lambda: h.get_message(d, app, mid)["deliveries"][0]["state"] == "succeeded",
+                     message="delivery recorded as succeeded")
+        # The stored message keeps the original payload (the operator can see what came in).
+        self.assertEqual(h.get_message(d, app, mid)["data"]["card"]["number"], "4242424242424242")
+
+    def test_filtered_messages_are_recorded_not_sent(self):
+        d = self.shipped_daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, self.recv.url("/filter"), policy={
+            "name": "drop-by-type-or-field", "params": {"types": ["test.*"]}})
+        dropped = h.publish(d, app, "test.ping", {})["id"]
+        kept = h.publish(d, app, "order.created", {"n": 1})["id"]
+        self.recv.wait_for(1, path="/filter", webhook_id=kept)
+        m = h.get_message(d, app, dropped)
+        dl = h.delivery_for(m, ep["id"])
+        self.assertEqual(dl["state"], "filtered", m)
+        self.assertTrue(dl["last_error"], m)
+        time.sleep(0.3)
+        self.assertEqual(self.recv.count(path="/filter", webhook_id=dropped), 0)
+        self.assertEqual(h.get_attempts(d, app, dropped), [])
+
+    def test_hostile_policies_do_not_stop_other_endpoints(self):
+        d = self.shipped_daemon()
+        self.assertEqual(put_policy(d, "spin", "return { filter = function(m) while true do end end }")[0], 200)
+        self.assertEqual(put_policy(d, "hog", """
+            return { transform = function(m)
+              local t = {}
+              for i = 1, 1e9 do t[i] = string.rep("x", 1024) .. i end
+              return m
+            end }""")[0], 200)
+        app = h.create_app(d)
+        spin = h.create_endpoint(d, app, self.recv.url("/spin"), policy={"name": "spin"})
+        hog = h.create_endpoint(d, app, self.recv.url("/hog"), policy={"name": "hog"})
+        h.create_endpoint(d, app, self.recv.url("/ok"))
+        n = 10
+        t0 = time.time()
+        ids = [h.publish(d, app, "load.tick", {"i": i})["id"] for i in range(n)]
+        self.recv.wait_for(n, path="/ok", timeout=30)
+        sys.stderr.write(f"{n} publishes with 2 hostile policies delivered in {time.time() - t0:.2f}s\n")
+        self.assertEqual(self.recv.count(path="/spin") + self.recv.count(path="/hog"), 0)
+        for mid in ids:
+            m = h.get_message(d, app, mid)
+            for bad in (spin, hog):
+                dl = h.delivery_for(m, bad["id"])
+                self.assertEqual(dl["state"], "dead", m)
+                self.assertTrue(dl["last_error"].startswith("policy_error:"), dl)
+        st, dead = d.api("GET", f"/v1/apps/{app['id']}/dead?limit=1000")
+        self.assertEqual(len(dead["data"]), 2 * n, dead)
+        self.assertEqual(d.api("GET", "/healthz", auth=False)[0], 200)
+        # The engine recovered: a normal policy on the same daemon still works.
+        self.assertEqual(put_policy(d, "spin", "return {}")[0], 200)
+        st, out = d.api("POST", "/v1/policies/spin/test", {"message": {"type": "a.b", "data": {"x": 1}}})
+        self.assertEqual(out["action"], "deliver", out)
+
+    def test_bad_upload_keeps_running_version_then_fix_and_redrive(self):
+        d = self.daemon()
+        good = 'return { transform = function(m) m.headers["x-policy-version"] = "1"; return m end }'
+        self.assertEqual(put_policy(d, "versioned", good)[0], 200)
+        st, body = put_policy(d, "versioned", "return {\n  transform = function(m)\n   retrun m\nend }")
+        self.assertEqual(st, 400, body)
+        err = h.error_of(body)
+        self.assertEqual(err["code"], "policy_compile_error", body)
+        self.assertRegex(err["message"], r"line 3", body)
+        st, got = d.api("GET", "/v1/policies/versioned")
+        self.assertIn('"1"', got["source"])
+        app = h.create_app(d)
+        h.create_endpoint(d, app, self.recv.url("/v"), policy={"name": "versioned"})
+        mid = h.publish(d, app, "a.b", {})["id"]
+        req = self.recv.wait_for(1, path="/v", webhook_id=mid)[0]
+        self.assertEqual(req.headers.get("x-policy-version"), "1")
+
+        # A policy that throws: the delivery is dead with the error and its line.
+        self.assertEqual(put_policy(d, "versioned", 'return { transform = function(m)\n  error("boom")\nend }')[0], 200)
+        mid2 = h.publish(d, app, "a.b", {"n": 2})["id"]
+        m = h.get_message(d, app, mid2)
+        dl = m["deliveries"][0]
+        self.assertEqual(dl["state"], "dead", m)
+        self.assertRegex(dl["last_error"], r"^policy_error: .*2.*boom", dl)
+        # Fix it and redrive: the policy runs again, the receiver gets the fixed output.
+        fixed = 'return { transform = function(m) m.headers["x-policy-version"] = "2"; return m end }'
+        self.assertEqual(put_policy(d, "versioned", fixed)[0], 200)
+        st, r = d.api("POST", f"/v1/apps/{app['id']}/dead/redrive", {"delivery_ids": [dl["id"]]})
+        self.assertEqual((st, r["redriven"]), (200, 1), r)
+        req = self.recv.wait_for(1, path="/v", webhook_id=mid2)[0]
+        self.assertEqual(req.headers.get("x-policy-version"), "2")
+        self.assertEqual(req.json()["data"], {"n": 2})
+
+        # Uploaded policies survive a restart.
+        d.restart()
+        st, got = d.api("GET", "/v1/policies/versioned")
+        self.assertEqual(st, 200, got)
+        self.assertIn('"2"', got["source"])
+
+    def test_sighup_reloads_the_directory(self):
+        pdir = tempfile.mkdtemp(prefix="hookd-policies-")
+        path = os.path.join(pdir, "tag.lua")
+        src = 'return {{ transform = function(m) m.headers["x-tag"] = "{}"; return m end }}'
+        with open(path, "w") as f:
+            f.write(src.format("one"))
+        d = self.daemon(extra={"policies": {"dir": pdir}})
+        app = h.create_app(d)
+        h.create_endpoint(d, app, self.recv.url("/tag"), policy={"name": "tag"})
+        mid = h.publish(d, app, "a.b", {})["id"]
+        self.assertEqual(self.recv.wait_for(1, path="/tag", webhook_id=mid)[0].headers.get("x-tag"), "one")
+        with open(path, "w") as f:
+            f.write(src.format("two"))
+        d.proc.send_signal(signal.SIGHUP)
+        h.wait_until(lambda: "two" in d.api("GET", "/v1/policies/tag")[1]["source"],
+                     message="policy reloaded on SIGHUP")
+        mid = h.publish(d, app, "a.b", {})["id"]
+        self.assertEqual(self.recv.wait_for(1, path="/tag", webhook_id=mid)[0].headers.get("x-tag"), "two")
+
+    def test_cli_policy_test_offline(self):
+        msg = json.dumps({"type": "payment.succeeded", "data": {"card": {"number": "4242"}}})
+        out = subprocess.run([h.hookd_bin(), "policy", "test", os.path.join(SHIPPED, "redact-pii.lua"),
+                              "--params", '{"paths": ["card.number"]}'],
+                             input=msg.encode(), capture_output=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        res = json.loads(out.stdout)
+        self.assertEqual(res["action"], "deliver", res)
+        self.assertEqual(res["body"]["data"]["card"]["number"], "[REDACTED]")
+
+
+if __name__ == "__main__":
+    h.main()
