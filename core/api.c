@@ -1120,14 +1120,15 @@ static void api_metrics(struct api *a, struct evhttp_request *req)
 			    "# TYPE hookd_inflight gauge\nhookd_inflight %u\n"
 			    "# TYPE hookd_pending gauge\nhookd_pending %zu\n"
 			    "# TYPE hookd_store_commits_total counter\nhookd_store_commits_total %llu\n"
-			    "# TYPE hookd_store_ops_total counter\nhookd_store_ops_total %llu\n",
+			    "# TYPE hookd_store_ops_total counter\nhookd_store_ops_total %llu\n"
+			    "# TYPE hookd_store_commit_seconds_total counter\nhookd_store_commit_seconds_total %.6f\n",
 			    (unsigned long long)a->published, (unsigned long long)a->publish_rejected,
 			    (unsigned long long)ds.attempts, (unsigned long long)ds.succeeded,
 			    (unsigned long long)ds.failed, (unsigned long long)ds.dead,
 			    (unsigned long long)a->fstats.filtered,
 			    (unsigned long long)a->fstats.policy_errors, ds.inflight, ds.pending,
 			    (unsigned long long)a->store->stat_commits,
-			    (unsigned long long)a->store->stat_ops);
+			    (unsigned long long)a->store->stat_ops, a->store->stat_commit_ns / 1e9);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, NULL, buf);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* Publishes are refused past 90% of the map: the remaining 10% keeps room for the state
  * changes (attempts, retries, dead letters) of what is already accepted, since LMDB's
@@ -217,7 +218,12 @@ static void *store_writer_main(void *arg)
 		last->next = NULL;
 		pthread_mutex_unlock(&s->lock);
 
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		store_commit_batch(s, batch);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		s->stat_commit_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
+						(t1.tv_nsec - t0.tv_nsec));
 		s->stat_ops += n;
 
 		pthread_mutex_lock(&s->lock);

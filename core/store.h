@@ -59,6 +59,7 @@ struct store {
 	volatile int full;
 	/* statistics (writer thread writes, others read approximately) */
 	volatile uint64_t stat_commits, stat_ops;
+	volatile uint64_t stat_commit_ns; /* wall time spent applying and committing batches */
 
 	pthread_t writer;
 	int writer_running;
