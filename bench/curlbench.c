@@ -41,21 +41,21 @@ struct slot {
 };
 
 struct sock_ctx {
-	struct event ev;            /* re-assigned whenever curl changes its interest */
+	struct event ev; /* re-assigned whenever curl changes its interest */
 	bool added;
 };
 
 struct bench {
 	CURLM *multi;
-	struct event_base *base;    /* event mode only */
-	struct event *timer;        /* curl's single timeout (event mode) */
+	struct event_base *base; /* event mode only */
+	struct event *timer;	 /* curl's single timeout (event mode) */
 	struct event *deadline;
 	const char *url;
-	char *body;                 /* shared by every request (CURLOPT_POSTFIELDS, not copied) */
+	char *body; /* shared by every request (CURLOPT_POSTFIELDS, not copied) */
 	size_t body_len;
 	struct slot *slots;
 	long n_total, n_started, n_done, n_ok, n_failed;
-	uint64_t *lat_ns;           /* one per finished request */
+	uint64_t *lat_ns; /* one per finished request */
 	bool timed_out;
 	int first_errors_shown;
 };
@@ -75,11 +75,11 @@ static int slot_start(struct bench *b, struct slot *sl)
 	curl_slist_free_all(sl->headers);
 	sl->headers = NULL;
 	const char *h[] = {
-		"Content-Type: application/json",
-		"Expect:", /* no 100-continue round trip for bodies over 1 KiB */
-		id,
-		ts,
-		"webhook-signature: v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+	    "Content-Type: application/json",
+	    "Expect:", /* no 100-continue round trip for bodies over 1 KiB */
+	    id,
+	    ts,
+	    "webhook-signature: v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
 	};
 	for (size_t i = 0; i < sizeof h / sizeof h[0]; i++) {
 		struct curl_slist *n = curl_slist_append(sl->headers, h[i]);
@@ -132,9 +132,10 @@ static void check_done(struct bench *b)
 			b->n_failed++;
 			if (b->first_errors_shown++ < 5)
 				fprintf(stderr, "curlbench: request failed: %s (HTTP %ld)\n",
-					res != CURLE_OK ? (sl->errbuf[0] ? sl->errbuf
-									 : curl_easy_strerror(res))
-							: "non-2xx", code);
+					res != CURLE_OK
+					    ? (sl->errbuf[0] ? sl->errbuf : curl_easy_strerror(res))
+					    : "non-2xx",
+					code);
 		}
 		if (b->n_started < b->n_total && !b->timed_out && slot_start(b, sl) != 0) {
 			fprintf(stderr, "curlbench: cannot start a request\n");
@@ -151,8 +152,8 @@ static void on_sock_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct bench *b = arg;
 	int running;
-	int flags = ((what & EV_READ) ? CURL_CSELECT_IN : 0) |
-		    ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
+	int flags =
+	    ((what & EV_READ) ? CURL_CSELECT_IN : 0) | ((what & EV_WRITE) ? CURL_CSELECT_OUT : 0);
 	curl_multi_socket_action(b->multi, fd, flags, &running);
 	check_done(b);
 }
@@ -201,7 +202,7 @@ static int on_curl_timeout(CURLM *multi, long timeout_ms, void *userp)
 		evtimer_del(b->timer);
 		return 0;
 	}
-	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
 	evtimer_add(b->timer, &tv);
 	return 0;
 }
@@ -222,7 +223,7 @@ static int run_event(struct bench *b, long deadline_s)
 	b->deadline = evtimer_new(b->base, on_deadline, b);
 	if (!b->timer || !b->deadline)
 		return -1;
-	struct timeval tv = { .tv_sec = deadline_s };
+	struct timeval tv = {.tv_sec = deadline_s};
 	evtimer_add(b->deadline, &tv);
 	curl_multi_setopt(b->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
 	curl_multi_setopt(b->multi, CURLMOPT_SOCKETDATA, b);
@@ -286,7 +287,7 @@ int main(int argc, char **argv)
 {
 	const char *mode = "event";
 	long n = 50000, c = 64, body_bytes = 1024, deadline_s = 60;
-	struct bench b = { 0 };
+	struct bench b = {0};
 	int rc = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -314,8 +315,8 @@ int main(int argc, char **argv)
 		i++;
 	}
 	bool event_mode = strcmp(mode, "event") == 0;
-	if (!b.url || (!event_mode && strcmp(mode, "poll") != 0) || n < 1 || c < 1 ||
-	    c > 4096 || body_bytes < 0 || body_bytes > (1 << 24) || deadline_s < 1) {
+	if (!b.url || (!event_mode && strcmp(mode, "poll") != 0) || n < 1 || c < 1 || c > 4096 ||
+	    body_bytes < 0 || body_bytes > (1 << 24) || deadline_s < 1) {
 		usage();
 		return 2;
 	}

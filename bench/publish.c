@@ -35,9 +35,9 @@
 
 struct slot {
 	CURL *easy;
-	char *body;                 /* rebuilt per publish (new sent_ns), owned */
+	char *body; /* rebuilt per publish (new sent_ns), owned */
 	size_t body_cap;
-	uint64_t started_ns;        /* CLOCK_MONOTONIC */
+	uint64_t started_ns; /* CLOCK_MONOTONIC */
 	char resp[PUBLISH_RESP_KEEP + 1];
 	size_t resp_len;
 	char errbuf[CURL_ERROR_SIZE];
@@ -48,15 +48,15 @@ struct publisher {
 	struct curl_slist *headers; /* shared by every request, owned */
 	const char *url;
 	const char *type;
-	char *pad;                  /* the pad string, owned */
+	char *pad; /* the pad string, owned */
 	size_t pad_len;
 	struct slot *slots;
 	long n_total, n_started, n_done, n_accepted, n_transport_err;
 	long status_count[PUBLISH_MAX_STATUS];
-	uint64_t *lat_ns;           /* latencies of accepted publishes */
+	uint64_t *lat_ns; /* latencies of accepted publishes */
 	size_t n_lat;
-	uint64_t first_start_ns;    /* CLOCK_REALTIME of the first request start */
-	uint64_t last_done_ns;      /* CLOCK_REALTIME of the last response */
+	uint64_t first_start_ns; /* CLOCK_REALTIME of the first request start */
+	uint64_t last_done_ns;	 /* CLOCK_REALTIME of the last response */
 	int errors_shown;
 };
 
@@ -169,7 +169,7 @@ int main(int argc, char **argv)
 {
 	long n = 50000, c = 64, pad = 1024, deadline_s = 120;
 	const char *key = NULL;
-	struct publisher p = { .type = "bench.event" };
+	struct publisher p = {.type = "bench.event"};
 	int rc = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -211,7 +211,7 @@ int main(int argc, char **argv)
 
 	char auth[1100];
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-	const char *h[] = { "Content-Type: application/json", "Expect:", auth };
+	const char *h[] = {"Content-Type: application/json", "Expect:", auth};
 	for (size_t i = 0; i < sizeof h / sizeof h[0]; i++) {
 		struct curl_slist *l = curl_slist_append(p.headers, h[i]);
 		if (!l)

@@ -68,6 +68,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 declare -A BASE_BEST BASE_ALL BASE_LINE
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 REPORT_PASSES=""
 
 # Writes bench/results/latest.txt from whatever has been measured so far, and prints it.
@@ -80,6 +81,7 @@ write_report() {
 	{
 		echo "hookd benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 		echo "machine: $(nproc) cores, $(uname -sr); hookd $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- core 2>/dev/null || echo ' (core/ modified)'); build $BUILD"
+		echo "load average before the run (1/5/15 min): $LOAD0 (above ~0.5: other work shared the cores)"
 		echo "command: bench/run.sh $BUILD_ARG  (BENCH_BASE_N=$BASE_N BENCH_BASE_C=$BASE_C BENCH_M=$PUB_M BENCH_C=$PUB_C BENCH_FANOUT=$FANOUT BENCH_FAN_M=$FAN_M)"
 		echo
 		echo "baseline: bare libcurl multi -> sink, $BASE_N POSTs of ~1 KiB, concurrency $BASE_C, keep-alive (best of $BASE_ROUNDS)"
@@ -247,7 +249,7 @@ run_pass() {
 $name: $neps endpoint(s) per message, $m publishes, concurrency $PUB_C, ~1 KiB payload
   publish:          $accepted of $m accepted with 202; not 202: $nonok$statuses
                     $(kv publish_per_s "$pub") publishes/s; latency p50 $(us_ms "$(kv p50_us "$pub")"), p99 $(us_ms "$(kv p99_us "$pub")"), max $(us_ms "$(kv max_us "$pub")")
-  end to end:       $count of $expected deliveries in $secs s (first publish -> last receipt)
+  end to end:       $count of $expected deliveries in $secs s (first publish -> last receipt; last receipt $(fdiv "$((last - $(kv last_done_ns "$pub")))" 1000000 1) ms after the last 202)
                     = $rate deliveries/s = $(fdiv "$rate" "${BASE_BEST[event]}") x bare libcurl event mode, $(fdiv "$rate" "${BASE_BEST[poll]}") x poll mode
   publish->receipt: p50 $(us_ms "$(jnum p50_us "$st")"), p99 $(us_ms "$(jnum p99_us "$st")"), max $(us_ms "$(jnum max_us "$st")") ($(jnum samples "$st") samples)
   duplicates:       $dups; missing: $missing$([ "$alive" = yes ] || echo "; HOOKD DIED (see bench/results/hookd-latest.log)")

@@ -47,19 +47,19 @@
 #define SINK_DEFAULT_MAX_SECONDS 900
 
 struct id_set {
-	char **slots;  /* open addressing; each key owned by the set (malloc'd) */
-	size_t cap;    /* power of two */
+	char **slots; /* open addressing; each key owned by the set (malloc'd) */
+	size_t cap;   /* power of two */
 	size_t used;
 };
 
 struct sink {
 	struct event_base *base;
 	struct evhttp *http;
-	uint64_t count;      /* POSTs answered (except /_reset) */
-	uint64_t no_id;      /* of which without a webhook-id header */
-	uint64_t first_ns;   /* CLOCK_REALTIME of the first counted POST */
-	uint64_t last_ns;    /* ... and of the latest */
-	uint64_t *samples;   /* receive_ns - sent_ns (0 if negative), owned */
+	uint64_t count;	   /* POSTs answered (except /_reset) */
+	uint64_t no_id;	   /* of which without a webhook-id header */
+	uint64_t first_ns; /* CLOCK_REALTIME of the first counted POST */
+	uint64_t last_ns;  /* ... and of the latest */
+	uint64_t *samples; /* receive_ns - sent_ns (0 if negative), owned */
 	size_t n_samples;
 	uint64_t dropped_samples;
 	struct id_set ids;
@@ -277,7 +277,7 @@ int main(int argc, char **argv)
 {
 	long port = 0, max_seconds = SINK_DEFAULT_MAX_SECONDS;
 	int rc = 1;
-	struct sink s = { 0 };
+	struct sink s = {0};
 	struct event *deadline = NULL, *sigterm = NULL, *sigint = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -310,7 +310,7 @@ int main(int argc, char **argv)
 	evhttp_set_gencb(s.http, on_request, &s);
 
 	struct evhttp_bound_socket *bound =
-		evhttp_bind_socket_with_handle(s.http, "127.0.0.1", (uint16_t)port);
+	    evhttp_bind_socket_with_handle(s.http, "127.0.0.1", (uint16_t)port);
 	if (!bound) {
 		fprintf(stderr, "sink: cannot listen on 127.0.0.1:%ld: %s\n", port,
 			strerror(errno));
@@ -327,7 +327,7 @@ int main(int argc, char **argv)
 		fflush(stdout);
 	}
 
-	struct timeval tv = { .tv_sec = max_seconds };
+	struct timeval tv = {.tv_sec = max_seconds};
 	deadline = evtimer_new(s.base, on_deadline, &s);
 	sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
 	sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
