@@ -190,6 +190,12 @@ api() {
 }
 
 # ---- 4/5. passes ----
+# metrics FILE: saves hookd's GET /metrics (Prometheus text) into FILE; empty if it has none.
+metrics() {
+	"${CURL[@]}" -f -o "$1" -H "Authorization: Bearer $KEY" "$API/metrics" || : >"$1"
+}
+# mval NAME FILE: one counter from a metrics file (0 when absent).
+mval() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$2"; }
 # run_pass NAME APP N_ENDPOINTS M
 run_pass() {
 	local name=$1 app=$2 neps=$3 m=$4 i
@@ -200,6 +206,7 @@ run_pass() {
 	done
 	sink_reset
 	local cpu0 pub=$TMP/publish-$app.txt prc=0
+	metrics "$TMP/metrics0-$app.txt"
 	cpu0=$(cpu_ticks "$HOOKD_PID")
 	log "$name: publishing $m messages (concurrency $PUB_C) to $neps endpoint(s)"
 	timeout 180 "$BIN/publish" --url "$API/v1/apps/$app/messages" --key "$KEY" -n "$m" \
@@ -222,6 +229,7 @@ run_pass() {
 	done
 	local cpu1
 	cpu1=$(cpu_ticks "$HOOKD_PID")
+	metrics "$TMP/metrics1-$app.txt"
 	# Anything that arrives after the last expected delivery is a duplicate; give it 1 s.
 	sleep 1
 	local st2=$TMP/stats2-$app.json
@@ -239,6 +247,20 @@ run_pass() {
 	local cpu_s
 	cpu_s=$(fdiv "$((cpu1 - cpu0))" "$hz" 2)
 
+	# Store and dispatch counters over the pass, when hookd exposes /metrics.
+	local storeline="" m0=$TMP/metrics0-$app.txt m1=$TMP/metrics1-$app.txt
+	if [ -s "$m1" ]; then
+		local commits ops cns att fail
+		commits=$(($(mval hookd_store_commits_total "$m1") - $(mval hookd_store_commits_total "$m0")))
+		ops=$(($(mval hookd_store_ops_total "$m1") - $(mval hookd_store_ops_total "$m0")))
+		cns=$(awk -v a="$(mval hookd_store_commit_seconds_total "$m0")" -v b="$(mval hookd_store_commit_seconds_total "$m1")" 'BEGIN { print b - a }')
+		att=$(($(mval hookd_attempts_total "$m1") - $(mval hookd_attempts_total "$m0")))
+		fail=$(($(mval hookd_attempts_failed_total "$m1") - $(mval hookd_attempts_failed_total "$m0")))
+		storeline="
+  hookd store:      $commits commits, $(fdiv "$ops" "$commits" 1) ops per commit, $(fdiv "$(awk -v c="$cns" 'BEGIN { print c * 1000 }')" "$commits" 2) ms per commit, writer committing $(fdiv "$(awk -v c="$cns" 'BEGIN { print c * 100 }')" "$secs" 0)% of the pass
+  hookd attempts:   $att, of which failed $fail"
+	fi
+
 	local nonok statuses=""
 	nonok=$(($(kv non202 "$pub") + $(kv transport_errors "$pub") + $(kv unfinished "$pub")))
 	if grep -q '^status ' "$pub"; then
@@ -249,11 +271,11 @@ run_pass() {
 $name: $neps endpoint(s) per message, $m publishes, concurrency $PUB_C, ~1 KiB payload
   publish:          $accepted of $m accepted with 202; not 202: $nonok$statuses
                     $(kv publish_per_s "$pub") publishes/s; latency p50 $(us_ms "$(kv p50_us "$pub")"), p99 $(us_ms "$(kv p99_us "$pub")"), max $(us_ms "$(kv max_us "$pub")")
-  end to end:       $count of $expected deliveries in $secs s (first publish -> last receipt; last receipt $(fdiv "$((last - $(kv last_done_ns "$pub")))" 1000000 1) ms after the last 202)
+  end to end:       $count of $expected deliveries in $secs s (first publish -> last receipt; last 202 -> last receipt: $(fdiv "$((last - $(kv last_done_ns "$pub")))" 1000000 1) ms)
                     = $rate deliveries/s = $(fdiv "$rate" "${BASE_BEST[event]}") x bare libcurl event mode, $(fdiv "$rate" "${BASE_BEST[poll]}") x poll mode
   publish->receipt: p50 $(us_ms "$(jnum p50_us "$st")"), p99 $(us_ms "$(jnum p99_us "$st")"), max $(us_ms "$(jnum max_us "$st")") ($(jnum samples "$st") samples)
   duplicates:       $dups; missing: $missing$([ "$alive" = yes ] || echo "; HOOKD DIED (see bench/results/hookd-latest.log)")
-  hookd CPU:        $cpu_s s ($(fdiv "$(awk -v s="$cpu_s" 'BEGIN { print s * 1e6 }')" "$count" 1) us per delivery)
+  hookd CPU:        $cpu_s s ($(fdiv "$(awk -v s="$cpu_s" 'BEGIN { print s * 1e6 }')" "$count" 1) us per delivery)$storeline
 "
 	log "$name: $count/$expected delivered, $rate deliveries/s"
 	[ "$alive" = yes ] || die "hookd died during $name; log tail:
