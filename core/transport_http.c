@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +45,9 @@ struct http_xfer {
 };
 
 struct http_sock {
-	struct event *ev;
+	struct event ev; /* embedded: changing what we wait for re-arms it, no allocation */
 	curl_socket_t fd;
+	short kind;
 };
 
 struct http_transport {
@@ -108,28 +110,32 @@ static int http_socket_fn(CURL *easy, curl_socket_t fd, int what, void *arg, voi
 {
 	struct http_transport *t = arg;
 	struct http_sock *s = sockp;
+	short kind;
 
 	if (what == CURL_POLL_REMOVE) {
 		if (s) {
-			event_free(s->ev);
+			event_del(&s->ev);
 			free(s);
 			curl_multi_assign(t->multi, fd, NULL);
 		}
 		return 0;
 	}
+	kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
+	       ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
 	if (!s) {
 		s = calloc(1, sizeof(*s));
 		if (!s)
 			return -1;
 		s->fd = fd;
 		curl_multi_assign(t->multi, fd, s);
+	} else if (s->kind == kind) {
+		return 0; /* unchanged: no epoll_ctl */
 	} else {
-		event_free(s->ev);
+		event_del(&s->ev);
 	}
-	short kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
-		     ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-	s->ev = event_new(t->evbase, fd, kind, http_event_cb, t);
-	event_add(s->ev, NULL);
+	s->kind = kind;
+	event_assign(&s->ev, t->evbase, fd, kind, http_event_cb, t);
+	event_add(&s->ev, NULL);
 	return 0;
 }
 
