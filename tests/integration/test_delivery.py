@@ -149,6 +149,22 @@ class DeliveryTest(h.HookdCase):
         self.assertEqual(dl["state"], "succeeded", m)
         self.assertEqual(h.delivery_for(m, ep_all["id"])["state"], "succeeded", m)
 
+    def test_response_capture_is_bounded(self):
+        recv = self.receiver()
+        big = ("0123456789abcdef" * 1024).encode()  # 16 KiB
+        recv.behave(path="/big", body=big)
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, recv.url("/big"))
+        msg_id = h.publish(d, app, "a.b", {})["id"]
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", attempts=1)
+        a = h.get_attempts(d, app, msg_id)[0]
+        self.assertEqual(a["status"], 200)
+        self.assertIsInstance(a["response"], str)
+        self.assertGreater(len(a["response"]), 0)
+        self.assertLessEqual(len(a["response"].encode()), 4096, len(a["response"]))
+        self.assertTrue(big.decode().startswith(a["response"]), a["response"][:80])
+
     def test_keep_alive_connection_reuse(self):
         recv = self.receiver()
         d = self.daemon()

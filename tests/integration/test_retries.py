@@ -132,19 +132,62 @@ class RetryTest(h.HookdCase):
 
     def test_retry_after_is_honoured(self):
         recv = self.receiver()
-        recv.behave(fail_first=1, fail_status=429, retry_after=2)
         d = self.daemon()
         app = h.create_app(d)
-        ep = h.create_endpoint(d, app, recv.url("/slow"), retry_schedule=[1])
+        for status in (429, 503):
+            with self.subTest(status=status):
+                p = f"/slow{status}"
+                recv.behave(path=p, fail_first=1, fail_status=status, retry_after=2)
+                ep = h.create_endpoint(d, app, recv.url(p), retry_schedule=[1],
+                                       event_types=[f"s{status}.x"])
+                msg_id = h.publish(d, app, f"s{status}.x", {})["id"]
+                reqs = recv.wait_for(2, path=p, timeout=20)
+                self.assertEqual([r.status for r in reqs[:2]], [status, 200])
+                gap = reqs[1].time - reqs[0].time
+                sys.stderr.write(f"{status} Retry-After 2 s, schedule [1]: second attempt "
+                                 f"after {gap:.2f} s\n")
+                self.assertGreaterEqual(gap, 1.8, f"Retry-After: 2 on {status} not honoured")
+                self.assertLess(gap, 2 * 1.2 + 3.0 * h.SCALE)
+                h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", attempts=2)
+                self.assertEqual([a["status"] for a in h.get_attempts(d, app, msg_id)],
+                                 [status, 200])
+
+    def test_redirect_not_followed(self):
+        recv = self.receiver()
+        recv.behave(path="/moved", status=302,
+                    headers={"Location": recv.url("/target")})
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, recv.url("/moved"), retry_schedule=[1])
         msg_id = h.publish(d, app, "a.b", {})["id"]
-        reqs = recv.wait_for(2, path="/slow", timeout=20)
-        self.assertEqual([r.status for r in reqs[:2]], [429, 200])
-        gap = reqs[1].time - reqs[0].time
-        sys.stderr.write(f"Retry-After 2 s, schedule [1]: second attempt after {gap:.2f} s\n")
-        self.assertGreaterEqual(gap, 1.8, "Retry-After: 2 not honoured")
-        self.assertLess(gap, 2 * 1.2 + 3.0 * h.SCALE)
-        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", attempts=2)
-        self.assertEqual([a["status"] for a in h.get_attempts(d, app, msg_id)], [429, 200])
+        dl = h.wait_delivery_state(d, app, msg_id, ep["id"], "dead", attempts=2, timeout=20)
+        self.assertEqual(dl["last_status"], 302)
+        self.assertEqual([a["status"] for a in h.get_attempts(d, app, msg_id)], [302, 302])
+        self.assertEqual(recv.count(path="/moved"), 2)
+        self.assertEqual(recv.count(path="/target"), 0, "a redirect was followed")
+
+    def test_timeout_is_a_failed_attempt(self):
+        recv = self.receiver()
+        d = self.daemon(delivery={"timeout_ms": 1000})
+        app = h.create_app(d)
+        # The first attempt hangs past delivery.timeout_ms; the retry is answered at once.
+        recv.behave(path="/hang", delay=4.0)
+        ep = h.create_endpoint(d, app, recv.url("/hang"), retry_schedule=[1])
+        msg_id = h.publish(d, app, "a.b", {})["id"]
+        recv.wait_for(1, path="/hang")
+        recv.behave(path="/hang")
+        dl = h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", attempts=2,
+                                   timeout=20)
+        attempts = h.get_attempts(d, app, msg_id)
+        self.assertEqual(len(attempts), 2, attempts)
+        first = attempts[0]
+        self.assertIsNone(first["status"], first)
+        self.assertIsInstance(first["error"], str, first)
+        self.assertRegex(first["error"].lower(), r"time.?out|timed out", first)
+        self.assertLess(first["duration_ms"], 3500, first)
+        self.assertGreaterEqual(first["duration_ms"], 800, first)
+        self.assertEqual(attempts[1]["status"], 200)
+        self.assertEqual(dl["last_status"], 200)
 
     def test_410_gone_disables_endpoint(self):
         recv = self.receiver()
