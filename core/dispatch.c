@@ -263,8 +263,19 @@ int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv
 	return HOOKD_OK;
 }
 
+static void dispatch_forget(struct dispatch *d, struct delivery *dv);
+
+/* A finished delivery stays live (visible to the API with its new state) until the commit
+ * that records its outcome is done; only then is the in-memory copy dropped. */
+static void dispatch_recorded(struct store_batch *b)
+{
+	struct delivery *dv = b->arg;
+	dispatch_forget(dv->dispatch, dv);
+}
+
+/* Writes the attempt and the delivery's new state; a finished delivery is forgotten after. */
 static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
-				    const struct transport_result *res, int64_t at_ms)
+				    const struct transport_result *res, int64_t at_ms, int finished)
 {
 	struct store_batch *b = store_batch_new();
 	unsigned char key[DELIVERY_ID_MAX + 8];
@@ -273,8 +284,11 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 	json_t *a;
 	char *text;
 
-	if (!b)
+	if (!b) {
+		if (finished)
+			dispatch_forget(d, dv);
 		return;
+	}
 	clock_iso8601(at_ms, iso);
 	a = json_pack("{s:s, s:s, s:I, s:s, s:I}", "delivery_id", dv->id, "endpoint_id",
 		      dv->ep->id, "attempt", (json_int_t)dv->attempts, "at", iso, "duration_ms",
@@ -298,10 +312,12 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 		log_error("dispatch: cannot record attempt %u of %s", dv->attempts, dv->id);
 		free(text);
 		store_batch_free(b);
+		if (finished)
+			dispatch_forget(d, dv);
 		return;
 	}
 	free(text);
-	store_batch_submit(d->store, b, 0, NULL, NULL);
+	store_batch_submit(d->store, b, 0, finished ? dispatch_recorded : NULL, dv);
 }
 
 /* ---- sending ---- */
@@ -363,6 +379,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	struct dispatch *d = dv->dispatch;
 	int64_t now = clock_now_ms();
 
+	endpoint_ref(ep); /* dv may be freed below; ep must outlive this function */
 	ep->inflight--;
 	d->inflight--;
 	d->stats.attempts++;
@@ -409,18 +426,19 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 		if (dv->state == DLV_DEAD)
 			d->stats.dead++;
 	}
-	dispatch_record_attempt(d, dv, res, now);
-
-	if (dv->state == DLV_PENDING && !ep->deleted)
+	if (dv->state == DLV_PENDING && !ep->deleted) {
+		dispatch_record_attempt(d, dv, res, now, 0);
 		heap_push(d, dv);
-	else
-		dispatch_forget(d, dv);
+	} else {
+		dispatch_record_attempt(d, dv, res, now, 1);
+	}
 
 	/* Capacity freed: this endpoint's waiters first (its FIFO order), then the heap. */
 	while (!ep->deleted && !ep->disabled && ep->wait_head &&
 	       ep->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
 		dispatch_start(d, wait_pop(ep));
 	dispatch_pump(d);
+	endpoint_unref(ep);
 }
 
 static void dispatch_start(struct dispatch *d, struct delivery *dv)
