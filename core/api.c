@@ -707,11 +707,15 @@ static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *m
 		memcpy(id, k.mv_data, k.mv_size);
 		id[k.mv_size] = 0;
 		live = dispatch_live(a->disp, id);
-		int state = live ? live->state : r.state;
-		uint32_t attempts = live ? live->attempts : r.attempts;
-		int64_t next = live ? live->next_at_ms : r.next_at_ms;
-		const char *err = live ? live->last_error : r.last_error;
-		int status = live ? live->last_status : r.last_status;
+		/* Live values are newer than the store's for pending and in-flight deliveries. A
+		 * finished one is live until its outcome commits: shown as in flight until then, so
+		 * the state never runs ahead of the recorded attempts. */
+		int fresh = live && (live->state == DLV_PENDING || live->state == DLV_INFLIGHT);
+		int state = fresh ? live->state : live ? DLV_INFLIGHT : r.state;
+		uint32_t attempts = fresh ? live->attempts : r.attempts;
+		int64_t next = fresh ? live->next_at_ms : r.next_at_ms;
+		const char *err = fresh ? live->last_error : r.last_error;
+		int status = fresh ? live->last_status : r.last_status;
 		o = json_pack("{s:s, s:s, s:s, s:I}", "id", id, "endpoint_id", r.ep_id, "state",
 			      delivery_state_name(state), "attempts", (json_int_t)attempts);
 		if (state == DLV_PENDING) {
