@@ -12,8 +12,8 @@ int64_t clock_mono_ms(void);
 /* Monotonic clock in ns (fine durations). */
 int64_t clock_mono_ns(void);
 
-/* Writes "2026-11-28T23:59:59.123Z" (24 chars + NUL) for ms since epoch. */
-#define CLOCK_ISO_LEN 32
+/* Writes "2026-11-28T23:59:59.123Z" (24 chars + NUL; the buffer has room for any year). */
+#define CLOCK_ISO_LEN 64
 void clock_iso8601(int64_t ms, char out[CLOCK_ISO_LEN]);
 
 /* Parses an ISO 8601 UTC time ("2026-11-28T23:59:59Z", fraction and "+00:00" allowed) or
