@@ -31,7 +31,7 @@
  * (policies.cpu_limit_ms 50, policies.memory_limit 32 MiB). */
 #define POLICY_DEFAULT_CPU_MS 50
 #define POLICY_DEFAULT_MEMORY (32u << 20)
-/* A sandboxed state with the helpers loaded takes ~120 KiB; below 1 MiB a policy could
+/* A sandboxed state with the helpers loaded takes ~60 KiB; below 1 MiB a policy could
  * not even convert a modest payload, so smaller caps are refused as misconfiguration. */
 #define POLICY_MIN_MEMORY (1u << 20)
 /* Policy sources are small programs (the shipped ones are < 4 KiB); 1 MiB leaves room
@@ -588,8 +588,8 @@ static void build_headers(lua_State *L, struct call *c, int t)
 	headers_sort(L, c);
 }
 
-/* Converts field key of the returned table t into the envelope; required fields that
- * the policy dropped are an error, id and timestamp fall back to the input's. */
+/* Converts field key of the returned table t into the envelope; a required field that
+ * the policy dropped is an error; id and timestamp fall back to the input's. */
 static void envelope_field(lua_State *L, struct call *c, int t, const char *key, int ltype,
 			   bool required, bool inherit)
 {
@@ -642,9 +642,9 @@ static void build_envelope(lua_State *L, struct call *c, int t)
 	if (c->envelope == NULL)
 		luaL_error(L, "out of memory");
 	/* Stable key order: the order receivers see in the Standard Webhooks body. */
-	envelope_field(L, c, t, "id", LUA_TSTRING, true, true);
+	envelope_field(L, c, t, "id", LUA_TSTRING, false, true);
 	envelope_field(L, c, t, "type", LUA_TSTRING, true, false);
-	envelope_field(L, c, t, "timestamp", LUA_TSTRING, true, true);
+	envelope_field(L, c, t, "timestamp", LUA_TSTRING, false, true);
 	envelope_field(L, c, t, "version", LUA_TSTRING, false, false);
 	envelope_field(L, c, t, "source", LUA_TSTRING, false, false);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_cur_msg);

@@ -66,9 +66,14 @@ t.remove = function(tbl, ...)
 	refuse_frozen("remove", tbl)
 	return t_remove(tbl, ...)
 end
-t.sort = function(tbl, ...)
+-- Without a comparator LuaJIT sorts entirely in C, where no hook fires (a million numbers
+-- take ~0.2 s); a Lua comparator puts the count hook back in the loop.
+local function less(a, b)
+	return a < b
+end
+t.sort = function(tbl, cmp)
 	refuse_frozen("sort", tbl)
-	return t_sort(tbl, ...)
+	return t_sort(tbl, cmp or less)
 end
 
 local m = {}
