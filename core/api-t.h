@@ -20,6 +20,7 @@ struct api {
 	struct registry *reg;
 	struct dispatch *disp;
 	struct policy_engine *policies;
+	struct worker *worker; /* the policy thread */
 	const struct config *cfg;
 	unsigned char key_hash[crypto_generichash_BYTES];
 	int has_key;

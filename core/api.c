@@ -13,6 +13,7 @@
 #include "record.h"
 #include "registry.h"
 #include "store.h"
+#include "worker.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -23,6 +24,7 @@
 #include <sodium.h>
 #include <sys/queue.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +51,12 @@ struct api_pending {
 	struct app *app;
 	char id[ID_MAX + 80];
 	int64_t now_ms;
+	/* publish: what the commit needs after the policies ran on the policy thread */
+	struct worker_job job;
+	json_t *envelope;
+	char *text;
+	char *idem;
+	struct fanout_stats stats; /* policy outcomes, counted on the policy thread */
 };
 
 /* ---------- replies ---------- */
@@ -116,6 +124,9 @@ static void api_pending_free(struct api_pending *p)
 		delivery_free(p->dvs[i]);
 	free(p->dvs);
 	json_decref(p->json);
+	json_decref(p->envelope);
+	free(p->text);
+	free(p->idem);
 	free(p);
 }
 
@@ -569,19 +580,74 @@ static void api_published(struct store_batch *b)
 	api_pending_free(p);
 }
 
+/* Stores the message, its deliveries and the idempotency key in one op; the answer goes out
+ * from api_published once that op is committed. Takes p (answers errors itself). */
+static void api_publish_commit(struct api_pending *p)
+{
+	struct api *a = p->api;
+	struct store_batch *b = store_batch_new();
+	char k[400];
+	size_t klen;
+
+	if (!b)
+		goto oom;
+	klen = api_prefix_key(k, p->app->id, p->id);
+	if (store_batch_put(b, a->store->messages, k, klen, p->text, strlen(p->text)))
+		goto oom;
+	for (size_t i = 0; i < p->n_dvs; i++)
+		if (dispatch_persist(a->store, b, p->dvs[i], p->now_ms))
+			goto oom;
+	if (p->idem) {
+		unsigned char val[8 + ID_MAX];
+		size_t n = strlen(p->id);
+		klen = api_prefix_key(k, p->app->id, p->idem);
+		store_be64(val, (uint64_t)(p->now_ms + API_IDEMPOTENCY_MS));
+		memcpy(val + 8, p->id, n);
+		store_batch_guard(b, a->store->idem, k, klen, p->now_ms);
+		if (store_batch_put(b, a->store->idem, k, klen, val, 8 + n))
+			goto oom;
+	}
+	store_batch_submit(a->store, b, STORE_OP_PUBLISH, api_published, p);
+	return;
+oom:
+	store_batch_free(b);
+	{
+		struct evhttp_request *req = api_pending_take(p);
+		if (req)
+			api_error(req, 500, "internal", NULL, "out of memory");
+	}
+	api_pending_free(p);
+}
+
+/* Policy thread: the deliveries and envelope belong to this job alone until it is done. */
+static void api_publish_policies(struct worker_job *job)
+{
+	struct api_pending *p = (struct api_pending *)((char *)job - offsetof(struct api_pending, job));
+	fanout_run_policies(p->api->policies, p->envelope, p->dvs, p->n_dvs, &p->stats);
+}
+
+static void api_publish_commit_job(struct worker_job *job)
+{
+	struct api_pending *p = (struct api_pending *)((char *)job - offsetof(struct api_pending, job));
+	struct api *a = p->api;
+	a->fstats.filtered += p->stats.filtered;
+	a->fstats.policy_errors += p->stats.policy_errors;
+	/* Apps are never deleted, so p->app is still valid here. */
+	api_publish_commit(p);
+}
+
 static void api_messages_create(struct api *a, struct evhttp_request *req, struct app *app)
 {
 	json_t *body = api_body_json(a, req, 1), *v, *envelope = NULL;
 	const char *key, *type = NULL, *source = NULL;
 	const char *idem = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
-	char version[64] = "1", msg_id[ID_MAX], iso[CLOCK_ISO_LEN], k[400];
+	char version[64] = "1", msg_id[ID_MAX], iso[CLOCK_ISO_LEN];
 	json_t *data = NULL;
 	struct api_pending *p = NULL;
-	struct store_batch *b = NULL;
 	struct body *bytes = NULL;
 	char *text = NULL;
 	int64_t now = clock_now_ms();
-	size_t klen;
+	int needs_policy = 0;
 
 	if (!body)
 		return;
@@ -640,31 +706,31 @@ static void api_messages_create(struct api *a, struct evhttp_request *req, struc
 	json_object_set(envelope, "data", data);
 	text = json_dumps(envelope, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	p = api_pending_new(a, req);
-	b = store_batch_new();
-	if (!text || !p || !b || !(bytes = body_new(text, strlen(text))))
+	if (!text || !p || !(bytes = body_new(text, strlen(text))))
 		goto oom;
-	if (fanout_message(a->policies, app, msg_id, type, envelope, bytes, now, &p->dvs, &p->n_dvs,
+	if (fanout_message(app, msg_id, type, bytes, now, &p->dvs, &p->n_dvs, &needs_policy,
 			   &a->fstats) != HOOKD_OK)
 		goto oom;
-	klen = api_prefix_key(k, app->id, msg_id);
-	if (store_batch_put(b, a->store->messages, k, klen, text, strlen(text)))
+	if (idem && !(p->idem = strdup(idem)))
 		goto oom;
-	for (size_t i = 0; i < p->n_dvs; i++)
-		if (dispatch_persist(a->store, b, p->dvs[i], now))
-			goto oom;
-	if (idem) {
-		unsigned char val[8 + ID_MAX];
-		size_t n = strlen(msg_id);
-		klen = api_prefix_key(k, app->id, idem);
-		store_be64(val, (uint64_t)(now + API_IDEMPOTENCY_MS));
-		memcpy(val + 8, msg_id, n);
-		store_batch_guard(b, a->store->idem, k, klen, now);
-		if (store_batch_put(b, a->store->idem, k, klen, val, 8 + n))
-			goto oom;
-	}
+	snprintf(p->id, sizeof(p->id), "%s", msg_id);
+	p->app = app;
+	p->now_ms = now;
 	p->json = json_pack("{s:s, s:s, s:s}", "id", msg_id, "type", type, "timestamp", iso);
-	store_batch_submit(a->store, b, STORE_OP_PUBLISH, api_published, p);
-	b = NULL;
+	p->text = text;
+	p->envelope = envelope;
+	text = NULL;
+	envelope = NULL;
+	if (needs_policy && a->worker) {
+		/* Policies may take their whole CPU budget: off the loop, then back to commit. */
+		p->job.run = api_publish_policies;
+		p->job.done = api_publish_commit_job;
+		worker_submit(a->worker, &p->job);
+	} else {
+		if (needs_policy)
+			fanout_run_policies(a->policies, p->envelope, p->dvs, p->n_dvs, &a->fstats);
+		api_publish_commit(p);
+	}
 	p = NULL;
 	goto out;
 oom:
@@ -674,7 +740,6 @@ out:
 		api_pending_take(p);
 		api_pending_free(p);
 	}
-	store_batch_free(b);
 	body_unref(bytes);
 	free(text);
 	json_decref(envelope);
@@ -1024,8 +1089,8 @@ static void api_redrive_done(struct store_op *op)
 					env = api_message_load(a, txn, dv->app_id, dv->msg_id);
 					mdb_txn_abort(txn);
 				}
-				if (env) {
-					fanout_apply_policy(a->policies, dv->ep, env, dv, &a->fstats);
+				if (env && fanout_capture_policy(dv, dv->ep) == HOOKD_OK) {
+					fanout_apply_policy(a->policies, env, dv, &a->fstats);
 					json_decref(env);
 					b = store_batch_new();
 					if (b && dispatch_persist(a->store, b, dv, clock_now_ms()) == HOOKD_OK)
@@ -1295,8 +1360,8 @@ out:
 }
 
 int api_new(struct event_base *base, struct store *store, struct registry *reg,
-	    struct dispatch *disp, struct policy_engine *policies, const struct config *cfg,
-	    struct api **out)
+	    struct dispatch *disp, struct policy_engine *policies, struct worker *worker,
+	    const struct config *cfg, struct api **out)
 {
 	struct api *a = calloc(1, sizeof(*a));
 	if (!a)
@@ -1306,6 +1371,7 @@ int api_new(struct event_base *base, struct store *store, struct registry *reg,
 	a->reg = reg;
 	a->disp = disp;
 	a->policies = policies;
+	a->worker = worker;
 	a->cfg = cfg;
 	if (cfg->admin_key && *cfg->admin_key) {
 		crypto_generichash(a->key_hash, sizeof(a->key_hash),
@@ -1352,10 +1418,18 @@ int api_listen(struct api *a, const char *host, uint16_t port, uint16_t *bound_p
 	return HOOKD_OK;
 }
 
+void api_close(struct api *a)
+{
+	if (a && a->http) {
+		evhttp_free(a->http);
+		a->http = NULL;
+	}
+}
+
 void api_free(struct api *a)
 {
 	if (!a)
 		return;
-	evhttp_free(a->http);
+	api_close(a);
 	free(a);
 }

@@ -90,6 +90,8 @@ void delivery_free(struct delivery *dv)
 	free(dv->extra_lines);
 	free(dv->headers_json);
 	free(dv->app_id);
+	free(dv->policy_name);
+	json_decref(dv->policy_params);
 	free(dv);
 }
 

@@ -14,6 +14,8 @@
 #include "record.h"
 #include "strmap.h"
 
+#include <jansson.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +60,10 @@ struct delivery {
 	struct delivery *wait_next;
 	int waiting;
 	struct dispatch *dispatch; /* set while in flight */
+	/* Set by fan-out when the endpoint has a policy still to run: copies, so the policy
+	 * thread never reads the endpoint (which the loop may change meanwhile). Owned. */
+	char *policy_name;
+	json_t *policy_params;
 };
 
 struct dispatch;

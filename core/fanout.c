@@ -12,19 +12,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-void fanout_apply_policy(struct policy_engine *policies, struct endpoint *ep,
-			 const json_t *envelope, struct delivery *dv, struct fanout_stats *stats)
+int fanout_capture_policy(struct delivery *dv, const struct endpoint *ep)
 {
-	struct policy_input in = {envelope, ep->id, ep->app_id, ep->policy_params};
+	free(dv->policy_name);
+	json_decref(dv->policy_params);
+	dv->policy_name = ep->policy_name ? strdup(ep->policy_name) : NULL;
+	dv->policy_params = ep->policy_params ? json_deep_copy(ep->policy_params) : NULL;
+	return (ep->policy_name && !dv->policy_name) ? HOOKD_ENOMEM : HOOKD_OK;
+}
+
+void fanout_apply_policy(struct policy_engine *policies, const json_t *envelope,
+			 struct delivery *dv, struct fanout_stats *stats)
+{
+	/* dv->ep->id is fixed for the endpoint's lifetime and dv holds a reference: safe to
+	 * read from the policy thread, unlike the endpoint's mutable fields. */
+	struct policy_input in = {envelope, dv->ep->id, dv->app_id, dv->policy_params};
 	struct policy_result res;
 	int rc;
 
 	memset(&res, 0, sizeof(res));
-	rc = policies ? policy_run(policies, ep->policy_name, &in, &res) : HOOKD_ENOTFOUND;
+	if (!dv->policy_name)
+		return;
+	rc = policies ? policy_run(policies, dv->policy_name, &in, &res) : HOOKD_ENOTFOUND;
 	if (rc == HOOKD_ENOTFOUND) {
 		dv->state = DLV_DEAD;
 		snprintf(dv->last_error, sizeof(dv->last_error),
-			 "policy_error: policy '%s' is not loaded", ep->policy_name);
+			 "policy_error: policy '%s' is not loaded", dv->policy_name);
 		if (stats)
 			stats->policy_errors++;
 		return;
@@ -74,12 +87,19 @@ void fanout_apply_policy(struct policy_engine *policies, struct endpoint *ep,
 	policy_result_free(&res);
 }
 
+void fanout_run_policies(struct policy_engine *policies, const json_t *envelope,
+			 struct delivery **dvs, size_t n, struct fanout_stats *stats)
+{
+	for (size_t i = 0; i < n; i++)
+		if (dvs[i]->policy_name)
+			fanout_apply_policy(policies, envelope, dvs[i], stats);
+}
+
 struct fanout_walk {
-	struct policy_engine *policies;
 	struct app *app;
 	const char *msg_id, *type;
-	const json_t *envelope;
 	struct body *body;
+	int needs_policy;
 	int64_t now_ms;
 	struct delivery **out;
 	size_t n, cap;
@@ -113,19 +133,24 @@ static void fanout_one(const char *key, void *value, void *arg)
 		w->rc = HOOKD_ENOMEM;
 		return;
 	}
-	if (ep->policy_name)
-		fanout_apply_policy(w->policies, ep, w->envelope, dv, w->stats);
+	if (ep->policy_name) {
+		if (fanout_capture_policy(dv, ep) != HOOKD_OK) {
+			delivery_free(dv);
+			w->rc = HOOKD_ENOMEM;
+			return;
+		}
+		w->needs_policy = 1;
+	}
 	if (w->stats)
 		w->stats->deliveries++;
 	w->out[w->n++] = dv;
 }
 
-int fanout_message(struct policy_engine *policies, struct app *a, const char *msg_id,
-		   const char *type, const json_t *envelope, struct body *body, int64_t now_ms,
-		   struct delivery ***out, size_t *n_out, struct fanout_stats *stats)
+int fanout_message(struct app *a, const char *msg_id, const char *type, struct body *body,
+		   int64_t now_ms, struct delivery ***out, size_t *n_out, int *needs_policy,
+		   struct fanout_stats *stats)
 {
-	struct fanout_walk w = {policies, a, msg_id, type, envelope, body, now_ms, NULL, 0, 0,
-				HOOKD_OK, stats};
+	struct fanout_walk w = {a, msg_id, type, body, 0, now_ms, NULL, 0, 0, HOOKD_OK, stats};
 	strmap_each(&a->endpoints, fanout_one, &w);
 	if (w.rc != HOOKD_OK) {
 		for (size_t i = 0; i < w.n; i++)
@@ -135,5 +160,6 @@ int fanout_message(struct policy_engine *policies, struct app *a, const char *ms
 	}
 	*out = w.out;
 	*n_out = w.n;
+	*needs_policy = w.needs_policy;
 	return HOOKD_OK;
 }

@@ -12,6 +12,7 @@
 #include "ssrf.h"
 #include "store.h"
 #include "transport.h"
+#include "worker.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -48,6 +49,7 @@ struct daemon {
 	struct transport *http;
 	struct dispatch *disp;
 	struct policy_engine *policies;
+	struct worker *worker;
 	struct api *api;
 	struct event *sigterm, *sigint, *sighup;
 };
@@ -242,7 +244,8 @@ static int cmd_serve(int argc, char **argv)
 	if (!d.http || dispatch_new(d.base, d.store, &d.reg, &d.cfg, d.http, &d.disp) != HOOKD_OK ||
 	    dispatch_load(d.disp, err, sizeof(err)) != HOOKD_OK ||
 	    store_start(d.store, d.base) != HOOKD_OK ||
-	    api_new(d.base, d.store, &d.reg, d.disp, d.policies, &d.cfg, &d.api) != HOOKD_OK ||
+	    worker_new(d.base, &d.worker) != HOOKD_OK ||
+	    api_new(d.base, d.store, &d.reg, d.disp, d.policies, d.worker, &d.cfg, &d.api) != HOOKD_OK ||
 	    api_listen(d.api, d.cfg.listen_host, d.cfg.listen_port, &port, err, sizeof(err)) != HOOKD_OK) {
 		fprintf(stderr, "hookd: %s\n", err[0] ? err : "startup failed");
 		goto out;
@@ -259,9 +262,12 @@ static int cmd_serve(int argc, char **argv)
 	event_base_dispatch(d.base);
 	rc = 0;
 out:
-	api_free(d.api);
+	api_close(d.api);
+	/* Jobs on the policy thread finish and hand their commits to the writer first. */
+	worker_free(d.worker);
 	if (d.store)
 		store_stop(d.store);
+	api_free(d.api);
 	dispatch_free(d.disp);
 	if (d.http)
 		d.http->destroy(d.http);

@@ -23,6 +23,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -53,6 +54,9 @@ struct policy {
 };
 
 struct policy_engine {
+	/* Runs happen on the policy thread, uploads and listings on the loop thread: every
+	 * public entry point holds this (recursive: load_dir puts). */
+	pthread_mutex_t lock;
 	struct policy_limits limits;
 	struct policy **items;    /* sorted by name */
 	size_t n, cap;
@@ -91,6 +95,11 @@ int policy_engine_new(const struct policy_limits *limits, struct policy_engine *
 		free(e);
 		return HOOKD_EINVAL;
 	}
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&e->lock, &attr);
+	pthread_mutexattr_destroy(&attr);
 	*out = e;
 	return HOOKD_OK;
 }
@@ -113,6 +122,7 @@ void policy_engine_free(struct policy_engine *e)
 	for (i = 0; i < e->n; i++)
 		policy_free(e->items[i]);
 	free(e->items);
+	pthread_mutex_destroy(&e->lock);
 	free(e);
 }
 
@@ -251,7 +261,7 @@ static int policy_vm_compile(const struct policy_limits *limits, const char *nam
 	return HOOKD_OK;
 }
 
-int policy_engine_put(struct policy_engine *e, const char *name, const char *source, size_t len,
+static int engine_put(struct policy_engine *e, const char *name, const char *source, size_t len,
 		      char *err, size_t errlen)
 {
 	struct policy_vm *vm = NULL;
@@ -354,7 +364,7 @@ cleanup:
 	return rc;
 }
 
-int policy_engine_load_dir(struct policy_engine *e, const char *dir, char *err, size_t errlen)
+static int engine_load_dir(struct policy_engine *e, const char *dir, char *err, size_t errlen)
 {
 	DIR *d;
 	struct dirent *de;
@@ -389,7 +399,7 @@ int policy_engine_load_dir(struct policy_engine *e, const char *dir, char *err, 
 			if (r != HOOKD_OK)
 				snprintf(msg, sizeof(msg), "%s", hookd_strerror(r));
 			else
-				r = policy_engine_put(e, name, src, len, msg, sizeof(msg));
+				r = engine_put(e, name, src, len, msg, sizeof(msg));
 			free(src);
 		}
 		if (r != HOOKD_OK) {
@@ -404,7 +414,7 @@ int policy_engine_load_dir(struct policy_engine *e, const char *dir, char *err, 
 	return rc;
 }
 
-const char *policy_engine_source(struct policy_engine *e, const char *name, size_t *len)
+static const char *engine_source(struct policy_engine *e, const char *name, size_t *len)
 {
 	bool found;
 	size_t at = engine_find(e, name, &found);
@@ -416,7 +426,7 @@ const char *policy_engine_source(struct policy_engine *e, const char *name, size
 	return e->items[at]->source;
 }
 
-void policy_engine_each(struct policy_engine *e,
+static void engine_each(struct policy_engine *e,
 			void (*fn)(const char *name, size_t source_len, void *arg), void *arg)
 {
 	size_t i;
@@ -767,7 +777,7 @@ static int policy_rebuild(struct policy_engine *e, struct policy *p)
 	return rc;
 }
 
-int policy_run(struct policy_engine *e, const char *name, const struct policy_input *in,
+static int engine_run(struct policy_engine *e, const char *name, const struct policy_input *in,
 	       struct policy_result *out)
 {
 	struct policy_vm *vm;
@@ -862,4 +872,48 @@ void policy_result_free(struct policy_result *r)
 	json_decref(r->envelope);
 	json_decref(r->headers);
 	r->envelope = r->headers = NULL;
+}
+
+/* ---- locked public entry points ---- */
+
+int policy_engine_put(struct policy_engine *e, const char *name, const char *source, size_t len,
+		      char *err, size_t errlen)
+{
+	pthread_mutex_lock(&e->lock);
+	int rc = engine_put(e, name, source, len, err, errlen);
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+int policy_engine_load_dir(struct policy_engine *e, const char *dir, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&e->lock);
+	int rc = engine_load_dir(e, dir, err, errlen);
+	pthread_mutex_unlock(&e->lock);
+	return rc;
+}
+
+const char *policy_engine_source(struct policy_engine *e, const char *name, size_t *len)
+{
+	pthread_mutex_lock(&e->lock);
+	const char *src = engine_source(e, name, len);
+	pthread_mutex_unlock(&e->lock);
+	return src;
+}
+
+void policy_engine_each(struct policy_engine *e,
+			void (*fn)(const char *name, size_t source_len, void *arg), void *arg)
+{
+	pthread_mutex_lock(&e->lock);
+	engine_each(e, fn, arg);
+	pthread_mutex_unlock(&e->lock);
+}
+
+int policy_run(struct policy_engine *e, const char *name, const struct policy_input *in,
+	       struct policy_result *out)
+{
+	pthread_mutex_lock(&e->lock);
+	int rc = engine_run(e, name, in, out);
+	pthread_mutex_unlock(&e->lock);
+	return rc;
 }

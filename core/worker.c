@@ -1,0 +1,118 @@
+/* worker.c - a job thread with completion on the loop (the store's writer pattern). */
+#include "worker.h"
+
+#include "err.h"
+
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+struct worker {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct worker_job *head, *tail; /* queued */
+	struct worker_job *done_head, *done_tail;
+	int stopping;
+	struct event *done_ev;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	for (;;) {
+		struct worker_job *job;
+		pthread_mutex_lock(&w->lock);
+		while (!w->head && !w->stopping)
+			pthread_cond_wait(&w->cond, &w->lock);
+		job = w->head;
+		if (!job) {
+			pthread_mutex_unlock(&w->lock);
+			break;
+		}
+		w->head = job->next;
+		if (!w->head)
+			w->tail = NULL;
+		pthread_mutex_unlock(&w->lock);
+
+		job->run(job);
+
+		pthread_mutex_lock(&w->lock);
+		job->next = NULL;
+		if (w->done_tail)
+			w->done_tail->next = job;
+		else
+			w->done_head = job;
+		w->done_tail = job;
+		pthread_mutex_unlock(&w->lock);
+		event_active(w->done_ev, EV_READ, 0);
+	}
+	return NULL;
+}
+
+static void worker_run_done(struct worker *w)
+{
+	struct worker_job *job, *next;
+	pthread_mutex_lock(&w->lock);
+	job = w->done_head;
+	w->done_head = w->done_tail = NULL;
+	pthread_mutex_unlock(&w->lock);
+	for (; job; job = next) {
+		next = job->next;
+		job->done(job);
+	}
+}
+
+static void worker_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	worker_run_done(arg);
+}
+
+int worker_new(struct event_base *base, struct worker **out)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	if (!w)
+		return HOOKD_ENOMEM;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->done_ev = event_new(base, -1, 0, worker_done_cb, w);
+	if (!w->done_ev || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+		if (w->done_ev)
+			event_free(w->done_ev);
+		pthread_mutex_destroy(&w->lock);
+		pthread_cond_destroy(&w->cond);
+		free(w);
+		return HOOKD_ENOMEM;
+	}
+	*out = w;
+	return HOOKD_OK;
+}
+
+void worker_submit(struct worker *w, struct worker_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&w->lock);
+	if (w->tail)
+		w->tail->next = job;
+	else
+		w->head = job;
+	w->tail = job;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void worker_free(struct worker *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stopping = 1;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	worker_run_done(w);
+	event_free(w->done_ev);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+	free(w);
+}
