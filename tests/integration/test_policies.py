@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.dont_write_bytecode = True
@@ -108,6 +109,44 @@ class PolicyTest(h.HookdCase):
         self.assertEqual(put_policy(d, "spin", "return {}")[0], 200)
         st, out = d.api("POST", "/v1/policies/spin/test", {"message": {"type": "a.b", "data": {"x": 1}}})
         self.assertEqual(out["action"], "deliver", out)
+
+    def test_hostile_policy_does_not_stall_the_api(self):
+        # Policies run on their own thread: while one app's publishes each burn a policy's
+        # whole CPU budget, the loop still answers everything else promptly.
+        d = self.shipped_daemon()
+        self.assertEqual(put_policy(d, "spin", "return { filter = function(m) while true do end end }")[0], 200)
+        slow = h.create_app(d)
+        for _ in range(4):
+            h.create_endpoint(d, slow, self.recv.url("/spin4"), policy={"name": "spin"})
+        fast = h.create_app(d)
+        h.create_endpoint(d, fast, self.recv.url("/fast"))
+        errors = []
+
+        def storm():
+            try:
+                for i in range(10):  # 10 x 4 x 50 ms of policy CPU: about 2 s
+                    h.publish(d, slow, "load.tick", {"i": i})
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+        t = threading.Thread(target=storm)
+        t.start()
+        time.sleep(0.2)
+        lat = []
+        while t.is_alive() and len(lat) < 200:
+            t0 = time.time()
+            self.assertEqual(d.api("GET", "/healthz", auth=False)[0], 200)
+            h.publish(d, fast, "fast.tick", {})
+            lat.append(time.time() - t0)
+        t.join()
+        self.assertEqual(errors, [])
+        self.assertGreater(len(lat), 5, "the storm ended before it could be measured")
+        lat.sort()
+        p50 = lat[len(lat) // 2]
+        sys.stderr.write(f"API during a policy storm: {len(lat)} round trips, p50 {p50 * 1000:.1f} ms, "
+                         f"max {lat[-1] * 1000:.1f} ms\n")
+        # One stalled loop would put every round trip behind a 50 ms policy call (4 per publish).
+        self.assertLess(p50, 0.05 * h.SCALE, lat)
+        self.recv.wait_for(len(lat), path="/fast", timeout=30)
 
     def test_bad_upload_keeps_running_version_then_fix_and_redrive(self):
         d = self.daemon()
