@@ -5,6 +5,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "err.h"
+#include "janitor.h"
 #include "log.h"
 #include "policy.h"
 #include "registry.h"
@@ -50,6 +51,7 @@ struct daemon {
 	struct dispatch *disp;
 	struct policy_engine *policies;
 	struct worker *worker;
+	struct janitor *janitor;
 	struct api *api;
 	struct event *sigterm, *sigint, *sighup;
 };
@@ -244,6 +246,7 @@ static int cmd_serve(int argc, char **argv)
 	if (!d.http || dispatch_new(d.base, d.store, &d.reg, &d.cfg, d.http, &d.disp) != HOOKD_OK ||
 	    dispatch_load(d.disp, err, sizeof(err)) != HOOKD_OK ||
 	    store_start(d.store, d.base) != HOOKD_OK ||
+	    janitor_new(d.base, d.store, &d.janitor) != HOOKD_OK ||
 	    worker_new(d.base, &d.worker) != HOOKD_OK ||
 	    api_new(d.base, d.store, &d.reg, d.disp, d.policies, d.worker, &d.cfg, &d.api) != HOOKD_OK ||
 	    api_listen(d.api, d.cfg.listen_host, d.cfg.listen_port, &port, err, sizeof(err)) != HOOKD_OK) {
@@ -267,6 +270,7 @@ out:
 	worker_free(d.worker);
 	if (d.store)
 		store_stop(d.store);
+	janitor_free(d.janitor);
 	api_free(d.api);
 	dispatch_free(d.disp);
 	if (d.http)

@@ -3,6 +3,7 @@
 #include "check.h"
 
 #include "err.h"
+#include "janitor.h"
 #include "record.h"
 #include "store.h"
 
@@ -160,6 +161,26 @@ static void test_map_full(void)
 	rm_dir(dir);
 }
 
+static void test_janitor(struct store *s)
+{
+	char key[16];
+	unsigned char val[8 + 8];
+	struct store_batch *b = store_batch_new();
+	for (int i = 0; i < 10; i++) {
+		int n = snprintf(key, sizeof(key), "app\1k%d", i);
+		store_be64(val, (uint64_t)(i < 6 ? 1000 : 9000)); /* 6 expired as of 5000 */
+		memcpy(val + 8, "msg_abcd", 8);
+		store_batch_put(b, s->idem, key, (size_t)n, val, sizeof(val));
+	}
+	CHECK(store_batch_write_now(s, b) == HOOKD_OK);
+	store_batch_free(b);
+	CHECK(janitor_sweep_now(s, 5000, 4) == 4); /* bounded slice */
+	/* k4, k5 and "k" (from test_batch_and_guard, expiring at 5000), the last key of all */
+	CHECK(janitor_sweep_now(s, 5000, 100) == 3);
+	CHECK(janitor_sweep_now(s, 5000, 100) == 0);
+	CHECK(janitor_sweep_now(s, 10000, 100) == 4);
+}
+
 static void test_record(void)
 {
 	struct delivery_rec r = {0}, d;
@@ -212,6 +233,7 @@ int main(void)
 	CHECK(mkdtemp(dir_template) != NULL);
 	CHECK(store_open(dir_template, 64 * 1024 * 1024, &s, err, sizeof(err)) == HOOKD_OK);
 	test_batch_and_guard(s);
+	test_janitor(s);
 	test_group_commit(s);
 	store_close(s);
 	rm_dir(dir_template);
