@@ -99,6 +99,17 @@ write_report() {
 	cat "$RESULTS/latest.txt"
 }
 
+# fg CMD...: runs CMD as a tracked child and waits for it, so a signal to this script is
+# handled at once (bash defers traps while a foreground child runs) and the child is
+# stopped by cleanup. Returns CMD's exit status.
+fg() {
+	"$@" &
+	local pid=$! rc=0
+	PIDS+=("$pid")
+	wait "$pid" || rc=$?
+	return "$rc"
+}
+
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: FAILED: $*" >&2; write_report "$*"; exit 1; }
 # alive PID: true while PID runs (a zombie child does not count).
@@ -131,7 +142,7 @@ for round in $(seq "$BASE_ROUNDS"); do
 	for mode in event poll; do
 		sink_reset
 		out=$TMP/curlbench-$mode-$round.txt
-		timeout 90 "$BIN/curlbench" --url "$SINK/baseline" --mode "$mode" -n "$BASE_N" \
+		fg timeout 90 "$BIN/curlbench" --url "$SINK/baseline" --mode "$mode" -n "$BASE_N" \
 			-c "$BASE_C" --deadline 60 >"$out" || die "curlbench $mode: $(cat "$out")"
 		rps=$(kv req_per_s "$out")
 		log "curlbench $mode round $round: $rps req/s"
@@ -209,7 +220,7 @@ run_pass() {
 	metrics "$TMP/metrics0-$app.txt"
 	cpu0=$(cpu_ticks "$HOOKD_PID")
 	log "$name: publishing $m messages (concurrency $PUB_C) to $neps endpoint(s)"
-	timeout 180 "$BIN/publish" --url "$API/v1/apps/$app/messages" --key "$KEY" -n "$m" \
+	fg timeout 180 "$BIN/publish" --url "$API/v1/apps/$app/messages" --key "$KEY" -n "$m" \
 		-c "$PUB_C" --pad 1024 --deadline 120 >"$pub" 2>"$TMP/publish-$app.err" || prc=$?
 	local accepted expected
 	accepted=$(kv accepted "$pub")
