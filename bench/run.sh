@@ -252,7 +252,7 @@ run_pass() {
 	secs=$(fdiv "$((last - first))" 1000000000 3)
 	rate=$(fdiv "$count" "$secs" 0)
 	unique=$(jnum unique "$st2")
-	dups=$(($(jnum count "$st2") - unique))
+	dups=$(($(jnum count "$st2") - $(jnum no_id "$st2") - unique))
 	missing=$((expected > unique ? expected - unique : 0))
 	hz=$(getconf CLK_TCK)
 	local cpu_s
