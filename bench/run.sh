@@ -285,7 +285,7 @@ $name: $neps endpoint(s) per message, $m publishes, concurrency $PUB_C, ~1 KiB p
   end to end:       $count of $expected deliveries in $secs s (first publish -> last receipt; last 202 -> last receipt: $(fdiv "$((last - $(kv last_done_ns "$pub")))" 1000000 1) ms)
                     = $rate deliveries/s = $(fdiv "$rate" "${BASE_BEST[event]}") x bare libcurl event mode, $(fdiv "$rate" "${BASE_BEST[poll]}") x poll mode
   publish->receipt: p50 $(us_ms "$(jnum p50_us "$st")"), p99 $(us_ms "$(jnum p99_us "$st")"), max $(us_ms "$(jnum max_us "$st")") ($(jnum samples "$st") samples)
-  duplicates:       $dups; missing: $missing$([ "$alive" = yes ] || echo "; HOOKD DIED (see bench/results/hookd-latest.log)")
+  duplicates:       $dups; missing: $missing$([ "$(jnum no_id "$st2")" = 0 ] || echo "; WITHOUT webhook-id: $(jnum no_id "$st2")")$([ "$alive" = yes ] || echo "; HOOKD DIED (see bench/results/hookd-latest.log)")
   hookd CPU:        $cpu_s s ($(fdiv "$(awk -v s="$cpu_s" 'BEGIN { print s * 1e6 }')" "$count" 1) us per delivery)$storeline
 "
 	log "$name: $count/$expected delivered, $rate deliveries/s"
