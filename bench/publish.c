@@ -1,7 +1,8 @@
 /* publish.c - load generator for hookd's publish API (POST /v1/apps/{app}/messages).
  *
  * M publishes of {"type":"bench.event","data":{"sent_ns":<CLOCK_REALTIME ns>,
- * "pad":"<~1 KiB>"}}, C in flight at a time over keep-alive connections (libcurl multi,
+ * "customer":{"email":...,"name":...},"pad":"<~1 KiB>"}} (the customer fields give the
+ * policy pass personal data to redact), C in flight at a time over keep-alive connections (libcurl multi,
  * curl_multi_poll loop), with Authorization: Bearer <key>. sent_ns is taken when the
  * request is handed to curl; the sink subtracts it from the receipt time to give
  * publish→receipt latency. Per publish it measures request start → response (the 202
@@ -78,7 +79,8 @@ static int slot_start(struct publisher *p, struct slot *sl)
 		p->first_start_ns = now;
 	p->n_started++;
 	int len = snprintf(sl->body, sl->body_cap,
-			   "{\"type\":\"%s\",\"data\":{\"sent_ns\":%" PRIu64 ",\"pad\":\"%s\"}}",
+			   "{\"type\":\"%s\",\"data\":{\"sent_ns\":\"%" PRIu64 "\",\"customer\":{\"email\":"
+			   "\"ann.lee@example.com\",\"name\":\"Ann Lee\"},\"pad\":\"%s\"}}",
 			   p->type, now, p->pad);
 	if (len < 0 || (size_t)len >= sl->body_cap)
 		return -1;
@@ -92,7 +94,7 @@ static int slot_start(struct publisher *p, struct slot *sl)
 
 static int slot_init(struct publisher *p, struct slot *sl)
 {
-	sl->body_cap = p->pad_len + strlen(p->type) + 128;
+	sl->body_cap = p->pad_len + strlen(p->type) + 192;
 	sl->body = malloc(sl->body_cap);
 	sl->easy = curl_easy_init();
 	if (!sl->body || !sl->easy)

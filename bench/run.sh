@@ -8,6 +8,8 @@
 #  3. start hookd on a temp data_dir, create apps and endpoints pointing at the sink
 #  4. pass 1: publish M messages to an app with 1 endpoint, wait until the sink has them all
 #  5. pass 2: publish M/4 messages to an app with 4 endpoints (fan-out), same wait
+#  5b. pass 3: as pass 1 with the shipped redact-pii policy on the endpoint, reported as a
+#     ratio to pass 1; and bench/policy_bench (policy cost per call, no network)
 #  6. report -> bench/results/latest.txt (and stdout)
 #
 # Sizes can be overridden from the environment (defaults in brackets):
@@ -70,6 +72,7 @@ trap 'exit 130' INT TERM
 declare -A BASE_BEST BASE_ALL BASE_LINE
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 REPORT_PASSES=""
+declare -A PASS_RATE=()
 
 # Writes bench/results/latest.txt from whatever has been measured so far, and prints it.
 write_report() {
@@ -167,6 +170,8 @@ start_hookd() {
 	security:
 	  allow_destinations:
 	    - "127.0.0.0/8"
+	policies:
+	  dir: "$ROOT/policies"
 	EOF
 	HOOKD_ADMIN_KEY=$KEY "$HOOKD" serve --config "$TMP/hookd.yaml" >>"$TMP/hookd.log" 2>&1 &
 	HOOKD_PID=$!
@@ -207,13 +212,13 @@ metrics() {
 }
 # mval NAME FILE: one counter from a metrics file (0 when absent).
 mval() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$2"; }
-# run_pass NAME APP N_ENDPOINTS M
+# run_pass NAME APP N_ENDPOINTS M [POLICY_JSON]
 run_pass() {
-	local name=$1 app=$2 neps=$3 m=$4 i
+	local name=$1 app=$2 neps=$3 m=$4 policy=${5:-null} i
 	api POST /v1/apps "{\"id\":\"$app\",\"name\":\"bench $name\"}" 201
 	for i in $(seq 0 $((neps - 1))); do
 		api POST "/v1/apps/$app/endpoints" \
-			"{\"id\":\"ep$i\",\"url\":\"$SINK/$app/ep$i\",\"event_types\":[\"bench.*\"]}" 201
+			"{\"id\":\"ep$i\",\"url\":\"$SINK/$app/ep$i\",\"event_types\":[\"bench.*\"],\"policy\":$policy}" 201
 	done
 	sink_reset
 	local cpu0 pub=$TMP/publish-$app.txt prc=0
@@ -288,6 +293,7 @@ $name: $neps endpoint(s) per message, $m publishes, concurrency $PUB_C, ~1 KiB p
   duplicates:       $dups; missing: $missing$([ "$(jnum no_id "$st2")" = 0 ] || echo "; WITHOUT webhook-id: $(jnum no_id "$st2")")$([ "$alive" = yes ] || echo "; HOOKD DIED (see bench/results/hookd-latest.log)")
   hookd CPU:        $cpu_s s ($(fdiv "$(awk -v s="$cpu_s" 'BEGIN { print s * 1e6 }')" "$count" 1) us per delivery)$storeline
 "
+	PASS_RATE[$app]=$rate
 	log "$name: $count/$expected delivered, $rate deliveries/s"
 	[ "$alive" = yes ] || die "hookd died during $name; log tail:
 $(tail -n 30 "$TMP/hookd.log")"
@@ -296,6 +302,20 @@ $(tail -n 30 "$TMP/hookd.log")"
 run_pass "pass 1" bench1 1 "$PUB_M"
 if [ "$FANOUT" -gt 0 ] && [ "$FAN_M" -gt 0 ]; then
 	run_pass "pass 2 (fan-out)" "bench$FANOUT" "$FANOUT" "$FAN_M"
+fi
+
+if [ "${BENCH_POLICY:-1}" = 1 ]; then
+	run_pass "pass 3 (redact-pii policy)" bench1p 1 "$PUB_M" \
+		'{"name":"redact-pii","params":{"paths":["customer.email","customer.name"]}}'
+	REPORT_PASSES+="  policy ratio:     $(fdiv "${PASS_RATE[bench1p]}" "${PASS_RATE[bench1]}") x the same run without a policy (pass 1); target >= 0.80
+"
+	if [ -x "$BIN/policy_bench" ]; then
+		log "policy_bench: cost per policy call"
+		REPORT_PASSES+="
+policy cost per call (bench/policy_bench, no network, best of 5):
+$(cd "$ROOT" && timeout 120 "$BIN/policy_bench" 2>&1 | sed 's/^/  /')
+"
+	fi
 fi
 
 # ---- 6. report ----

@@ -143,7 +143,9 @@ static void sink_reset(struct sink *s)
 	id_set_clear(&s->ids);
 }
 
-/* Finds "sent_ns" followed by optional spaces, ':', optional spaces and digits. */
+/* Finds "sent_ns" followed by optional spaces, ':', optional spaces and digits, which may be
+ * quoted (the publisher sends a string: a nanosecond time is past 2^53, and a policy that
+ * round-trips the payload through Lua numbers would round it). */
 static bool parse_sent_ns(const char *body, size_t len, uint64_t *out)
 {
 	static const char key[] = "\"sent_ns\"";
@@ -158,6 +160,8 @@ static bool parse_sent_ns(const char *body, size_t len, uint64_t *out)
 		if (q < end && *q == ':') {
 			q++;
 			while (q < end && (*q == ' ' || *q == '\t'))
+				q++;
+			if (q < end && *q == '"')
 				q++;
 			uint64_t v = 0;
 			const char *d = q;

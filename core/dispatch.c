@@ -232,9 +232,15 @@ int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv
 	r.msg_id = dv->msg_id;
 	r.ep_id = dv->ep->id;
 	r.last_error = dv->last_error;
-	r.body = dv->custom_body ? dv->body->data : NULL;
-	r.body_len = dv->custom_body ? dv->body->len : 0;
+	r.flags = dv->custom_body ? RECORD_CUSTOM_BODY : 0;
 	r.headers = dv->headers_json;
+	if (dv->custom_body && !dv->body_stored) {
+		rc = store_batch_put(b, s->bodies, dv->id, strlen(dv->id), dv->body->data,
+				     dv->body->len);
+		if (rc)
+			return rc;
+		dv->body_stored = 1;
+	}
 	if ((rc = record_encode(&r, &enc, &len)) != HOOKD_OK)
 		return rc;
 	rc = store_batch_put(b, s->deliveries, dv->id, strlen(dv->id), enc, len);
@@ -577,7 +583,14 @@ static struct delivery *dispatch_from_record(struct dispatch *d, MDB_txn *txn, c
 
 	if (!ep)
 		return NULL;
-	if (r->body_len) {
+	if (r->flags & RECORD_CUSTOM_BODY) {
+		MDB_val k = {strlen(id), (void *)id}, v;
+		if (mdb_get(txn, d->store->bodies, &k, &v) != 0) {
+			log_error("dispatch: policy output body of %s is missing", id);
+			return NULL;
+		}
+		body = body_new(v.mv_data, v.mv_size);
+	} else if (r->body_len) {
 		body = body_new(r->body, r->body_len);
 	} else {
 		body = bodies ? strmap_get(bodies, r->msg_id) : NULL;
@@ -602,7 +615,8 @@ static struct delivery *dispatch_from_record(struct dispatch *d, MDB_txn *txn, c
 	body_unref(body);
 	if (!dv)
 		return NULL;
-	dv->custom_body = r->body_len > 0;
+	dv->custom_body = (r->flags & RECORD_CUSTOM_BODY) || r->body_len > 0;
+	dv->body_stored = (r->flags & RECORD_CUSTOM_BODY) != 0;
 	dv->state = r->state;
 	dv->attempts = r->attempts;
 	dv->cycle_failures = r->cycle_failures;

@@ -45,7 +45,8 @@ struct delivery {
 	char *app_id;              /* owned */
 	struct endpoint *ep;       /* reference held */
 	struct body *body;         /* reference held */
-	int custom_body;           /* body is a policy's output (kept in the record) */
+	int custom_body;           /* body is a policy's output (kept in the bodies database) */
+	int body_stored;           /* ... and already written there */
 	char *headers_json;        /* policy headers as JSON object text, or NULL (owned) */
 	char **extra_lines;        /* the same as "Name: value" lines (owned) */
 	size_t n_extra;

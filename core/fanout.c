@@ -60,6 +60,7 @@ void fanout_apply_policy(struct policy_engine *policies, const json_t *envelope,
 		body_unref(dv->body);
 		dv->body = b;
 		dv->custom_body = 1;
+		dv->body_stored = 0; /* (re)written with the next persist */
 		if (hdrs && delivery_set_headers(dv, hdrs) != HOOKD_OK) {
 			dv->state = DLV_DEAD;
 			snprintf(dv->last_error, sizeof(dv->last_error),

@@ -51,7 +51,8 @@ int record_encode(const struct delivery_rec *r, unsigned char **out, size_t *len
 	p = buf;
 	p[0] = RECORD_VERSION;
 	p[1] = (unsigned char)r->state;
-	p[2] = p[3] = 0;
+	p[2] = (unsigned char)r->flags;
+	p[3] = 0;
 	memcpy(p + 4, &r->attempts, 4);
 	memcpy(p + 8, &r->cycle_failures, 4);
 	memcpy(p + 12, &r->last_status, 4);
@@ -76,6 +77,7 @@ int record_decode(const void *data, size_t len, struct delivery_rec *r)
 		return HOOKD_EINVAL;
 	memset(r, 0, sizeof(*r));
 	r->state = p[1];
+	r->flags = p[2];
 	memcpy(&r->attempts, p + 4, 4);
 	memcpy(&r->cycle_failures, p + 8, 4);
 	memcpy(&r->last_status, p + 12, 4);

@@ -3,10 +3,12 @@
  * Binary rather than JSON because it is rewritten on every attempt: encoding and decoding
  * are a few memcpys, with no parser on the delivery path. Layout (little-endian host order
  * is fine: the file never leaves the machine; a version byte guards changes):
- *   u8 version, u8 state, u16 0, u32 attempts, u32 cycle_failures, i32 last_status,
+ *   u8 version, u8 state, u8 flags, u8 0, u32 attempts, u32 cycle_failures, i32 last_status,
  *   i64 next_at_ms, i64 created_ms, i64 updated_ms,
  *   then strings as u32 length + bytes + NUL: app_id, msg_id, ep_id, last_error,
- *   body (policy output, empty = the message's own body), headers (JSON object text or empty). */
+ *   body (inline policy output: older records only), headers (JSON object text or empty).
+ * A policy's output body is kept apart, in the `bodies` database (flag RECORD_CUSTOM_BODY),
+ * written once: the record is rewritten on every attempt and stays small. */
 #ifndef HOOKD_RECORD_H
 #define HOOKD_RECORD_H
 
@@ -23,8 +25,11 @@ enum delivery_state {
 
 const char *delivery_state_name(int state);
 
+#define RECORD_CUSTOM_BODY 1 /* the body to send is in the bodies database */
+
 struct delivery_rec {
 	int state;
+	unsigned flags;          /* RECORD_CUSTOM_BODY */
 	uint32_t attempts;       /* every attempt ever made */
 	uint32_t cycle_failures; /* failed attempts since creation or the last redrive */
 	int32_t last_status;     /* last HTTP status, 0 if none */

@@ -61,6 +61,26 @@ class PolicyTest(h.HookdCase):
         # The stored message keeps the original payload (the operator can see what came in).
         self.assertEqual(h.get_message(d, app, mid)["data"]["card"]["number"], "4242424242424242")
 
+    def test_policy_output_resent_identically_after_kill9(self):
+        # The policy's output is stored once: a retry after a crash sends the same bytes
+        # (and the policy does not run again).
+        d = self.shipped_daemon()
+        self.recv.behave(path="/again", fail_first=1, fail_status=500)
+        ep = h.create_endpoint(d, h.create_app(d, "app_again"), self.recv.url("/again"),
+                               retry_schedule=[2], policy={
+                                   "name": "redact-pii", "params": {"paths": ["card.number"]}})
+        mid = h.publish(d, "app_again", "payment.succeeded",
+                        {"card": {"number": "4242424242424242"}, "n": 1})["id"]
+        first = self.recv.wait_for(1, path="/again", webhook_id=mid)[0]
+        h.wait_until(lambda: h.get_message(d, "app_again", mid)["deliveries"][0]["attempts"] == 1
+                     and h.get_attempts(d, "app_again", mid), message="first attempt recorded")
+        d.kill9()
+        d.start()
+        reqs = self.recv.wait_for(2, path="/again", webhook_id=mid, timeout=20)
+        self.assertEqual(reqs[1].body, first.body)
+        self.assertIn(b"[REDACTED]", reqs[1].body)
+        self.assertTrue(h.verify_v1(ep["secret"], reqs[1].headers, reqs[1].body))
+
     def test_filtered_messages_are_recorded_not_sent(self):
         d = self.shipped_daemon()
         app = h.create_app(d)

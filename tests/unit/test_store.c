@@ -187,6 +187,7 @@ static void test_record(void)
 	unsigned char *enc;
 	size_t len;
 	r.state = DLV_DEAD;
+	r.flags = RECORD_CUSTOM_BODY;
 	r.attempts = 7;
 	r.cycle_failures = 3;
 	r.last_status = 503;
@@ -203,6 +204,7 @@ static void test_record(void)
 	CHECK(record_encode(&r, &enc, &len) == HOOKD_OK);
 	CHECK(record_decode(enc, len, &d) == HOOKD_OK);
 	CHECK(d.state == DLV_DEAD && d.attempts == 7 && d.cycle_failures == 3);
+	CHECK(d.flags == RECORD_CUSTOM_BODY);
 	CHECK(d.last_status == 503 && d.next_at_ms == r.next_at_ms);
 	CHECK(d.created_ms == r.created_ms && d.updated_ms == r.updated_ms);
 	CHECK_STR(d.app_id, "acme");
