@@ -85,9 +85,7 @@ void delivery_free(struct delivery *dv)
 	if (dv->ep)
 		endpoint_unref(dv->ep);
 	body_unref(dv->body);
-	for (size_t i = 0; i < dv->n_extra; i++)
-		free(dv->extra_lines[i]);
-	free(dv->extra_lines);
+	header_lines_free(dv->extra_lines, dv->n_extra);
 	free(dv->headers_json);
 	free(dv->app_id);
 	free(dv->policy_name);
@@ -98,28 +96,14 @@ void delivery_free(struct delivery *dv)
 int delivery_set_headers(struct delivery *dv, const char *headers_json)
 {
 	json_t *h = json_loads(headers_json, 0, NULL);
-	const char *k;
-	json_t *v;
-	if (!json_is_object(h)) {
-		json_decref(h);
-		return HOOKD_EINVAL;
-	}
-	dv->headers_json = strdup(headers_json);
-	dv->extra_lines = calloc(json_object_size(h) + 1, sizeof(char *));
-	if (!dv->headers_json || !dv->extra_lines) {
-		json_decref(h);
-		return HOOKD_ENOMEM;
-	}
-	json_object_foreach(h, k, v) {
-		size_t n = strlen(k) + strlen(json_string_value(v) ?: "") + 3;
-		char *line = malloc(n);
-		if (!line)
-			break;
-		snprintf(line, n, "%s: %s", k, json_string_value(v) ?: "");
-		dv->extra_lines[dv->n_extra++] = line;
+	int rc = HOOKD_EINVAL;
+	if (json_is_object(h)) {
+		dv->headers_json = strdup(headers_json);
+		rc = dv->headers_json ? header_lines_from_json(h, &dv->extra_lines, &dv->n_extra)
+				      : HOOKD_ENOMEM;
 	}
 	json_decref(h);
-	return HOOKD_OK;
+	return rc;
 }
 
 /* ---- the heap (by next_at_ms) ---- */

@@ -1,6 +1,9 @@
 /* err.c - texts for the hookd error enum. */
 #include "err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *hookd_strerror(int err)
 {
 	switch (err) {
@@ -21,4 +24,14 @@ const char *hookd_strerror(int err)
 	case HOOKD_EDUPLICATE: return "duplicate";
 	}
 	return "unknown error";
+}
+
+void err_set(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 }

@@ -5,6 +5,8 @@
 #ifndef HOOKD_ERR_H
 #define HOOKD_ERR_H
 
+#include <stddef.h>
+
 enum hookd_err {
 	HOOKD_OK = 0,
 	HOOKD_ENOMEM = -1,     /* allocation failed */
@@ -25,5 +27,9 @@ enum hookd_err {
 
 /* Returns a static, human-readable description of err. */
 const char *hookd_strerror(int err);
+
+/* Formats a message into err (errlen bytes) for the caller; does nothing when err is NULL
+ * or errlen is 0, so callers may pass no buffer. */
+void err_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

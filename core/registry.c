@@ -327,9 +327,7 @@ static void endpoint_clear(struct endpoint *ep)
 		free(ep->event_types[i]);
 	free(ep->event_types);
 	free(ep->schedule);
-	for (size_t i = 0; i < ep->n_headers; i++)
-		free(ep->header_lines[i]);
-	free(ep->header_lines);
+	header_lines_free(ep->header_lines, ep->n_headers);
 	free(ep->policy_name);
 	json_decref(ep->json);
 	ep->url = NULL;
@@ -346,7 +344,6 @@ static int endpoint_apply(struct endpoint *ep, json_t *json, char *err, size_t e
 {
 	struct endpoint tmp;
 	json_t *arr, *v, *pol;
-	const char *k;
 	size_t i;
 	int64_t now = clock_now_ms();
 
@@ -363,14 +360,10 @@ static int endpoint_apply(struct endpoint *ep, json_t *json, char *err, size_t e
 		tmp.schedule = calloc(tmp.n_schedule, sizeof(uint32_t));
 		json_array_foreach(arr, i, v) tmp.schedule[i] = (uint32_t)json_integer_value(v);
 	}
-	arr = json_object_get(json, "headers");
-	tmp.header_lines = calloc(json_object_size(arr) + 1, sizeof(char *));
-	json_object_foreach(arr, k, v) {
-		size_t n = strlen(k) + strlen(json_string_value(v) ?: "") + 3;
-		char *line = malloc(n);
-		if (line)
-			snprintf(line, n, "%s: %s", k, json_string_value(v) ?: "");
-		tmp.header_lines[tmp.n_headers++] = line;
+	if (header_lines_from_json(json_object_get(json, "headers"), &tmp.header_lines,
+				   &tmp.n_headers) != HOOKD_OK) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
 	}
 	/* Secrets: drop expired ones from the stored JSON too, so they stop signing. */
 	arr = json_object_get(json, "secrets");
@@ -422,6 +415,35 @@ static int endpoint_apply(struct endpoint *ep, json_t *json, char *err, size_t e
 fail:
 	endpoint_clear(&tmp);
 	return HOOKD_EINVAL;
+}
+
+int header_lines_from_json(const json_t *obj, char ***lines, size_t *n)
+{
+	const char *k;
+	json_t *v;
+	char **out = calloc(json_object_size(obj) + 1, sizeof(char *));
+	size_t count = 0;
+	if (!out)
+		return HOOKD_ENOMEM;
+	json_object_foreach((json_t *)obj, k, v) {
+		const char *val = json_string_value(v) ?: "";
+		size_t len = strlen(k) + strlen(val) + 3;
+		if (!(out[count] = malloc(len))) {
+			header_lines_free(out, count);
+			return HOOKD_ENOMEM;
+		}
+		snprintf(out[count++], len, "%s: %s", k, val);
+	}
+	*lines = out;
+	*n = count;
+	return HOOKD_OK;
+}
+
+void header_lines_free(char **lines, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(lines[i]);
+	free(lines);
 }
 
 void endpoint_ref(struct endpoint *ep)

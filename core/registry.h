@@ -98,6 +98,12 @@ size_t endpoint_active_secrets(const struct endpoint *ep, int64_t now_ms,
 /* Store keys: app_id \0 ep_id. Returns the length written into out (size >= 160). */
 size_t registry_endpoint_key(const char *app_id, const char *ep_id, char *out);
 
+/* Turns a JSON object of header name -> string into malloc'd "Name: value" lines, the form
+ * the transport takes. *lines (NULL-terminated, n entries) is the caller's: free with
+ * header_lines_free. HOOKD_ENOMEM leaves nothing allocated. */
+int header_lines_from_json(const json_t *obj, char ***lines, size_t *n);
+void header_lines_free(char **lines, size_t n);
+
 /* true if type is a valid event type name: segments [A-Za-z0-9_-]+ joined by '.', <= 128. */
 bool registry_type_valid(const char *type);
 

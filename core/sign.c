@@ -47,19 +47,6 @@ static const struct sign_prefix sign_prefixes[] = {
 	{ "whpk_", SIGN_ED25519_PUBLIC },
 };
 
-/* Writes a formatted message to err when the caller asked for one. */
-__attribute__((format(printf, 3, 4)))
-static void sign_err_set(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 int sign_init(void)
 {
 	/* 0 = initialised now, 1 = already initialised; both are fine. */
@@ -89,12 +76,12 @@ int sign_key_parse(const char *text, struct sign_key *out, char *err, size_t err
 	int rc = HOOKD_EINVAL;
 
 	if (!out) {
-		sign_err_set(err, errlen, "no key to parse into");
+		err_set(err, errlen, "no key to parse into");
 		return HOOKD_EINVAL;
 	}
 	memset(out, 0, sizeof(*out));
 	if (!text) {
-		sign_err_set(err, errlen, "no secret given");
+		err_set(err, errlen, "no secret given");
 		return HOOKD_EINVAL;
 	}
 	for (size_t i = 0; i < sizeof(sign_prefixes) / sizeof(sign_prefixes[0]); i++) {
@@ -104,12 +91,12 @@ int sign_key_parse(const char *text, struct sign_key *out, char *err, size_t err
 		}
 	}
 	if (!prefix) {
-		sign_err_set(err, errlen, "secret must start with whsec_, whsk_ or whpk_");
+		err_set(err, errlen, "secret must start with whsec_, whsk_ or whpk_");
 		return HOOKD_EINVAL;
 	}
 	text_len = strlen(text);
 	if (text_len >= SIGN_TEXT_MAX) {
-		sign_err_set(err, errlen, "%s key is too long: %zu characters, at most %d",
+		err_set(err, errlen, "%s key is too long: %zu characters, at most %d",
 			     prefix->text, text_len, SIGN_TEXT_MAX - 1);
 		return HOOKD_EINVAL;
 	}
@@ -119,11 +106,11 @@ int sign_key_parse(const char *text, struct sign_key *out, char *err, size_t err
 			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    b64_end != b64 + b64_len) {
 		if (b64_end && b64_end < b64 + b64_len)
-			sign_err_set(err, errlen,
+			err_set(err, errlen,
 				     "%s key is not valid base64 (bad character at offset %zu)",
 				     prefix->text, (size_t)(b64_end - b64));
 		else
-			sign_err_set(err, errlen, "%s key is not valid base64 (bad length or padding)",
+			err_set(err, errlen, "%s key is not valid base64 (bad length or padding)",
 				     prefix->text);
 		goto cleanup;
 	}
@@ -131,26 +118,26 @@ int sign_key_parse(const char *text, struct sign_key *out, char *err, size_t err
 	switch (prefix->kind) {
 	case SIGN_HMAC:
 		if (bin_len < SIGN_HMAC_KEY_MIN || bin_len > SIGN_HMAC_KEY_MAX) {
-			sign_err_set(err, errlen, "whsec_ key must decode to %d..%d bytes, got %zu",
+			err_set(err, errlen, "whsec_ key must decode to %d..%d bytes, got %zu",
 				     SIGN_HMAC_KEY_MIN, SIGN_HMAC_KEY_MAX, bin_len);
 			goto cleanup;
 		}
 		break;
 	case SIGN_ED25519:
 		if (bin_len != crypto_sign_SECRETKEYBYTES) {
-			sign_err_set(err, errlen, "whsk_ key must decode to %d bytes, got %zu",
+			err_set(err, errlen, "whsk_ key must decode to %d bytes, got %zu",
 				     crypto_sign_SECRETKEYBYTES, bin_len);
 			goto cleanup;
 		}
 		if (!sign_ed25519_key_consistent(bin)) {
-			sign_err_set(err, errlen,
+			err_set(err, errlen,
 				     "whsk_ key's last 32 bytes are not the public key of its first 32");
 			goto cleanup;
 		}
 		break;
 	case SIGN_ED25519_PUBLIC:
 		if (bin_len != crypto_sign_PUBLICKEYBYTES) {
-			sign_err_set(err, errlen, "whpk_ key must decode to %d bytes, got %zu",
+			err_set(err, errlen, "whpk_ key must decode to %d bytes, got %zu",
 				     crypto_sign_PUBLICKEYBYTES, bin_len);
 			goto cleanup;
 		}
@@ -340,7 +327,7 @@ int sign_verify(const struct sign_key *key, const char *id, const char *timestam
 	int rc = HOOKD_ECRYPTO;
 
 	if (!key || tolerance_s < 0 || (!body && body_len)) {
-		sign_err_set(err, errlen, "invalid arguments");
+		err_set(err, errlen, "invalid arguments");
 		rc = HOOKD_EINVAL;
 		goto cleanup;
 	}
@@ -360,37 +347,37 @@ int sign_verify(const struct sign_key *key, const char *id, const char *timestam
 		break;
 	}
 	if (!ok_key) {
-		sign_err_set(err, errlen, "key is not a parsed whsec_, whsk_ or whpk_ key");
+		err_set(err, errlen, "key is not a parsed whsec_, whsk_ or whpk_ key");
 		rc = HOOKD_EINVAL;
 		goto cleanup;
 	}
 	version_len = strlen(version);
 
 	if (!id || !*id) {
-		sign_err_set(err, errlen, "missing webhook-id");
+		err_set(err, errlen, "missing webhook-id");
 		goto cleanup;
 	}
 	if (!timestamp || !*timestamp) {
-		sign_err_set(err, errlen, "missing webhook-timestamp");
+		err_set(err, errlen, "missing webhook-timestamp");
 		goto cleanup;
 	}
 	if (!signature_header || !*signature_header) {
-		sign_err_set(err, errlen, "missing webhook-signature");
+		err_set(err, errlen, "missing webhook-signature");
 		goto cleanup;
 	}
 	if (!sign_timestamp_parse(timestamp, &ts)) {
-		sign_err_set(err, errlen, "invalid webhook-timestamp '%.32s': not integer Unix seconds",
+		err_set(err, errlen, "invalid webhook-timestamp '%.32s': not integer Unix seconds",
 			     timestamp);
 		goto cleanup;
 	}
 	/* Overflow means the two are absurdly far apart: out of any tolerance. */
 	if (__builtin_sub_overflow(now, ts, &skew) || skew > tolerance_s) {
-		sign_err_set(err, errlen, "timestamp too old: %" PRId64 " is more than %" PRId64
+		err_set(err, errlen, "timestamp too old: %" PRId64 " is more than %" PRId64
 			     " s before now (%" PRId64 ")", ts, tolerance_s, now);
 		goto cleanup;
 	}
 	if (skew < -tolerance_s) {
-		sign_err_set(err, errlen, "timestamp too new: %" PRId64 " is more than %" PRId64
+		err_set(err, errlen, "timestamp too new: %" PRId64 " is more than %" PRId64
 			     " s after now (%" PRId64 ")", ts, tolerance_s, now);
 		goto cleanup;
 	}
@@ -400,7 +387,7 @@ int sign_verify(const struct sign_key *key, const char *id, const char *timestam
 	} else {
 		rc = sign_content_build(id, timestamp, body, body_len, &content, &content_len);
 		if (rc != HOOKD_OK) {
-			sign_err_set(err, errlen, "%s", rc == HOOKD_ENOMEM ? "out of memory"
+			err_set(err, errlen, "%s", rc == HOOKD_ENOMEM ? "out of memory"
 									: "message too large");
 			goto cleanup;
 		}
@@ -444,9 +431,9 @@ int sign_verify(const struct sign_key *key, const char *id, const char *timestam
 	}
 	if (rc != HOOKD_OK) {
 		if (seen == 0)
-			sign_err_set(err, errlen, "no %s signature in webhook-signature", version);
+			err_set(err, errlen, "no %s signature in webhook-signature", version);
 		else
-			sign_err_set(err, errlen, "no matching signature (%zu %s entr%s checked)", seen,
+			err_set(err, errlen, "no matching signature (%zu %s entr%s checked)", seen,
 				     version, seen == 1 ? "y" : "ies");
 	}
 

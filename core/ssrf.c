@@ -101,18 +101,6 @@ static const struct ssrf_range6 ssrf_ranges6[] = {
 
 #undef V6
 
-__attribute__((format(printf, 3, 4)))
-static void ssrf_err_set(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* true if the first prefix bits of a and b are equal. */
 static bool ssrf_prefix_match(const unsigned char *a, const unsigned char *b, unsigned prefix)
 {
@@ -217,14 +205,14 @@ int ssrf_policy_allow(struct ssrf_policy *p, const char *cidr, char *err, size_t
 	unsigned max_prefix;
 
 	if (!p || !cidr) {
-		ssrf_err_set(err, errlen, "invalid CIDR: none given");
+		err_set(err, errlen, "invalid CIDR: none given");
 		return HOOKD_EINVAL;
 	}
 	memset(&c, 0, sizeof(c));
 	slash = strchr(cidr, '/');
 	addr_len = slash ? (size_t)(slash - cidr) : strlen(cidr);
 	if (addr_len == 0 || addr_len >= sizeof(addr_text)) {
-		ssrf_err_set(err, errlen, "invalid CIDR '%s': not an IPv4 or IPv6 address", cidr);
+		err_set(err, errlen, "invalid CIDR '%s': not an IPv4 or IPv6 address", cidr);
 		return HOOKD_EINVAL;
 	}
 	memcpy(addr_text, cidr, addr_len);
@@ -236,7 +224,7 @@ int ssrf_policy_allow(struct ssrf_policy *p, const char *cidr, char *err, size_t
 		c.family = AF_INET6;
 		max_prefix = 128;
 	} else {
-		ssrf_err_set(err, errlen, "invalid CIDR '%s': not an IPv4 or IPv6 address", cidr);
+		err_set(err, errlen, "invalid CIDR '%s': not an IPv4 or IPv6 address", cidr);
 		return HOOKD_EINVAL;
 	}
 
@@ -256,7 +244,7 @@ int ssrf_policy_allow(struct ssrf_policy *p, const char *cidr, char *err, size_t
 			ok = errno == 0 && *end == '\0' && v >= 0 && v <= (long)max_prefix;
 		}
 		if (!ok) {
-			ssrf_err_set(err, errlen, "invalid CIDR '%s': prefix must be 0..%u", cidr,
+			err_set(err, errlen, "invalid CIDR '%s': prefix must be 0..%u", cidr,
 				     max_prefix);
 			return HOOKD_EINVAL;
 		}
@@ -274,7 +262,7 @@ int ssrf_policy_allow(struct ssrf_policy *p, const char *cidr, char *err, size_t
 				net[b / 8] &= (unsigned char)~(0x80u >> (b % 8));
 			if (!inet_ntop(c.family, net, suggestion, sizeof(suggestion)))
 				suggestion[0] = '\0';
-			ssrf_err_set(err, errlen, "invalid CIDR '%s': host bits are set (network is %s/%u)",
+			err_set(err, errlen, "invalid CIDR '%s': host bits are set (network is %s/%u)",
 				     cidr, suggestion, c.prefix);
 			return HOOKD_EINVAL;
 		}
@@ -296,7 +284,7 @@ int ssrf_policy_allow(struct ssrf_policy *p, const char *cidr, char *err, size_t
 		return HOOKD_ENOMEM;
 	grown = realloc(p->allow, (p->n_allow + 1) * sizeof(*p->allow));
 	if (!grown) {
-		ssrf_err_set(err, errlen, "out of memory adding CIDR '%s'", cidr);
+		err_set(err, errlen, "out of memory adding CIDR '%s'", cidr);
 		return HOOKD_ENOMEM;
 	}
 	p->allow = grown;
