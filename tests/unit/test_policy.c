@@ -345,11 +345,18 @@ static void attack(const char *code, const char *expect)
 	CHECK(run("evil", ATTACK_MSG, NULL, &r) == HOOKD_OK);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	t1 = ts.tv_sec + ts.tv_nsec / 1e9;
-	if (r.action != POLICY_ERROR || !contains(r.reason, expect))
+	int reason_ok = contains(r.reason, expect);
+#ifdef __SANITIZE_ADDRESS__
+	/* Under ASan allocation is several times slower, and on a loaded machine an allocation
+	 * bomb can reach the CPU budget before the memory cap: both are clean aborts. */
+	if (!reason_ok && strstr(expect, "memory limit") && contains(r.reason, "cpu limit exceeded"))
+		reason_ok = 1;
+#endif
+	if (r.action != POLICY_ERROR || !reason_ok)
 		fprintf(stderr, "attack %d (%s): action %d, reason \"%s\", expected \"%s\"\n",
 			n_attacks, code, r.action, r.reason, expect);
 	CHECK(r.action == POLICY_ERROR);
-	CHECK(contains(r.reason, expect));
+	CHECK(reason_ok);
 	/* Nothing may run far past the CPU budget (generous: sanitizers are slow). */
 	CHECK(t1 - t0 < 20.0 * TEST_CPU_MS / 1000.0);
 	if (t1 - t0 > worst_attack_s) {
