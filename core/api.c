@@ -8,6 +8,7 @@
 #include "err.h"
 #include "fanout.h"
 #include "id.h"
+#include "jsontext.h"
 #include "log.h"
 #include "policy.h"
 #include "record.h"
@@ -636,6 +637,38 @@ static void api_publish_commit_job(struct worker_job *job)
 	api_publish_commit(p);
 }
 
+/* The body every endpoint without a policy receives: the envelope's own fields, then the
+ * producer's "data" bytes exactly as they arrived (no second serialization of the tree, and
+ * numbers keep their spelling). head holds the fields without data. Falls back to dumping the
+ * parsed data when the member cannot be found as plain text (a \u-escaped key). */
+static char *api_envelope_text(struct evhttp_request *req, const json_t *head, json_t *data)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in), off, vlen;
+	const char *raw = (const char *)evbuffer_pullup(in, -1);
+	char *h = json_dumps(head, JSON_COMPACT | JSON_PRESERVE_ORDER), *out = NULL;
+	struct jsontext_buf b = {0};
+
+	if (!h)
+		return NULL;
+	if (raw && jsontext_member(raw, len, "data", &off, &vlen) == HOOKD_OK) {
+		jsontext_raw(&b, h, strlen(h) - 1); /* without the closing brace */
+		jsontext_cstr(&b, ",\"data\":");
+		jsontext_raw(&b, raw + off, vlen);
+		jsontext_cstr(&b, "}");
+		out = b.failed ? NULL : b.data;
+		if (!out)
+			jsontext_free(&b);
+	} else {
+		json_t *full = json_deep_copy(head);
+		json_object_set(full, "data", data);
+		out = json_dumps(full, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(full);
+	}
+	free(h);
+	return out;
+}
+
 static void api_messages_create(struct api *a, struct evhttp_request *req, struct app *app)
 {
 	json_t *body = api_body_json(a, req, 1), *v, *envelope = NULL;
@@ -703,14 +736,15 @@ static void api_messages_create(struct api *a, struct evhttp_request *req, struc
 			     "version", version);
 	if (source)
 		json_object_set_new(envelope, "source", json_string(source));
-	json_object_set(envelope, "data", data);
-	text = json_dumps(envelope, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	text = api_envelope_text(req, envelope, data);
 	p = api_pending_new(a, req);
 	if (!text || !p || !(bytes = body_new(text, strlen(text))))
 		goto oom;
 	if (fanout_message(app, msg_id, type, bytes, now, &p->dvs, &p->n_dvs, &needs_policy,
 			   &a->fstats) != HOOKD_OK)
 		goto oom;
+	/* Only policies read the envelope as a tree; without one it was only needed as text. */
+	json_object_set(envelope, "data", data);
 	if (idem && !(p->idem = strdup(idem)))
 		goto oom;
 	snprintf(p->id, sizeof(p->id), "%s", msg_id);

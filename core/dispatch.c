@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "config.h"
 #include "err.h"
+#include "jsontext.h"
 #include "log.h"
 #include "registry.h"
 #include "retry.h"
@@ -273,7 +274,7 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 	unsigned char key[DELIVERY_ID_MAX + 8];
 	size_t n = strlen(dv->id);
 	char iso[CLOCK_ISO_LEN];
-	json_t *a;
+	struct jsontext_buf t = {0};
 	char *text;
 
 	if (!b) {
@@ -281,34 +282,46 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 			dispatch_forget(d, dv);
 		return;
 	}
+	/* Written once per attempt: a direct writer, not a jansson tree. Response bytes that
+	 * are not UTF-8 are stored with U+FFFD in their place. */
 	clock_iso8601(at_ms, iso);
-	a = json_pack("{s:s, s:s, s:I, s:s, s:I}", "delivery_id", dv->id, "endpoint_id",
-		      dv->ep->id, "attempt", (json_int_t)dv->attempts, "at", iso, "duration_ms",
-		      (json_int_t)res->duration_ms);
-	json_object_set_new(a, "status", res->status ? json_integer(res->status) : json_null());
-	json_object_set_new(a, "error", res->error[0] ? json_string(res->error) : json_null());
-	json_object_set_new(a, "response", json_stringn_nocheck(res->response ? res->response : "",
-								 res->response_len));
-	/* Bytes that are not UTF-8 would make jansson refuse to dump: keep a placeholder. */
-	text = json_dumps(a, JSON_COMPACT);
-	if (!text) {
-		json_object_set_new(a, "response", json_string("(binary response not shown)"));
-		text = json_dumps(a, JSON_COMPACT);
-	}
-	json_decref(a);
+	jsontext_cstr(&t, "{\"delivery_id\":");
+	jsontext_string(&t, dv->id, strlen(dv->id));
+	jsontext_cstr(&t, ",\"endpoint_id\":");
+	jsontext_string(&t, dv->ep->id, strlen(dv->ep->id));
+	jsontext_cstr(&t, ",\"attempt\":");
+	jsontext_long(&t, dv->attempts);
+	jsontext_cstr(&t, ",\"at\":\"");
+	jsontext_cstr(&t, iso);
+	jsontext_cstr(&t, "\",\"duration_ms\":");
+	jsontext_long(&t, res->duration_ms);
+	jsontext_cstr(&t, ",\"status\":");
+	if (res->status)
+		jsontext_long(&t, res->status);
+	else
+		jsontext_cstr(&t, "null");
+	jsontext_cstr(&t, ",\"error\":");
+	if (res->error[0])
+		jsontext_string(&t, res->error, strlen(res->error));
+	else
+		jsontext_cstr(&t, "null");
+	jsontext_cstr(&t, ",\"response\":");
+	jsontext_string(&t, res->response ? res->response : "", res->response_len);
+	jsontext_cstr(&t, "}");
+	text = t.failed ? NULL : t.data;
 	memcpy(key, dv->id, n);
 	key[n] = 0;
 	store_be32(key + n + 1, dv->attempts);
 	if (!text || store_batch_put(b, d->store->attempts, key, n + 5, text, strlen(text)) ||
 	    dispatch_persist(d->store, b, dv, at_ms)) {
 		log_error("dispatch: cannot record attempt %u of %s", dv->attempts, dv->id);
-		free(text);
+		jsontext_free(&t);
 		store_batch_free(b);
 		if (finished)
 			dispatch_forget(d, dv);
 		return;
 	}
-	free(text);
+	jsontext_free(&t);
 	store_batch_submit(d->store, b, 0, finished ? dispatch_recorded : NULL, dv);
 }
 

@@ -1,0 +1,214 @@
+/* jsontext.c - JSON member spans and an escaping writer. */
+#include "jsontext.h"
+
+#include "err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t skip_ws(const char *b, size_t i, size_t len)
+{
+	while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
+		i++;
+	return i;
+}
+
+/* i at the opening quote; returns the index after the closing quote. */
+static size_t skip_string(const char *b, size_t i, size_t len)
+{
+	for (i++; i < len; i++) {
+		if (b[i] == '\\')
+			i++;
+		else if (b[i] == '"')
+			return i + 1;
+	}
+	return len;
+}
+
+/* i at a value; returns the index after it. */
+static size_t skip_value(const char *b, size_t i, size_t len)
+{
+	int depth = 0;
+	if (i >= len)
+		return len;
+	if (b[i] == '"')
+		return skip_string(b, i, len);
+	if (b[i] != '{' && b[i] != '[') {
+		while (i < len && !strchr(",}] \t\r\n", b[i]))
+			i++;
+		return i;
+	}
+	for (; i < len; i++) {
+		char c = b[i];
+		if (c == '"') {
+			i = skip_string(b, i, len) - 1;
+		} else if (c == '{' || c == '[') {
+			depth++;
+		} else if (c == '}' || c == ']') {
+			if (--depth == 0)
+				return i + 1;
+		}
+	}
+	return len;
+}
+
+int jsontext_member(const char *buf, size_t len, const char *key, size_t *off, size_t *vlen)
+{
+	size_t klen = strlen(key), i = skip_ws(buf, 0, len);
+	if (i >= len || buf[i] != '{')
+		return HOOKD_EINVAL;
+	i++;
+	for (;;) {
+		size_t ks, ke, vs;
+		i = skip_ws(buf, i, len);
+		if (i >= len || buf[i] != '"')
+			return HOOKD_ENOTFOUND; /* '}' of an empty object, or the end */
+		ks = i + 1;
+		i = skip_string(buf, i, len);
+		ke = i - 1;
+		i = skip_ws(buf, i, len);
+		if (i >= len || buf[i] != ':')
+			return HOOKD_EINVAL;
+		vs = skip_ws(buf, i + 1, len);
+		i = skip_value(buf, vs, len);
+		if (ke - ks == klen && memcmp(buf + ks, key, klen) == 0) {
+			*off = vs;
+			*vlen = i - vs;
+			return HOOKD_OK;
+		}
+		i = skip_ws(buf, i, len);
+		if (i >= len || buf[i] != ',')
+			return HOOKD_ENOTFOUND;
+		i++;
+	}
+}
+
+static int reserve(struct jsontext_buf *b, size_t more)
+{
+	if (b->failed)
+		return 0;
+	if (b->len + more + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + more + 1)
+			cap *= 2;
+		char *n = realloc(b->data, cap);
+		if (!n) {
+			b->failed = 1;
+			return 0;
+		}
+		b->data = n;
+		b->cap = cap;
+	}
+	return 1;
+}
+
+void jsontext_raw(struct jsontext_buf *b, const char *s, size_t n)
+{
+	if (!reserve(b, n))
+		return;
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = 0;
+}
+
+void jsontext_cstr(struct jsontext_buf *b, const char *s)
+{
+	jsontext_raw(b, s, strlen(s));
+}
+
+void jsontext_long(struct jsontext_buf *b, long long v)
+{
+	char num[32];
+	int n = snprintf(num, sizeof(num), "%lld", v);
+	jsontext_raw(b, num, (size_t)n);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+	size_t need;
+	unsigned min;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		need = 2, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		need = 3, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		need = 4, min = 0x10000;
+	else
+		return 0;
+	if (n < need)
+		return 0;
+	unsigned cp = c & (0x7f >> need);
+	for (size_t i = 1; i < need; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return need;
+}
+
+void jsontext_string(struct jsontext_buf *b, const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0, run = 0;
+	/* Worst case: every byte becomes \ufffd-sized (6 bytes) or \u00XX. */
+	if (!reserve(b, n * 6 + 2))
+		return;
+	b->data[b->len++] = '"';
+	while (i < n) {
+		unsigned c = p[i];
+		size_t u;
+		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+			i++;
+			run++;
+			continue;
+		}
+		memcpy(b->data + b->len, s + i - run, run);
+		b->len += run;
+		run = 0;
+		if (c == '"' || c == '\\') {
+			b->data[b->len++] = '\\';
+			b->data[b->len++] = (char)c;
+			i++;
+		} else if (c < 0x20) {
+			static const char hex[] = "0123456789abcdef";
+			const char *esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+			if (esc) {
+				memcpy(b->data + b->len, esc, 2);
+				b->len += 2;
+			} else {
+				memcpy(b->data + b->len, "\\u00", 4);
+				b->data[b->len + 4] = hex[c >> 4];
+				b->data[b->len + 5] = hex[c & 15];
+				b->len += 6;
+			}
+			i++;
+		} else if ((u = utf8_len(p + i, n - i)) > 0) {
+			memcpy(b->data + b->len, s + i, u);
+			b->len += u;
+			i += u;
+		} else {
+			memcpy(b->data + b->len, "\\ufffd", 6);
+			b->len += 6;
+			i++;
+		}
+	}
+	memcpy(b->data + b->len, s + i - run, run);
+	b->len += run;
+	b->data[b->len++] = '"';
+	b->data[b->len] = 0;
+}
+
+void jsontext_free(struct jsontext_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+	b->failed = 0;
+}

@@ -1,0 +1,79 @@
+/* test_jsontext.c - member spans and the escaping writer, checked against jansson. */
+#include "check.h"
+
+#include "err.h"
+#include "jsontext.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void span_case(const char *text, const char *key, const char *expect)
+{
+	size_t off, len;
+	int rc = jsontext_member(text, strlen(text), key, &off, &len);
+	if (!expect) {
+		CHECK(rc == HOOKD_ENOTFOUND);
+		return;
+	}
+	CHECK(rc == HOOKD_OK);
+	if (rc == HOOKD_OK) {
+		char got[512];
+		snprintf(got, sizeof(got), "%.*s", (int)len, text + off);
+		CHECK_STR(got, expect);
+	}
+}
+
+static void test_member(void)
+{
+	span_case("{\"type\":\"a\",\"data\":{\"x\":[1,{\"y\":\"}\"}]}}", "data", "{\"x\":[1,{\"y\":\"}\"}]}");
+	span_case(" { \"data\" :\n [1, 2] , \"z\": 1}", "data", "[1, 2]");
+	span_case("{\"a\":\"da\\\"ta\",\"data\":17}", "data", "17");
+	span_case("{\"nested\":{\"data\":1},\"data\":2}", "data", "2");
+	span_case("{\"s\":\"{\\\\\",\"data\":true}", "data", "true");
+	span_case("{\"data\":\"x\\\"y\"}", "data", "\"x\\\"y\"");
+	span_case("{\"d\\u0061ta\":1}", "data", NULL); /* escaped key: caller falls back */
+	span_case("{}", "data", NULL);
+	span_case("{\"type\":\"a\"}", "data", NULL);
+	size_t off, len;
+	CHECK(jsontext_member("[1]", 3, "data", &off, &len) == HOOKD_EINVAL);
+}
+
+static void test_string(void)
+{
+	static const char *cases[] = {"plain", "quote \" backslash \\ end", "ctl \n\r\t\x01\x1f",
+				      "utf8 é ✓ 😀", ""};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct jsontext_buf b = {0};
+		json_error_t e;
+		jsontext_string(&b, cases[i], strlen(cases[i]));
+		json_t *j = json_loads(b.data, JSON_DECODE_ANY, &e);
+		CHECK(j && json_is_string(j));
+		if (j)
+			CHECK_STR(json_string_value(j), cases[i]);
+		json_decref(j);
+		jsontext_free(&b);
+	}
+	/* Invalid UTF-8 (lone continuation, overlong, truncated, surrogate) -> U+FFFD, still JSON. */
+	const char bad[] = "a\x80" "b\xc0\xaf" "c\xe2\x82" "d\xed\xa0\x80" "e";
+	struct jsontext_buf b = {0};
+	jsontext_string(&b, bad, sizeof(bad) - 1);
+	json_t *j = json_loads(b.data, JSON_DECODE_ANY, NULL);
+	CHECK(j && json_is_string(j));
+	CHECK(j && strncmp(json_string_value(j), "a\xef\xbf\xbd" "b", 5) == 0);
+	json_decref(j);
+	jsontext_free(&b);
+
+	jsontext_cstr(&b, "{\"n\":");
+	jsontext_long(&b, -42);
+	jsontext_cstr(&b, "}");
+	CHECK_STR(b.data, "{\"n\":-42}");
+	jsontext_free(&b);
+}
+
+int main(void)
+{
+	test_member();
+	test_string();
+	return check_done();
+}
