@@ -17,33 +17,32 @@ struct worker {
 	struct event *done_ev;
 };
 
+/* Takes everything queued at once and hands it back with one wake-up of the loop: under
+ * load, jobs pile up while the worker runs, and the hand-off cost is paid per batch. */
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	for (;;) {
-		struct worker_job *job;
+		struct worker_job *batch, *last, *job;
 		pthread_mutex_lock(&w->lock);
 		while (!w->head && !w->stopping)
 			pthread_cond_wait(&w->cond, &w->lock);
-		job = w->head;
-		if (!job) {
-			pthread_mutex_unlock(&w->lock);
-			break;
-		}
-		w->head = job->next;
-		if (!w->head)
-			w->tail = NULL;
+		batch = w->head;
+		last = w->tail;
+		w->head = w->tail = NULL;
 		pthread_mutex_unlock(&w->lock);
+		if (!batch)
+			break;
 
-		job->run(job);
+		for (job = batch; job; job = job->next)
+			job->run(job);
 
 		pthread_mutex_lock(&w->lock);
-		job->next = NULL;
 		if (w->done_tail)
-			w->done_tail->next = job;
+			w->done_tail->next = batch;
 		else
-			w->done_head = job;
-		w->done_tail = job;
+			w->done_head = batch;
+		w->done_tail = last;
 		pthread_mutex_unlock(&w->lock);
 		event_active(w->done_ev, EV_READ, 0);
 	}
@@ -90,14 +89,18 @@ int worker_new(struct event_base *base, struct worker **out)
 
 void worker_submit(struct worker *w, struct worker_job *job)
 {
+	int was_empty;
 	job->next = NULL;
 	pthread_mutex_lock(&w->lock);
+	was_empty = w->head == NULL;
 	if (w->tail)
 		w->tail->next = job;
 	else
 		w->head = job;
 	w->tail = job;
-	pthread_cond_signal(&w->cond);
+	/* Only an idle worker (empty queue) can be waiting: no wake-up per job under load. */
+	if (was_empty)
+		pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }
 
