@@ -3,7 +3,8 @@
  * JSON -> Lua: objects and arrays become tables carrying the shared object/array marker
  * metatables (tagged "hookd.object" / "hookd.array"), so an empty {} or [] comes back as
  * it went in; null becomes hookd.null (a light userdata NULL); every number becomes a Lua
- * number (a double: integers beyond 2^53 lose precision once a policy touches them).
+ * number (a double), except integers beyond 2^53, which arrive boxed (exact; they print and
+ * compare, and arithmetic on them is an error rather than a silent rounding).
  *
  * Lua -> JSON: a marked table converts as marked. An unmarked table converts as an array
  * when all its keys are positive integers (holes become null), as an object when it is
@@ -71,7 +72,16 @@ void policy_json_push(lua_State *L, struct policy_vm *vm, const json_t *j, int d
 		lua_pushlstring(L, json_string_value(j), json_string_length(j));
 		break;
 	case JSON_INTEGER:
-		lua_pushnumber(L, (lua_Number)json_integer_value(j));
+		if (json_integer_value(j) > (json_int_t)POLICY_JSON_EXACT_INT ||
+		    json_integer_value(j) < -(json_int_t)POLICY_JSON_EXACT_INT) {
+			/* Exact, boxed (policy_sandbox.c: bigint): a double would round it. */
+			int64_t big = json_integer_value(j);
+			memcpy(lua_newuserdata(L, sizeof(big)), &big, sizeof(big));
+			lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_bigint_mt);
+			lua_setmetatable(L, -2);
+		} else {
+			lua_pushnumber(L, (lua_Number)json_integer_value(j));
+		}
 		break;
 	case JSON_REAL:
 		lua_pushnumber(L, json_real_value(j));
@@ -322,6 +332,21 @@ static void convert(lua_State *L, struct policy_vm *vm, int idx, int depth, json
 			v = json_null();
 			break;
 		}
+		luaL_error(L, "cannot convert a %s to JSON", luaL_typename(L, idx));
+		return;
+	case LUA_TUSERDATA: {
+		int is_big;
+		lua_getmetatable(L, idx);
+		lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_bigint_mt);
+		is_big = lua_rawequal(L, -1, -2);
+		lua_pop(L, 2);
+		if (is_big && lua_objlen(L, idx) == sizeof(int64_t)) {
+			int64_t big;
+			memcpy(&big, lua_touserdata(L, idx), sizeof(big));
+			v = json_integer((json_int_t)big);
+			break;
+		}
+	}
 		/* fallthrough */
 	default:
 		luaL_error(L, "cannot convert a %s to JSON", luaL_typename(L, idx));

@@ -52,6 +52,7 @@ struct policy_vm {
 	int ref_env;              /* the frozen global table of policy code */
 	int ref_array_mt;         /* marks tables that came from / go to JSON arrays */
 	int ref_object_mt;        /* marks JSON objects (so {} stays an object) */
+	int ref_bigint_mt;        /* boxes JSON integers beyond 2^53 (kept exact, see policy_json.c) */
 	int ref_msg_mt;           /* msg: lazy data */
 	int ref_ctx_mt;           /* ctx: lazy params */
 	int ref_module;           /* the table the policy returned */

@@ -348,6 +348,74 @@ static int new_tag_mt(lua_State *L, const char *tag, bool lazy)
 	return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* JSON integers past 2^53 (ids from some systems) cannot be Lua numbers without rounding:
+ * they are boxed int64 userdata that print, compare and go back to JSON exactly, and raise
+ * an error if used in arithmetic rather than silently changing value. */
+static int bigint_check(lua_State *L, int idx, int64_t *out)
+{
+	if (lua_type(L, idx) == LUA_TNUMBER) {
+		*out = (int64_t)lua_tonumber(L, idx);
+		return 1;
+	}
+	if (lua_type(L, idx) == LUA_TUSERDATA && lua_objlen(L, idx) == sizeof(int64_t)) {
+		memcpy(out, lua_touserdata(L, idx), sizeof(int64_t));
+		return 1;
+	}
+	return 0;
+}
+
+static int bigint_tostring(lua_State *L)
+{
+	int64_t v;
+	char text[32];
+	if (!bigint_check(L, 1, &v))
+		return luaL_error(L, "not an integer");
+	snprintf(text, sizeof(text), "%lld", (long long)v);
+	lua_pushstring(L, text);
+	return 1;
+}
+
+static int bigint_eq(lua_State *L)
+{
+	int64_t a, b;
+	lua_pushboolean(L, bigint_check(L, 1, &a) && bigint_check(L, 2, &b) && a == b);
+	return 1;
+}
+
+static int bigint_lt(lua_State *L)
+{
+	int64_t a, b;
+	if (!bigint_check(L, 1, &a) || !bigint_check(L, 2, &b))
+		return luaL_error(L, "attempt to compare a big integer with a non-number");
+	lua_pushboolean(L, a < b);
+	return 1;
+}
+
+static int bigint_le(lua_State *L)
+{
+	int64_t a, b;
+	if (!bigint_check(L, 1, &a) || !bigint_check(L, 2, &b))
+		return luaL_error(L, "attempt to compare a big integer with a non-number");
+	lua_pushboolean(L, a <= b);
+	return 1;
+}
+
+static int new_bigint_mt(lua_State *L)
+{
+	lua_createtable(L, 0, 5);
+	lua_pushstring(L, "hookd.bigint");
+	lua_setfield(L, -2, "__metatable");
+	lua_pushcfunction(L, bigint_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pushcfunction(L, bigint_eq);
+	lua_setfield(L, -2, "__eq");
+	lua_pushcfunction(L, bigint_lt);
+	lua_setfield(L, -2, "__lt");
+	lua_pushcfunction(L, bigint_le);
+	lua_setfield(L, -2, "__le");
+	return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 static void open_lib(lua_State *L, lua_CFunction fn, const char *name)
 {
 	lua_pushcfunction(L, fn);
@@ -395,6 +463,7 @@ static int vm_build(lua_State *L)
 
 	vm->ref_array_mt = new_tag_mt(L, "hookd.array", false);
 	vm->ref_object_mt = new_tag_mt(L, "hookd.object", false);
+	vm->ref_bigint_mt = new_bigint_mt(L);
 	vm->ref_msg_mt = new_tag_mt(L, "hookd.msg", true);
 	vm->ref_ctx_mt = new_tag_mt(L, "hookd.ctx", true);
 	/* Slots for the current call's msg and ctx, reused by every call (false between

@@ -547,6 +547,37 @@ static void test_sandbox(void)
 }
 
 /* Policies do not see each other: each has its own state and helpers. */
+/* Integers past 2^53 stay exact through a policy (boxed), and arithmetic on them is an
+ * error instead of a silent rounding. */
+static void test_bigint(void)
+{
+	char err[512];
+	struct policy_result r;
+	const char *big = "{\"id\":\"m\",\"type\":\"a.b\",\"timestamp\":\"t\",\"version\":\"1\","
+			  "\"data\":{\"id\":1234567890123456789,\"neg\":-9007199254740993,\"n\":5}}";
+	CHECK(put("big", "return { transform = function(m)\n"
+			 "  m.headers['x-id'] = tostring(m.data.id)\n"
+			 "  m.data.copy = m.data.id\n"
+			 "  m.data.same = (m.data.id == m.data.copy)\n"
+			 "  return m end }", err, sizeof(err)) == HOOKD_OK);
+	CHECK(run("big", big, NULL, &r) == HOOKD_OK);
+	CHECK(r.action == POLICY_DELIVER);
+	if (r.action == POLICY_DELIVER) {
+		json_t *d = json_object_get(r.envelope, "data");
+		CHECK(json_integer_value(json_object_get(d, "id")) == 1234567890123456789LL);
+		CHECK(json_integer_value(json_object_get(d, "copy")) == 1234567890123456789LL);
+		CHECK(json_integer_value(json_object_get(d, "neg")) == -9007199254740993LL);
+		CHECK(json_is_true(json_object_get(d, "same")));
+		CHECK_STR(json_string_value(json_object_get(r.headers, "x-id")), "1234567890123456789");
+	}
+	policy_result_free(&r);
+	CHECK(put("bigadd", "return { transform = function(m) m.data.id = m.data.id + 1 return m end }",
+		  err, sizeof(err)) == HOOKD_OK);
+	CHECK(run("bigadd", big, NULL, &r) == HOOKD_OK);
+	CHECK(r.action == POLICY_ERROR && contains(r.reason, "arithmetic"));
+	policy_result_free(&r);
+}
+
 static void test_isolation(void)
 {
 	char err[512];
@@ -956,6 +987,7 @@ int main(void)
 	test_compile();
 	test_sandbox();
 	test_isolation();
+	test_bigint();
 	test_helpers();
 	test_patterns();
 	test_shipped();
