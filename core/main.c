@@ -233,6 +233,8 @@ static int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "hookd: %s\n", err);
 		goto out;
 	}
+	/* 64 ops: one publish per default in-flight slot of an endpoint is a full batch. */
+	store_set_commit_delay(d.store, d.cfg.commit_delay_us, 64);
 	struct policy_limits limits = {d.cfg.policy_cpu_ms, d.cfg.policy_memory_limit};
 	if (policy_engine_new(&limits, &d.policies) != HOOKD_OK) {
 		fprintf(stderr, "hookd: cannot start the policy engine\n");

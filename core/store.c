@@ -70,6 +70,7 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->map_size = map_size;
+
 	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
 		snprintf(err, errlen, "data_dir %s: %s", path, strerror(errno));
 		goto fail;
@@ -209,12 +210,26 @@ static void *store_writer_main(void *arg)
 			pthread_mutex_unlock(&s->lock);
 			break;
 		}
+		if (s->linger_us && !s->stopping) {
+			/* Group-commit delay: let the batch fill a little before paying an fsync. */
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += (long)s->linger_us * 1000;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			while (s->queue_n < s->linger_ops && !s->stopping &&
+			       pthread_cond_timedwait(&s->cond, &s->lock, &until) == 0)
+				;
+		}
 		batch = s->queue_head;
 		for (last = batch, n = 1; last->next && n < STORE_MAX_BATCH; last = last->next)
 			n++;
 		s->queue_head = last->next;
 		if (!s->queue_head)
 			s->queue_tail = NULL;
+		s->queue_n -= n;
 		last->next = NULL;
 		pthread_mutex_unlock(&s->lock);
 
@@ -281,6 +296,7 @@ void store_submit(struct store *s, struct store_op *op)
 	else
 		s->queue_head = op;
 	s->queue_tail = op;
+	s->queue_n++;
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -309,6 +325,14 @@ void store_close(struct store *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s);
+}
+
+void store_set_commit_delay(struct store *s, unsigned delay_us, unsigned enough_ops)
+{
+	pthread_mutex_lock(&s->lock);
+	s->linger_us = delay_us;
+	s->linger_ops = enough_ops;
+	pthread_mutex_unlock(&s->lock);
 }
 
 int store_read_begin(struct store *s, MDB_txn **txn)

@@ -67,6 +67,8 @@ struct store {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct store_op *queue_head, *queue_tail; /* guarded by lock */
+	size_t queue_n;                            /* guarded by lock */
+	unsigned linger_us, linger_ops;            /* guarded by lock: see store_set_commit_delay */
 	struct store_op *done_head, *done_tail;   /* guarded by lock */
 	int stopping;                              /* guarded by lock */
 	struct event *done_ev;
@@ -83,6 +85,11 @@ int store_write_now(struct store *s, struct store_op *op);
 /* Drains the queue, stops the writer, runs remaining done callbacks. */
 void store_stop(struct store *s);
 void store_close(struct store *s);
+
+/* Group-commit delay (storage.commit_delay_us): before a commit, the writer waits up to
+ * delay_us for the queue to reach enough_ops, so one fsync covers more work. 0 = commit as
+ * soon as anything is queued (the default: lowest latency). */
+void store_set_commit_delay(struct store *s, unsigned delay_us, unsigned enough_ops);
 
 /* Begins a read-only transaction. HOOKD_ESTORE on failure. */
 int store_read_begin(struct store *s, MDB_txn **txn);

@@ -109,6 +109,7 @@ static void test_defaults(void)
 	CHECK(c.admin_key == NULL);
 	CHECK(c.max_payload_bytes == 262144);
 	CHECK(c.map_size == 1073741824ull);
+	CHECK(c.commit_delay_us == 0);
 	CHECK(c.connect_timeout_ms == 5000);
 	CHECK(c.timeout_ms == 15000);
 	static const uint32_t sched[] = {5, 300, 1800, 7200, 18000, 36000, 36000};
@@ -158,6 +159,7 @@ static void test_full_file(void)
 	CHECK_STR(c.admin_key, "file-admin-key");
 	CHECK(c.max_payload_bytes == 512 * 1024);
 	CHECK(c.map_size == 2ull << 30);
+	CHECK(c.commit_delay_us == 500);
 	CHECK(c.connect_timeout_ms == 2500);
 	CHECK(c.timeout_ms == 30000);
 	CHECK(c.n_retry_schedule == 3);
@@ -182,13 +184,13 @@ static void test_full_file(void)
 	struct config_app *a = &c.apps[0];
 	CHECK_STR(a->id, "app_demo");
 	CHECK_STR(a->name, "Demo Inc.");
-	CHECK(a->line == 24);
+	CHECK(a->line == 25);
 	CHECK(a->n_endpoints == 2);
 	if (a->n_endpoints == 2) {
 		struct config_endpoint *e = &a->endpoints[0];
 		CHECK_STR(e->id, "ep_demo");
 		CHECK_STR(e->url, "http://127.0.0.1:9000/hook");
-		CHECK(e->line == 27);
+		CHECK(e->line == 28);
 		CHECK(e->n_event_types == 2);
 		if (e->n_event_types == 2) {
 			CHECK_STR(e->event_types[0], "invoice.paid");
