@@ -15,6 +15,10 @@ struct worker {
 	struct worker_job *done_head, *done_tail;
 	int stopping;
 	struct event *done_ev;
+	/* Loop side: jobs submitted during this loop iteration, handed to the thread together
+	 * by flush_ev (one lock and at most one wake-up per iteration, not per job). */
+	struct worker_job *local_head, *local_tail;
+	struct event *flush_ev;
 };
 
 /* Takes everything queued at once and hands it back with one wake-up of the loop: under
@@ -67,6 +71,30 @@ static void worker_done_cb(evutil_socket_t fd, short what, void *arg)
 	worker_run_done(arg);
 }
 
+static void worker_flush(struct worker *w)
+{
+	int was_empty;
+	if (!w->local_head)
+		return;
+	pthread_mutex_lock(&w->lock);
+	was_empty = w->head == NULL;
+	if (w->tail)
+		w->tail->next = w->local_head;
+	else
+		w->head = w->local_head;
+	w->tail = w->local_tail;
+	/* Only an idle worker (empty queue) can be waiting. */
+	if (was_empty)
+		pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	w->local_head = w->local_tail = NULL;
+}
+
+static void worker_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	worker_flush(arg);
+}
+
 int worker_new(struct event_base *base, struct worker **out)
 {
 	struct worker *w = calloc(1, sizeof(*w));
@@ -75,9 +103,12 @@ int worker_new(struct event_base *base, struct worker **out)
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	w->done_ev = event_new(base, -1, 0, worker_done_cb, w);
-	if (!w->done_ev || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+	w->flush_ev = event_new(base, -1, 0, worker_flush_cb, w);
+	if (!w->done_ev || !w->flush_ev || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
 		if (w->done_ev)
 			event_free(w->done_ev);
+		if (w->flush_ev)
+			event_free(w->flush_ev);
 		pthread_mutex_destroy(&w->lock);
 		pthread_cond_destroy(&w->cond);
 		free(w);
@@ -89,25 +120,22 @@ int worker_new(struct event_base *base, struct worker **out)
 
 void worker_submit(struct worker *w, struct worker_job *job)
 {
-	int was_empty;
 	job->next = NULL;
-	pthread_mutex_lock(&w->lock);
-	was_empty = w->head == NULL;
-	if (w->tail)
-		w->tail->next = job;
+	if (w->local_tail)
+		w->local_tail->next = job;
 	else
-		w->head = job;
-	w->tail = job;
-	/* Only an idle worker (empty queue) can be waiting: no wake-up per job under load. */
-	if (was_empty)
-		pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
+		w->local_head = job;
+	w->local_tail = job;
+	/* Runs after the events already active in this iteration (other requests being
+	 * answered), so their jobs travel together. Same-thread activation: no syscall. */
+	event_active(w->flush_ev, EV_READ, 0);
 }
 
 void worker_free(struct worker *w)
 {
 	if (!w)
 		return;
+	worker_flush(w);
 	pthread_mutex_lock(&w->lock);
 	w->stopping = 1;
 	pthread_cond_signal(&w->cond);
@@ -115,6 +143,7 @@ void worker_free(struct worker *w)
 	pthread_join(w->thread, NULL);
 	worker_run_done(w);
 	event_free(w->done_ev);
+	event_free(w->flush_ev);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
 	free(w);
