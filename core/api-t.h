@@ -25,6 +25,7 @@ struct api {
 	unsigned char key_hash[crypto_generichash_BYTES];
 	int has_key;
 	struct fanout_stats fstats;
+	struct fanout_ctx fanout;   /* deferred policy fan-out (fanout.h) */
 	uint64_t published, publish_rejected;
 };
 

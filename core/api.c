@@ -52,12 +52,12 @@ struct api_pending {
 	struct app *app;
 	char id[ID_MAX + 80];
 	int64_t now_ms;
-	/* publish: what the commit needs after the policies ran on the policy thread */
-	struct worker_job job;
+	/* publish: what the commit needs, and the policy half of the fan-out (fanout_defer) */
 	json_t *envelope;
 	char *text;
 	char *idem;
-	struct fanout_stats stats; /* policy outcomes, counted on the policy thread */
+	struct delivery **policy_dvs;
+	size_t n_policy;
 };
 
 /* ---------- replies ---------- */
@@ -124,6 +124,9 @@ static void api_pending_free(struct api_pending *p)
 	for (size_t i = 0; i < p->n_dvs; i++)
 		delivery_free(p->dvs[i]);
 	free(p->dvs);
+	for (size_t i = 0; i < p->n_policy; i++)
+		delivery_free(p->policy_dvs[i]);
+	free(p->policy_dvs);
 	json_decref(p->json);
 	json_decref(p->envelope);
 	free(p->text);
@@ -570,6 +573,12 @@ static void api_published(struct store_batch *b)
 		a->published++;
 		if (req)
 			api_send(req, 202, json_incref(p->json));
+		if (p->n_policy) {
+			fanout_defer(&a->fanout, p->app->id, p->id, json_incref(p->envelope),
+				     p->policy_dvs, p->n_policy);
+			p->policy_dvs = NULL;
+			p->n_policy = 0;
+		}
 	} else if (rc == HOOKD_EDUPLICATE) {
 		if (req)
 			api_send(req, 200, json_pack("{s:s, s:b}", "id", b->dup_value, "duplicate", 1));
@@ -598,6 +607,13 @@ static void api_publish_commit(struct api_pending *p)
 	for (size_t i = 0; i < p->n_dvs; i++)
 		if (dispatch_persist(a->store, b, p->dvs[i], p->now_ms))
 			goto oom;
+	if (p->n_policy) {
+		/* The policy half of the fan-out is made after the 202 (fanout_defer): this marker
+		 * makes a restart finish it if the process dies in between. */
+		klen = fanout_marker_key(p->app->id, p->id, k);
+		if (store_batch_put(b, a->store->fanout, k, klen, "", 0))
+			goto oom;
+	}
 	if (p->idem) {
 		unsigned char val[8 + ID_MAX];
 		size_t n = strlen(p->id);
@@ -618,23 +634,6 @@ oom:
 			api_error(req, 500, "internal", NULL, "out of memory");
 	}
 	api_pending_free(p);
-}
-
-/* Policy thread: the deliveries and envelope belong to this job alone until it is done. */
-static void api_publish_policies(struct worker_job *job)
-{
-	struct api_pending *p = (struct api_pending *)((char *)job - offsetof(struct api_pending, job));
-	fanout_run_policies(p->api->policies, p->envelope, p->dvs, p->n_dvs, &p->stats);
-}
-
-static void api_publish_commit_job(struct worker_job *job)
-{
-	struct api_pending *p = (struct api_pending *)((char *)job - offsetof(struct api_pending, job));
-	struct api *a = p->api;
-	a->fstats.filtered += p->stats.filtered;
-	a->fstats.policy_errors += p->stats.policy_errors;
-	/* Apps are never deleted, so p->app is still valid here. */
-	api_publish_commit(p);
 }
 
 /* The body every endpoint without a policy receives: the envelope's own fields, then the
@@ -755,16 +754,21 @@ static void api_messages_create(struct api *a, struct evhttp_request *req, struc
 	p->envelope = envelope;
 	text = NULL;
 	envelope = NULL;
-	if (needs_policy && a->worker) {
-		/* Policies may take their whole CPU budget: off the loop, then back to commit. */
-		p->job.run = api_publish_policies;
-		p->job.done = api_publish_commit_job;
-		worker_submit(a->worker, &p->job);
-	} else {
-		if (needs_policy)
-			fanout_run_policies(a->policies, p->envelope, p->dvs, p->n_dvs, &a->fstats);
-		api_publish_commit(p);
+	if (needs_policy) {
+		/* Split: plain deliveries are stored with the message; policy ones come after. */
+		size_t m = 0;
+		p->policy_dvs = calloc(p->n_dvs, sizeof(*p->policy_dvs));
+		if (!p->policy_dvs)
+			goto oom;
+		for (size_t i = 0; i < p->n_dvs; i++) {
+			if (p->dvs[i]->policy_name)
+				p->policy_dvs[p->n_policy++] = p->dvs[i];
+			else
+				p->dvs[m++] = p->dvs[i];
+		}
+		p->n_dvs = m;
 	}
+	api_publish_commit(p);
 	p = NULL;
 	goto out;
 oom:
@@ -1407,6 +1411,12 @@ int api_new(struct event_base *base, struct store *store, struct registry *reg,
 	a->policies = policies;
 	a->worker = worker;
 	a->cfg = cfg;
+	a->fanout.store = store;
+	a->fanout.disp = disp;
+	a->fanout.reg = reg;
+	a->fanout.policies = policies;
+	a->fanout.worker = worker;
+	a->fanout.stats = &a->fstats;
 	if (cfg->admin_key && *cfg->admin_key) {
 		crypto_generichash(a->key_hash, sizeof(a->key_hash),
 				   (const unsigned char *)cfg->admin_key, strlen(cfg->admin_key), NULL, 0);

@@ -2,11 +2,17 @@
 #include "fanout.h"
 
 #include "dispatch.h"
+#include "id.h"
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 #include "policy.h"
 #include "record.h"
 #include "registry.h"
+#include "store.h"
+#include "worker.h"
+
+#include <stddef.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +107,7 @@ struct fanout_walk {
 	const char *msg_id, *type;
 	struct body *body;
 	int needs_policy;
+	size_t n_policy;
 	int64_t now_ms;
 	struct delivery **out;
 	size_t n, cap;
@@ -127,8 +134,13 @@ static void fanout_one(const char *key, void *value, void *arg)
 		w->out = n;
 		w->cap = cap;
 	}
-	/* dlv_<message ulid>_<n>: a message's deliveries are adjacent in the store. */
-	snprintf(id, sizeof(id), "dlv_%s_%zu", w->msg_id + 4, w->n);
+	/* dlv_<message ulid>_<n>: a message's deliveries are adjacent in the store. Deliveries
+	 * through a policy are numbered apart (_p<n>): they are stored later (fanout_defer)
+	 * and a recovery re-plans only them, so the two series can never collide. */
+	if (ep->policy_name)
+		snprintf(id, sizeof(id), "dlv_%s_p%zu", w->msg_id + 4, w->n_policy++);
+	else
+		snprintf(id, sizeof(id), "dlv_%s_%zu", w->msg_id + 4, w->n - w->n_policy);
 	dv = delivery_new(id, w->msg_id, w->app->id, ep, w->body, w->now_ms);
 	if (!dv) {
 		w->rc = HOOKD_ENOMEM;
@@ -151,7 +163,8 @@ int fanout_message(struct app *a, const char *msg_id, const char *type, struct b
 		   int64_t now_ms, struct delivery ***out, size_t *n_out, int *needs_policy,
 		   struct fanout_stats *stats)
 {
-	struct fanout_walk w = {a, msg_id, type, body, 0, now_ms, NULL, 0, 0, HOOKD_OK, stats};
+	struct fanout_walk w = {.app = a, .msg_id = msg_id, .type = type, .body = body,
+				.now_ms = now_ms, .rc = HOOKD_OK, .stats = stats};
 	strmap_each(&a->endpoints, fanout_one, &w);
 	if (w.rc != HOOKD_OK) {
 		for (size_t i = 0; i < w.n; i++)
@@ -163,4 +176,208 @@ int fanout_message(struct app *a, const char *msg_id, const char *type, struct b
 	*n_out = w.n;
 	*needs_policy = w.needs_policy;
 	return HOOKD_OK;
+}
+
+/* ---- deferred policy fan-out ---- */
+
+size_t fanout_marker_key(const char *app_id, const char *msg_id, char *out)
+{
+	return registry_endpoint_key(app_id, msg_id, out);
+}
+
+struct fanout_job {
+	struct worker_job job; /* first */
+	struct fanout_ctx *ctx;
+	char app_id[80], msg_id[ID_MAX];
+	json_t *envelope;
+	struct delivery **dvs;
+	size_t n;
+	struct fanout_stats stats; /* counted on the policy thread, added on the loop */
+};
+
+static void fanout_job_free(struct fanout_job *fj)
+{
+	for (size_t i = 0; i < fj->n; i++)
+		delivery_free(fj->dvs[i]);
+	free(fj->dvs);
+	json_decref(fj->envelope);
+	free(fj);
+}
+
+/* Writes the deliveries and removes the marker in one batch (the batch owns nothing of
+ * fj: it copies what it stores). */
+static struct store_batch *fanout_job_batch(struct fanout_job *fj, int64_t now_ms)
+{
+	struct store_batch *b = store_batch_new();
+	char key[200];
+	size_t klen = fanout_marker_key(fj->app_id, fj->msg_id, key);
+	if (!b)
+		return NULL;
+	for (size_t i = 0; i < fj->n; i++)
+		if (dispatch_persist(fj->ctx->store, b, fj->dvs[i], now_ms) != HOOKD_OK)
+			goto fail;
+	if (store_batch_del(b, fj->ctx->store->fanout, key, klen) != HOOKD_OK)
+		goto fail;
+	return b;
+fail:
+	store_batch_free(b);
+	return NULL;
+}
+
+static void fanout_job_stored(struct store_batch *b)
+{
+	struct fanout_job *fj = b->arg;
+	if (b->op.rc == HOOKD_OK) {
+		for (size_t i = 0; i < fj->n; i++)
+			dispatch_add(fj->ctx->disp, fj->dvs[i]);
+		fj->n = 0;
+	} else {
+		/* The marker stays: the next start finishes this fan-out. */
+		log_error("fanout: policy deliveries of %s not stored (%s); retried at restart",
+			  fj->msg_id, hookd_strerror(b->op.rc));
+	}
+	fanout_job_free(fj);
+}
+
+static void fanout_job_run(struct worker_job *job)
+{
+	struct fanout_job *fj = (struct fanout_job *)job;
+	fanout_run_policies(fj->ctx->policies, fj->envelope, fj->dvs, fj->n, &fj->stats);
+}
+
+static void fanout_job_done(struct worker_job *job)
+{
+	struct fanout_job *fj = (struct fanout_job *)job;
+	struct store_batch *b;
+	if (fj->ctx->stats) {
+		fj->ctx->stats->filtered += fj->stats.filtered;
+		fj->ctx->stats->policy_errors += fj->stats.policy_errors;
+	}
+	b = fanout_job_batch(fj, clock_now_ms());
+	if (!b) {
+		log_error("fanout: out of memory storing the policy deliveries of %s; retried at "
+			  "restart", fj->msg_id);
+		fanout_job_free(fj);
+		return;
+	}
+	store_batch_submit(fj->ctx->store, b, 0, fanout_job_stored, fj);
+}
+
+void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id,
+		  json_t *envelope, struct delivery **dvs, size_t n)
+{
+	struct fanout_job *fj = calloc(1, sizeof(*fj));
+	if (!fj) {
+		log_error("fanout: out of memory for %s; its policy deliveries wait for a restart",
+			  msg_id);
+		for (size_t i = 0; i < n; i++)
+			delivery_free(dvs[i]);
+		free(dvs);
+		json_decref(envelope);
+		return;
+	}
+	fj->ctx = ctx;
+	snprintf(fj->app_id, sizeof(fj->app_id), "%s", app_id);
+	snprintf(fj->msg_id, sizeof(fj->msg_id), "%s", msg_id);
+	fj->envelope = envelope;
+	fj->dvs = dvs;
+	fj->n = n;
+	fj->job.run = fanout_job_run;
+	fj->job.done = fanout_job_done;
+	if (ctx->worker) {
+		worker_submit(ctx->worker, &fj->job);
+	} else {
+		fanout_job_run(&fj->job);
+		fanout_job_done(&fj->job);
+	}
+}
+
+size_t fanout_recover(struct fanout_ctx *ctx)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	struct store_batch *stale = store_batch_new();
+	size_t done = 0;
+	int rc;
+
+	if (!stale || store_read_begin(ctx->store, &txn) != HOOKD_OK) {
+		store_batch_free(stale);
+		return 0;
+	}
+	mdb_cursor_open(txn, ctx->store->fanout, &cur);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		const char *app_id = k.mv_data, *msg_id;
+		size_t alen = strnlen(app_id, k.mv_size);
+		char mid[ID_MAX];
+		struct app *a;
+		MDB_val mv;
+		json_t *env = NULL;
+		struct body *body = NULL;
+		struct delivery **dvs = NULL;
+		size_t n = 0, m = 0;
+		int needs = 0;
+		struct fanout_job *fj;
+
+		if (alen + 1 >= k.mv_size || k.mv_size - alen - 1 >= sizeof(mid))
+			goto drop;
+		msg_id = (const char *)k.mv_data + alen + 1;
+		memcpy(mid, msg_id, k.mv_size - alen - 1);
+		mid[k.mv_size - alen - 1] = 0;
+		a = registry_app(ctx->reg, app_id);
+		if (!a || mdb_get(txn, ctx->store->messages, &k, &mv) != 0 ||
+		    !(env = json_loadb(mv.mv_data, mv.mv_size, 0, NULL)) ||
+		    !(body = body_new(mv.mv_data, mv.mv_size)))
+			goto drop;
+		if (fanout_message(a, mid, json_string_value(json_object_get(env, "type")) ?: "",
+				   body, clock_now_ms(), &dvs, &n, &needs, NULL) != HOOKD_OK)
+			goto drop;
+		/* Only the policy half: the plain deliveries were stored with the message. */
+		for (size_t i = 0; i < n; i++) {
+			if (dvs[i]->policy_name)
+				dvs[m++] = dvs[i];
+			else
+				delivery_free(dvs[i]);
+		}
+		body_unref(body);
+		fj = calloc(1, sizeof(*fj));
+		if (!fj) {
+			for (size_t i = 0; i < m; i++)
+				delivery_free(dvs[i]);
+			free(dvs);
+			json_decref(env);
+			continue;
+		}
+		fj->ctx = ctx;
+		snprintf(fj->app_id, sizeof(fj->app_id), "%.*s", (int)alen, app_id);
+		snprintf(fj->msg_id, sizeof(fj->msg_id), "%s", mid);
+		fj->envelope = env;
+		fj->dvs = dvs;
+		fj->n = m;
+		fanout_run_policies(ctx->policies, env, dvs, m, &fj->stats);
+		struct store_batch *b = fanout_job_batch(fj, clock_now_ms());
+		if (b && store_batch_write_now(ctx->store, b) == HOOKD_OK) {
+			for (size_t i = 0; i < fj->n; i++)
+				dispatch_add(ctx->disp, fj->dvs[i]);
+			fj->n = 0;
+			done++;
+		}
+		store_batch_free(b);
+		fanout_job_free(fj);
+		continue;
+	drop:
+		/* The app or the message is gone: nothing left to fan out. */
+		json_decref(env);
+		body_unref(body);
+		store_batch_del(stale, ctx->store->fanout, k.mv_data, k.mv_size);
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (stale->n)
+		store_batch_write_now(ctx->store, stale);
+	store_batch_free(stale);
+	if (done)
+		log_info("fanout: finished %zu interrupted policy fan-outs", done);
+	return done;
 }

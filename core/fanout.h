@@ -41,4 +41,36 @@ void fanout_run_policies(struct policy_engine *policies, const json_t *envelope,
 void fanout_apply_policy(struct policy_engine *policies, const json_t *envelope,
 			 struct delivery *dv, struct fanout_stats *stats);
 
+/* ---- deferred policy fan-out ----
+ * A publish is acknowledged once the message, its plain deliveries and a "fan-out pending"
+ * marker are durable; the deliveries that go through a policy are made afterwards, on the
+ * policy thread, and stored together with the marker's removal. A publisher's 202 never
+ * waits for subscribers' policies, and a crash in between is finished by fanout_recover. */
+struct store;
+struct dispatch;
+struct registry;
+struct worker;
+
+struct fanout_ctx {
+	struct store *store;
+	struct dispatch *disp;
+	struct registry *reg;
+	struct policy_engine *policies;
+	struct worker *worker;      /* NULL: run inline */
+	struct fanout_stats *stats; /* loop-thread counters */
+};
+
+/* Store key of the pending marker: app_id \0 msg_id. Returns its length (out >= 200). */
+size_t fanout_marker_key(const char *app_id, const char *msg_id, char *out);
+
+/* Loop thread, after the publish committed: runs the policies of dvs (all carrying one) on
+ * the policy thread, then stores them and removes the marker, then schedules them. Takes
+ * the deliveries (and the array) and a reference to envelope. */
+void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id,
+		  json_t *envelope, struct delivery **dvs, size_t n);
+
+/* Startup, before the writer thread starts: finishes every fan-out whose marker is still
+ * stored. Returns how many messages it finished. */
+size_t fanout_recover(struct fanout_ctx *ctx);
+
 #endif

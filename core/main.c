@@ -5,6 +5,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "err.h"
+#include "fanout.h"
 #include "janitor.h"
 #include "log.h"
 #include "policy.h"
@@ -177,6 +178,15 @@ static int daemon_apply_declared(struct daemon *d, char *err, size_t errlen)
 	return HOOKD_OK;
 }
 
+/* Policy fan-outs interrupted by a crash (message stored and acknowledged, its policy
+ * deliveries not yet): finished before serving, synchronously, policies run inline. */
+static int daemon_recover_fanouts(struct daemon *d)
+{
+	struct fanout_ctx ctx = {d->store, d->disp, &d->reg, d->policies, NULL, NULL};
+	fanout_recover(&ctx);
+	return HOOKD_OK;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	struct daemon d;
@@ -247,6 +257,7 @@ static int cmd_serve(int argc, char **argv)
 	d.http = transport_http_new(d.base, &d.ssrf, err, sizeof(err));
 	if (!d.http || dispatch_new(d.base, d.store, &d.reg, &d.cfg, d.http, &d.disp) != HOOKD_OK ||
 	    dispatch_load(d.disp, err, sizeof(err)) != HOOKD_OK ||
+	    daemon_recover_fanouts(&d) != HOOKD_OK ||
 	    store_start(d.store, d.base) != HOOKD_OK ||
 	    janitor_new(d.base, d.store, &d.janitor) != HOOKD_OK ||
 	    worker_new(d.base, &d.worker) != HOOKD_OK ||

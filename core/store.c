@@ -90,7 +90,8 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 		   {"messages", &s->messages}, {"deliveries", &s->deliveries},
 		   {"attempts", &s->attempts}, {"due", &s->due},
 		   {"dead", &s->dead},         {"idem", &s->idem},
-		   {"policies", &s->policies}, {"bodies", &s->bodies}};
+		   {"policies", &s->policies}, {"bodies", &s->bodies},
+		   {"fanout", &s->fanout}};
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++)
 		if ((rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi)) != 0)
 			goto fail_rc;

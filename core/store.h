@@ -17,7 +17,8 @@
  *   dead        app_id \0 be64(dead_at_ms) dlv_id -> (empty) the dead-letter index
  *   idem        app_id \0 key                    -> be64(expires_ms) msg_id
  *   policies    name                             -> Lua source uploaded through the API
- *   bodies      dlv_id                           -> a policy's output body (written once) */
+ *   bodies      dlv_id                           -> a policy's output body (written once)
+ *   fanout      app_id \0 msg_id                 -> (empty) policy fan-out still to do */
 #ifndef HOOKD_STORE_H
 #define HOOKD_STORE_H
 
@@ -52,7 +53,8 @@ struct store_op {
 
 struct store {
 	MDB_env *env;
-	MDB_dbi apps, endpoints, messages, deliveries, attempts, due, dead, idem, policies, bodies;
+	MDB_dbi apps, endpoints, messages, deliveries, attempts, due, dead, idem, policies, bodies,
+		fanout;
 	uint64_t map_size;
 	size_t page_size;
 	/* Set by the writer when the map is past STORE_HIGH_WATER_PCT: publishes are refused
