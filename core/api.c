@@ -525,8 +525,12 @@ static void api_endpoint_deleted(void *arg, int rc)
 	struct evhttp_request *req = api_pending_take(p);
 	struct app *app = registry_app(p->api->reg, p->id);
 	struct endpoint *ep = app ? strmap_get(&app->endpoints, p->id + strlen(p->id) + 1) : NULL;
-	if (rc == HOOKD_OK && ep)
+	if (rc == HOOKD_OK && ep) {
+		endpoint_ref(ep);
 		registry_endpoint_remove(p->api->reg, app, ep);
+		dispatch_endpoint_deleted(p->api->disp, ep);
+		endpoint_unref(ep);
+	}
 	if (req) {
 		if (rc == HOOKD_OK) {
 			evhttp_send_reply(req, 204, NULL, NULL);
@@ -1027,7 +1031,16 @@ struct api_redrive {
 	json_t *done_ids;   /* filled on the writer thread */
 };
 
-/* Writer thread: moves matching dead deliveries back to pending, due now, new retry cycle. */
+static int api_endpoint_stored(struct store *s, MDB_txn *txn, const char *app_id,
+			       const char *ep_id)
+{
+	char key[320];
+	MDB_val k = {registry_endpoint_key(app_id, ep_id, key), key}, v;
+	return mdb_get(txn, s->endpoints, &k, &v) == 0;
+}
+
+/* Writer thread: moves matching dead deliveries back to pending, due now, new retry cycle.
+ * Deliveries whose endpoint was deleted stay dead (there is nowhere to send them). */
 static int api_redrive_apply(struct store *s, MDB_txn *txn, struct store_op *op)
 {
 	struct api_redrive *r = (struct api_redrive *)op;
@@ -1066,8 +1079,15 @@ static int api_redrive_apply(struct store *s, MDB_txn *txn, struct store_op *op)
 		}
 		dk.mv_data = id;
 		dk.mv_size = idlen;
-		if (mdb_get(txn, s->deliveries, &dk, &dv) == 0 &&
-		    record_decode(dv.mv_data, dv.mv_size, &rec) == HOOKD_OK && rec.state == DLV_DEAD) {
+		int is_dead = mdb_get(txn, s->deliveries, &dk, &dv) == 0 &&
+			      record_decode(dv.mv_data, dv.mv_size, &rec) == HOOKD_OK &&
+			      rec.state == DLV_DEAD;
+		if (is_dead && !api_endpoint_stored(s, txn, r->app_id, rec.ep_id)) {
+			/* Its endpoint is gone: it stays dead and listed. */
+			rc = mdb_cursor_get(cur, &key, &v, MDB_NEXT);
+			continue;
+		}
+		if (is_dead) {
 			unsigned char *enc;
 			size_t len;
 			unsigned char due[8 + DELIVERY_ID_MAX];

@@ -431,7 +431,12 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 		if (dv->state == DLV_DEAD)
 			d->stats.dead++;
 	}
-	if (dv->state == DLV_PENDING && !ep->deleted) {
+	if (dv->state == DLV_PENDING && ep->deleted) {
+		/* Its endpoint was deleted while this attempt was out: nothing to retry to. */
+		dv->state = DLV_DEAD;
+		snprintf(dv->last_error, sizeof(dv->last_error), "endpoint deleted");
+	}
+	if (dv->state == DLV_PENDING) {
 		dispatch_record_attempt(d, dv, res, now, 0);
 		heap_push(d, dv);
 	} else {
@@ -505,11 +510,26 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 }
 
 /* Routes a due delivery: start it, or park it in its endpoint's FIFO. */
+/* Records dv as dead because its endpoint is gone (no attempt), then forgets it. */
+static void dispatch_bury(struct dispatch *d, struct delivery *dv)
+{
+	struct store_batch *b = store_batch_new();
+	dv->dispatch = d;
+	dv->state = DLV_DEAD;
+	snprintf(dv->last_error, sizeof(dv->last_error), "endpoint deleted");
+	if (b && dispatch_persist(d->store, b, dv, clock_now_ms()) == HOOKD_OK) {
+		store_batch_submit(d->store, b, 0, dispatch_recorded, dv);
+		return;
+	}
+	store_batch_free(b);
+	dispatch_forget(d, dv);
+}
+
 static void dispatch_route(struct dispatch *d, struct delivery *dv)
 {
 	struct endpoint *ep = dv->ep;
 	if (ep->deleted) {
-		dispatch_forget(d, dv);
+		dispatch_bury(d, dv);
 		return;
 	}
 	if (ep->disabled || ep->wait_head || ep->inflight >= d->cfg->max_inflight_per_endpoint) {
@@ -558,6 +578,63 @@ void dispatch_add(struct dispatch *d, struct delivery *dv)
 struct delivery *dispatch_live(struct dispatch *d, const char *dlv_id)
 {
 	return strmap_get(&d->live, dlv_id);
+}
+
+static void heap_remove(struct dispatch *d, struct delivery *dv)
+{
+	size_t i = dv->heap_idx;
+	d->heap_n--;
+	if (i != d->heap_n) {
+		d->heap[i] = d->heap[d->heap_n];
+		d->heap[i]->heap_idx = i;
+		heap_down(d, i);
+		heap_up(d, i);
+	}
+	dv->heap_idx = SIZE_MAX;
+}
+
+struct dispatch_collect {
+	struct endpoint *ep;
+	struct delivery **dvs;
+	size_t n, cap;
+};
+
+static void dispatch_collect_ep(const char *key, void *value, void *arg)
+{
+	struct dispatch_collect *c = arg;
+	struct delivery *dv = value;
+	if (dv->ep != c->ep || dv->state != DLV_PENDING || dv->waiting)
+		return;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct delivery **n = realloc(c->dvs, cap * sizeof(*n));
+		if (!n)
+			return;
+		c->dvs = n;
+		c->cap = cap;
+	}
+	c->dvs[c->n++] = dv;
+}
+
+void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep)
+{
+	struct dispatch_collect c = {ep, NULL, 0, 0};
+	struct delivery *dv;
+	endpoint_ref(ep);
+	/* Waiting ones (disabled endpoint, or over its in-flight cap) ... */
+	while ((dv = wait_pop(ep)))
+		dispatch_bury(d, dv);
+	/* ... and scheduled ones: a scan, but deleting an endpoint is rare. In-flight ones are
+	 * buried when their attempt completes. */
+	strmap_each(&d->live, dispatch_collect_ep, &c);
+	for (size_t i = 0; i < c.n; i++) {
+		if (c.dvs[i]->heap_idx != SIZE_MAX)
+			heap_remove(d, c.dvs[i]);
+		dispatch_bury(d, c.dvs[i]);
+	}
+	free(c.dvs);
+	dispatch_arm(d);
+	endpoint_unref(ep);
 }
 
 void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep)

@@ -94,6 +94,10 @@ void dispatch_add(struct dispatch *d, struct delivery *dv);
 /* A live (pending or in-flight) delivery, or NULL. */
 struct delivery *dispatch_live(struct dispatch *d, const char *dlv_id);
 
+/* The endpoint was deleted (already marked): its pending deliveries are recorded dead with
+ * "endpoint deleted", so nothing stays pending forever for an endpoint that is gone. */
+void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep);
+
 /* The endpoint was re-enabled (or its limits changed): release its waiting deliveries. */
 void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep);
 
