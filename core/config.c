@@ -917,6 +917,9 @@ static const struct cfg_field storage_fields[] = {
 	 * added latency outweighs any batching gain on a disk with ~1 ms fsyncs. */
 	{.key = "commit_delay_us", .kind = CFG_U32,
 	 .off = offsetof(struct config, commit_delay_us), .min = 0, .max = 10000},
+	/* Ten years is "keep"; 0 says so explicitly. */
+	{.key = "retention_days", .kind = CFG_U32,
+	 .off = offsetof(struct config, retention_days), .min = 0, .max = 3650},
 	{0},
 };
 
@@ -1925,6 +1928,7 @@ void config_defaults(struct config *c)
 	c->listen_port = 8080;
 	c->max_payload_bytes = 256 * 1024;
 	c->map_size = 1ull << 30;
+	c->retention_days = 30;
 	c->connect_timeout_ms = 5000;
 	c->timeout_ms = 15000;
 	c->retry_after_cap_s = 86400;

@@ -71,6 +71,7 @@ struct config {
 	struct config_app *apps;     /* apps: declared tenants and their endpoints */
 	size_t n_apps;
 	uint32_t commit_delay_us;    /* storage.commit_delay_us: group-commit delay; default 0 */
+	uint32_t retention_days;     /* storage.retention_days: prune settled messages; default 30, 0 = keep */
 };
 
 /* Fills c with the embedded defaults. c is overwritten, not freed. If memory runs out,

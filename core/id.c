@@ -67,3 +67,18 @@ int id_valid(const char *text)
 	}
 	return n > 0;
 }
+
+int64_t id_time_ms(const char *id, size_t prefix_len)
+{
+	uint64_t v = 0;
+	if (strlen(id) < prefix_len + 10)
+		return -1;
+	/* The first 10 digits carry 50 bits: 2 zero bits, then the 48-bit time. */
+	for (size_t i = prefix_len; i < prefix_len + 10; i++) {
+		const char *p = strchr(crockford, id[i]);
+		if (!p || !id[i])
+			return -1;
+		v = (v << 5) | (uint64_t)(p - crockford);
+	}
+	return (int64_t)(v & 0xffffffffffffULL);
+}

@@ -16,4 +16,7 @@ void id_make(const char *prefix, int64_t now_ms, char out[ID_MAX]);
 /* true if text is a valid user-chosen id: [A-Za-z0-9_-]{1,64}. */
 int id_valid(const char *text);
 
+/* The creation time (ms) in an id made by id_make (prefix of prefix_len bytes), or -1. */
+int64_t id_time_ms(const char *id, size_t prefix_len);
+
 #endif

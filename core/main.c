@@ -259,7 +259,7 @@ static int cmd_serve(int argc, char **argv)
 	    dispatch_load(d.disp, err, sizeof(err)) != HOOKD_OK ||
 	    daemon_recover_fanouts(&d) != HOOKD_OK ||
 	    store_start(d.store, d.base) != HOOKD_OK ||
-	    janitor_new(d.base, d.store, &d.janitor) != HOOKD_OK ||
+	    janitor_new(d.base, d.store, d.cfg.retention_days, &d.janitor) != HOOKD_OK ||
 	    worker_new(d.base, &d.worker) != HOOKD_OK ||
 	    api_new(d.base, d.store, &d.reg, d.disp, d.policies, d.worker, &d.cfg, &d.api) != HOOKD_OK ||
 	    api_listen(d.api, d.cfg.listen_host, d.cfg.listen_port, &port, err, sizeof(err)) != HOOKD_OK) {

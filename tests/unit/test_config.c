@@ -110,6 +110,7 @@ static void test_defaults(void)
 	CHECK(c.max_payload_bytes == 262144);
 	CHECK(c.map_size == 1073741824ull);
 	CHECK(c.commit_delay_us == 0);
+	CHECK(c.retention_days == 30);
 	CHECK(c.connect_timeout_ms == 5000);
 	CHECK(c.timeout_ms == 15000);
 	static const uint32_t sched[] = {5, 300, 1800, 7200, 18000, 36000, 36000};

@@ -3,6 +3,7 @@
 #include "check.h"
 
 #include "err.h"
+#include "id.h"
 #include "janitor.h"
 #include "record.h"
 #include "store.h"
@@ -181,6 +182,84 @@ static void test_janitor(struct store *s)
 	CHECK(janitor_sweep_now(s, 10000, 100) == 4);
 }
 
+static void put_delivery(struct store_batch *b, struct store *s, const char *msg_id, int n,
+			 int state)
+{
+	struct delivery_rec r = {0};
+	char id[96], akey[128];
+	unsigned char *enc;
+	size_t len;
+	snprintf(id, sizeof(id), "dlv_%s_%d", msg_id + 4, n);
+	r.state = state;
+	r.app_id = "appR";
+	r.msg_id = msg_id;
+	r.ep_id = "ep";
+	r.updated_ms = 777;
+	record_encode(&r, &enc, &len);
+	store_batch_put(b, s->deliveries, id, strlen(id), enc, len);
+	free(enc);
+	int alen = snprintf(akey, sizeof(akey), "%s", id);
+	akey[alen] = 0;
+	memcpy(akey + alen + 1, "\0\0\0\1", 4);
+	store_batch_put(b, s->attempts, akey, (size_t)alen + 5, "{}", 2);
+	if (state == DLV_DEAD) {
+		unsigned char dk[128];
+		memcpy(dk, "appR", 5); /* app \0 */
+		store_be64(dk + 5, 777);
+		memcpy(dk + 13, id, strlen(id));
+		store_batch_put(b, s->dead, dk, 13 + strlen(id), "", 0);
+	}
+}
+
+static int count_db(struct store *s, MDB_dbi dbi)
+{
+	MDB_txn *txn;
+	MDB_stat st;
+	store_read_begin(s, &txn);
+	mdb_stat(txn, dbi, &st);
+	mdb_txn_abort(txn);
+	return (int)st.ms_entries;
+}
+
+static void test_retention(void)
+{
+	char dir[] = "/tmp/hookd-test-ret-XXXXXX", err[256];
+	struct store *s;
+	char old1[ID_MAX], old2[ID_MAX], fresh[ID_MAX], key[128];
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK(store_open(dir, 16 << 20, &s, err, sizeof(err)) == HOOKD_OK);
+	id_make("msg_", 1000000, old1);  /* long ago */
+	id_make("msg_", 1000001, old2);
+	id_make("msg_", 9000000, fresh);
+	CHECK(id_time_ms(old1, 4) == 1000000 && id_time_ms(fresh, 4) == 9000000);
+	struct store_batch *b = store_batch_new();
+	const char *msgs[] = {old1, old2, fresh};
+	for (int i = 0; i < 3; i++) {
+		int n = snprintf(key, sizeof(key), "appR");
+		key[n] = 0;
+		n += 1 + snprintf(key + n + 1, sizeof(key) - (size_t)n - 1, "%s", msgs[i]);
+		store_batch_put(b, s->messages, key, (size_t)n, "{}", 2);
+	}
+	put_delivery(b, s, old1, 0, DLV_SUCCEEDED); /* old1: settled -> pruned */
+	put_delivery(b, s, old1, 1, DLV_DEAD);
+	put_delivery(b, s, old2, 0, DLV_PENDING);   /* old2: a pending delivery -> kept */
+	put_delivery(b, s, fresh, 0, DLV_SUCCEEDED);/* fresh: too young -> kept */
+	CHECK(store_batch_write_now(s, b) == HOOKD_OK);
+	store_batch_free(b);
+	CHECK(count_db(s, s->messages) == 3 && count_db(s, s->deliveries) == 4);
+	CHECK(count_db(s, s->dead) == 1);
+	CHECK(janitor_prune_now(s, 5000000, 100) == 1);
+	CHECK(count_db(s, s->messages) == 2);
+	CHECK(count_db(s, s->deliveries) == 2);
+	CHECK(count_db(s, s->attempts) == 2);
+	CHECK(count_db(s, s->dead) == 0);
+	CHECK(janitor_prune_now(s, 5000000, 100) == 0);
+	CHECK(janitor_prune_now(s, 99000000, 100) == 1); /* now fresh is old enough; old2 still pending */
+	CHECK(count_db(s, s->messages) == 1);
+	store_close(s);
+	rm_dir(dir);
+}
+
 static void test_record(void)
 {
 	struct delivery_rec r = {0}, d;
@@ -243,6 +322,7 @@ int main(void)
 	CHECK(store_open("/proc/hookd-no/such", 1 << 20, &s, err, sizeof(err)) != HOOKD_OK);
 	CHECK(strstr(err, "/proc/hookd-no/such") != NULL);
 	test_map_full();
+	test_retention();
 	test_record();
 	event_base_free(base);
 	libevent_global_shutdown();
