@@ -7,8 +7,6 @@
 
 /* Wall clock in ms since the Unix epoch (what is stored and shown). */
 int64_t clock_now_ms(void);
-/* Monotonic clock in ms (durations). */
-int64_t clock_mono_ms(void);
 /* Monotonic clock in ns (fine durations). */
 int64_t clock_mono_ns(void);
 

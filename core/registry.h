@@ -58,7 +58,6 @@ struct app {
 struct registry {
 	struct strmap apps;       /* app id -> struct app */
 	struct store *store;
-	int64_t now_ms_for_tests; /* 0 = real clock */
 };
 
 int registry_load(struct registry *r, struct store *s, char *err, size_t errlen);
