@@ -176,6 +176,12 @@ void jsontext_string(struct jsontext_buf *b, const char *s, size_t n)
 			b->data[b->len++] = '\\';
 			b->data[b->len++] = (char)c;
 			i++;
+		} else if (c == 0) {
+			/* NUL is valid JSON (\u0000) but jansson refuses it when reading back, which
+			 * would hide the whole record: stored as U+FFFD like other unreadable bytes. */
+			memcpy(b->data + b->len, "\\ufffd", 6);
+			b->len += 6;
+			i++;
 		} else if (c < 0x20) {
 			static const char hex[] = "0123456789abcdef";
 			const char *esc = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;

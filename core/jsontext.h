@@ -25,8 +25,8 @@ struct jsontext_buf {
 
 void jsontext_raw(struct jsontext_buf *b, const char *s, size_t n);
 void jsontext_cstr(struct jsontext_buf *b, const char *s);
-/* Appends "..." with JSON escapes; bytes that are not valid UTF-8 become U+FFFD, so any
- * response body can be stored and shown. */
+/* Appends "..." with JSON escapes; bytes that are not valid UTF-8, and NUL, become U+FFFD,
+ * so any response body can be stored and read back (jansson refuses \u0000). */
 void jsontext_string(struct jsontext_buf *b, const char *s, size_t n);
 void jsontext_long(struct jsontext_buf *b, long long v);
 void jsontext_free(struct jsontext_buf *b);

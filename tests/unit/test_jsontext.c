@@ -64,6 +64,14 @@ static void test_string(void)
 	json_decref(j);
 	jsontext_free(&b);
 
+	/* A NUL byte (a binary response) must not make the record unreadable. */
+	jsontext_string(&b, "a\0b", 3);
+	j = json_loads(b.data, JSON_DECODE_ANY, NULL);
+	CHECK(j && json_is_string(j));
+	CHECK(j && strcmp(json_string_value(j), "a\xef\xbf\xbd" "b") == 0);
+	json_decref(j);
+	jsontext_free(&b);
+
 	jsontext_cstr(&b, "{\"n\":");
 	jsontext_long(&b, -42);
 	jsontext_cstr(&b, "}");
