@@ -268,7 +268,9 @@ static void convert_table(lua_State *L, struct policy_vm *vm, int idx, int depth
 		keys_push(L, vm, lua_gettop(L));
 	}
 	count = vm->keys_len - base;
-	qsort(vm->keys + base, count, sizeof(*vm->keys), key_cmp);
+	/* An empty object may come before any key was ever stored (vm->keys still NULL). */
+	if (count > 1)
+		qsort(vm->keys + base, count, sizeof(*vm->keys), key_cmp);
 	for (i = 0; i < count; i++) {
 		struct policy_key *k = &vm->keys[base + i];
 
