@@ -561,8 +561,14 @@ static void dispatch_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 void dispatch_add(struct dispatch *d, struct delivery *dv)
 {
-	if (dv->state != DLV_PENDING || dv->ep->deleted) {
+	if (dv->state != DLV_PENDING) {
 		delivery_free(dv);
+		return;
+	}
+	if (dv->ep->deleted) {
+		/* Stored as pending just as its endpoint went (a policy fan-out finishing after
+		 * a delete): settle it instead of leaving it pending forever. */
+		dispatch_bury(d, dv);
 		return;
 	}
 	if (strmap_put(&d->live, dv->id, dv) != HOOKD_OK || heap_push(d, dv) != HOOKD_OK) {
