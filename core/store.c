@@ -342,84 +342,6 @@ int store_read_begin(struct store *s, MDB_txn **txn)
 	return store_err(rc, "read begin");
 }
 
-struct store_kv {
-	struct store_op op; /* first: the op pointer is the kv pointer */
-	MDB_dbi dbi;
-	size_t klen, vlen;
-	int del;
-	void (*cb)(void *arg, int rc);
-	void *arg;
-	unsigned char *key, *val;
-	unsigned char data[];
-};
-
-static int store_kv_apply(struct store *s, MDB_txn *txn, struct store_op *op)
-{
-	struct store_kv *kv = (struct store_kv *)op;
-	MDB_val k = {kv->klen, kv->key}, v = {kv->vlen, kv->val};
-	int rc;
-	if (kv->del) {
-		rc = mdb_del(txn, kv->dbi, &k, NULL);
-		if (rc == MDB_NOTFOUND)
-			rc = 0;
-	} else {
-		rc = mdb_put(txn, kv->dbi, &k, &v, 0);
-	}
-	return store_err(rc, "kv write");
-}
-
-static void store_kv_done(struct store_op *op)
-{
-	struct store_kv *kv = (struct store_kv *)op;
-	if (kv->cb)
-		kv->cb(kv->arg, op->rc);
-	free(kv);
-}
-
-static struct store_kv *store_kv_new(MDB_dbi dbi, const void *key, size_t klen, const void *val,
-				     size_t vlen)
-{
-	struct store_kv *kv = calloc(1, sizeof(*kv) + klen + vlen);
-	if (!kv)
-		return NULL;
-	kv->dbi = dbi;
-	kv->klen = klen;
-	kv->vlen = vlen;
-	kv->del = val == NULL;
-	kv->key = kv->data;
-	kv->val = kv->data + klen;
-	memcpy(kv->key, key, klen);
-	if (val && vlen)
-		memcpy(kv->val, val, vlen);
-	kv->op.apply = store_kv_apply;
-	kv->op.done = store_kv_done;
-	return kv;
-}
-
-int store_kv_submit(struct store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
-		    size_t vlen, void (*cb)(void *arg, int rc), void *arg)
-{
-	struct store_kv *kv = store_kv_new(dbi, key, klen, val, vlen);
-	if (!kv)
-		return HOOKD_ENOMEM;
-	kv->cb = cb;
-	kv->arg = arg;
-	store_submit(s, &kv->op);
-	return HOOKD_OK;
-}
-
-int store_kv_now(struct store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
-		 size_t vlen)
-{
-	struct store_kv *kv = store_kv_new(dbi, key, klen, val, vlen);
-	int rc;
-	if (!kv)
-		return HOOKD_ENOMEM;
-	rc = store_write_now(s, &kv->op);
-	free(kv);
-	return rc;
-}
-
 struct store_batch *store_batch_new(void)
 {
 	return calloc(1, sizeof(struct store_batch));
@@ -545,4 +467,61 @@ int store_batch_write_now(struct store *s, struct store_batch *b)
 	b->op.apply = store_batch_apply;
 	b->op.done = NULL;
 	return store_write_now(s, &b->op);
+}
+
+/* The one-key write is a one-item batch: one write mechanism, one place that commits. */
+struct store_kv_cb {
+	void (*cb)(void *arg, int rc);
+	void *arg;
+};
+
+static void store_kv_done(struct store_batch *b)
+{
+	struct store_kv_cb *k = b->arg;
+	if (k->cb)
+		k->cb(k->arg, b->op.rc);
+	free(k);
+}
+
+static struct store_batch *store_kv_batch(MDB_dbi dbi, const void *key, size_t klen,
+					  const void *val, size_t vlen)
+{
+	struct store_batch *b = store_batch_new();
+	int rc;
+	if (!b)
+		return NULL;
+	rc = val ? store_batch_put(b, dbi, key, klen, val, vlen) : store_batch_del(b, dbi, key, klen);
+	if (rc != HOOKD_OK) {
+		store_batch_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+int store_kv_submit(struct store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
+		    size_t vlen, void (*cb)(void *arg, int rc), void *arg)
+{
+	struct store_batch *b = store_kv_batch(dbi, key, klen, val, vlen);
+	struct store_kv_cb *k = malloc(sizeof(*k));
+	if (!b || !k) {
+		store_batch_free(b);
+		free(k);
+		return HOOKD_ENOMEM;
+	}
+	k->cb = cb;
+	k->arg = arg;
+	store_batch_submit(s, b, 0, store_kv_done, k);
+	return HOOKD_OK;
+}
+
+int store_kv_now(struct store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
+		 size_t vlen)
+{
+	struct store_batch *b = store_kv_batch(dbi, key, klen, val, vlen);
+	int rc;
+	if (!b)
+		return HOOKD_ENOMEM;
+	rc = store_batch_write_now(s, b);
+	store_batch_free(b);
+	return rc;
 }
