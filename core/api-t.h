@@ -4,6 +4,7 @@
 #define HOOKD_API_T_H
 
 #include "fanout.h"
+#include "id.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -12,6 +13,9 @@
 struct evhttp;
 struct evhttp_request;
 struct event_base;
+struct evhttp_connection;
+struct delivery;
+struct app;
 
 struct api {
 	struct event_base *base;
@@ -28,6 +32,34 @@ struct api {
 	struct fanout_ctx fanout;   /* deferred policy fan-out (fanout.h) */
 	uint64_t published, publish_rejected;
 };
+
+/* A request answered later, after a commit. The client may go away meanwhile: the
+ * connection's close callback clears req so the answer is dropped, not sent to freed memory. */
+struct api_pending {
+	struct api *api;
+	struct evhttp_request *req;
+	struct evhttp_connection *conn;
+	void *data;
+	json_t *json;
+	struct delivery **dvs;
+	size_t n_dvs;
+	struct app *app;
+	char id[ID_MAX + 80];
+	int64_t now_ms;
+	/* publish: what the commit needs, and the policy half of the fan-out (fanout_defer) */
+	json_t *envelope;
+	char *text;
+	char *idem;
+	struct delivery **policy_dvs;
+	size_t n_policy;
+};
+
+/* Starts a pending answer for req (watches its connection). */
+struct api_pending *api_pending_new(struct api *a, struct evhttp_request *req);
+/* Detaches from the connection; returns the request to answer, or NULL if it went away. */
+struct evhttp_request *api_pending_take(struct api_pending *p);
+/* Frees p and everything it holds. */
+void api_pending_free(struct api_pending *p);
 
 /* Sends body (stolen, may be NULL) as JSON with status. */
 void api_send(struct evhttp_request *req, int status, json_t *body);

@@ -39,27 +39,6 @@
 #define API_LIST_MAX 1000
 #define API_MAX_SEGMENTS 8
 
-/* A request answered later, after a commit. The client may go away meanwhile: the
- * connection's close callback clears req so the answer is dropped, not sent to freed memory. */
-struct api_pending {
-	struct api *api;
-	struct evhttp_request *req;
-	struct evhttp_connection *conn;
-	void *data;
-	json_t *json;
-	struct delivery **dvs;
-	size_t n_dvs;
-	struct app *app;
-	char id[ID_MAX + 80];
-	int64_t now_ms;
-	/* publish: what the commit needs, and the policy half of the fan-out (fanout_defer) */
-	json_t *envelope;
-	char *text;
-	char *idem;
-	struct delivery **policy_dvs;
-	size_t n_policy;
-};
-
 /* ---------- replies ---------- */
 
 void api_send(struct evhttp_request *req, int status, json_t *body)
@@ -98,7 +77,7 @@ static void api_conn_closed(struct evhttp_connection *conn, void *arg)
 	p->conn = NULL;
 }
 
-static struct api_pending *api_pending_new(struct api *a, struct evhttp_request *req)
+struct api_pending *api_pending_new(struct api *a, struct evhttp_request *req)
 {
 	struct api_pending *p = calloc(1, sizeof(*p));
 	if (!p)
@@ -112,14 +91,14 @@ static struct api_pending *api_pending_new(struct api *a, struct evhttp_request 
 }
 
 /* Detaches from the connection; returns the request to answer, or NULL if it is gone. */
-static struct evhttp_request *api_pending_take(struct api_pending *p)
+struct evhttp_request *api_pending_take(struct api_pending *p)
 {
 	if (p->conn)
 		evhttp_connection_set_closecb(p->conn, NULL, NULL);
 	return p->req;
 }
 
-static void api_pending_free(struct api_pending *p)
+void api_pending_free(struct api_pending *p)
 {
 	for (size_t i = 0; i < p->n_dvs; i++)
 		delivery_free(p->dvs[i]);

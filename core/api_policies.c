@@ -18,39 +18,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct api_policy_put {
-	struct api *api;
-	struct evhttp_request *req;
-	struct evhttp_connection *conn;
-	char name[80];
-	size_t size;
-};
-
-static void api_policy_conn_closed(struct evhttp_connection *conn, void *arg)
-{
-	struct api_policy_put *p = arg;
-	p->req = NULL;
-	p->conn = NULL;
-}
-
 static void api_policy_saved(void *arg, int rc)
 {
-	struct api_policy_put *p = arg;
-	if (p->conn)
-		evhttp_connection_set_closecb(p->conn, NULL, NULL);
-	if (p->req) {
+	struct api_pending *p = arg;
+	struct evhttp_request *req = api_pending_take(p);
+	if (req) {
 		if (rc == HOOKD_OK) {
 			char iso[CLOCK_ISO_LEN];
 			clock_iso8601(clock_now_ms(), iso);
-			api_send(p->req, 200, json_pack("{s:s, s:I, s:s}", "name", p->name, "size",
-							(json_int_t)p->size, "updated_at", iso));
+			json_object_set_new(p->json, "updated_at", json_string(iso));
+			api_send(req, 200, json_incref(p->json));
 		} else {
-			api_error(p->req, rc == HOOKD_EFULL ? 507 : 500,
+			api_error(req, rc == HOOKD_EFULL ? 507 : 500,
 				  rc == HOOKD_EFULL ? "storage_full" : "internal", NULL,
 				  "policy compiled and running, but not stored: %s", hookd_strerror(rc));
 		}
 	}
-	free(p);
+	api_pending_free(p);
 }
 
 static int api_policy_name_valid(const char *n)
@@ -75,7 +59,7 @@ static void api_policy_put(struct api *a, struct evhttp_request *req, const char
 	const char *src;
 	json_t *j = NULL;
 	char err[512];
-	struct api_policy_put *p;
+	struct api_pending *p;
 
 	if (len > a->cfg->max_payload_bytes) {
 		api_error(req, 413, "payload_too_large", NULL,
@@ -110,21 +94,19 @@ static void api_policy_put(struct api *a, struct evhttp_request *req, const char
 		json_decref(j);
 		return;
 	}
-	p = calloc(1, sizeof(*p));
+	p = api_pending_new(a, req);
+	if (p)
+		p->json = json_pack("{s:s, s:I}", "name", name, "size", (json_int_t)len);
 	if (!p || store_kv_submit(a->store, a->store->policies, name, strlen(name), src, len,
 				  api_policy_saved, p) != HOOKD_OK) {
-		free(p);
+		if (p) {
+			api_pending_take(p);
+			api_pending_free(p);
+		}
 		api_error(req, 500, "internal", NULL, "out of memory");
 		json_decref(j);
 		return;
 	}
-	p->api = a;
-	p->req = req;
-	p->size = len;
-	snprintf(p->name, sizeof(p->name), "%s", name);
-	p->conn = evhttp_request_get_connection(req);
-	if (p->conn)
-		evhttp_connection_set_closecb(p->conn, api_policy_conn_closed, p);
 	log_info("policy %s updated through the API (%zu bytes)", name, len);
 	json_decref(j);
 }
@@ -156,24 +138,18 @@ static void api_policy_test(struct api *a, struct evhttp_request *req, const cha
 		api_error(req, 400, "invalid_field", "params", "params must be an object");
 		goto out;
 	}
+	/* The envelope as a publish would build it; missing fields get placeholders. */
 	clock_iso8601(clock_now_ms(), iso);
-	env = json_pack("{s:O, s:O, s:O, s:O}", "id",
-			json_object_get(msg, "id") ?: json_string("msg_test"), "type",
-			json_object_get(msg, "type"), "timestamp",
-			json_object_get(msg, "timestamp") ?: json_string(iso), "version",
-			json_object_get(msg, "version") ?: json_string("1"));
-	/* json_pack's O took a reference of the defaults made above: drop the creation ones. */
-	if (!json_object_get(msg, "id"))
-		json_decref(json_object_get(env, "id"));
-	if (!json_object_get(msg, "timestamp"))
-		json_decref(json_object_get(env, "timestamp"));
-	if (!json_object_get(msg, "version"))
-		json_decref(json_object_get(env, "version"));
+	env = json_object();
+	json_object_set_new(env, "id", json_incref(json_object_get(msg, "id")) ?: json_string("msg_test"));
+	json_object_set(env, "type", json_object_get(msg, "type"));
+	json_object_set_new(env, "timestamp",
+			    json_incref(json_object_get(msg, "timestamp")) ?: json_string(iso));
+	json_object_set_new(env, "version",
+			    json_incref(json_object_get(msg, "version")) ?: json_string("1"));
 	if (json_object_get(msg, "source"))
 		json_object_set(env, "source", json_object_get(msg, "source"));
-	json_object_set_new(env, "data", json_object_get(msg, "data")
-						  ? json_incref(json_object_get(msg, "data"))
-						  : json_object());
+	json_object_set_new(env, "data", json_incref(json_object_get(msg, "data")) ?: json_object());
 	memset(&in, 0, sizeof(in));
 	in.envelope = env;
 	in.endpoint_id = "ep_test";
@@ -186,10 +162,8 @@ static void api_policy_test(struct api *a, struct evhttp_request *req, const cha
 		goto out;
 	}
 	if (res.action == POLICY_DELIVER) {
-		out = json_pack("{s:s, s:O, s:O}", "action", "deliver", "body", res.envelope, "headers",
-				res.headers ? res.headers : json_object());
-		if (!res.headers)
-			json_decref(json_object_get(out, "headers"));
+		out = json_pack("{s:s, s:O, s:o}", "action", "deliver", "body", res.envelope, "headers",
+				res.headers ? json_incref(res.headers) : json_object());
 	} else {
 		out = json_pack("{s:s, s:s}", "action",
 				res.action == POLICY_FILTERED ? "filtered" : "error", "reason",
