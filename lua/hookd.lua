@@ -140,6 +140,16 @@ function hookd.get(tbl, path)
 	return node
 end
 
+-- True if list (an array, or nil) holds value.
+function hookd.contains(list, value)
+	for _, v in ipairs(list or {}) do
+		if v == value then
+			return true
+		end
+	end
+	return false
+end
+
 -- True if name matches glob, where "*" stands for any run of characters ("invoice.*",
 -- "*.deleted", "*"). Everything else is literal.
 function hookd.glob(glob, name)

@@ -6,15 +6,6 @@
 --   values  list of values of `field` that drop the event
 -- Everything else is delivered unchanged. Example:
 --   {"types": ["test.*"], "field": "status", "values": ["void", "draft"]}
-local function listed(list, value)
-	for _, v in ipairs(list or {}) do
-		if v == value then
-			return true
-		end
-	end
-	return false
-end
-
 return {
 	filter = function(msg, ctx)
 		local p = ctx.params
@@ -25,7 +16,7 @@ return {
 		end
 		if p.field ~= nil and p.values ~= nil then
 			local value = hookd.get(msg.data, p.field)
-			if value ~= nil and listed(p.values, value) then
+			if value ~= nil and hookd.contains(p.values, value) then
 				return false, "data." .. p.field .. " is " .. tostring(value)
 			end
 		end

@@ -7,15 +7,6 @@
 --   regions      list of regions to deliver (optional; absent = any region)
 -- An event without an amount is dropped when min or max is set. Example:
 --   {"min": 10000, "regions": ["eu-west", "eu-central"]}
-local function member(list, value)
-	for _, v in ipairs(list) do
-		if v == value then
-			return true
-		end
-	end
-	return false
-end
-
 return {
 	filter = function(msg, ctx)
 		local p = ctx.params
@@ -33,7 +24,7 @@ return {
 		end
 		if p.regions ~= nil then
 			local region = hookd.get(msg.data, p.region_path or "region")
-			if not member(p.regions, region) then
+			if not hookd.contains(p.regions, region) then
 				return false, "region " .. tostring(region) .. " not routed here"
 			end
 		end
