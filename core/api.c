@@ -767,7 +767,37 @@ out:
 	json_decref(body);
 }
 
-/* The deliveries of a message: records under "dlv_<ulid>_" (fan-out's id scheme). */
+/* One delivery as the API shows it: the stored record r, overlaid with the live copy. r may
+ * be NULL for a delivery not stored yet (then live is not). */
+static json_t *api_delivery_json(const char *id, const struct delivery_rec *r,
+				 const struct delivery *live)
+{
+	char iso[CLOCK_ISO_LEN];
+	/* Live values are newer than the store's for pending and in-flight deliveries. A
+	 * finished one is live until its outcome commits: shown as in flight until then, so the
+	 * state never runs ahead of the recorded attempts. */
+	int fresh = live && (live->state == DLV_PENDING || live->state == DLV_INFLIGHT);
+	int state = fresh ? live->state : live ? DLV_INFLIGHT : r->state;
+	uint32_t attempts = fresh || !r ? live->attempts : r->attempts;
+	int64_t next = fresh || !r ? live->next_at_ms : r->next_at_ms;
+	const char *err = fresh || !r ? live->last_error : r->last_error;
+	int status = fresh || !r ? live->last_status : r->last_status;
+	json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "id", id, "endpoint_id",
+			      r ? r->ep_id : live->ep->id, "state", delivery_state_name(state),
+			      "attempts", (json_int_t)attempts);
+	if (state == DLV_PENDING) {
+		clock_iso8601(next, iso);
+		json_object_set_new(o, "next_attempt_at", json_string(iso));
+	} else {
+		json_object_set_new(o, "next_attempt_at", json_null());
+	}
+	json_object_set_new(o, "last_error", err[0] ? json_string(err) : json_null());
+	json_object_set_new(o, "last_status", status ? json_integer(status) : json_null());
+	return o;
+}
+
+/* The deliveries of a message: records under "dlv_<ulid>_" (fan-out's id scheme), and the
+ * policy deliveries that are out but not stored yet (dispatch_add_unstored), in id order. */
 static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *msg_id,
 				      json_t **dlv_ids)
 {
@@ -776,6 +806,8 @@ static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *m
 	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), "dlv_%s_", msg_id + 4);
 	MDB_cursor *cur;
 	MDB_val k = {plen, prefix}, v;
+	const char (*unstored)[DELIVERY_ID_MAX];
+	size_t n_unstored, i, j;
 	int rc;
 
 	if (dlv_ids)
@@ -785,38 +817,34 @@ static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *m
 	     rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct delivery_rec r;
-		char id[DELIVERY_ID_MAX], iso[CLOCK_ISO_LEN];
-		struct delivery *live;
-		json_t *o;
+		char id[DELIVERY_ID_MAX];
 		if (k.mv_size >= sizeof(id) || record_decode(v.mv_data, v.mv_size, &r) != HOOKD_OK)
 			continue;
 		memcpy(id, k.mv_data, k.mv_size);
 		id[k.mv_size] = 0;
-		live = dispatch_live(a->disp, id);
-		/* Live values are newer than the store's for pending and in-flight deliveries. A
-		 * finished one is live until its outcome commits: shown as in flight until then, so
-		 * the state never runs ahead of the recorded attempts. */
-		int fresh = live && (live->state == DLV_PENDING || live->state == DLV_INFLIGHT);
-		int state = fresh ? live->state : live ? DLV_INFLIGHT : r.state;
-		uint32_t attempts = fresh ? live->attempts : r.attempts;
-		int64_t next = fresh ? live->next_at_ms : r.next_at_ms;
-		const char *err = fresh ? live->last_error : r.last_error;
-		int status = fresh ? live->last_status : r.last_status;
-		o = json_pack("{s:s, s:s, s:s, s:I}", "id", id, "endpoint_id", r.ep_id, "state",
-			      delivery_state_name(state), "attempts", (json_int_t)attempts);
-		if (state == DLV_PENDING) {
-			clock_iso8601(next, iso);
-			json_object_set_new(o, "next_attempt_at", json_string(iso));
-		} else {
-			json_object_set_new(o, "next_attempt_at", json_null());
-		}
-		json_object_set_new(o, "last_error", err[0] ? json_string(err) : json_null());
-		json_object_set_new(o, "last_status", status ? json_integer(status) : json_null());
-		json_array_append_new(arr, o);
+		json_array_append_new(arr, api_delivery_json(id, &r, dispatch_live(a->disp, id)));
 		if (dlv_ids)
 			json_array_append_new(*dlv_ids, json_string(id));
 	}
 	mdb_cursor_close(cur);
+	unstored = dispatch_unstored(a->disp, msg_id, &n_unstored);
+	for (i = 0; i < n_unstored; i++) {
+		const struct delivery *live = dispatch_live(a->disp, unstored[i]);
+		json_t *o;
+		if (!live)
+			continue; /* stored meanwhile (listed above), or being stored */
+		for (j = 0; j < json_array_size(arr); j++) {
+			const char *id = json_string_value(json_object_get(json_array_get(arr, j), "id"));
+			if (strcmp(id, unstored[i]) >= 0)
+				break;
+		}
+		if (j < json_array_size(arr) &&
+		    strcmp(json_string_value(json_object_get(json_array_get(arr, j), "id")),
+			   unstored[i]) == 0)
+			continue;
+		o = api_delivery_json(unstored[i], NULL, live);
+		json_array_insert_new(arr, j, o);
+	}
 	return arr;
 }
 

@@ -31,10 +31,34 @@ struct dispatch {
 	struct delivery **heap;
 	size_t heap_n, heap_cap;
 	struct strmap live;
+	struct strmap unstored; /* msg id -> struct unstored_set */
 	struct event *timer;
 	uint32_t inflight;
 	struct dispatch_stats stats;
 };
+
+/* A message's policy deliveries scheduled before being stored, and the store marker that
+ * stands for them meanwhile (see dispatch_add_unstored). */
+struct unstored_set {
+	int refs;                /* deliveries holding it, + 1 while being handed out */
+	size_t left;             /* deliveries whose first write is not yet in a batch */
+	struct dispatch *d;      /* NULL once the dispatcher is gone */
+	int indexed;             /* listed in d->unstored under msg_id */
+	char msg_id[ID_MAX];
+	unsigned char key[256];  /* the marker's key in the fanout database */
+	size_t klen;
+	size_t n;
+	char ids[][DELIVERY_ID_MAX];
+};
+
+static void unstored_unref(struct unstored_set *set)
+{
+	if (!set || --set->refs > 0)
+		return;
+	if (set->d && set->indexed)
+		strmap_del(&set->d->unstored, set->msg_id);
+	free(set);
+}
 
 struct body *body_new(const char *data, size_t len)
 {
@@ -91,6 +115,9 @@ void delivery_free(struct delivery *dv)
 	free(dv->app_id);
 	free(dv->policy_name);
 	json_decref(dv->policy_params);
+	/* Freed before it was ever stored (shutdown, out of memory): the set's marker stays
+	 * in the store, so the next start redoes this delivery. */
+	unstored_unref(dv->unstored);
 	free(dv);
 }
 
@@ -219,7 +246,9 @@ int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv
 	r.last_error = dv->last_error;
 	r.flags = dv->custom_body ? RECORD_CUSTOM_BODY : 0;
 	r.headers = dv->headers_json;
-	if (dv->custom_body && !dv->body_stored) {
+	/* A policy's output is kept for what may be sent again: retries of a pending delivery
+	 * and a redrive of a dead one. A delivery that succeeded is never sent again. */
+	if (dv->custom_body && !dv->body_stored && r.state != DLV_SUCCEEDED) {
 		rc = store_batch_put(b, s->bodies, dv->id, strlen(dv->id), dv->body->data,
 				     dv->body->len);
 		if (rc)
@@ -252,6 +281,16 @@ int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv
 		memcpy(key + a + 9, dv->id, n);
 		if ((rc = store_batch_put(b, s->dead, key, a + 9 + n, "", 0)))
 			return rc;
+	}
+	if (dv->unstored) {
+		/* Its first write: the last of its message's goes with the marker's removal. */
+		struct unstored_set *set = dv->unstored;
+		if (--set->left == 0 && (rc = store_batch_del(b, s->fanout, set->key, set->klen))) {
+			set->left++;
+			return rc;
+		}
+		dv->unstored = NULL;
+		unstored_unref(set);
 	}
 	return HOOKD_OK;
 }
@@ -586,6 +625,83 @@ struct delivery *dispatch_live(struct dispatch *d, const char *dlv_id)
 	return strmap_get(&d->live, dlv_id);
 }
 
+static void dispatch_finished_stored(struct store_batch *b)
+{
+	struct delivery **fin = b->arg;
+	for (size_t i = 0; fin[i]; i++)
+		delivery_free(fin[i]);
+	free(fin);
+}
+
+void dispatch_add_unstored(struct dispatch *d, const char *msg_id, const void *marker_key,
+			   size_t klen, struct delivery **dvs, size_t n)
+{
+	struct unstored_set *set = calloc(1, sizeof(*set) + n * DELIVERY_ID_MAX);
+	struct delivery **fin = calloc(n + 1, sizeof(*fin));
+	struct store_batch *b = NULL;
+	size_t n_fin = 0, i;
+	int64_t now = clock_now_ms();
+
+	if (!set || !fin || klen > sizeof(set->key)) {
+		log_error("dispatch: out of memory scheduling the policy deliveries of %s; the next "
+			  "start redoes them", msg_id);
+		for (i = 0; i < n; i++)
+			delivery_free(dvs[i]);
+		free(set);
+		free(fin);
+		return;
+	}
+	set->d = d;
+	set->left = n;
+	set->refs = 1;
+	memcpy(set->key, marker_key, klen);
+	set->klen = klen;
+	snprintf(set->msg_id, sizeof(set->msg_id), "%s", msg_id);
+	for (i = 0; i < n; i++) {
+		memcpy(set->ids[set->n++], dvs[i]->id, DELIVERY_ID_MAX);
+		dvs[i]->unstored = set;
+		set->refs++;
+	}
+	if (!strmap_get(&d->unstored, set->msg_id) &&
+	    strmap_put(&d->unstored, set->msg_id, set) == HOOKD_OK)
+		set->indexed = 1;
+
+	/* Finished already (filtered, policy error): stored now, in one batch. */
+	for (i = 0; i < n; i++) {
+		if (dvs[i]->state == DLV_PENDING)
+			continue;
+		if ((!b && !(b = store_batch_new())) ||
+		    dispatch_persist(d->store, b, dvs[i], now) != HOOKD_OK) {
+			log_error("dispatch: cannot record the policy outcome of %s; the next start "
+				  "redoes it", dvs[i]->id);
+			set->left = SIZE_MAX / 2; /* the marker must stay: never reaches 0 now */
+			delivery_free(dvs[i]);
+			continue;
+		}
+		fin[n_fin++] = dvs[i];
+	}
+	if (b && n_fin) {
+		store_batch_submit(d->store, b, 0, dispatch_finished_stored, fin);
+		fin = NULL;
+	} else {
+		store_batch_free(b);
+	}
+	free(fin);
+	/* Pending ones go out now; dispatch_record_attempt stores each with its outcome. */
+	for (i = 0; i < n; i++)
+		if (dvs[i]->state == DLV_PENDING)
+			dispatch_add(d, dvs[i]);
+	unstored_unref(set);
+}
+
+const char (*dispatch_unstored(struct dispatch *d, const char *msg_id,
+			       size_t *n_out))[DELIVERY_ID_MAX]
+{
+	struct unstored_set *set = strmap_get(&d->unstored, msg_id);
+	*n_out = set ? set->n : 0;
+	return set ? (const char (*)[DELIVERY_ID_MAX])set->ids : NULL;
+}
+
 static void heap_remove(struct dispatch *d, struct delivery *dv)
 {
 	size_t i = dv->heap_idx;
@@ -822,12 +938,22 @@ static void dispatch_free_live(const char *key, void *value, void *arg)
 	delivery_free(value);
 }
 
+static void dispatch_orphan_set(const char *key, void *value, void *arg)
+{
+	struct unstored_set *set = value;
+	set->d = NULL;
+	set->indexed = 0;
+}
+
 void dispatch_free(struct dispatch *d)
 {
 	if (!d)
 		return;
 	strmap_each(&d->live, dispatch_free_live, NULL);
 	strmap_free(&d->live);
+	/* Sets still held by deliveries in the writer's queue outlive the index. */
+	strmap_each(&d->unstored, dispatch_orphan_set, NULL);
+	strmap_free(&d->unstored);
 	free(d->heap);
 	event_free(d->timer);
 	free(d);

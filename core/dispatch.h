@@ -65,6 +65,9 @@ struct delivery {
 	 * thread never reads the endpoint (which the loop may change meanwhile). Owned. */
 	char *policy_name;
 	json_t *policy_params;
+	/* Scheduled before it was ever stored (dispatch_add_unstored): the set it belongs to,
+	 * reference held; cleared by the first dispatch_persist. */
+	struct unstored_set *unstored;
 };
 
 struct dispatch;
@@ -93,6 +96,21 @@ void dispatch_add(struct dispatch *d, struct delivery *dv);
 
 /* A live (pending or in-flight) delivery, or NULL. */
 struct delivery *dispatch_live(struct dispatch *d, const char *dlv_id);
+
+/* One message's policy deliveries, none stored yet, whose existence is guaranteed by a
+ * marker in the store's fanout database (marker_key; a restart redoes them while it is
+ * there). Takes dvs (not the array). Finished ones (filtered, policy error) are stored now;
+ * pending ones are scheduled at once and stored with their first outcome, so a delivery
+ * that succeeds at once costs one write instead of two, and its output body is never
+ * written. The write that stores the last of them also deletes the marker. Until then
+ * dispatch_unstored lists their ids (for the API, which reads them live). */
+void dispatch_add_unstored(struct dispatch *d, const char *msg_id, const void *marker_key,
+			   size_t klen, struct delivery **dvs, size_t n);
+
+/* Ids of msg_id's deliveries not stored yet (they may also have been stored meanwhile, or
+ * be gone); *n_out is their count. NULL when there are none. Valid until the loop runs. */
+const char (*dispatch_unstored(struct dispatch *d, const char *msg_id,
+			       size_t *n_out))[DELIVERY_ID_MAX];
 
 /* The endpoint was deleted (already marked): its pending deliveries are recorded dead with
  * "endpoint deleted", so nothing stays pending forever for an endpoint that is gone. */

@@ -224,43 +224,26 @@ fail:
 	return NULL;
 }
 
-static void fanout_job_stored(struct store_batch *b)
-{
-	struct fanout_job *fj = b->arg;
-	if (b->op.rc == HOOKD_OK) {
-		for (size_t i = 0; i < fj->n; i++)
-			dispatch_add(fj->ctx->disp, fj->dvs[i]);
-		fj->n = 0;
-	} else {
-		/* The marker stays: the next start finishes this fan-out. */
-		log_error("fanout: policy deliveries of %s not stored (%s); retried at restart",
-			  fj->msg_id, hookd_strerror(b->op.rc));
-	}
-	fanout_job_free(fj);
-}
-
 static void fanout_job_run(struct worker_job *job)
 {
 	struct fanout_job *fj = (struct fanout_job *)job;
 	fanout_run_policies(fj->ctx->policies, fj->envelope, fj->dvs, fj->n, &fj->stats);
 }
 
+/* The policies ran: the deliveries to send go out at once and are stored with their first
+ * outcome (the marker stands for them until then; see dispatch_add_unstored). */
 static void fanout_job_done(struct worker_job *job)
 {
 	struct fanout_job *fj = (struct fanout_job *)job;
-	struct store_batch *b;
+	char key[200];
+	size_t klen = fanout_marker_key(fj->app_id, fj->msg_id, key);
 	if (fj->ctx->stats) {
 		fj->ctx->stats->filtered += fj->stats.filtered;
 		fj->ctx->stats->policy_errors += fj->stats.policy_errors;
 	}
-	b = fanout_job_batch(fj, clock_now_ms());
-	if (!b) {
-		log_error("fanout: out of memory storing the policy deliveries of %s; retried at "
-			  "restart", fj->msg_id);
-		fanout_job_free(fj);
-		return;
-	}
-	store_batch_submit(fj->ctx->store, b, 0, fanout_job_stored, fj);
+	dispatch_add_unstored(fj->ctx->disp, fj->msg_id, key, klen, fj->dvs, fj->n);
+	fj->n = 0;
+	fanout_job_free(fj);
 }
 
 void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id,
@@ -290,6 +273,70 @@ void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id
 		fanout_job_run(&fj->job);
 		fanout_job_done(&fj->job);
 	}
+}
+
+/* Deliveries are stored with their first outcome and the marker goes with the last of a
+ * message's, so a crash can leave a fan-out half stored. Keeps (compacted in dvs, returned
+ * count) only the deliveries whose endpoint has no stored delivery of msg_id yet, and gives
+ * them numbers not in use; frees the others. */
+static size_t fanout_drop_stored(MDB_txn *txn, struct store *s, const char *msg_id,
+				 struct delivery **dvs, size_t n)
+{
+	char prefix[ID_MAX + 8];
+	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), "dlv_%s_p", msg_id + 4);
+	MDB_cursor *cur;
+	MDB_val k = {plen, prefix}, v;
+	const char **eps = NULL;
+	unsigned long *nums = NULL;
+	size_t ne = 0, cap = 0, m = 0, next = 0, i, j;
+	int rc;
+
+	if (mdb_cursor_open(txn, s->deliveries, &cur) != 0)
+		return n;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	     rc == 0 && k.mv_size > plen && memcmp(k.mv_data, prefix, plen) == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		struct delivery_rec r;
+		char num[24];
+		if (record_decode(v.mv_data, v.mv_size, &r) != HOOKD_OK ||
+		    k.mv_size - plen >= sizeof(num))
+			continue;
+		if (ne == cap) {
+			cap = cap ? cap * 2 : 8;
+			const char **e2 = realloc(eps, cap * sizeof(*eps));
+			if (e2)
+				eps = e2;
+			unsigned long *n2 = realloc(nums, cap * sizeof(*nums));
+			if (n2)
+				nums = n2;
+			if (!e2 || !n2)
+				break;
+		}
+		memcpy(num, (const char *)k.mv_data + plen, k.mv_size - plen);
+		num[k.mv_size - plen] = 0;
+		eps[ne] = r.ep_id;
+		nums[ne++] = strtoul(num, NULL, 10);
+	}
+	mdb_cursor_close(cur);
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < ne && strcmp(eps[j], dvs[i]->ep->id) != 0; j++)
+			;
+		if (j < ne) {
+			delivery_free(dvs[i]);
+			continue;
+		}
+		for (;; next++) {
+			for (j = 0; j < ne && nums[j] != next; j++)
+				;
+			if (j == ne)
+				break;
+		}
+		snprintf(dvs[i]->id, sizeof(dvs[i]->id), "dlv_%s_p%zu", msg_id + 4, next++);
+		dvs[m++] = dvs[i];
+	}
+	free(eps);
+	free(nums);
+	return m;
 }
 
 size_t fanout_recover(struct fanout_ctx *ctx)
@@ -340,6 +387,7 @@ size_t fanout_recover(struct fanout_ctx *ctx)
 			else
 				delivery_free(dvs[i]);
 		}
+		m = fanout_drop_stored(txn, ctx->store, mid, dvs, m);
 		body_unref(body);
 		fj = calloc(1, sizeof(*fj));
 		if (!fj) {

@@ -44,8 +44,10 @@ void fanout_apply_policy(struct policy_engine *policies, const json_t *envelope,
 /* ---- deferred policy fan-out ----
  * A publish is acknowledged once the message, its plain deliveries and a "fan-out pending"
  * marker are durable; the deliveries that go through a policy are made afterwards, on the
- * policy thread, and stored together with the marker's removal. A publisher's 202 never
- * waits for subscribers' policies, and a crash in between is finished by fanout_recover. */
+ * policy thread. They are sent at once and stored with their first outcome; the write that
+ * stores the last of them removes the marker (dispatch_add_unstored). A publisher's 202
+ * never waits for subscribers' policies, and fanout_recover finishes at the next start
+ * whatever a crash left undone (re-running the policies of the deliveries not stored). */
 struct store;
 struct dispatch;
 struct registry;
@@ -64,13 +66,14 @@ struct fanout_ctx {
 size_t fanout_marker_key(const char *app_id, const char *msg_id, char *out);
 
 /* Loop thread, after the publish committed: runs the policies of dvs (all carrying one) on
- * the policy thread, then stores them and removes the marker, then schedules them. Takes
- * the deliveries (and the array) and a reference to envelope. */
+ * the policy thread, then hands them to dispatch_add_unstored. Takes the deliveries (and
+ * the array) and a reference to envelope. */
 void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id,
 		  json_t *envelope, struct delivery **dvs, size_t n);
 
 /* Startup, before the writer thread starts: finishes every fan-out whose marker is still
- * stored. Returns how many messages it finished. */
+ * stored (for endpoints with no stored delivery of the message yet), storing the
+ * deliveries before scheduling them. Returns how many messages it finished. */
 size_t fanout_recover(struct fanout_ctx *ctx);
 
 #endif

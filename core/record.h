@@ -8,7 +8,9 @@
  *   then strings as u32 length + bytes + NUL: app_id, msg_id, ep_id, last_error,
  *   body (inline policy output: older records only), headers (JSON object text or empty).
  * A policy's output body is kept apart, in the `bodies` database (flag RECORD_CUSTOM_BODY),
- * written once: the record is rewritten on every attempt and stays small. */
+ * written once: the record is rewritten on every attempt and stays small. It is written
+ * with the first record that leaves the delivery pending or dead (it may be sent again);
+ * a delivery that succeeded at its first attempt never needs it, and has none. */
 #ifndef HOOKD_RECORD_H
 #define HOOKD_RECORD_H
 

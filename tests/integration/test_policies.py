@@ -81,6 +81,69 @@ class PolicyTest(h.HookdCase):
         self.assertIn(b"[REDACTED]", reqs[1].body)
         self.assertTrue(h.verify_v1(ep["secret"], reqs[1].headers, reqs[1].body))
 
+    def test_retries_resend_the_first_output_of_a_policy_that_varies(self):
+        # The policy's output differs on every run; every retry (also after a kill -9) must
+        # still carry the bytes of the first attempt: the output is stored with the first
+        # failed attempt and the policy does not run again.
+        d = self.daemon()
+        varies = ('return { transform = function(m)\n'
+                  '  m.data.nonce = string.format("%.9f", os.clock()) .. tostring({})\n'
+                  '  return m end }')
+        self.assertEqual(put_policy(d, "varies", varies)[0], 200)
+        self.recv.behave(path="/varies", fail_first=2, fail_status=503)
+        ep = h.create_endpoint(d, h.create_app(d, "app_varies"), self.recv.url("/varies"),
+                               retry_schedule=[1, 2], policy={"name": "varies"})
+        mid = h.publish(d, "app_varies", "tick", {"n": 1})["id"]
+        first = self.recv.wait_for(1, path="/varies", webhook_id=mid)[0]
+        self.assertIn("nonce", first.json()["data"])
+        h.wait_delivery_state(d, "app_varies", mid, ep["id"], "pending", attempts=1)
+        h.wait_until(lambda: h.get_attempts(d, "app_varies", mid),
+                     message="the first attempt stored")
+        d.kill9()
+        d.start()
+        reqs = self.recv.wait_for(3, path="/varies", webhook_id=mid, timeout=20)
+        for r in reqs[1:]:
+            self.assertEqual(r.body, first.body, "a retry sent other bytes than the first attempt")
+            self.assertTrue(h.verify_v1(ep["secret"], r.headers, r.body))
+        h.wait_delivery_state(d, "app_varies", mid, ep["id"], "succeeded", attempts=3)
+
+    def test_half_stored_policy_fanout_is_finished_without_duplicates(self):
+        # Policy deliveries are sent before they are stored and stored with their first
+        # outcome. Here one endpoint's first attempt is recorded (failed, retry in a minute)
+        # while the other's is still out when hookd is killed: the restart must redo only
+        # the second one, and the API must show the in-flight one before the crash.
+        d = self.daemon()
+        self.assertEqual(put_policy(d, "tag", 'return { transform = function(m)\n'
+                                    '  m.headers["x-tag"] = "t" return m end }')[0], 200)
+        app = h.create_app(d, "app_half")
+        self.recv.behave(path="/fails", status=500)
+        self.recv.behave(path="/hangs", delay=6)
+        ep_f = h.create_endpoint(d, app, self.recv.url("/fails"), retry_schedule=[120],
+                                 policy={"name": "tag"})
+        ep_h = h.create_endpoint(d, app, self.recv.url("/hangs"), policy={"name": "tag"})
+        mid = h.publish(d, app, "half.tick", {"n": 1})["id"]
+        self.recv.wait_for(1, path="/hangs", webhook_id=mid)
+        h.wait_delivery_state(d, app, mid, ep_f["id"], "pending", attempts=1)
+        # The API shows live state at once; attempts are listed once they are stored.
+        h.wait_until(lambda: h.get_attempts(d, app, mid), message="the failed attempt stored")
+        hanging = h.wait_delivery_state(d, app, mid, ep_h["id"], "inflight")
+        self.assertEqual(hanging["attempts"], 1)
+        d.kill9()
+        self.recv.behave(path="/hangs")  # answers 200 at once from now on
+        d.start()
+        reqs = self.recv.wait_for(2, path="/hangs", webhook_id=mid, timeout=20)
+        self.assertEqual(reqs[1].headers.get("x-tag"), "t")
+        h.wait_delivery_state(d, app, mid, ep_h["id"], "succeeded", attempts=1)
+        m = h.get_message(d, app, mid)
+        self.assertEqual(sorted(dl["endpoint_id"] for dl in m["deliveries"]),
+                         sorted([ep_f["id"], ep_h["id"]]), m)
+        self.assertEqual(len({dl["id"] for dl in m["deliveries"]}), 2, m)
+        dl_f = h.delivery_for(m, ep_f["id"])
+        self.assertEqual((dl_f["state"], dl_f["attempts"]), ("pending", 1), m)
+        self.assertEqual(self.recv.count(path="/fails", webhook_id=mid), 1,
+                         "the endpoint whose outcome was stored got the message again")
+        self.assertRegex(d.log(), r"finished 1 interrupted policy fan-outs")
+
     def test_policy_fanout_interrupted_by_kill9_is_finished_at_restart(self):
         # The 202 comes before the policy deliveries exist; a crash in between must not lose
         # them: the stored marker makes the restart run the policies and deliver.
