@@ -637,12 +637,16 @@ void dispatch_add_unstored(struct dispatch *d, const char *msg_id, const void *m
 			   size_t klen, struct delivery **dvs, size_t n)
 {
 	struct unstored_set *set = calloc(1, sizeof(*set) + n * DELIVERY_ID_MAX);
-	struct delivery **fin = calloc(n + 1, sizeof(*fin));
+	struct delivery **fin = NULL;
 	struct store_batch *b = NULL;
 	size_t n_fin = 0, i;
 	int64_t now = clock_now_ms();
 
-	if (!set || !fin || klen > sizeof(set->key)) {
+	for (i = 0; i < n && dvs[i]->state == DLV_PENDING; i++)
+		;
+	if (i < n)
+		fin = calloc(n + 1, sizeof(*fin));
+	if (!set || (i < n && !fin) || klen > sizeof(set->key)) {
 		log_error("dispatch: out of memory scheduling the policy deliveries of %s; the next "
 			  "start redoes them", msg_id);
 		for (i = 0; i < n; i++)

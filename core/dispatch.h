@@ -61,8 +61,9 @@ struct delivery {
 	struct delivery *wait_next;
 	int waiting;
 	struct dispatch *dispatch; /* set while in flight */
-	/* Set by fan-out when the endpoint has a policy still to run: copies, so the policy
-	 * thread never reads the endpoint (which the loop may change meanwhile). Owned. */
+	/* Set by fan-out when the endpoint has a policy still to run, so the policy thread
+	 * never reads the endpoint (which the loop may change meanwhile): the name copied, the
+	 * params a reference to JSON that is never modified in place. Owned. */
 	char *policy_name;
 	json_t *policy_params;
 	/* Scheduled before it was ever stored (dispatch_add_unstored): the set it belongs to,

@@ -23,7 +23,9 @@ int fanout_capture_policy(struct delivery *dv, const struct endpoint *ep)
 	free(dv->policy_name);
 	json_decref(dv->policy_params);
 	dv->policy_name = ep->policy_name ? strdup(ep->policy_name) : NULL;
-	dv->policy_params = ep->policy_params ? json_deep_copy(ep->policy_params) : NULL;
+	/* Shared, not copied: an endpoint change builds new JSON rather than editing this
+	 * object, and jansson's reference counts are atomic (JANSSON_THREAD_SAFE_REFCOUNT). */
+	dv->policy_params = ep->policy_params ? json_incref(ep->policy_params) : NULL;
 	return (ep->policy_name && !dv->policy_name) ? HOOKD_ENOMEM : HOOKD_OK;
 }
 
@@ -228,6 +230,10 @@ static void fanout_job_run(struct worker_job *job)
 {
 	struct fanout_job *fj = (struct fanout_job *)job;
 	fanout_run_policies(fj->ctx->policies, fj->envelope, fj->dvs, fj->n, &fj->stats);
+	/* Usually the last reference (the publish request is long answered): the tree is
+	 * freed here rather than on the event loop, which has less time to spare. */
+	json_decref(fj->envelope);
+	fj->envelope = NULL;
 }
 
 /* The policies ran: the deliveries to send go out at once and are stored with their first
