@@ -19,7 +19,7 @@
 #   BENCH_M [50000] BENCH_C [64]              publishes and publish concurrency, pass 1
 #   BENCH_FANOUT [4] BENCH_FAN_M [BENCH_M/BENCH_FANOUT]   pass 2 (BENCH_FANOUT=0 skips it)
 #   BENCH_DRAIN_S [60]                        how long to wait for the deliveries of a pass
-#   BENCH_RATIO_ROUNDS [3] BENCH_RATIO_M [20000]  policy ratio: pairs of passes, publishes each
+#   BENCH_RATIO_ROUNDS [5] BENCH_RATIO_M [15000]  policy ratio: pairs of passes, publishes each
 #
 # Why these sizes: on a 2-core machine the bare client does 20k-65k req/s, so 50,000
 # requests last 1-2.5 s: ~800 requests per connection (64 connection set-ups are noise),
@@ -45,8 +45,8 @@ PUB_C=${BENCH_C:-64}
 FANOUT=${BENCH_FANOUT:-4}
 if [ "$FANOUT" -gt 0 ]; then FAN_M=${BENCH_FAN_M:-$((PUB_M / FANOUT))}; else FAN_M=0; fi
 DRAIN_S=${BENCH_DRAIN_S:-60}
-RATIO_ROUNDS=${BENCH_RATIO_ROUNDS:-3}
-RATIO_M=${BENCH_RATIO_M:-20000}
+RATIO_ROUNDS=${BENCH_RATIO_ROUNDS:-5}
+RATIO_M=${BENCH_RATIO_M:-15000}
 KEY=bench-admin-key-$$
 RESULTS=$HERE/results
 

@@ -107,7 +107,7 @@ void api_pending_free(struct api_pending *p)
 		delivery_free(p->policy_dvs[i]);
 	free(p->policy_dvs);
 	json_decref(p->json);
-	json_decref(p->envelope);
+	body_unref(p->bytes);
 	free(p->text);
 	free(p->idem);
 	free(p);
@@ -557,7 +557,7 @@ static void api_published(struct store_batch *b)
 		if (req)
 			api_send(req, 202, json_incref(p->json));
 		if (p->n_policy) {
-			fanout_defer(&a->fanout, p->app->id, p->id, json_incref(p->envelope),
+			fanout_defer(&a->fanout, p->app->id, p->id, body_ref(p->bytes),
 				     p->policy_dvs, p->n_policy);
 			p->policy_dvs = NULL;
 			p->n_policy = 0;
@@ -725,8 +725,6 @@ static void api_messages_create(struct api *a, struct evhttp_request *req, struc
 	if (fanout_message(app, msg_id, type, bytes, now, &p->dvs, &p->n_dvs, &needs_policy,
 			   &a->fstats) != HOOKD_OK)
 		goto oom;
-	/* Only policies read the envelope as a tree; without one it was only needed as text. */
-	json_object_set(envelope, "data", data);
 	if (idem && !(p->idem = strdup(idem)))
 		goto oom;
 	snprintf(p->id, sizeof(p->id), "%s", msg_id);
@@ -734,10 +732,11 @@ static void api_messages_create(struct api *a, struct evhttp_request *req, struc
 	p->now_ms = now;
 	p->json = json_pack("{s:s, s:s, s:s}", "id", msg_id, "type", type, "timestamp", iso);
 	p->text = text;
-	p->envelope = envelope;
 	text = NULL;
-	envelope = NULL;
 	if (needs_policy) {
+		/* The policy thread parses its own tree from the text: cheaper than keeping
+		 * this one alive and freeing it from another thread. */
+		p->bytes = body_ref(bytes);
 		/* Split: plain deliveries are stored with the message; policy ones come after. */
 		size_t m = 0;
 		p->policy_dvs = calloc(p->n_dvs, sizeof(*p->policy_dvs));

@@ -65,16 +65,23 @@ struct body *body_new(const char *data, size_t len)
 	struct body *b = malloc(sizeof(*b) + len + 1);
 	if (!b)
 		return NULL;
-	b->refs = 1;
+	atomic_init(&b->refs, 1);
 	b->len = len;
 	memcpy(b->data, data, len);
 	b->data[len] = 0;
 	return b;
 }
 
+struct body *body_ref(struct body *b)
+{
+	if (b)
+		atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+	return b;
+}
+
 void body_unref(struct body *b)
 {
-	if (b && --b->refs == 0)
+	if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
 		free(b);
 }
 
@@ -93,9 +100,7 @@ struct delivery *delivery_new(const char *id, const char *msg_id, const char *ap
 	snprintf(dv->msg_id, sizeof(dv->msg_id), "%s", msg_id);
 	dv->ep = ep;
 	endpoint_ref(ep);
-	dv->body = body;
-	if (body)
-		body->refs++;
+	dv->body = body_ref(body);
 	dv->state = DLV_PENDING;
 	dv->next_at_ms = now_ms;
 	dv->created_ms = now_ms;
@@ -795,7 +800,7 @@ static struct delivery *dispatch_from_record(struct dispatch *d, MDB_txn *txn, c
 	} else {
 		body = bodies ? strmap_get(bodies, r->msg_id) : NULL;
 		if (body) {
-			body->refs++;
+			body_ref(body);
 		} else {
 			char key[320];
 			size_t klen = registry_endpoint_key(r->app_id, r->msg_id, key);
@@ -806,7 +811,7 @@ static struct delivery *dispatch_from_record(struct dispatch *d, MDB_txn *txn, c
 			}
 			body = body_new(v.mv_data, v.mv_size);
 			if (body && bodies && strmap_put(bodies, r->msg_id, body) == HOOKD_OK)
-				body->refs++;
+				body_ref(body);
 		}
 	}
 	if (!body)

@@ -16,6 +16,7 @@
 
 #include <jansson.h>
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,14 +28,17 @@ struct endpoint;
 struct transport;
 struct config;
 
-/* Immutable bytes shared by reference (a message's envelope body). */
+/* Immutable bytes shared by reference (a message's envelope body). The count is atomic:
+ * the policy thread replaces a delivery's body while the loop releases other deliveries
+ * of the same message. */
 struct body {
-	int refs;
+	atomic_int refs;
 	size_t len;
 	char data[];
 };
 
 struct body *body_new(const char *data, size_t len);
+struct body *body_ref(struct body *b);
 void body_unref(struct body *b);
 
 #define DELIVERY_ID_MAX (ID_MAX + 16)

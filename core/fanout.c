@@ -191,7 +191,7 @@ struct fanout_job {
 	struct worker_job job; /* first */
 	struct fanout_ctx *ctx;
 	char app_id[80], msg_id[ID_MAX];
-	json_t *envelope;
+	struct body *msg; /* the envelope's bytes */
 	struct delivery **dvs;
 	size_t n;
 	struct fanout_stats stats; /* counted on the policy thread, added on the loop */
@@ -202,7 +202,7 @@ static void fanout_job_free(struct fanout_job *fj)
 	for (size_t i = 0; i < fj->n; i++)
 		delivery_free(fj->dvs[i]);
 	free(fj->dvs);
-	json_decref(fj->envelope);
+	body_unref(fj->msg);
 	free(fj);
 }
 
@@ -229,11 +229,19 @@ fail:
 static void fanout_job_run(struct worker_job *job)
 {
 	struct fanout_job *fj = (struct fanout_job *)job;
-	fanout_run_policies(fj->ctx->policies, fj->envelope, fj->dvs, fj->n, &fj->stats);
-	/* Usually the last reference (the publish request is long answered): the tree is
-	 * freed here rather than on the event loop, which has less time to spare. */
-	json_decref(fj->envelope);
-	fj->envelope = NULL;
+	/* Parsed here, from bytes the publish already validated: this thread allocates and
+	 * frees its own tree, and the loop never frees memory another thread is using. */
+	json_t *env = json_loadb(fj->msg->data, fj->msg->len, 0, NULL);
+	if (!env) {
+		for (size_t i = 0; i < fj->n; i++) {
+			fj->dvs[i]->state = DLV_DEAD;
+			snprintf(fj->dvs[i]->last_error, sizeof(fj->dvs[i]->last_error),
+				 "policy_error: the message could not be read (out of memory?)");
+		}
+		return;
+	}
+	fanout_run_policies(fj->ctx->policies, env, fj->dvs, fj->n, &fj->stats);
+	json_decref(env);
 }
 
 /* The policies ran: the deliveries to send go out at once and are stored with their first
@@ -253,7 +261,7 @@ static void fanout_job_done(struct worker_job *job)
 }
 
 void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id,
-		  json_t *envelope, struct delivery **dvs, size_t n)
+		  struct body *msg, struct delivery **dvs, size_t n)
 {
 	struct fanout_job *fj = calloc(1, sizeof(*fj));
 	if (!fj) {
@@ -262,13 +270,13 @@ void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id
 		for (size_t i = 0; i < n; i++)
 			delivery_free(dvs[i]);
 		free(dvs);
-		json_decref(envelope);
+		body_unref(msg);
 		return;
 	}
 	fj->ctx = ctx;
 	snprintf(fj->app_id, sizeof(fj->app_id), "%s", app_id);
 	snprintf(fj->msg_id, sizeof(fj->msg_id), "%s", msg_id);
-	fj->envelope = envelope;
+	fj->msg = msg;
 	fj->dvs = dvs;
 	fj->n = n;
 	fj->job.run = fanout_job_run;
@@ -406,10 +414,10 @@ size_t fanout_recover(struct fanout_ctx *ctx)
 		fj->ctx = ctx;
 		snprintf(fj->app_id, sizeof(fj->app_id), "%.*s", (int)alen, app_id);
 		snprintf(fj->msg_id, sizeof(fj->msg_id), "%s", mid);
-		fj->envelope = env;
 		fj->dvs = dvs;
 		fj->n = m;
 		fanout_run_policies(ctx->policies, env, dvs, m, &fj->stats);
+		json_decref(env);
 		struct store_batch *b = fanout_job_batch(fj, clock_now_ms());
 		if (b && store_batch_write_now(ctx->store, b) == HOOKD_OK) {
 			for (size_t i = 0; i < fj->n; i++)
