@@ -23,6 +23,7 @@
 #define HOOKD_STORE_H
 
 #include <lmdb.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,10 +60,10 @@ struct store {
 	size_t page_size;
 	/* Set by the writer when the map is past STORE_HIGH_WATER_PCT: publishes are refused
 	 * so that state changes of what is already stored still fit. */
-	volatile int full;
+	atomic_int full;
 	/* statistics (writer thread writes, others read approximately) */
-	volatile uint64_t stat_commits, stat_ops;
-	volatile uint64_t stat_commit_ns; /* wall time spent applying and committing batches */
+	_Atomic uint64_t stat_commits, stat_ops;
+	_Atomic uint64_t stat_commit_ns; /* wall time spent applying and committing batches */
 
 	pthread_t writer;
 	int writer_running;
