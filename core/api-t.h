@@ -47,7 +47,7 @@ struct api_pending {
 	char id[ID_MAX + 80];
 	int64_t now_ms;
 	/* publish: what the commit needs, and the policy half of the fan-out (fanout_defer) */
-	struct body *bytes; /* the envelope as text (what the policies read) */
+	json_t *envelope; /* the envelope as a tree, for the policies (only when there are some) */
 	char *text;
 	char *idem;
 	struct delivery **policy_dvs;

@@ -191,7 +191,7 @@ struct fanout_job {
 	struct worker_job job; /* first */
 	struct fanout_ctx *ctx;
 	char app_id[80], msg_id[ID_MAX];
-	struct body *msg; /* the envelope's bytes */
+	json_t *envelope; /* read by the policy thread, released on the loop */
 	struct delivery **dvs;
 	size_t n;
 	struct fanout_stats stats; /* counted on the policy thread, added on the loop */
@@ -202,7 +202,7 @@ static void fanout_job_free(struct fanout_job *fj)
 	for (size_t i = 0; i < fj->n; i++)
 		delivery_free(fj->dvs[i]);
 	free(fj->dvs);
-	body_unref(fj->msg);
+	json_decref(fj->envelope);
 	free(fj);
 }
 
@@ -229,19 +229,7 @@ fail:
 static void fanout_job_run(struct worker_job *job)
 {
 	struct fanout_job *fj = (struct fanout_job *)job;
-	/* Parsed here, from bytes the publish already validated: this thread allocates and
-	 * frees its own tree, and the loop never frees memory another thread is using. */
-	json_t *env = json_loadb(fj->msg->data, fj->msg->len, 0, NULL);
-	if (!env) {
-		for (size_t i = 0; i < fj->n; i++) {
-			fj->dvs[i]->state = DLV_DEAD;
-			snprintf(fj->dvs[i]->last_error, sizeof(fj->dvs[i]->last_error),
-				 "policy_error: the message could not be read (out of memory?)");
-		}
-		return;
-	}
-	fanout_run_policies(fj->ctx->policies, env, fj->dvs, fj->n, &fj->stats);
-	json_decref(env);
+	fanout_run_policies(fj->ctx->policies, fj->envelope, fj->dvs, fj->n, &fj->stats);
 }
 
 /* The policies ran: the deliveries to send go out at once and are stored with their first
@@ -261,7 +249,7 @@ static void fanout_job_done(struct worker_job *job)
 }
 
 void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id,
-		  struct body *msg, struct delivery **dvs, size_t n)
+		  json_t *envelope, struct delivery **dvs, size_t n)
 {
 	struct fanout_job *fj = calloc(1, sizeof(*fj));
 	if (!fj) {
@@ -270,13 +258,13 @@ void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id
 		for (size_t i = 0; i < n; i++)
 			delivery_free(dvs[i]);
 		free(dvs);
-		body_unref(msg);
+		json_decref(envelope);
 		return;
 	}
 	fj->ctx = ctx;
 	snprintf(fj->app_id, sizeof(fj->app_id), "%s", app_id);
 	snprintf(fj->msg_id, sizeof(fj->msg_id), "%s", msg_id);
-	fj->msg = msg;
+	fj->envelope = envelope;
 	fj->dvs = dvs;
 	fj->n = n;
 	fj->job.run = fanout_job_run;

@@ -66,11 +66,11 @@ struct fanout_ctx {
 size_t fanout_marker_key(const char *app_id, const char *msg_id, char *out);
 
 /* Loop thread, after the publish committed: runs the policies of dvs (all carrying one) on
- * the policy thread, on the envelope parsed from msg (the message's stored bytes), then
- * hands them to dispatch_add_unstored. Takes the deliveries (and the array) and a
- * reference to msg. */
+ * the policy thread, then hands them to dispatch_add_unstored. Takes the deliveries (and
+ * the array) and a reference to envelope (only read on the policy thread, released on the
+ * loop). */
 void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id,
-		  struct body *msg, struct delivery **dvs, size_t n);
+		  json_t *envelope, struct delivery **dvs, size_t n);
 
 /* Startup, before the writer thread starts: finishes every fan-out whose marker is still
  * stored (for endpoints with no stored delivery of the message yet), storing the
