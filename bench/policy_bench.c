@@ -11,6 +11,7 @@
  * or as a target linked with hookd_core (add it to bench/CMakeLists.txt).
  * Each case runs a warm-up, then the best of 5 rounds is printed (other load only ever
  * slows a round down). */
+#include "jsontext.h"
 #include "policy.h"
 
 #include <stdio.h>
@@ -128,14 +129,13 @@ int main(int argc, char **argv)
 			uint64_t t0 = mono_ns(), dt;
 			for (n = 0; n < jobs; n++) {
 				struct policy_result r;
-				char *out;
+				struct jsontext_buf out = {0};
 				if (policy_run(e, "redact-pii", &in, &r) != 0 ||
-				    r.action != POLICY_DELIVER ||
-				    !(out = json_dumps(r.envelope, JSON_COMPACT | JSON_PRESERVE_ORDER))) {
+				    r.action != POLICY_DELIVER || jsontext_json(&out, r.envelope) != 0) {
 					fprintf(stderr, "whole job failed\n");
 					return 1;
 				}
-				free(out);
+				jsontext_free(&out);
 				policy_result_free(&r);
 			}
 			dt = mono_ns() - t0;

@@ -3,6 +3,7 @@
 
 #include "dispatch.h"
 #include "id.h"
+#include "jsontext.h"
 #include "clock.h"
 #include "err.h"
 #include "log.h"
@@ -52,11 +53,17 @@ void fanout_apply_policy(struct policy_engine *policies, const json_t *envelope,
 	}
 	switch (res.action) {
 	case POLICY_DELIVER: {
-		char *text = json_dumps(res.envelope, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		struct jsontext_buf t = {0};
+		char *text = NULL;
 		char *hdrs = res.headers && json_object_size(res.headers)
 				     ? json_dumps(res.headers, JSON_COMPACT)
 				     : NULL;
-		struct body *b = text ? body_new(text, strlen(text)) : NULL;
+		struct body *b = NULL;
+		if (jsontext_json(&t, res.envelope) == HOOKD_OK)
+			b = body_new(t.data, t.len);
+		else if ((text = json_dumps(res.envelope, JSON_COMPACT | JSON_PRESERVE_ORDER)))
+			b = body_new(text, strlen(text));
+		jsontext_free(&t);
 		if (!b) {
 			dv->state = DLV_DEAD;
 			snprintf(dv->last_error, sizeof(dv->last_error),

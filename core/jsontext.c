@@ -3,6 +3,7 @@
 
 #include "err.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,4 +218,82 @@ void jsontext_free(struct jsontext_buf *b)
 	b->data = NULL;
 	b->len = b->cap = 0;
 	b->failed = 0;
+}
+
+int jsontext_json(struct jsontext_buf *b, const json_t *v)
+{
+	const char *key, *s;
+	json_t *x;
+	size_t i, n;
+	char num[40];
+	int rc;
+
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		jsontext_raw(b, "{", 1);
+		i = 0;
+		json_object_foreach((json_t *)v, key, x) {
+			if (i++)
+				jsontext_raw(b, ",", 1);
+			jsontext_string(b, key, strlen(key));
+			jsontext_raw(b, ":", 1);
+			if ((rc = jsontext_json(b, x)) != HOOKD_OK)
+				return rc;
+		}
+		jsontext_raw(b, "}", 1);
+		break;
+	case JSON_ARRAY:
+		jsontext_raw(b, "[", 1);
+		json_array_foreach((json_t *)v, i, x) {
+			if (i)
+				jsontext_raw(b, ",", 1);
+			if ((rc = jsontext_json(b, x)) != HOOKD_OK)
+				return rc;
+		}
+		jsontext_raw(b, "]", 1);
+		break;
+	case JSON_STRING:
+		s = json_string_value(v);
+		n = json_string_length(v);
+		if (memchr(s, 0, n))
+			return HOOKD_EINVAL;
+		jsontext_string(b, s, n);
+		break;
+	case JSON_INTEGER:
+		jsontext_long(b, (long long)json_integer_value(v));
+		break;
+	case JSON_REAL:
+		n = (size_t)snprintf(num, sizeof(num), "%.17g", json_real_value(v));
+		if (n >= sizeof(num) - 2)
+			return HOOKD_EINVAL;
+		if (!strpbrk(num, ".eE")) {
+			memcpy(num + n, ".0", 3);
+			n += 2;
+		}
+		/* As jansson spells exponents: no '+', no leading zeros ("1e300", "1e-7"). */
+		char *e = strchr(num, 'e');
+		if (e) {
+			char *d = e + 1, *z;
+			if (*d == '+')
+				memmove(d, d + 1, strlen(d + 1) + 1);
+			else if (*d == '-')
+				d++;
+			for (z = d; *z == '0' && z[1]; z++)
+				;
+			memmove(d, z, strlen(z) + 1);
+			n = strlen(num);
+		}
+		jsontext_raw(b, num, n);
+		break;
+	case JSON_TRUE:
+		jsontext_raw(b, "true", 4);
+		break;
+	case JSON_FALSE:
+		jsontext_raw(b, "false", 5);
+		break;
+	default:
+		jsontext_raw(b, "null", 4);
+		break;
+	}
+	return b->failed ? HOOKD_ENOMEM : HOOKD_OK;
 }
