@@ -49,7 +49,7 @@ def _sanitized_build():
 SCALE = float(os.environ.get("HOOKD_TEST_SCALE") or (3.0 if _sanitized_build() else 1.0))
 
 SANITIZER_PATTERNS = re.compile(
-    r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|ERROR: ThreadSanitizer")
+    r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|(ERROR|WARNING): ThreadSanitizer")
 
 
 def hookd_bin():
