@@ -834,14 +834,15 @@ static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *m
 		json_t *o;
 		if (!live)
 			continue; /* stored meanwhile (listed above), or being stored */
+		int cmp = 1;
+		/* In id order; skip it if the store scan listed it already. */
 		for (j = 0; j < json_array_size(arr); j++) {
-			const char *id = json_string_value(json_object_get(json_array_get(arr, j), "id"));
-			if (strcmp(id, unstored[i]) >= 0)
+			cmp = strcmp(json_string_value(json_object_get(json_array_get(arr, j), "id")),
+				     unstored[i]);
+			if (cmp >= 0)
 				break;
 		}
-		if (j < json_array_size(arr) &&
-		    strcmp(json_string_value(json_object_get(json_array_get(arr, j), "id")),
-			   unstored[i]) == 0)
+		if (cmp == 0)
 			continue;
 		o = api_delivery_json(unstored[i], NULL, live);
 		json_array_insert_new(arr, j, o);

@@ -295,8 +295,7 @@ static size_t fanout_drop_stored(MDB_txn *txn, struct store *s, const char *msg_
 	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), "dlv_%s_p", msg_id + 4);
 	MDB_cursor *cur;
 	MDB_val k = {plen, prefix}, v;
-	const char **eps = NULL;
-	unsigned long *nums = NULL;
+	struct { const char *ep; unsigned long num; } *st = NULL; /* the stored ones */
 	size_t ne = 0, cap = 0, m = 0, next = 0, i, j;
 	int rc;
 
@@ -311,31 +310,27 @@ static size_t fanout_drop_stored(MDB_txn *txn, struct store *s, const char *msg_
 		    k.mv_size - plen >= sizeof(num))
 			continue;
 		if (ne == cap) {
-			cap = cap ? cap * 2 : 8;
-			const char **e2 = realloc(eps, cap * sizeof(*eps));
-			if (e2)
-				eps = e2;
-			unsigned long *n2 = realloc(nums, cap * sizeof(*nums));
-			if (n2)
-				nums = n2;
-			if (!e2 || !n2)
+			void *grown = realloc(st, (cap ? cap * 2 : 8) * sizeof(*st));
+			if (!grown)
 				break;
+			st = grown;
+			cap = cap ? cap * 2 : 8;
 		}
 		memcpy(num, (const char *)k.mv_data + plen, k.mv_size - plen);
 		num[k.mv_size - plen] = 0;
-		eps[ne] = r.ep_id;
-		nums[ne++] = strtoul(num, NULL, 10);
+		st[ne].ep = r.ep_id;
+		st[ne++].num = strtoul(num, NULL, 10);
 	}
 	mdb_cursor_close(cur);
 	for (i = 0; i < n; i++) {
-		for (j = 0; j < ne && strcmp(eps[j], dvs[i]->ep->id) != 0; j++)
+		for (j = 0; j < ne && strcmp(st[j].ep, dvs[i]->ep->id) != 0; j++)
 			;
 		if (j < ne) {
 			delivery_free(dvs[i]);
 			continue;
 		}
 		for (;; next++) {
-			for (j = 0; j < ne && nums[j] != next; j++)
+			for (j = 0; j < ne && st[j].num != next; j++)
 				;
 			if (j == ne)
 				break;
@@ -343,8 +338,7 @@ static size_t fanout_drop_stored(MDB_txn *txn, struct store *s, const char *msg_
 		snprintf(dvs[i]->id, sizeof(dvs[i]->id), "dlv_%s_p%zu", msg_id + 4, next++);
 		dvs[m++] = dvs[i];
 	}
-	free(eps);
-	free(nums);
+	free(st);
 	return m;
 }
 
