@@ -1242,8 +1242,10 @@ out:
 static void api_metrics(struct api *a, struct evhttp_request *req)
 {
 	struct dispatch_stats ds;
+	struct store_space sp;
 	struct evbuffer *buf = evbuffer_new();
 	dispatch_get_stats(a->disp, &ds);
+	store_get_space(a->store, &sp);
 	evbuffer_add_printf(buf,
 			    "# TYPE hookd_messages_published_total counter\nhookd_messages_published_total %llu\n"
 			    "# TYPE hookd_publish_rejected_total counter\nhookd_publish_rejected_total %llu\n"
@@ -1265,6 +1267,22 @@ static void api_metrics(struct api *a, struct evhttp_request *req)
 			    (unsigned long long)a->fstats.policy_errors, ds.inflight, ds.pending,
 			    (unsigned long long)a->store->stat_commits,
 			    (unsigned long long)a->store->stat_ops, a->store->stat_commit_ns / 1e9);
+	evbuffer_add_printf(buf,
+			    "# HELP hookd_store_map_bytes storage.map_size\n"
+			    "# TYPE hookd_store_map_bytes gauge\nhookd_store_map_bytes %llu\n"
+			    "# HELP hookd_store_used_bytes Store pages in use (free list excluded)\n"
+			    "# TYPE hookd_store_used_bytes gauge\nhookd_store_used_bytes %llu\n"
+			    "# HELP hookd_store_reserved_bytes Room kept for outcomes of pending deliveries\n"
+			    "# TYPE hookd_store_reserved_bytes gauge\nhookd_store_reserved_bytes %llu\n"
+			    "# HELP hookd_store_budget_bytes Map size minus the base reserve\n"
+			    "# TYPE hookd_store_budget_bytes gauge\nhookd_store_budget_bytes %llu\n"
+			    "# HELP hookd_store_full 1 while publishes are refused with 507\n"
+			    "# TYPE hookd_store_full gauge\nhookd_store_full %d\n"
+			    "# HELP hookd_store_waiting_writes Delivery state changes waiting for space\n"
+			    "# TYPE hookd_store_waiting_writes gauge\nhookd_store_waiting_writes %llu\n",
+			    (unsigned long long)sp.map_bytes, (unsigned long long)sp.used_bytes,
+			    (unsigned long long)sp.reserved_bytes, (unsigned long long)sp.budget_bytes,
+			    sp.full, (unsigned long long)sp.waiting_writes);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, NULL, buf);

@@ -366,7 +366,7 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 		return;
 	}
 	jsontext_free(&t);
-	store_batch_submit(d->store, b, 0, finished ? dispatch_recorded : NULL, dv);
+	store_batch_submit(d->store, b, STORE_OP_KEEP, finished ? dispatch_recorded : NULL, dv);
 }
 
 /* ---- sending ---- */
@@ -409,14 +409,21 @@ static void dispatch_disable_endpoint(struct dispatch *d, struct endpoint *ep, c
 	char key[320];
 	char *text;
 	size_t klen;
+	struct store_batch *b = NULL;
 	ep->disabled = true;
 	json_object_set_new(ep->json, "disabled", json_true());
 	json_object_set_new(ep->json, "disabled_reason", json_string(why));
 	text = json_dumps(ep->json, JSON_COMPACT);
 	klen = registry_endpoint_key(ep->app_id, ep->id, key);
-	if (text)
-		store_kv_submit(d->store, d->store->endpoints, key, klen, text, strlen(text), NULL,
-				NULL);
+	/* A state change like an outcome: kept until it fits if the store is full. */
+	if (!text || !(b = store_batch_new()) ||
+	    store_batch_put(b, d->store->endpoints, key, klen, text, strlen(text)) != HOOKD_OK) {
+		log_error("dispatch: out of memory recording that %s/%s is disabled", ep->app_id,
+			  ep->id);
+		store_batch_free(b);
+	} else {
+		store_batch_submit(d->store, b, STORE_OP_KEEP, NULL, NULL);
+	}
 	free(text);
 	log_warn("endpoint %s/%s disabled: %s", ep->app_id, ep->id, why);
 }
@@ -562,7 +569,7 @@ static void dispatch_bury(struct dispatch *d, struct delivery *dv)
 	dv->state = DLV_DEAD;
 	snprintf(dv->last_error, sizeof(dv->last_error), "endpoint deleted");
 	if (b && dispatch_persist(d->store, b, dv, clock_now_ms()) == HOOKD_OK) {
-		store_batch_submit(d->store, b, 0, dispatch_recorded, dv);
+		store_batch_submit(d->store, b, STORE_OP_KEEP, dispatch_recorded, dv);
 		return;
 	}
 	store_batch_free(b);
@@ -690,7 +697,7 @@ void dispatch_add_unstored(struct dispatch *d, const char *msg_id, const void *m
 		fin[n_fin++] = dvs[i];
 	}
 	if (b && n_fin) {
-		store_batch_submit(d->store, b, 0, dispatch_finished_stored, fin);
+		store_batch_submit(d->store, b, STORE_OP_KEEP, dispatch_finished_stored, fin);
 		fin = NULL;
 	} else {
 		store_batch_free(b);

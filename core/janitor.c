@@ -21,12 +21,23 @@
 /* Messages examined per retention step (each may own a few deliveries and attempts):
  * small enough that one step stays a few ms of writer time. */
 #define JANITOR_PRUNE_SLICE 256
+/* While the store refuses publishes, a pass every 5 s: space freed by retention is given
+ * back to publishers within seconds (a pass that finds nothing costs one short txn). */
+#define JANITOR_FULL_INTERVAL_S 5
+/* A step that does not fit (deletes need fresh pages too) is retried with half the slice,
+ * down to this many messages: a step of a few messages fits the store's base reserve. */
+#define JANITOR_MIN_SLICE 4
+/* While full and nothing can be pruned, say so at most this often. */
+#define JANITOR_FULL_LOG_S 600
 
 struct janitor {
 	struct store *store;
 	uint32_t retention_days;
 	struct event *timer;
 	int busy;
+	size_t slice;          /* current retention slice (halved when a step does not fit) */
+	int64_t full_log_ms;   /* last "full, nothing to prune" message */
+	int64_t last_pass_ns;  /* monotonic start of the last pass */
 };
 
 struct janitor_op {
@@ -35,7 +46,7 @@ struct janitor_op {
 	int64_t now_ms;
 	size_t max, deleted;
 	int64_t cutoff_ms;  /* retention: messages created before this go; 0 = no pruning */
-	size_t pruned;
+	size_t prune_max, pruned;
 };
 
 /* Deletes every key starting with prefix (plen bytes) in dbi. */
@@ -128,7 +139,7 @@ static int janitor_prune_apply(struct store *s, MDB_txn *txn, struct janitor_op 
 	if (rc != 0)
 		return store_err(rc, "janitor prune cursor");
 	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	while (rc == 0 && nk < 256 && nk < jo->max) {
+	while (rc == 0 && nk < 256 && nk < jo->prune_max) {
 		const char *app = k.mv_data;
 		size_t alen = strnlen(app, k.mv_size);
 		char mid[ID_MAX];
@@ -211,6 +222,7 @@ size_t janitor_prune_now(struct store *s, int64_t cutoff_ms, size_t max)
 	jo.op.apply = janitor_apply;
 	jo.now_ms = 0; /* no idempotency key is expired "before 1970" */
 	jo.max = max;
+	jo.prune_max = max;
 	jo.cutoff_ms = cutoff_ms;
 	return store_write_now(s, &jo.op) == HOOKD_OK ? jo.pruned : 0;
 }
@@ -231,15 +243,47 @@ static void janitor_done(struct store_op *op)
 {
 	struct janitor_op *jo = (struct janitor_op *)op;
 	struct janitor *j = jo->j;
+	struct store_space sp;
+	int more = 0, retry = 0;
+
 	j->busy = 0;
-	if (op->rc == HOOKD_OK && jo->deleted)
-		log_info("janitor: %zu expired idempotency keys deleted", jo->deleted);
-	if (op->rc == HOOKD_OK && jo->pruned)
-		log_info("janitor: %zu settled messages past retention deleted", jo->pruned);
-	/* A full slice means more may be waiting: go on soon instead of in 10 minutes. */
+	store_get_space(j->store, &sp);
+	if (op->rc == HOOKD_OK) {
+		if (jo->deleted)
+			log_info("janitor: %zu expired idempotency keys deleted", jo->deleted);
+		if (jo->pruned)
+			log_info("janitor: %zu settled messages past retention deleted (store: %llu "
+				 "of %llu bytes in use)", jo->pruned, (unsigned long long)sp.used_bytes,
+				 (unsigned long long)sp.budget_bytes);
+		/* A full slice means more may be waiting: go on soon instead of in 10 minutes. */
+		more = jo->deleted == jo->max || (jo->prune_max && jo->pruned >= jo->prune_max / 2);
+		if (jo->pruned && j->slice < JANITOR_PRUNE_SLICE)
+			j->slice *= 2;
+		if (sp.full && !more && !jo->pruned &&
+		    jo->now_ms - j->full_log_ms >= JANITOR_FULL_LOG_S * 1000LL) {
+			j->full_log_ms = jo->now_ms;
+			log_warn("janitor: the store is full (%llu of %llu bytes in use, %llu reserved "
+				 "for pending deliveries) and nothing is past retention yet (%s); "
+				 "publishes get 507 until deliveries settle and age out, or "
+				 "storage.map_size grows",
+				 (unsigned long long)sp.used_bytes, (unsigned long long)sp.budget_bytes,
+				 (unsigned long long)sp.reserved_bytes,
+				 j->retention_days ? "storage.retention_days" : "retention is off");
+		}
+	} else if (op->rc == HOOKD_EFULL && j->slice > JANITOR_MIN_SLICE) {
+		j->slice /= 2;
+		retry = 1;
+		log_warn("janitor: a retention step did not fit the full store; retrying with %zu "
+			 "messages per step", j->slice);
+	} else {
+		log_warn("janitor: housekeeping step failed: %s; retrying in %d s",
+			 hookd_strerror(op->rc), JANITOR_FULL_INTERVAL_S);
+		retry = 1;
+	}
+	if (more || retry)
+		j->last_pass_ns = 0; /* the next tick goes on at once */
 	if (j->timer)
-		janitor_arm(j, jo->deleted == jo->max || jo->pruned >= JANITOR_PRUNE_SLICE / 2
-				       ? 1 : JANITOR_INTERVAL_S);
+		janitor_arm(j, more || retry ? 1 : JANITOR_FULL_INTERVAL_S);
 	free(jo);
 }
 
@@ -247,11 +291,21 @@ static void janitor_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct janitor *j = arg;
 	struct janitor_op *jo;
+	struct store_space sp;
+	int64_t mono = clock_mono_ns();
 	if (j->busy)
 		return;
+	/* Woken every few seconds so that a store that became full is swept soon; otherwise
+	 * a pass every JANITOR_INTERVAL_S. */
+	store_get_space(j->store, &sp);
+	if (!sp.full && mono - j->last_pass_ns < JANITOR_INTERVAL_S * 1000000000LL) {
+		janitor_arm(j, JANITOR_FULL_INTERVAL_S);
+		return;
+	}
+	j->last_pass_ns = mono;
 	jo = calloc(1, sizeof(*jo));
 	if (!jo) {
-		janitor_arm(j, JANITOR_INTERVAL_S);
+		janitor_arm(j, JANITOR_FULL_INTERVAL_S);
 		return;
 	}
 	jo->op.apply = janitor_apply;
@@ -259,6 +313,7 @@ static void janitor_tick(evutil_socket_t fd, short what, void *arg)
 	jo->j = j;
 	jo->now_ms = clock_now_ms();
 	jo->max = JANITOR_SLICE;
+	jo->prune_max = j->slice;
 	if (j->retention_days)
 		jo->cutoff_ms = jo->now_ms - (int64_t)j->retention_days * 86400000LL;
 	j->busy = 1;
@@ -279,12 +334,14 @@ int janitor_new(struct event_base *base, struct store *s, uint32_t retention_day
 		return HOOKD_ENOMEM;
 	j->store = s;
 	j->retention_days = retention_days;
+	j->slice = JANITOR_PRUNE_SLICE;
+	j->last_pass_ns = clock_mono_ns();
 	j->timer = evtimer_new(base, janitor_tick, j);
 	if (!j->timer) {
 		free(j);
 		return HOOKD_ENOMEM;
 	}
-	janitor_arm(j, JANITOR_INTERVAL_S);
+	janitor_arm(j, JANITOR_FULL_INTERVAL_S);
 	*out = j;
 	return HOOKD_OK;
 }

@@ -13,10 +13,38 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* Publishes are refused past 90% of the map: the remaining 10% keeps room for the state
- * changes (attempts, retries, dead letters) of what is already accepted, since LMDB's
- * copy-on-write needs fresh pages even to update a record in place. */
-#define STORE_HIGH_WATER_PCT 90
+/* Space rules. A publish is admitted only if, after it, the pages in use plus the room
+ * reserved for the outcomes of everything stored still fit in the budget: the map size
+ * minus a base reserve. The base reserve is the working room of copy-on-write (LMDB needs
+ * fresh pages even to update or delete a record, a few per B-tree level per database a
+ * transaction touches) so that outcomes, redrives and the janitor's deletes can always run:
+ * 10% of the map, at least 64 pages (a delete-heavy retention step of a few messages
+ * dirties ~30 pages across the 11 databases; twice that for two metas' worth of churn). */
+#define STORE_BASE_RESERVE_PCT 10
+#define STORE_BASE_RESERVE_MIN_PAGES 64
+/* The last pages of the map belong to the janitor: no batch write (outcomes, API writes)
+ * may take the store past map size minus this, so that retention can always delete and
+ * give space back. 48 pages: a retention step of JANITOR_MIN_SLICE messages dirties ~30. */
+#define STORE_JANITOR_RESERVE_PAGES 48
+/* Per pending delivery (one entry in the due index): the attempts and the final state still
+ * to be written for it. An attempt record is ~250 bytes of JSON plus the response excerpt
+ * (usually a few bytes, up to 4 KiB) and its key; the record itself is rewritten in place
+ * and the dead index entry is ~70 bytes. LMDB leaves pages 50-100% full, so 2 KiB covers
+ * the final outcome with a long excerpt, or three attempts with short ones. Outcomes past
+ * this reserve still wait in memory for space (STORE_OP_KEEP) rather than being lost. */
+#define STORE_OUTCOME_RESERVE 2048
+/* Per policy fan-out still to do (a marker in the fanout database): its deliveries' records
+ * and first outcomes, and possibly a policy output body; 8 KiB covers a few policy
+ * endpoints with small outputs. */
+#define STORE_FANOUT_RESERVE 8192
+/* `full` (reported by /metrics and in 507s) is set when a publish of this size would not
+ * fit: a 1 KiB envelope with one delivery and its index entries, doubled for page fill. */
+#define STORE_FULL_MARGIN (4096 + STORE_OUTCOME_RESERVE)
+/* Waiting KEEP ops are retried this often while nothing frees space (1 s: the janitor runs
+ * every few seconds while the store is full; a retry that fails costs one aborted txn). */
+#define STORE_WAIT_RETRY_MS 1000
+/* At most one warning this often about writes waiting for space or batches replayed. */
+#define STORE_WARN_INTERVAL_MS 10000
 /* Upper bound on ops per transaction: keeps one commit's latency bounded under a flood
  * (64 records per commit already reach ~170k records/s here; 4096 is far past the knee). */
 #define STORE_MAX_BATCH 4096
@@ -55,11 +83,12 @@ int store_err(int rc, const char *what)
 	return HOOKD_ESTORE;
 }
 
+static void store_measure(struct store *s);
+
 int store_open(const char *path, uint64_t map_size, struct store **out, char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	MDB_txn *txn = NULL;
-	MDB_envinfo info;
 	MDB_stat st;
 	int rc;
 
@@ -101,10 +130,14 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 	}
 	txn = NULL;
 	mdb_env_stat(s->env, &st);
-	mdb_env_info(s->env, &info);
 	s->page_size = st.ms_psize;
-	s->full = (uint64_t)(info.me_last_pgno + 1) * s->page_size * 100 >
-		  map_size * STORE_HIGH_WATER_PCT;
+	{
+		uint64_t base = map_size / 100 * STORE_BASE_RESERVE_PCT;
+		uint64_t min = (uint64_t)STORE_BASE_RESERVE_MIN_PAGES * s->page_size;
+		base = base < min ? min : base;
+		s->budget_bytes = map_size > base ? map_size - base : 0;
+	}
+	store_measure(s);
 	*out = s;
 	return HOOKD_OK;
 
@@ -121,24 +154,102 @@ fail:
 	return HOOKD_ESTORE;
 }
 
+static int64_t store_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Pages on LMDB's free list (database 0 holds, per freeing transaction, an array of page
+ * numbers whose first element is its count). */
+static uint64_t store_free_pages(MDB_txn *txn)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t n = 0;
+	int rc;
+	if (mdb_cursor_open(txn, 0, &cur) != 0)
+		return 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		if (v.mv_size >= sizeof(size_t))
+			n += *(const size_t *)v.mv_data;
+	mdb_cursor_close(cur);
+	return n;
+}
+
+/* Measures the space after a commit: pages in use, the reserve for what is stored, and the
+ * full flag. The free list is walked only when the high page mark alone says the budget is
+ * near (it is a few records long in steady state, so this stays cheap when it is). */
+static void store_measure(struct store *s)
+{
+	MDB_envinfo info;
+	MDB_stat due, fan;
+	MDB_txn *txn;
+	uint64_t used, reserved = 0, budget = s->budget_bytes;
+	uint64_t need = s->refused_need > STORE_FULL_MARGIN ? s->refused_need : STORE_FULL_MARGIN;
+
+	mdb_env_info(s->env, &info);
+	used = (uint64_t)(info.me_last_pgno + 1) * s->page_size;
+	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
+		if (mdb_stat(txn, s->due, &due) == 0)
+			reserved += (uint64_t)due.ms_entries * STORE_OUTCOME_RESERVE;
+		if (mdb_stat(txn, s->fanout, &fan) == 0)
+			reserved += (uint64_t)fan.ms_entries * STORE_FANOUT_RESERVE;
+		if (used + reserved + need > budget) {
+			uint64_t fp = store_free_pages(txn) * s->page_size;
+			used = fp < used ? used - fp : 0;
+		}
+		mdb_txn_abort(txn);
+	}
+	s->used_bytes = used;
+	s->reserved_bytes = reserved;
+	s->batch_cost = 0;
+	s->full = used + reserved + need > budget;
+}
+
+/* A batch's cost in bytes: its items, doubled for page fill and index overhead; for a
+ * publish also the outcome reserve of each delivery it creates. 0 for other ops. */
+static uint64_t store_batch_cost(struct store *s, const struct store_op *op, int publish);
+
 static int store_apply_one(struct store *s, MDB_txn *txn, struct store_op *op)
 {
-	if ((op->flags & STORE_OP_PUBLISH) && s->full)
+	int publish = (op->flags & STORE_OP_PUBLISH) != 0;
+	uint64_t cost = store_batch_cost(s, op, publish);
+	uint64_t hard = s->map_size - (uint64_t)STORE_JANITOR_RESERVE_PAGES * s->page_size;
+	int rc;
+	if (publish &&
+	    s->used_bytes + s->reserved_bytes + s->batch_cost + cost > s->budget_bytes) {
+		/* Full until a publish this big fits (the janitor reads it to sweep sooner). */
+		if (cost > s->refused_need)
+			s->refused_need = cost;
+		s->full = 1;
 		return HOOKD_EFULL;
-	return op->apply(s, txn, op);
+	}
+	if (cost && s->used_bytes + s->batch_cost + cost > hard)
+		return HOOKD_EFULL;
+	rc = op->apply(s, txn, op);
+	if (rc == HOOKD_OK)
+		s->batch_cost += cost;
+	if (rc == HOOKD_OK && publish)
+		s->refused_need = 0;
+	return rc;
+}
+
+void store_get_space(struct store *s, struct store_space *out)
+{
+	out->map_bytes = s->map_size;
+	out->used_bytes = s->used_bytes;
+	out->reserved_bytes = s->reserved_bytes;
+	out->budget_bytes = s->budget_bytes;
+	out->waiting_writes = s->stat_waiting;
+	out->full = s->full;
 }
 
 static int store_is_store_error(int rc)
 {
 	return rc == HOOKD_EFULL || rc == HOOKD_ESTORE;
-}
-
-static void store_update_full(struct store *s)
-{
-	MDB_envinfo info;
-	mdb_env_info(s->env, &info);
-	s->full = (uint64_t)(info.me_last_pgno + 1) * s->page_size * 100 >
-		  s->map_size * STORE_HIGH_WATER_PCT;
 }
 
 int store_write_now(struct store *s, struct store_op *op)
@@ -154,28 +265,113 @@ int store_write_now(struct store *s, struct store_op *op)
 	}
 	rc = mdb_txn_commit(txn);
 	op->rc = store_err(rc, "commit");
-	store_update_full(s);
+	store_measure(s);
 	return op->rc;
+}
+
+/* Ops whose done callbacks are due, in order (writer thread, handed to the loop). */
+struct store_oplist {
+	struct store_op *head, *tail;
+};
+
+static void store_oplist_push(struct store_oplist *l, struct store_op *op)
+{
+	op->next = NULL;
+	if (l->tail)
+		l->tail->next = op;
+	else
+		l->head = op;
+	l->tail = op;
+}
+
+static void store_wait_push(struct store *s, struct store_op *op)
+{
+	op->next = NULL;
+	if (s->wait_tail)
+		s->wait_tail->next = op;
+	else
+		s->wait_head = op;
+	s->wait_tail = op;
+	s->stat_waiting++;
+}
+
+/* A KEEP op failed for lack of space: it and every later KEEP op wait; retried later. */
+static void store_wait_begin(struct store *s)
+{
+	s->wait_used = s->used_bytes;
+	s->wait_retry_ns = store_mono_ns() + (int64_t)STORE_WAIT_RETRY_MS * 1000000;
+}
+
+/* Replays ops one transaction each (after their batch failed as a whole), so only the
+ * guilty op fails. A KEEP op that does not fit waits, and so does every KEEP op after it. */
+static void store_replay(struct store *s, struct store_op *list, struct store_oplist *done)
+{
+	struct store_op *op, *next;
+	int waiting = s->wait_head != NULL;
+	for (op = list; op; op = next) {
+		next = op->next;
+		if ((op->flags & STORE_OP_KEEP) && waiting) {
+			store_wait_push(s, op);
+			continue;
+		}
+		store_write_now(s, op);
+		if ((op->flags & STORE_OP_KEEP) && op->rc == HOOKD_EFULL) {
+			store_wait_push(s, op);
+			waiting = 1;
+			continue;
+		}
+		store_oplist_push(done, op);
+	}
+	if (s->wait_head)
+		store_wait_begin(s);
+}
+
+static void store_warn_replay(struct store *s, int rc)
+{
+	int64_t now = store_mono_ns();
+	s->batch_fail_n++;
+	if (now - s->batch_warn_ns < (int64_t)STORE_WARN_INTERVAL_MS * 1000000)
+		return;
+	log_warn("store: batch commit failed (%s); retried op by op (%llu times since the last "
+		 "warning)", mdb_strerror(rc), (unsigned long long)s->batch_fail_n);
+	s->batch_fail_n = 0;
+	s->batch_warn_ns = now;
 }
 
 /* Applies a batch in one transaction. If a store error hits, the transaction is lost for
  * everyone, so the batch is replayed one op per transaction: only the guilty op fails. */
-static void store_commit_batch(struct store *s, struct store_op *batch)
+static void store_commit_batch(struct store *s, struct store_op *batch, struct store_oplist *done)
 {
 	MDB_txn *txn;
-	struct store_op *op;
-	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-	int failed = 0;
+	struct store_op *op, *next, **pp;
+	int rc, failed = 0;
 
+	/* While older state changes wait for space, newer ones wait behind them. */
+	if (s->wait_head) {
+		for (pp = &batch; (op = *pp);) {
+			if (op->flags & STORE_OP_KEEP) {
+				*pp = op->next;
+				store_wait_push(s, op);
+			} else {
+				pp = &op->next;
+			}
+		}
+		if (!batch)
+			return;
+	}
+	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
 	if (rc != 0) {
 		rc = store_err(rc, "begin");
-		for (op = batch; op; op = op->next)
+		for (op = batch; op; op = next) {
+			next = op->next;
 			op->rc = rc;
+			store_oplist_push(done, op);
+		}
 		return;
 	}
 	for (op = batch; op; op = op->next) {
 		op->rc = store_apply_one(s, txn, op);
-		if (store_is_store_error(op->rc) && !(op->rc == HOOKD_EFULL && s->full &&
+		if (store_is_store_error(op->rc) && !(op->rc == HOOKD_EFULL &&
 						      (op->flags & STORE_OP_PUBLISH))) {
 			failed = 1;
 			break;
@@ -185,33 +381,123 @@ static void store_commit_batch(struct store *s, struct store_op *batch)
 		rc = mdb_txn_commit(txn);
 		if (rc == 0) {
 			s->stat_commits++;
-			store_update_full(s);
+			store_measure(s);
+			for (op = batch; op; op = next) {
+				next = op->next;
+				store_oplist_push(done, op);
+			}
 			return;
 		}
-		log_warn("store: batch commit failed (%s); retrying op by op", mdb_strerror(rc));
+		store_warn_replay(s, rc);
 	} else {
 		mdb_txn_abort(txn);
 	}
-	for (op = batch; op; op = op->next)
-		store_write_now(s, op);
+	store_measure(s); /* forget the aborted batch's admitted cost */
+	store_replay(s, batch, done);
 	s->stat_commits++;
+}
+
+/* Retries the state changes waiting for space: all in one transaction, else one by one up
+ * to the first that still does not fit. */
+static void store_retry_waiting(struct store *s, struct store_oplist *done)
+{
+	struct store_op *list = s->wait_head, *op, *next;
+	uint64_t n = s->stat_waiting;
+	MDB_txn *txn;
+	int ok = 0;
+
+	s->wait_head = s->wait_tail = NULL;
+	s->stat_waiting = 0;
+	if (mdb_txn_begin(s->env, NULL, 0, &txn) == 0) {
+		ok = 1;
+		for (op = list; op && ok; op = op->next)
+			ok = (op->rc = op->apply(s, txn, op)) == HOOKD_OK;
+		if (!ok)
+			mdb_txn_abort(txn);
+		else
+			ok = mdb_txn_commit(txn) == 0;
+	}
+	if (ok) {
+		s->stat_commits++;
+		store_measure(s);
+		for (op = list; op; op = next) {
+			next = op->next;
+			store_oplist_push(done, op);
+		}
+	} else {
+		store_replay(s, list, done);
+	}
+	if (!s->wait_head)
+		log_info("store: %llu state changes that waited for space are committed",
+			 (unsigned long long)n);
+}
+
+static void store_warn_waiting(struct store *s)
+{
+	int64_t now = store_mono_ns();
+	if (!s->wait_head || now - s->warn_ns < (int64_t)STORE_WARN_INTERVAL_MS * 1000000)
+		return;
+	s->warn_ns = now;
+	log_warn("store: %llu delivery state changes wait for space (%llu of %llu bytes in use, "
+		 "%llu reserved; storage.map_size %llu): they are kept and committed once space "
+		 "is freed (retention, storage.retention_days)",
+		 (unsigned long long)s->stat_waiting, (unsigned long long)s->used_bytes,
+		 (unsigned long long)s->budget_bytes, (unsigned long long)s->reserved_bytes,
+		 (unsigned long long)s->map_size);
+}
+
+/* Waits for work: queued ops, or the retry time of ops waiting for space. Lock held. */
+static void store_writer_wait(struct store *s)
+{
+	while (!s->queue_head && !s->stopping) {
+		if (!s->wait_head) {
+			pthread_cond_wait(&s->cond, &s->lock);
+			continue;
+		}
+		int64_t left = s->wait_retry_ns - store_mono_ns();
+		if (left <= 0)
+			return;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)(left / 1000000000LL);
+		until.tv_nsec += (long)(left % 1000000000LL);
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->cond, &s->lock, &until);
+	}
+}
+
+static void store_hand_done(struct store *s, struct store_oplist *done)
+{
+	if (!done->head)
+		return;
+	pthread_mutex_lock(&s->lock);
+	if (s->done_tail)
+		s->done_tail->next = done->head;
+	else
+		s->done_head = done->head;
+	s->done_tail = done->tail;
+	pthread_mutex_unlock(&s->lock);
+	event_active(s->done_ev, EV_READ, 0);
 }
 
 static void *store_writer_main(void *arg)
 {
 	struct store *s = arg;
 	for (;;) {
-		struct store_op *batch, *last;
+		struct store_op *batch = NULL, *last;
+		struct store_oplist done = {NULL, NULL};
 		size_t n = 0;
 
 		pthread_mutex_lock(&s->lock);
-		while (!s->queue_head && !s->stopping)
-			pthread_cond_wait(&s->cond, &s->lock);
+		store_writer_wait(s);
 		if (!s->queue_head && s->stopping) {
 			pthread_mutex_unlock(&s->lock);
 			break;
 		}
-		if (s->linger_us && !s->stopping) {
+		if (s->queue_head && s->linger_us && !s->stopping) {
 			/* Group-commit delay: let the batch fill a little before paying an fsync. */
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
@@ -224,32 +510,50 @@ static void *store_writer_main(void *arg)
 			       pthread_cond_timedwait(&s->cond, &s->lock, &until) == 0)
 				;
 		}
-		batch = s->queue_head;
-		for (last = batch, n = 1; last->next && n < STORE_MAX_BATCH; last = last->next)
-			n++;
-		s->queue_head = last->next;
-		if (!s->queue_head)
-			s->queue_tail = NULL;
-		s->queue_n -= n;
-		last->next = NULL;
+		if (s->queue_head) {
+			batch = s->queue_head;
+			for (last = batch, n = 1; last->next && n < STORE_MAX_BATCH; last = last->next)
+				n++;
+			s->queue_head = last->next;
+			if (!s->queue_head)
+				s->queue_tail = NULL;
+			s->queue_n -= n;
+			last->next = NULL;
+		}
 		pthread_mutex_unlock(&s->lock);
 
 		struct timespec t0, t1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		store_commit_batch(s, batch);
+		if (s->wait_head &&
+		    (store_mono_ns() >= s->wait_retry_ns || s->used_bytes < s->wait_used))
+			store_retry_waiting(s, &done);
+		if (batch)
+			store_commit_batch(s, batch, &done);
+		/* That batch may have freed space (a retention step): retry at once. */
+		if (batch && s->wait_head && s->used_bytes < s->wait_used)
+			store_retry_waiting(s, &done);
+		store_warn_waiting(s);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		s->stat_commit_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
 						(t1.tv_nsec - t0.tv_nsec));
 		s->stat_ops += n;
-
-		pthread_mutex_lock(&s->lock);
-		if (s->done_tail)
-			s->done_tail->next = batch;
-		else
-			s->done_head = batch;
-		s->done_tail = last;
-		pthread_mutex_unlock(&s->lock);
-		event_active(s->done_ev, EV_READ, 0);
+		store_hand_done(s, &done);
+	}
+	if (s->wait_head) {
+		/* Their deliveries are still pending on disk: sent again after the restart. */
+		struct store_oplist done = {NULL, NULL};
+		struct store_op *op, *next;
+		log_warn("store: %llu state changes still waited for space at shutdown; their "
+			 "deliveries stay pending and are sent again after a restart",
+			 (unsigned long long)s->stat_waiting);
+		for (op = s->wait_head; op; op = next) {
+			next = op->next;
+			op->rc = HOOKD_EFULL;
+			store_oplist_push(&done, op);
+		}
+		s->wait_head = s->wait_tail = NULL;
+		s->stat_waiting = 0;
+		store_hand_done(s, &done);
 	}
 	return NULL;
 }
@@ -431,6 +735,22 @@ static int store_batch_apply(struct store *s, MDB_txn *txn, struct store_op *op)
 			return store_err(rc, "batch write");
 	}
 	return HOOKD_OK;
+}
+
+static uint64_t store_batch_cost(struct store *s, const struct store_op *op, int publish)
+{
+	const struct store_batch *b = (const struct store_batch *)op;
+	uint64_t cost = 0;
+	if (op->apply != store_batch_apply)
+		return 0;
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->items[i].del)
+			continue; /* deletes free space (their copy-on-write is the base reserve's) */
+		cost += 2 * (b->items[i].klen + b->items[i].vlen + 16);
+		if (publish && b->items[i].dbi == s->deliveries)
+			cost += STORE_OUTCOME_RESERVE;
+	}
+	return cost;
 }
 
 void store_batch_free(struct store_batch *b)

@@ -41,7 +41,15 @@ typedef int (*store_apply_fn)(struct store *s, MDB_txn *txn, struct store_op *op
 /* Runs on the loop thread after the batch committed (or failed: op->rc says). */
 typedef void (*store_done_fn)(struct store_op *op);
 
-#define STORE_OP_PUBLISH 1u /* refused with HOOKD_EFULL past the map's high-water mark */
+#define STORE_OP_PUBLISH 1u /* refused with HOOKD_EFULL when it does not fit the budget */
+/* A state change of something already stored (a delivery's outcome, an endpoint disabled
+ * by its answers): never dropped for lack of space. If it cannot be committed because the
+ * map is full, the writer keeps it, in order, and commits it once space is free (retried
+ * every STORE_WAIT_RETRY_MS, and at once after any commit that freed pages); its done
+ * callback runs then. Later KEEP ops queue behind it, so a delivery's states are never
+ * committed out of order. Held in memory meanwhile: bounded by the live deliveries (one
+ * outcome each per attempt of their schedule). */
+#define STORE_OP_KEEP 2u
 
 /* Embed in the caller's own struct; the caller owns it until done runs. */
 struct store_op {
@@ -58,9 +66,16 @@ struct store {
 		fanout;
 	uint64_t map_size;
 	size_t page_size;
-	/* Set by the writer when the map is past STORE_HIGH_WATER_PCT: publishes are refused
-	 * so that state changes of what is already stored still fit. */
+	/* Space accounting, updated by the writer after each commit (others read them):
+	 * used_bytes   pages in use: LMDB's last page number minus its free list (the last
+	 *              page number never shrinks; freed pages are reused from the free list);
+	 * reserved     room kept for the outcomes of what is stored: per pending delivery
+	 *              and per policy fan-out still to do (see store.c);
+	 * full         set while a publish of typical size would not fit: used + reserved
+	 *              + a margin past the budget (map size minus STORE_BASE_RESERVE). */
 	atomic_int full;
+	_Atomic uint64_t used_bytes, reserved_bytes, budget_bytes;
+	_Atomic uint64_t stat_waiting; /* KEEP ops waiting for space */
 	/* statistics (writer thread writes, others read approximately) */
 	_Atomic uint64_t stat_commits, stat_ops;
 	_Atomic uint64_t stat_commit_ns; /* wall time spent applying and committing batches */
@@ -75,6 +90,15 @@ struct store {
 	struct store_op *done_head, *done_tail;   /* guarded by lock */
 	int stopping;                              /* guarded by lock */
 	struct event *done_ev;
+	/* writer thread only */
+	uint64_t batch_cost;                       /* estimated bytes admitted since measured */
+	uint64_t refused_need;                     /* cost of the last refused publish */
+	struct store_op *wait_head, *wait_tail;    /* KEEP ops waiting for space, in order */
+	int64_t wait_retry_ns;                     /* next retry of the waiting ops */
+	uint64_t wait_used;                        /* used_bytes when they last failed */
+	int64_t warn_ns;                           /* last "waiting for space" warning */
+	uint64_t batch_fail_n;                     /* batch replays since the last warning */
+	int64_t batch_warn_ns;
 };
 
 /* Opens (creating) the environment in directory path with the given map size. */
@@ -93,6 +117,13 @@ void store_close(struct store *s);
  * delay_us for the queue to reach enough_ops, so one fsync covers more work. 0 = commit as
  * soon as anything is queued (the default: lowest latency). */
 void store_set_commit_delay(struct store *s, unsigned delay_us, unsigned enough_ops);
+
+/* Space, for /metrics and the API (approximate: measured after the last commit). */
+struct store_space {
+	uint64_t map_bytes, used_bytes, reserved_bytes, budget_bytes, waiting_writes;
+	int full;
+};
+void store_get_space(struct store *s, struct store_space *out);
 
 /* Begins a read-only transaction. HOOKD_ESTORE on failure. */
 int store_read_begin(struct store *s, MDB_txn **txn);

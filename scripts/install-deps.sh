@@ -6,7 +6,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libevent-dev libcurl4-openssl-dev liblmdb-dev libsodium-dev libluajit-5.1-dev
       libyaml-dev libjansson-dev libpcre2-dev
-      python3 curl ca-certificates)
+      python3 curl ca-certificates
+      libfaketime)  # tests/faults moves hookd's clock past storage.retention_days
 # Node.js runs the check against the official standardwebhooks library.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm  >/dev/null 2>&1 || pkgs+=(npm)
