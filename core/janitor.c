@@ -209,7 +209,10 @@ static int janitor_idem_apply(struct store *s, MDB_txn *txn, struct janitor_op *
 static int janitor_apply(struct store *s, MDB_txn *txn, struct store_op *op)
 {
 	struct janitor_op *jo = (struct janitor_op *)op;
-	int rc = janitor_idem_apply(s, txn, jo);
+	int rc;
+	/* Applied again when its batch is replayed op by op: count only this application. */
+	jo->deleted = jo->pruned = 0;
+	rc = janitor_idem_apply(s, txn, jo);
 	if (rc == HOOKD_OK && jo->cutoff_ms > 0)
 		rc = janitor_prune_apply(s, txn, jo);
 	return rc;
