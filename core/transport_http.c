@@ -273,6 +273,11 @@ static int http_send(struct transport *base, const struct transport_request *req
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* No proxy, whatever the environment says: curl would otherwise take http_proxy,
+	 * https_proxy or all_proxy from it, open its socket to the proxy, and the destination
+	 * policy (which sees only that socket) would check the proxy instead of the receiver.
+	 * An empty string disables proxies, environment included (CURLOPT_PROXY(3)). */
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	x->started_ns = clock_mono_ns();
