@@ -40,7 +40,7 @@ static long datadir_lock_holder(int fd)
 int datadir_lock_acquire(const char *dir, int *fd_out, char *err, size_t errlen)
 {
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
-	char path[PATH_MAX], pid_text[32];
+	char path[PATH_MAX], pid_text[32], who[32];
 	struct stat st;
 	int fd = -1, rc = HOOKD_EIO, n;
 	long holder;
@@ -82,21 +82,20 @@ int datadir_lock_acquire(const char *dir, int *fd_out, char *err, size_t errlen)
 		}
 		holder = datadir_lock_holder(fd);
 		if (holder > 0)
-			err_set(err, errlen,
-				"data_dir %s is in use by another hookd (pid %ld holds %s); one data "
-				"directory serves one daemon",
-				dir, holder, path);
+			snprintf(who, sizeof(who), "pid %ld", holder);
 		else
-			err_set(err, errlen,
-				"data_dir %s is in use by another hookd (pid unknown; it holds %s); one "
-				"data directory serves one daemon",
-				dir, path);
+			snprintf(who, sizeof(who), "pid unknown");
+		err_set(err, errlen,
+			"data_dir %s is in use by another hookd (%s holds %s); one data directory "
+			"serves one daemon",
+			dir, who, path);
 		rc = HOOKD_EEXIST;
 		goto cleanup;
 	}
 	n = snprintf(pid_text, sizeof(pid_text), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid_text, (size_t)n, 0) != n) {
-		err_set(err, errlen, "data_dir %s: cannot write %s: %s", dir, path, strerror(errno));
+		err_set(err, errlen, "data_dir %s: cannot write %s: %s", dir, path,
+			strerror(errno));
 		goto cleanup;
 	}
 	*fd_out = fd;

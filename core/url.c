@@ -79,7 +79,8 @@ static bool url_dns_name(const char *s, size_t len, const char **why)
 		char c = i < len ? s[i] : '.';
 		if (c == '.') {
 			if (label == 0) {
-				*why = "the host has an empty label ('..', or a leading or trailing '.')";
+				*why = "the host has an empty label ('..', or a leading or "
+				       "trailing '.')";
 				return false;
 			}
 			if (s[i - 1] == '-' || s[i - label] == '-') {
@@ -91,8 +92,10 @@ static bool url_dns_name(const char *s, size_t len, const char **why)
 		}
 		if (!(url_is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		      c == '-' || c == '_')) {
-			*why = c == '%' ? "the host may not be percent-encoded"
-					: "the host is not a DNS name (letters, digits, '-', '_' and '.')";
+			*why =
+			    c == '%'
+				? "the host may not be percent-encoded"
+				: "the host is not a DNS name (letters, digits, '-', '_' and '.')";
 			return false;
 		}
 		if (++label > URL_LABEL_MAX) {
@@ -158,8 +161,8 @@ int url_endpoint_check(const char *url, char *why_out, size_t whylen)
 		size_t n = close ? (size_t)(close - host - 1) : 0;
 		if (!close || n == 0 || n >= sizeof(lit) || memchr(host, '%', n + 1)) {
 			why = close && memchr(host, '%', (size_t)(close - host))
-				      ? "IPv6 zone ids ('%25') are not allowed"
-				      : "bad IPv6 address in brackets";
+				  ? "IPv6 zone ids ('%25') are not allowed"
+				  : "bad IPv6 address in brackets";
 			goto cleanup;
 		}
 		memcpy(lit, host + 1, n);
@@ -186,8 +189,9 @@ int url_endpoint_check(const char *url, char *why_out, size_t whylen)
 		}
 		if (url_host_numeric(host, hlen)) {
 			if (!url_ipv4_strict(host, hlen)) {
-				why = "a numeric host must be an IPv4 address written a.b.c.d (four "
-				      "decimal numbers 0..255, no leading zeros)";
+				why =
+				    "a numeric host must be an IPv4 address written a.b.c.d (four "
+				    "decimal numbers 0..255, no leading zeros)";
 				goto cleanup;
 			}
 		} else if (!url_dns_name(host, hlen, &why)) {
