@@ -3,6 +3,7 @@
 #include "api-t.h"
 #include "clock.h"
 #include "config.h"
+#include "datadir.h"
 #include "dispatch.h"
 #include "err.h"
 #include "fanout.h"
@@ -193,7 +194,7 @@ static int cmd_serve(int argc, char **argv)
 	const char *config_path = NULL;
 	char err[1024], generated_key[64];
 	uint16_t port = 0;
-	int rc = 1;
+	int rc = 1, datadir_fd = -1;
 
 	memset(&d, 0, sizeof(d));
 	for (int i = 0; i < argc; i++) {
@@ -230,6 +231,11 @@ static int cmd_serve(int argc, char **argv)
 			fprintf(stderr, "hookd: security.allow_destinations: %s\n", err);
 			goto out;
 		}
+	/* Before the store: a second daemon on this directory would deliver everything twice. */
+	if (datadir_lock_acquire(d.cfg.data_dir, &datadir_fd, err, sizeof(err)) != HOOKD_OK) {
+		fprintf(stderr, "hookd: %s\n", err);
+		goto out;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();
 	d.base = event_base_new();
@@ -301,6 +307,7 @@ out:
 	if (d.base)
 		event_base_free(d.base);
 	ssrf_policy_free(&d.ssrf);
+	datadir_lock_release(datadir_fd);
 	config_free(&d.cfg);
 	curl_global_cleanup();
 	libevent_global_shutdown();

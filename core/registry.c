@@ -6,15 +6,14 @@
 #include "id.h"
 #include "log.h"
 #include "store.h"
+#include "url.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Bounds on what one endpoint may carry: generous for real use, small enough that a
  * hostile API client cannot make one endpoint cost megabytes on every delivery. */
-#define ENDPOINT_MAX_URL 2048
 #define ENDPOINT_MAX_TYPES 256
 #define ENDPOINT_MAX_HEADERS 32
 #define ENDPOINT_MAX_HEADER_VALUE 1024
@@ -96,36 +95,6 @@ static bool header_value_valid(const char *v)
 	return true;
 }
 
-static bool url_valid(const char *url, char *msg, size_t mlen)
-{
-	CURLU *u;
-	char *scheme = NULL, *host = NULL;
-	bool ok = false;
-	if (strlen(url) > ENDPOINT_MAX_URL) {
-		snprintf(msg, mlen, "url is longer than %d bytes", ENDPOINT_MAX_URL);
-		return false;
-	}
-	u = curl_url();
-	if (!u)
-		return false;
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-		snprintf(msg, mlen, "url is not a valid absolute URL");
-		goto out;
-	}
-	if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
-		snprintf(msg, mlen, "url scheme must be http or https, got %s", scheme);
-		goto out;
-	}
-	ok = true;
-out:
-	curl_free(scheme);
-	curl_free(host);
-	curl_url_cleanup(u);
-	return ok;
-}
-
 #define FAIL(f, ...)                                   \
 	do {                                           \
 		snprintf(field, flen, "%s", f);        \
@@ -139,7 +108,7 @@ json_t *endpoint_json_merge(const json_t *base, const json_t *req, const char *a
 	json_t *out = base ? json_deep_copy(base) : json_object();
 	const char *key;
 	json_t *val;
-	char iso[CLOCK_ISO_LEN], idbuf[ID_MAX], path[96];
+	char iso[CLOCK_ISO_LEN], idbuf[ID_MAX], path[96], why[160];
 	const char *secret_type = NULL;
 	int creating = base == NULL;
 
@@ -158,10 +127,8 @@ json_t *endpoint_json_merge(const json_t *base, const json_t *req, const char *a
 		} else if (strcmp(key, "url") == 0) {
 			if (!json_is_string(val))
 				FAIL("url", "url must be a string");
-			if (!url_valid(json_string_value(val), msg, mlen)) {
-				snprintf(field, flen, "url");
-				goto fail;
-			}
+			if (url_endpoint_check(json_string_value(val), why, sizeof(why)) != HOOKD_OK)
+				FAIL("url", "url is not a valid http or https endpoint URL: %s", why);
 			json_object_set(out, "url", val);
 		} else if (strcmp(key, "description") == 0) {
 			if (!json_is_string(val) || strlen(json_string_value(val)) > 1024)

@@ -26,6 +26,12 @@
 #define HTTP_MAX_CONNECTS 256
 /* Free easy handles kept for reuse (saves curl_easy_init's allocations per attempt). */
 #define HTTP_POOL_MAX 256
+/* Response header bytes accepted per attempt (status line, every header line, 1xx
+ * responses and trailers together). libcurl 7.88 refuses one line over 100 KiB
+ * (CURL_MAX_HTTP_HEADER) but only Debian's backported fix for CVE-2023-38039 bounds the
+ * total (at 300 KiB); the same 100 KiB for the total gives one limit and one message for
+ * both. Real servers send far less: Node's own limit is 16 KiB, nginx's default 32 KiB. */
+#define HTTP_RESPONSE_HEADER_MAX (100 * 1024)
 
 struct http_transport;
 
@@ -38,6 +44,10 @@ struct http_xfer {
 	int64_t started_ns;
 	int blocked;
 	char blocked_msg[200];
+	int body_cut;              /* stopped reading: the excerpt was full */
+	int header_too_large;      /* stopped reading: over HTTP_RESPONSE_HEADER_MAX */
+	int header_end;            /* the blank line after the last response's headers came */
+	size_t header_len;
 	size_t resp_len;
 	char resp[TRANSPORT_RESPONSE_MAX];
 	struct http_xfer *next_free;
@@ -139,13 +149,57 @@ static int http_socket_fn(CURL *easy, curl_socket_t fd, int what, void *arg, voi
 	return 0;
 }
 
+/* Keeps the first TRANSPORT_RESPONSE_MAX body bytes and stops the transfer as soon as
+ * more arrive: the status is in by then and the rest would only be thrown away, while an
+ * endless or slow body would hold the attempt (and its in-flight slot) until timeout_ms.
+ * The short count makes curl end the transfer with CURLE_WRITE_ERROR, which
+ * http_check_done() reports as the completed response it is; curl closes a connection
+ * ended that way, so the unread rest is never taken for the next response. A body that
+ * fits is read to its end and the connection stays in the cache for reuse. */
 static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct http_xfer *x = arg;
 	size_t n = size * nmemb, room = sizeof(x->resp) - x->resp_len;
 	memcpy(x->resp + x->resp_len, data, n < room ? n : room);
 	x->resp_len += n < room ? n : room;
-	return n; /* swallow the rest: only the first bytes are kept */
+	if (n > room) {
+		x->body_cut = 1;
+		return 0;
+	}
+	return n;
+}
+
+/* Counts response header bytes; past HTTP_RESPONSE_HEADER_MAX the transfer stops (a
+ * receiver sending headers forever would otherwise grow curl's header store until the
+ * timeout). curl calls this with whole lines only. */
+static size_t http_header_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct http_xfer *x = arg;
+	size_t n = size * nmemb;
+	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
+		x->header_end = 0; /* a new response (after a 1xx): its headers follow */
+	else if ((n == 2 && data[0] == '\r') || (n == 1 && data[0] == '\n'))
+		x->header_end = 1;
+	x->header_len += n;
+	if (x->header_len > HTTP_RESPONSE_HEADER_MAX) {
+		x->header_too_large = 1;
+		return 0;
+	}
+	return n;
+}
+
+/* True when curl ended a transfer for a response header line over its own 100 KiB limit:
+ * libcurl 7.88 reports that as CURLE_OUT_OF_MEMORY, with no other detail (its header
+ * buffer refuses to grow). Told apart from a real allocation failure by where it happened:
+ * the request was sent and the response's headers had begun but not ended. (A genuine
+ * malloc failure in exactly that window would be misnamed; it is not worth a guess more.)
+ * Totals never reach curl's own limit: http_header_cb stops them first. */
+static int http_curl_header_too_large(struct http_xfer *x, CURLcode rc)
+{
+	long sent = 0;
+	if (rc != CURLE_OUT_OF_MEMORY || x->header_end)
+		return 0;
+	return curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent > 0;
 }
 
 static curl_socket_t http_opensocket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
@@ -199,7 +253,8 @@ static void http_check_done(struct http_transport *t)
 		memset(&res, 0, sizeof(res));
 		res.retry_after_s = -1;
 		res.duration_ms = (clock_mono_ns() - x->started_ns) / 1000000;
-		if (m->data.result == CURLE_OK) {
+		if (m->data.result == CURLE_OK ||
+		    (m->data.result == CURLE_WRITE_ERROR && x->body_cut)) {
 			curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 			res.status = (int)status;
 			if (curl_easy_header(x->easy, "Retry-After", 0, CURLH_HEADER, -1, &h) ==
@@ -208,6 +263,11 @@ static void http_check_done(struct http_transport *t)
 		} else if (x->blocked) {
 			res.blocked = 1;
 			snprintf(res.error, sizeof(res.error), "%s", x->blocked_msg);
+		} else if (x->header_too_large ||
+			   http_curl_header_too_large(x, m->data.result)) {
+			snprintf(res.error, sizeof(res.error),
+				 "response header too large (over %d KiB)",
+				 HTTP_RESPONSE_HEADER_MAX / 1024);
 		} else {
 			snprintf(res.error, sizeof(res.error), "%s", curl_easy_strerror(m->data.result));
 		}
@@ -240,6 +300,10 @@ static int http_send(struct transport *base, const struct transport_request *req
 	}
 	x->t = t;
 	x->blocked = 0;
+	x->body_cut = 0;
+	x->header_too_large = 0;
+	x->header_end = 0;
+	x->header_len = 0;
 	x->resp_len = 0;
 	x->done = req->done;
 	x->arg = req->arg;
@@ -267,12 +331,19 @@ static int http_send(struct transport *base, const struct transport_request *req
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "hookd/" HOOKD_VERSION);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_opensocket_cb);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* No proxy, whatever the environment says: curl would otherwise take http_proxy,
+	 * https_proxy or all_proxy from it, open its socket to the proxy, and the destination
+	 * policy (which sees only that socket) would check the proxy instead of the receiver.
+	 * An empty string disables proxies, environment included (CURLOPT_PROXY(3)). */
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	x->started_ns = clock_mono_ns();

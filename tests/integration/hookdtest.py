@@ -170,17 +170,19 @@ class Daemon:
 
     kwargs: allow_destinations (list; default ["127.0.0.0/8", "::1/128"]), limits (dict),
     delivery (dict), storage (dict), apps (list of app dicts as in the config file),
-    extra (dict merged at the top level), admin_key, start (default True).
+    extra (dict merged at the top level), admin_key, start (default True), env (dict of
+    variables set in the daemon's environment; a value of None removes the variable).
     """
 
     def __init__(self, allow_destinations=None, limits=None, delivery=None, storage=None,
-                 apps=None, extra=None, admin_key=None, start=True, name="hookd"):
+                 apps=None, extra=None, admin_key=None, start=True, name="hookd", env=None):
         self.tmp = tempfile.mkdtemp(prefix="hookd-it-")
         self.data_dir = os.path.join(self.tmp, "data")
         self.port = free_port()
         self.admin_key = admin_key or ("test-" + secrets.token_hex(16))
         self.base = f"http://{HOST}:{self.port}"
         self.name = name
+        self.extra_env = dict(env or {})
         cfg = {
             "listen": f"{HOST}:{self.port}",
             "data_dir": self.data_dir,
@@ -220,6 +222,11 @@ class Daemon:
     def env(self):
         e = dict(os.environ)
         e.pop("HOOKD_ADMIN_KEY", None)  # the env var wins over the file: keep ours
+        for k, v in self.extra_env.items():
+            if v is None:
+                e.pop(k, None)
+            else:
+                e[k] = v
         return e
 
     def start(self, timeout=20.0):

@@ -1,0 +1,210 @@
+/* url.c - the endpoint URL rules (see url.h). A hand-written check, not curl's parser:
+ * curl is lenient on purpose (it accepts `127.1`, percent-encoded and IDN hosts, empty
+ * ports) and the API and the config must agree on one strict, documented set. */
+#include "url.h"
+
+#include "err.h"
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <string.h>
+#include <strings.h>
+
+/* RFC 1035 2.3.4 (as relaxed by RFC 1123 2.1): a label is at most 63 bytes, a name at
+ * most 253 in text form (255 on the wire, less the length bytes). */
+#define URL_LABEL_MAX 63
+#define URL_NAME_MAX 253
+
+static bool url_is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool url_is_hex(char c)
+{
+	return url_is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* WHATWG URL's "ends in a number": a host whose last label is all digits or 0x-hex is an
+ * IPv4 address to browsers and curl (127.1, 0x7f.1, 2130706433), never a DNS name. */
+static bool url_host_numeric(const char *host, size_t len)
+{
+	const char *dot = NULL;
+	for (size_t i = 0; i < len; i++)
+		if (host[i] == '.')
+			dot = host + i;
+	const char *last = dot ? dot + 1 : host;
+	size_t n = (size_t)(host + len - last), i = 0;
+	if (n == 0)
+		return false;
+	if (n >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X')) {
+		for (i = 2; i < n && url_is_hex(last[i]); i++)
+			;
+		return i == n;
+	}
+	for (; i < n && url_is_digit(last[i]); i++)
+		;
+	return i == n;
+}
+
+/* Exactly a.b.c.d, each 0..255 in decimal without leading zeros ("010" is octal to some
+ * parsers and decimal to others). */
+static bool url_ipv4_strict(const char *s, size_t len)
+{
+	size_t i = 0;
+	for (int part = 0; part < 4; part++) {
+		size_t start = i;
+		unsigned v = 0;
+		if (part > 0) {
+			if (i >= len || s[i] != '.')
+				return false;
+			start = ++i;
+		}
+		while (i < len && url_is_digit(s[i]) && i - start < 3)
+			v = v * 10 + (unsigned)(s[i++] - '0');
+		if (i == start || v > 255 || (s[start] == '0' && i - start > 1))
+			return false;
+	}
+	return i == len;
+}
+
+static bool url_dns_name(const char *s, size_t len, const char **why)
+{
+	size_t label = 0;
+	if (len > URL_NAME_MAX) {
+		*why = "the host name is longer than 253 bytes";
+		return false;
+	}
+	for (size_t i = 0; i <= len; i++) {
+		char c = i < len ? s[i] : '.';
+		if (c == '.') {
+			if (label == 0) {
+				*why = "the host has an empty label ('..', or a leading or "
+				       "trailing '.')";
+				return false;
+			}
+			if (s[i - 1] == '-' || s[i - label] == '-') {
+				*why = "a host label may not start or end with '-'";
+				return false;
+			}
+			label = 0;
+			continue;
+		}
+		if (!(url_is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      c == '-' || c == '_')) {
+			*why =
+			    c == '%'
+				? "the host may not be percent-encoded"
+				: "the host is not a DNS name (letters, digits, '-', '_' and '.')";
+			return false;
+		}
+		if (++label > URL_LABEL_MAX) {
+			*why = "a host label is longer than 63 bytes";
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool url_port_valid(const char *s, size_t len)
+{
+	unsigned v = 0;
+	if (len == 0 || len > 5)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (!url_is_digit(s[i]))
+			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	return v >= 1 && v <= 65535;
+}
+
+int url_endpoint_check(const char *url, char *why_out, size_t whylen)
+{
+	const char *why = NULL, *rest, *port = NULL;
+	size_t len = strlen(url), alen, hlen;
+	int rc = HOOKD_EINVAL;
+
+	if (len > URL_MAX) {
+		err_set(why_out, whylen, "longer than %d bytes", URL_MAX);
+		return HOOKD_ETOOBIG;
+	}
+	for (size_t i = 0; i < len && !why; i++) {
+		unsigned char c = (unsigned char)url[i];
+		if (c <= 0x20 || c == 0x7f)
+			why = "spaces and control characters must be percent-encoded";
+		else if (c >= 0x80)
+			why = "non-ASCII characters must be percent-encoded (a host in its ASCII "
+			      "xn-- form)";
+	}
+	if (why)
+		goto cleanup;
+	if (strncasecmp(url, "http://", 7) == 0)
+		rest = url + 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		rest = url + 8;
+	else {
+		why = "expected an http:// or https:// URL";
+		goto cleanup;
+	}
+	alen = strcspn(rest, "/?#");
+	if (memchr(rest, '@', alen)) {
+		why = "user names and passwords (user:pass@) are not allowed in the URL; send "
+		      "credentials in an endpoint header";
+		goto cleanup;
+	}
+	const char *host = rest, *aend = rest + alen;
+	if (alen > 0 && host[0] == '[') {
+		char lit[INET6_ADDRSTRLEN];
+		unsigned char addr[16];
+		const char *close = memchr(host, ']', alen);
+		size_t n = close ? (size_t)(close - host - 1) : 0;
+		if (!close || n == 0 || n >= sizeof(lit) || memchr(host, '%', n + 1)) {
+			why = close && memchr(host, '%', (size_t)(close - host))
+				  ? "IPv6 zone ids ('%25') are not allowed"
+				  : "bad IPv6 address in brackets";
+			goto cleanup;
+		}
+		memcpy(lit, host + 1, n);
+		lit[n] = '\0';
+		if (inet_pton(AF_INET6, lit, addr) != 1) {
+			why = "bad IPv6 address in brackets";
+			goto cleanup;
+		}
+		if (close + 1 < aend) {
+			if (close[1] != ':') {
+				why = "unexpected text after ']'";
+				goto cleanup;
+			}
+			port = close + 2;
+		}
+	} else {
+		const char *colon = memchr(host, ':', alen);
+		hlen = colon ? (size_t)(colon - host) : alen;
+		if (colon)
+			port = colon + 1;
+		if (hlen == 0) {
+			why = "the URL has no host";
+			goto cleanup;
+		}
+		if (url_host_numeric(host, hlen)) {
+			if (!url_ipv4_strict(host, hlen)) {
+				why =
+				    "a numeric host must be an IPv4 address written a.b.c.d (four "
+				    "decimal numbers 0..255, no leading zeros)";
+				goto cleanup;
+			}
+		} else if (!url_dns_name(host, hlen, &why)) {
+			goto cleanup;
+		}
+	}
+	if (port && !url_port_valid(port, (size_t)(aend - port))) {
+		why = "the port must be 1..65535";
+		goto cleanup;
+	}
+	rc = HOOKD_OK;
+cleanup:
+	if (rc != HOOKD_OK)
+		err_set(why_out, whylen, "%s", why);
+	return rc;
+}

@@ -1,0 +1,31 @@
+/* url.h - which endpoint URLs hookd accepts. One validator for the API (POST and PATCH of
+ * an endpoint) and the config file (apps[].endpoints[].url), so that both refuse exactly
+ * the same URLs, with the same reason (docs/api.md, docs/configuration.md).
+ *
+ * Accepted: http:// or https:// (scheme in any case), a host, an optional port 1..65535,
+ * then anything printable ASCII. The host is one of
+ *   - a DNS name: dot-separated labels of 1..63 of [A-Za-z0-9_-], none starting or ending
+ *     with '-', 253 bytes at most, no trailing dot; an IDN in its ASCII (xn--) form;
+ *   - an IPv4 address as four decimal numbers 0..255 without leading zeros;
+ *   - an IPv6 address in brackets, without a zone id.
+ * Refused, because no receiver can be reached that way or because parsers (curl, the
+ * receiver's proxy, a browser) read them differently: port 0, empty hosts, userinfo
+ * (user:pass@), percent-encoded or non-ASCII hosts (`127.0.0.1%2e`, fullwidth digits),
+ * other IPv4 spellings (`127.1`, `0x7f.0.0.1`, `2130706433`, `127.000.0.1`), spaces,
+ * control characters and any non-ASCII byte (percent-encode them). */
+#ifndef HOOKD_URL_H
+#define HOOKD_URL_H
+
+#include <stddef.h>
+
+/* The longest URL accepted, in bytes: what browsers and CDNs conventionally accept, far
+ * above any real webhook URL, and small enough that an endpoint's URL cannot make every
+ * delivery's request line costly. */
+#define URL_MAX 2048
+
+/* HOOKD_OK when url is an acceptable endpoint URL. Otherwise HOOKD_ETOOBIG (over URL_MAX)
+ * or HOOKD_EINVAL, with the reason in why (without the field name or the URL, so each
+ * caller frames it its own way: "url: <why>", "file:line: key: <why>, got '...'"). */
+int url_endpoint_check(const char *url, char *why, size_t whylen);
+
+#endif
