@@ -411,7 +411,7 @@ static void store_retry_waiting(struct store *s, struct store_oplist *done)
 	if (mdb_txn_begin(s->env, NULL, 0, &txn) == 0) {
 		ok = 1;
 		for (op = list; op && ok; op = op->next)
-			ok = (op->rc = op->apply(s, txn, op)) == HOOKD_OK;
+			ok = (op->rc = store_apply_one(s, txn, op)) == HOOKD_OK;
 		if (!ok)
 			mdb_txn_abort(txn);
 		else
@@ -425,6 +425,7 @@ static void store_retry_waiting(struct store *s, struct store_oplist *done)
 			store_oplist_push(done, op);
 		}
 	} else {
+		store_measure(s); /* forget the aborted attempt's admitted cost */
 		store_replay(s, list, done);
 	}
 	if (!s->wait_head)
