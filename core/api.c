@@ -770,10 +770,8 @@ out:
 
 /* One delivery as the API shows it: the stored record r, overlaid with the live copy. r may
  * be NULL for a delivery not stored yet (then live is not). */
-/* ep: the delivery's endpoint if it still exists (a pending delivery of a disabled one is
- * held: shown as "waiting_for": "endpoint_disabled"). */
 static json_t *api_delivery_json(const char *id, const struct delivery_rec *r,
-				 const struct delivery *live, const struct endpoint *ep)
+				 const struct delivery *live)
 {
 	char iso[CLOCK_ISO_LEN];
 	/* Live values are newer than the store's for pending and in-flight deliveries. A
@@ -796,9 +794,6 @@ static json_t *api_delivery_json(const char *id, const struct delivery_rec *r,
 	}
 	json_object_set_new(o, "last_error", err[0] ? json_string(err) : json_null());
 	json_object_set_new(o, "last_status", status ? json_integer(status) : json_null());
-	json_object_set_new(o, "waiting_for", state == DLV_PENDING && ep && ep->disabled
-						  ? json_string("endpoint_disabled")
-						  : json_null());
 	return o;
 }
 
@@ -828,9 +823,7 @@ static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *m
 			continue;
 		memcpy(id, k.mv_data, k.mv_size);
 		id[k.mv_size] = 0;
-		json_array_append_new(arr, api_delivery_json(id, &r, dispatch_live(a->disp, id),
-							     registry_endpoint(a->reg, r.app_id,
-									       r.ep_id)));
+		json_array_append_new(arr, api_delivery_json(id, &r, dispatch_live(a->disp, id)));
 		if (dlv_ids)
 			json_array_append_new(*dlv_ids, json_string(id));
 	}
@@ -851,7 +844,7 @@ static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *m
 		}
 		if (cmp == 0)
 			continue;
-		o = api_delivery_json(unstored[i], NULL, live, live->ep);
+		o = api_delivery_json(unstored[i], NULL, live);
 		json_array_insert_new(arr, j, o);
 	}
 	return arr;

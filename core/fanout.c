@@ -131,7 +131,7 @@ static void fanout_one(const char *key, void *value, void *arg)
 	struct delivery *dv;
 	char id[DELIVERY_ID_MAX];
 
-	if (w->rc != HOOKD_OK || !endpoint_matches(ep, w->type))
+	if (w->rc != HOOKD_OK || ep->disabled || !endpoint_matches(ep, w->type))
 		return;
 	if (w->n == w->cap) {
 		size_t cap = w->cap ? w->cap * 2 : 8;
