@@ -2,7 +2,8 @@
  *
  * Holds every pending delivery in memory: a min-heap by due time drives a single libevent
  * timer; due deliveries go to their endpoint's transport subject to the global and
- * per-endpoint in-flight caps (over-cap ones wait in the endpoint's FIFO, in order). Each
+ * per-endpoint in-flight caps (over-cap ones wait in the endpoint's FIFO, in order; so are a
+ * disabled endpoint's held, until it is enabled again). Each
  * outcome is written as an attempt plus the new delivery state through the store's writer
  * (group commit), and the retry schedule decides what comes next. Message bodies are shared
  * between the deliveries of a message (reference counted) and are signed per attempt, since
