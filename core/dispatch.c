@@ -569,6 +569,23 @@ static void dispatch_bury(struct dispatch *d, struct delivery *dv)
 	dispatch_forget(d, dv);
 }
 
+/* A held delivery (its endpoint is disabled) that was never stored, a policy delivery
+ * scheduled before its first write (dispatch_add_unstored), is stored now: it may wait for
+ * days, and until it is stored only its message's fan-out marker stands for it, so a restart
+ * would re-run the policy for it, or lose it if the endpoint no longer has that policy or
+ * subscription. No attempt is recorded: holding costs none. */
+static void dispatch_store_held(struct dispatch *d, struct delivery *dv)
+{
+	struct store_batch *b = store_batch_new();
+	if (b && dispatch_persist(d->store, b, dv, clock_now_ms()) == HOOKD_OK) {
+		store_batch_submit(d->store, b, 0, NULL, NULL);
+		return;
+	}
+	store_batch_free(b);
+	log_error("dispatch: cannot store held delivery %s now (its fan-out marker keeps it)",
+		  dv->id);
+}
+
 static void dispatch_route(struct dispatch *d, struct delivery *dv)
 {
 	struct endpoint *ep = dv->ep;
@@ -577,6 +594,10 @@ static void dispatch_route(struct dispatch *d, struct delivery *dv)
 		return;
 	}
 	if (ep->disabled || ep->wait_head || ep->inflight >= d->cfg->max_inflight_per_endpoint) {
+		/* Held (disabled) or over its cap: due, in its endpoint's FIFO, no attempt made
+		 * and its retry schedule untouched until the endpoint takes it. */
+		if (ep->disabled && dv->unstored)
+			dispatch_store_held(d, dv);
 		wait_push(ep, dv);
 		return;
 	}
@@ -621,6 +642,10 @@ void dispatch_add(struct dispatch *d, struct delivery *dv)
 		delivery_free(dv);
 		return;
 	}
+	/* A policy delivery for a disabled endpoint: stored now, in the order of the writes
+	 * that follow (dispatch_route would store it only when it leaves the heap). */
+	if (dv->unstored && dv->ep->disabled)
+		dispatch_store_held(d, dv);
 	if (dv->heap_idx == 0)
 		dispatch_pump(d);
 }

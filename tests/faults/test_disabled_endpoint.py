@@ -4,7 +4,8 @@ A disabled endpoint (by the operator, or automatically after `410 Gone`) still g
 delivery for every message it subscribes to: stored, listed as `pending` with
 `waiting_for: "endpoint_disabled"`, counted in `hookd_pending`, with no attempt made. When
 the endpoint is enabled again the held deliveries go out in publish order. This holds
-across a restart and for dead deliveries redriven while the endpoint is disabled.
+across a restart, for endpoints with a routing policy (whose output is kept from the
+fan-out) and for dead deliveries redriven while the endpoint is disabled.
 
 Before the fix, fan-out skipped disabled endpoints: no delivery was made at all, so
 re-enabling delivered nothing and nothing could be redriven."""
@@ -154,6 +155,38 @@ class DisabledEndpointTest(h.HookdCase):
 
         set_disabled(d, app, off, False)
         self.assert_released_in_order(d, app, recv, "/off", ids, off)
+
+    def test_policy_endpoint_held_with_its_output_kept_across_restart(self):
+        # The policy runs at fan-out as for an enabled endpoint; its output is stored with
+        # the held delivery, so neither a restart nor a later change of the endpoint's
+        # policy loses or changes what goes out.
+        recv = self.receiver()
+        d = self.daemon(delivery=DELIVERY)
+        self.assertEqual(put_policy(d, "tag", 'return { transform = function(m)\n'
+                                    '  m.headers["x-tag"] = "v1" m.data.tag = "v1"\n'
+                                    '  return m end }')[0], 200)
+        app = h.create_app(d)
+        off = h.create_endpoint(d, app, recv.url("/pol"), policy={"name": "tag"})
+        set_disabled(d, app, off, True)
+        ids = [h.publish(d, app, "order.placed", {"n": i})["id"] for i in range(3)]
+        # Policy deliveries are made just after the 202.
+        h.wait_until(lambda: all(h.delivery_for(h.get_message(d, app, mid), off["id"])
+                                 for mid in ids), message="the policy deliveries made")
+        self.assert_held(d, app, ids, off)
+        h.wait_until(lambda: metric(d, "hookd_pending") == 3, message="hookd_pending == 3")
+
+        st, ep = d.api("PATCH", f"/v1/apps/{app['id']}/endpoints/{off['id']}", {"policy": None})
+        self.assertEqual(st, 200, ep)
+        d.restart(kill=True)
+        self.assert_held(d, app, ids, off)
+        time.sleep(QUIET_S * h.SCALE)
+        self.assertEqual(recv.count(path="/pol"), 0, recv.get(path="/pol"))
+
+        set_disabled(d, app, off, False)
+        reqs = self.assert_released_in_order(d, app, recv, "/pol", ids, off)
+        for i, r in enumerate(reqs):
+            self.assertEqual(r.headers.get("x-tag"), "v1", r.headers)
+            self.assertEqual(r.json()["data"], {"n": i, "tag": "v1"})
 
 
 if __name__ == "__main__":
