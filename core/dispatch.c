@@ -139,7 +139,16 @@ int delivery_set_headers(struct delivery *dv, const char *headers_json)
 	return rc;
 }
 
-/* ---- the heap (by next_at_ms) ---- */
+/* ---- the heap (by next_at_ms, then id) ---- */
+
+/* Ties go by id: a message's deliveries are numbered after its id, which grows with publish
+ * order, so deliveries due in the same millisecond leave the heap (and join a held
+ * endpoint's FIFO) in publish order, also after a restart loads them all at once. */
+static int heap_before(const struct delivery *a, const struct delivery *b)
+{
+	return a->next_at_ms < b->next_at_ms ||
+	       (a->next_at_ms == b->next_at_ms && strcmp(a->id, b->id) < 0);
+}
 
 static void heap_swap(struct dispatch *d, size_t i, size_t j)
 {
@@ -154,7 +163,7 @@ static void heap_up(struct dispatch *d, size_t i)
 {
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
-		if (d->heap[p]->next_at_ms <= d->heap[i]->next_at_ms)
+		if (!heap_before(d->heap[i], d->heap[p]))
 			break;
 		heap_swap(d, i, p);
 		i = p;
@@ -165,9 +174,9 @@ static void heap_down(struct dispatch *d, size_t i)
 {
 	for (;;) {
 		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < d->heap_n && d->heap[l]->next_at_ms < d->heap[m]->next_at_ms)
+		if (l < d->heap_n && heap_before(d->heap[l], d->heap[m]))
 			m = l;
-		if (r < d->heap_n && d->heap[r]->next_at_ms < d->heap[m]->next_at_ms)
+		if (r < d->heap_n && heap_before(d->heap[r], d->heap[m]))
 			m = r;
 		if (m == i)
 			break;

@@ -5,7 +5,8 @@ delivery for every message it subscribes to: stored, listed as `pending` with
 `waiting_for: "endpoint_disabled"`, counted in `hookd_pending`, with no attempt made. When
 the endpoint is enabled again the held deliveries go out in publish order. This holds
 across a restart, for endpoints with a routing policy (whose output is kept from the
-fan-out) and for dead deliveries redriven while the endpoint is disabled.
+fan-out), for messages published in the same millisecond and for dead deliveries
+redriven while the endpoint is disabled.
 
 Before the fix, fan-out skipped disabled endpoints: no delivery was made at all, so
 re-enabling delivered nothing and nothing could be redriven."""
@@ -13,6 +14,7 @@ re-enabling delivered nothing and nothing could be redriven."""
 import os
 import re
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True
@@ -155,6 +157,39 @@ class DisabledEndpointTest(h.HookdCase):
 
         set_disabled(d, app, off, False)
         self.assert_released_in_order(d, app, recv, "/off", ids, off)
+
+    def test_same_millisecond_messages_keep_publish_order_across_restart(self):
+        # Concurrent publishers put several messages in one millisecond; a restart loads
+        # their held deliveries all at once, all due at the same time. They must still go
+        # out in the order hookd accepted the messages, which their ids record (sortable,
+        # strictly increasing).
+        recv = self.receiver()
+        d = self.daemon(delivery=DELIVERY)
+        app = h.create_app(d)
+        off = h.create_endpoint(d, app, recv.url("/off"))
+        set_disabled(d, app, off, True)
+        ids, lock = [], threading.Lock()
+
+        def publisher(k):
+            for i in range(10):
+                mid = h.publish(d, app, "order.placed", {"k": k, "i": i})["id"]
+                with lock:
+                    ids.append(mid)
+
+        threads = [threading.Thread(target=publisher, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30 * h.SCALE)
+        self.assertEqual(len(ids), 80)
+        stamps = [h.get_message(d, app, mid)["timestamp"] for mid in ids]
+        self.assertLess(len(set(stamps)), len(stamps),
+                        "no two messages in one millisecond: the case is not exercised")
+        d.restart()
+        set_disabled(d, app, off, False)
+        reqs = recv.wait_for(80, path="/off", timeout=20)
+        self.assertEqual([r.webhook_id for r in reqs], sorted(ids),
+                         "held deliveries out of publish order after a restart")
 
     def test_policy_endpoint_held_with_its_output_kept_across_restart(self):
         # The policy runs at fan-out as for an enabled endpoint; its output is stored with
