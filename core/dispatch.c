@@ -35,6 +35,12 @@ struct dispatch {
 	struct event *timer;
 	uint32_t inflight;
 	struct dispatch_stats stats;
+	/* Endpoints whose waiting deliveries were released (re-enabled, see
+	 * dispatch_endpoint_changed) while every global in-flight slot was busy and with
+	 * nothing of their own in flight, whose completion would otherwise start them: served
+	 * first when a global slot frees. References held. */
+	struct endpoint **ready;
+	size_t ready_n, ready_cap;
 };
 
 /* A message's policy deliveries scheduled before being stored, and the store marker that
@@ -382,6 +388,8 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 
 static void dispatch_pump(struct dispatch *d);
 static void dispatch_start(struct dispatch *d, struct delivery *dv);
+static void dispatch_ready_serve(struct dispatch *d);
+static void dispatch_release(struct dispatch *d, struct endpoint *ep);
 
 static void dispatch_forget(struct dispatch *d, struct delivery *dv)
 {
@@ -500,6 +508,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	while (!ep->deleted && !ep->disabled && ep->wait_head &&
 	       ep->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
 		dispatch_start(d, wait_pop(ep));
+	dispatch_ready_serve(d);
 	dispatch_pump(d);
 	endpoint_unref(ep);
 }
@@ -608,6 +617,9 @@ static void dispatch_route(struct dispatch *d, struct delivery *dv)
 		if (ep->disabled && dv->unstored)
 			dispatch_store_held(d, dv);
 		wait_push(ep, dv);
+		/* Waiters with a free slot (a release that found every global slot busy): the
+		 * oldest goes now. */
+		dispatch_release(d, ep);
 		return;
 	}
 	dispatch_start(d, dv);
@@ -802,13 +814,56 @@ void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep)
 	endpoint_unref(ep);
 }
 
+/* Starts ep's waiting deliveries, oldest first, as far as its and the global cap allow. */
+static void dispatch_release(struct dispatch *d, struct endpoint *ep)
+{
+	while (!ep->deleted && !ep->disabled && ep->wait_head &&
+	       ep->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
+		dispatch_start(d, wait_pop(ep));
+}
+
+/* A global slot is free: the endpoints released while none was get it first (in the order
+ * they were released). Each leaves the list once served: what it still has waiting is
+ * started by its own completions (dispatch_done), as for any endpoint at its cap. */
+static void dispatch_ready_serve(struct dispatch *d)
+{
+	while (d->ready_n && d->inflight < d->cfg->max_inflight) {
+		struct endpoint *ep = d->ready[0];
+		/* Off the list before starting anything: a start that fails at once completes
+		 * (and serves this list) re-entrantly. */
+		memmove(d->ready, d->ready + 1, --d->ready_n * sizeof(*d->ready));
+		dispatch_release(d, ep);
+		endpoint_unref(ep);
+	}
+}
+
 void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep)
 {
 	if (ep->disabled)
 		return;
-	while (!ep->deleted && ep->wait_head && ep->inflight < d->cfg->max_inflight_per_endpoint &&
-	       d->inflight < d->cfg->max_inflight)
-		dispatch_start(d, wait_pop(ep));
+	dispatch_release(d, ep);
+	if (ep->deleted || !ep->wait_head || ep->inflight)
+		return;
+	/* Still waiting with nothing of its own in flight: every global slot is busy, and only
+	 * a completion of this endpoint would start its waiters. Queue it for the next slot. */
+	for (size_t i = 0; i < d->ready_n; i++)
+		if (d->ready[i] == ep)
+			return;
+	if (d->ready_n == d->ready_cap) {
+		/* 8 to start: the list only holds endpoints re-enabled while every slot is busy,
+		 * each until the next slot frees; more than one at a time is already unusual. */
+		size_t cap = d->ready_cap ? d->ready_cap * 2 : 8;
+		struct endpoint **n = realloc(d->ready, cap * sizeof(*n));
+		if (!n) {
+			log_error("dispatch: out of memory; the waiting deliveries of %s/%s start "
+				  "when its next one is due", ep->app_id, ep->id);
+			return;
+		}
+		d->ready = n;
+		d->ready_cap = cap;
+	}
+	endpoint_ref(ep);
+	d->ready[d->ready_n++] = ep;
 }
 
 /* Builds the in-memory delivery for a stored record; bodies of plain deliveries come from
@@ -997,6 +1052,9 @@ void dispatch_free(struct dispatch *d)
 	/* Sets still held by deliveries in the writer's queue outlive the index. */
 	strmap_each(&d->unstored, dispatch_orphan_set, NULL);
 	strmap_free(&d->unstored);
+	for (size_t i = 0; i < d->ready_n; i++)
+		endpoint_unref(d->ready[i]);
+	free(d->ready);
 	free(d->heap);
 	event_free(d->timer);
 	free(d);

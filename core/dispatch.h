@@ -122,7 +122,10 @@ const char (*dispatch_unstored(struct dispatch *d, const char *msg_id,
  * "endpoint deleted", so nothing stays pending forever for an endpoint that is gone. */
 void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep);
 
-/* The endpoint was re-enabled (or its limits changed): release its waiting deliveries. */
+/* The endpoint was re-enabled (or its limits changed): release its waiting deliveries,
+ * oldest first. While an endpoint is disabled its due deliveries are held in its FIFO (no
+ * attempt made, retry schedule untouched; a never-stored policy delivery is stored as it is
+ * held); a release that finds every global slot busy goes first when one frees. */
 void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep);
 
 /* Loads a stored pending delivery that is not live (after a redrive committed); the caller

@@ -5,8 +5,9 @@ delivery for every message it subscribes to: stored, listed as `pending` with
 `waiting_for: "endpoint_disabled"`, counted in `hookd_pending`, with no attempt made. When
 the endpoint is enabled again the held deliveries go out in publish order. This holds
 across a restart, for endpoints with a routing policy (whose output is kept from the
-fan-out), for messages published in the same millisecond and for dead deliveries
-redriven while the endpoint is disabled.
+fan-out), for messages published in the same millisecond, for dead deliveries redriven
+while the endpoint is disabled, and when every global in-flight slot is busy at the moment
+of the re-enable.
 
 Before the fix, fan-out skipped disabled endpoints: no delivery was made at all, so
 re-enabling delivered nothing and nothing could be redriven."""
@@ -222,6 +223,24 @@ class DisabledEndpointTest(h.HookdCase):
         for i, r in enumerate(reqs):
             self.assertEqual(r.headers.get("x-tag"), "v1", r.headers)
             self.assertEqual(r.json()["data"], {"n": i, "tag": "v1"})
+
+    def test_released_while_every_global_slot_is_busy(self):
+        # The re-enable comes while the one global in-flight slot is held by another
+        # endpoint's slow attempt: the held deliveries must go out once it frees.
+        recv = self.receiver()
+        recv.behave(path="/slow", delay=1.0 * h.SCALE)
+        d = self.daemon(delivery={"max_inflight": 1, "max_inflight_per_endpoint": 1})
+        app = h.create_app(d)
+        off = h.create_endpoint(d, app, recv.url("/off"), event_types=["order.*"])
+        h.create_endpoint(d, app, recv.url("/slow"), event_types=["slow.*"])
+        set_disabled(d, app, off, True)
+        ids = [h.publish(d, app, "order.placed", {"n": i})["id"] for i in range(3)]
+        self.assert_held(d, app, ids, off)
+
+        h.publish(d, app, "slow.tick", {})
+        recv.wait_for(1, path="/slow")  # its attempt is out (the receiver is sleeping)
+        set_disabled(d, app, off, False)
+        self.assert_released_in_order(d, app, recv, "/off", ids, off)
 
 
 if __name__ == "__main__":
