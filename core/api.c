@@ -769,9 +769,13 @@ out:
 }
 
 /* One delivery as the API shows it: the stored record r, overlaid with the live copy. r may
- * be NULL for a delivery not stored yet (then live is not). */
+ * be NULL for a delivery not stored yet (then live is not). ep is its endpoint, or NULL if
+ * gone. A pending delivery of a disabled endpoint is held: no attempt is made until the
+ * endpoint is enabled again. It stays "pending" (the state Svix and Convoy users know; it is
+ * counted as pending everywhere) with "waiting_for": "endpoint_disabled" saying why it does
+ * not move, and no next attempt time, since none is known. */
 static json_t *api_delivery_json(const char *id, const struct delivery_rec *r,
-				 const struct delivery *live)
+				 const struct delivery *live, const struct endpoint *ep)
 {
 	char iso[CLOCK_ISO_LEN];
 	/* Live values are newer than the store's for pending and in-flight deliveries. A
@@ -786,12 +790,14 @@ static json_t *api_delivery_json(const char *id, const struct delivery_rec *r,
 	json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "id", id, "endpoint_id",
 			      r ? r->ep_id : live->ep->id, "state", delivery_state_name(state),
 			      "attempts", (json_int_t)attempts);
-	if (state == DLV_PENDING) {
+	int held = state == DLV_PENDING && ep && ep->disabled;
+	if (state == DLV_PENDING && !held) {
 		clock_iso8601(next, iso);
 		json_object_set_new(o, "next_attempt_at", json_string(iso));
 	} else {
 		json_object_set_new(o, "next_attempt_at", json_null());
 	}
+	json_object_set_new(o, "waiting_for", held ? json_string("endpoint_disabled") : json_null());
 	json_object_set_new(o, "last_error", err[0] ? json_string(err) : json_null());
 	json_object_set_new(o, "last_status", status ? json_integer(status) : json_null());
 	return o;
@@ -823,7 +829,9 @@ static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *m
 			continue;
 		memcpy(id, k.mv_data, k.mv_size);
 		id[k.mv_size] = 0;
-		json_array_append_new(arr, api_delivery_json(id, &r, dispatch_live(a->disp, id)));
+		json_array_append_new(arr, api_delivery_json(id, &r, dispatch_live(a->disp, id),
+							     registry_endpoint(a->reg, r.app_id,
+									       r.ep_id)));
 		if (dlv_ids)
 			json_array_append_new(*dlv_ids, json_string(id));
 	}
@@ -844,7 +852,7 @@ static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *m
 		}
 		if (cmp == 0)
 			continue;
-		o = api_delivery_json(unstored[i], NULL, live);
+		o = api_delivery_json(unstored[i], NULL, live, live->ep);
 		json_array_insert_new(arr, j, o);
 	}
 	return arr;

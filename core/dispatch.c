@@ -35,6 +35,12 @@ struct dispatch {
 	struct event *timer;
 	uint32_t inflight;
 	struct dispatch_stats stats;
+	/* Endpoints whose waiting deliveries were released (re-enabled, see
+	 * dispatch_endpoint_changed) while every global in-flight slot was busy and with
+	 * nothing of their own in flight, whose completion would otherwise start them: served
+	 * first when a global slot frees. References held. */
+	struct endpoint **ready;
+	size_t ready_n, ready_cap;
 };
 
 /* A message's policy deliveries scheduled before being stored, and the store marker that
@@ -139,7 +145,16 @@ int delivery_set_headers(struct delivery *dv, const char *headers_json)
 	return rc;
 }
 
-/* ---- the heap (by next_at_ms) ---- */
+/* ---- the heap (by next_at_ms, then id) ---- */
+
+/* Ties go by id: a message's deliveries are numbered after its id, which grows with publish
+ * order, so deliveries due in the same millisecond leave the heap (and join a held
+ * endpoint's FIFO) in publish order, also after a restart loads them all at once. */
+static int heap_before(const struct delivery *a, const struct delivery *b)
+{
+	return a->next_at_ms < b->next_at_ms ||
+	       (a->next_at_ms == b->next_at_ms && strcmp(a->id, b->id) < 0);
+}
 
 static void heap_swap(struct dispatch *d, size_t i, size_t j)
 {
@@ -154,7 +169,7 @@ static void heap_up(struct dispatch *d, size_t i)
 {
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
-		if (d->heap[p]->next_at_ms <= d->heap[i]->next_at_ms)
+		if (!heap_before(d->heap[i], d->heap[p]))
 			break;
 		heap_swap(d, i, p);
 		i = p;
@@ -165,9 +180,9 @@ static void heap_down(struct dispatch *d, size_t i)
 {
 	for (;;) {
 		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < d->heap_n && d->heap[l]->next_at_ms < d->heap[m]->next_at_ms)
+		if (l < d->heap_n && heap_before(d->heap[l], d->heap[m]))
 			m = l;
-		if (r < d->heap_n && d->heap[r]->next_at_ms < d->heap[m]->next_at_ms)
+		if (r < d->heap_n && heap_before(d->heap[r], d->heap[m]))
 			m = r;
 		if (m == i)
 			break;
@@ -373,6 +388,8 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 
 static void dispatch_pump(struct dispatch *d);
 static void dispatch_start(struct dispatch *d, struct delivery *dv);
+static void dispatch_ready_serve(struct dispatch *d);
+static void dispatch_release(struct dispatch *d, struct endpoint *ep);
 
 static void dispatch_forget(struct dispatch *d, struct delivery *dv)
 {
@@ -498,6 +515,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	while (!ep->deleted && !ep->disabled && ep->wait_head &&
 	       ep->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
 		dispatch_start(d, wait_pop(ep));
+	dispatch_ready_serve(d);
 	dispatch_pump(d);
 	endpoint_unref(ep);
 }
@@ -576,6 +594,25 @@ static void dispatch_bury(struct dispatch *d, struct delivery *dv)
 	dispatch_forget(d, dv);
 }
 
+/* A held delivery (its endpoint is disabled) that was never stored, a policy delivery
+ * scheduled before its first write (dispatch_add_unstored), is stored now: it may wait for
+ * days, and until it is stored only its message's fan-out marker stands for it, so a restart
+ * would re-run the policy for it, or lose it if the endpoint no longer has that policy or
+ * subscription. No attempt is recorded: holding costs none. */
+static void dispatch_store_held(struct dispatch *d, struct delivery *dv)
+{
+	struct store_batch *b = store_batch_new();
+	/* KEEP: like an outcome, it waits for space rather than failing when the store is
+	 * full (its write may also be the one that removes the fan-out marker). */
+	if (b && dispatch_persist(d->store, b, dv, clock_now_ms()) == HOOKD_OK) {
+		store_batch_submit(d->store, b, STORE_OP_KEEP, NULL, NULL);
+		return;
+	}
+	store_batch_free(b);
+	log_error("dispatch: cannot store held delivery %s now (its fan-out marker keeps it)",
+		  dv->id);
+}
+
 static void dispatch_route(struct dispatch *d, struct delivery *dv)
 {
 	struct endpoint *ep = dv->ep;
@@ -584,7 +621,14 @@ static void dispatch_route(struct dispatch *d, struct delivery *dv)
 		return;
 	}
 	if (ep->disabled || ep->wait_head || ep->inflight >= d->cfg->max_inflight_per_endpoint) {
+		/* Held (disabled) or over its cap: due, in its endpoint's FIFO, no attempt made
+		 * and its retry schedule untouched until the endpoint takes it. */
+		if (ep->disabled && dv->unstored)
+			dispatch_store_held(d, dv);
 		wait_push(ep, dv);
+		/* Waiters with a free slot (a release that found every global slot busy): the
+		 * oldest goes now. */
+		dispatch_release(d, ep);
 		return;
 	}
 	dispatch_start(d, dv);
@@ -628,6 +672,10 @@ void dispatch_add(struct dispatch *d, struct delivery *dv)
 		delivery_free(dv);
 		return;
 	}
+	/* A policy delivery for a disabled endpoint: stored now, in the order of the writes
+	 * that follow (dispatch_route would store it only when it leaves the heap). */
+	if (dv->unstored && dv->ep->disabled)
+		dispatch_store_held(d, dv);
 	if (dv->heap_idx == 0)
 		dispatch_pump(d);
 }
@@ -775,13 +823,56 @@ void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep)
 	endpoint_unref(ep);
 }
 
+/* Starts ep's waiting deliveries, oldest first, as far as its and the global cap allow. */
+static void dispatch_release(struct dispatch *d, struct endpoint *ep)
+{
+	while (!ep->deleted && !ep->disabled && ep->wait_head &&
+	       ep->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
+		dispatch_start(d, wait_pop(ep));
+}
+
+/* A global slot is free: the endpoints released while none was get it first (in the order
+ * they were released). Each leaves the list once served: what it still has waiting is
+ * started by its own completions (dispatch_done), as for any endpoint at its cap. */
+static void dispatch_ready_serve(struct dispatch *d)
+{
+	while (d->ready_n && d->inflight < d->cfg->max_inflight) {
+		struct endpoint *ep = d->ready[0];
+		/* Off the list before starting anything: a start that fails at once completes
+		 * (and serves this list) re-entrantly. */
+		memmove(d->ready, d->ready + 1, --d->ready_n * sizeof(*d->ready));
+		dispatch_release(d, ep);
+		endpoint_unref(ep);
+	}
+}
+
 void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep)
 {
 	if (ep->disabled)
 		return;
-	while (!ep->deleted && ep->wait_head && ep->inflight < d->cfg->max_inflight_per_endpoint &&
-	       d->inflight < d->cfg->max_inflight)
-		dispatch_start(d, wait_pop(ep));
+	dispatch_release(d, ep);
+	if (ep->deleted || !ep->wait_head || ep->inflight)
+		return;
+	/* Still waiting with nothing of its own in flight: every global slot is busy, and only
+	 * a completion of this endpoint would start its waiters. Queue it for the next slot. */
+	for (size_t i = 0; i < d->ready_n; i++)
+		if (d->ready[i] == ep)
+			return;
+	if (d->ready_n == d->ready_cap) {
+		/* 8 to start: the list only holds endpoints re-enabled while every slot is busy,
+		 * each until the next slot frees; more than one at a time is already unusual. */
+		size_t cap = d->ready_cap ? d->ready_cap * 2 : 8;
+		struct endpoint **n = realloc(d->ready, cap * sizeof(*n));
+		if (!n) {
+			log_error("dispatch: out of memory; the waiting deliveries of %s/%s start "
+				  "when its next one is due", ep->app_id, ep->id);
+			return;
+		}
+		d->ready = n;
+		d->ready_cap = cap;
+	}
+	endpoint_ref(ep);
+	d->ready[d->ready_n++] = ep;
 }
 
 /* Builds the in-memory delivery for a stored record; bodies of plain deliveries come from
@@ -970,6 +1061,9 @@ void dispatch_free(struct dispatch *d)
 	/* Sets still held by deliveries in the writer's queue outlive the index. */
 	strmap_each(&d->unstored, dispatch_orphan_set, NULL);
 	strmap_free(&d->unstored);
+	for (size_t i = 0; i < d->ready_n; i++)
+		endpoint_unref(d->ready[i]);
+	free(d->ready);
 	free(d->heap);
 	event_free(d->timer);
 	free(d);

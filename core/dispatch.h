@@ -2,7 +2,8 @@
  *
  * Holds every pending delivery in memory: a min-heap by due time drives a single libevent
  * timer; due deliveries go to their endpoint's transport subject to the global and
- * per-endpoint in-flight caps (over-cap ones wait in the endpoint's FIFO, in order). Each
+ * per-endpoint in-flight caps (over-cap ones wait in the endpoint's FIFO, in order; so are a
+ * disabled endpoint's held, until it is enabled again). Each
  * outcome is written as an attempt plus the new delivery state through the store's writer
  * (group commit), and the retry schedule decides what comes next. Message bodies are shared
  * between the deliveries of a message (reference counted) and are signed per attempt, since
@@ -121,7 +122,10 @@ const char (*dispatch_unstored(struct dispatch *d, const char *msg_id,
  * "endpoint deleted", so nothing stays pending forever for an endpoint that is gone. */
 void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep);
 
-/* The endpoint was re-enabled (or its limits changed): release its waiting deliveries. */
+/* The endpoint was re-enabled (or its limits changed): release its waiting deliveries,
+ * oldest first. While an endpoint is disabled its due deliveries are held in its FIFO (no
+ * attempt made, retry schedule untouched; a never-stored policy delivery is stored as it is
+ * held); a release that finds every global slot busy goes first when one frees. */
 void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep);
 
 /* Loads a stored pending delivery that is not live (after a redrive committed); the caller

@@ -131,7 +131,9 @@ static void fanout_one(const char *key, void *value, void *arg)
 	struct delivery *dv;
 	char id[DELIVERY_ID_MAX];
 
-	if (w->rc != HOOKD_OK || ep->disabled || !endpoint_matches(ep, w->type))
+	/* A disabled endpoint gets its deliveries too: the scheduler holds them until it is
+	 * enabled again (dispatch_route), so nothing published meanwhile is lost. */
+	if (w->rc != HOOKD_OK || !endpoint_matches(ep, w->type))
 		return;
 	if (w->n == w->cap) {
 		size_t cap = w->cap ? w->cap * 2 : 8;

@@ -23,7 +23,8 @@ struct fanout_stats {
 };
 
 /* Loop thread. Creates the deliveries of message msg_id (body: the envelope's bytes, shared
- * by endpoints without a policy) for every enabled endpoint of a that subscribes to type.
+ * by endpoints without a policy) for every endpoint of a that subscribes to type, disabled
+ * ones included (their deliveries are held by the scheduler until re-enabled).
  * Deliveries whose endpoint has a policy carry a copy of its name and params, and
  * *needs_policy is set. *out is a malloc'd array the caller frees (with the deliveries). */
 int fanout_message(struct app *a, const char *msg_id, const char *type, struct body *body,
