@@ -1,6 +1,7 @@
 /* api.c - HTTP API: routing, validation, and answers after durable commits. */
 #include "api.h"
 #include "api-t.h"
+#include "api_conn.h"
 
 #include "clock.h"
 #include "config.h"
@@ -1578,10 +1579,15 @@ int api_new(struct event_base *base, struct store *store, struct registry *reg,
 		free(a);
 		return HOOKD_ENOMEM;
 	}
-	/* Bodies up to max(4 x limit, 1 MiB) are read so the handler can answer a JSON 413 that
-	 * names the limit; past that evhttp refuses from Content-Length alone (its own 413) and,
-	 * with lingering close, drains what the client still sends so the client sees the 413
-	 * rather than a reset. Buffering is bounded per connection either way. */
+	if (api_conns_new(base, a->http, cfg, &a->conns) != HOOKD_OK) {
+		evhttp_free(a->http);
+		free(a);
+		return HOOKD_ENOMEM;
+	}
+	/* A body over limits.max_payload_bytes is refused by the connection layer from its
+	 * Content-Length or chunk sizes, before it is read (api_conn.h), and api_body_json
+	 * checks again. evhttp's own limit, max(4 x limit, 1 MiB), is a backstop: past it evhttp
+	 * answers its own 413 and, with lingering close, drains what the client still sends. */
 	size_t cutoff = cfg->max_payload_bytes * 4;
 	if (cutoff < 1024 * 1024)
 		cutoff = 1024 * 1024;
@@ -1606,6 +1612,7 @@ int api_listen(struct api *a, const char *host, uint16_t port, uint16_t *bound_p
 		snprintf(err, errlen, "cannot listen on %s:%u (address in use or not local?)", host, port);
 		return HOOKD_EIO;
 	}
+	api_conns_attach(a->conns, bs);
 	if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &len) == 0) {
 		if (ss.ss_family == AF_INET)
 			*bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
@@ -1618,6 +1625,7 @@ int api_listen(struct api *a, const char *host, uint16_t port, uint16_t *bound_p
 void api_close(struct api *a)
 {
 	if (a && a->http) {
+		api_conns_detach(a->conns); /* evhttp_free frees the listener */
 		evhttp_free(a->http);
 		a->http = NULL;
 	}
@@ -1628,5 +1636,6 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	api_close(a);
+	api_conns_free(a->conns);
 	free(a);
 }
