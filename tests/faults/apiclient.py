@@ -5,6 +5,7 @@ import os
 import re
 import socket
 import time
+import weakref
 
 import hookdtest as h
 
@@ -14,20 +15,33 @@ def connect(d, timeout=5.0):
     return s
 
 
+# Bytes received on a socket after the response read_response returned (the next pipelined
+# response may arrive in the same segment).
+_rest = weakref.WeakKeyDictionary()
+
+
+def _recv(sock, deadline, timeout, data):
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise AssertionError(f"no complete response within {timeout * h.SCALE:.1f}s "
+                             f"(got {data[:200]!r})")
+    sock.settimeout(left)
+    try:
+        return sock.recv(65536)
+    except socket.timeout:
+        raise AssertionError(f"no complete response within {timeout * h.SCALE:.1f}s "
+                             f"(got {data[:200]!r})") from None
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+
+
 def read_response(sock, timeout=5.0, head=False):
     """Reads one response from sock: (status, headers lowercased, body bytes), or None when
     the server closed (or reset) the connection before a complete response."""
     deadline = time.monotonic() + timeout * h.SCALE
-    data = b""
+    data = _rest.pop(sock, b"")
     while b"\r\n\r\n" not in data:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"no response within {timeout * h.SCALE:.1f}s (got {data[:200]!r})")
-        sock.settimeout(left)
-        try:
-            part = sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
-            return None
+        part = _recv(sock, deadline, timeout, data)
         if not part:
             return None
         data += part
@@ -41,17 +55,12 @@ def read_response(sock, timeout=5.0, head=False):
     n = 0 if head or status in (204, 304) or 100 <= status < 200 else int(
         headers.get("content-length", "0"))
     while len(rest) < n:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"response body incomplete after {timeout * h.SCALE:.1f}s")
-        sock.settimeout(left)
-        try:
-            part = sock.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
-            return None
+        part = _recv(sock, deadline, timeout, data + rest)
         if not part:
             return None
         rest += part
+    if rest[n:]:
+        _rest[sock] = rest[n:]
     return status, headers, rest[:n]
 
 
