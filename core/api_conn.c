@@ -24,11 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Descriptors the daemon holds besides API connections and delivery sockets: an idle daemon
- * has about 20 open (stdio, LMDB's data and lock files, epoll, the loop's notification and
- * signal pipes, the policy thread's, the listener, curl's); 64 leaves room for curl's
- * resolver and idle-connection cache, the policy directory being read, and a few more. */
-#define API_CONN_FD_SPARE 64
+/* Descriptors the daemon holds besides API connections and in-flight delivery sockets:
+ * curl's cache of idle receiver connections (CURLMOPT_MAXCONNECTS, 256 in transport_http.c)
+ * and 64 for the rest; an idle daemon holds 16 (stdio, LMDB's data and lock files, epoll,
+ * the loop's and the policy thread's pipes, the listener), and 64 leaves room for curl's
+ * resolver, the policy directory being read and the log. */
+#define API_CONN_FD_SPARE (256 + 64)
 /* The cap never goes below this, even on a starved descriptor limit: fewer connections and a
  * publisher, an operator and a health check could not all be served. */
 #define API_CONN_MIN 16
@@ -381,7 +382,7 @@ int api_conns_new(struct event_base *base, struct evhttp *http, const struct con
 	c->cap_log.interval_ms = API_CONN_CAP_LOG_MS;
 	LIST_INIT(&c->conns);
 	if (c->cap < cfg->api_max_connections)
-		log_info("api: at most %u connections (api.max_connections is %u; the descriptor "
+		log_msg(c->cap < 64 ? LOG_WARN : LOG_INFO,"api: at most %u connections (api.max_connections is %u; the descriptor "
 			 "limit is %llu, of which %llu are kept for deliveries and the daemon)",
 			 c->cap, cfg->api_max_connections, (unsigned long long)nofile,
 			 (unsigned long long)cfg->max_inflight + API_CONN_FD_SPARE);

@@ -202,6 +202,7 @@ class MethodTest(h.HookdCase):
             for m in ("TRACE", "FOO", "PUT" if "PUT" not in methods else "POST"):
                 r = c.exchange(d, c.request_bytes(m, path, auth))
                 self.assertIsNotNone(r, f"{m} {path}: closed")
+                self.assertEqual(r[0], 405, f"{m} {path}: {r}")
                 st, code, _ = error_code(r)
                 self.assertEqual((st, code), (405, "method_not_allowed"), f"{m} {path}: {r}")
                 self.assertEqual(self.allow(r), methods | {"OPTIONS"}, f"{m} {path}: {r}")

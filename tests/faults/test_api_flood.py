@@ -20,9 +20,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import hookdtest as h  # noqa: E402
 import apiclient as c  # noqa: E402
 
-NOFILE = 256
+NOFILE = 512
 CAP = 100            # api.max_connections, under what NOFILE leaves after the reserve
-FLOOD = 300          # more sockets than the daemon has descriptors
+FLOOD = 600          # more sockets than the daemon has descriptors
 HEADER_TIMEOUT_MS = 1000
 IDLE_TIMEOUT_MS = 2000
 
