@@ -14,12 +14,14 @@ struct evhttp;
 struct evhttp_request;
 struct event_base;
 struct evhttp_connection;
+struct api_conns;
 struct delivery;
 struct app;
 
 struct api {
 	struct event_base *base;
 	struct evhttp *http;
+	struct api_conns *conns;    /* connection cap, timeouts, header limits (api_conn.h) */
 	struct store *store;
 	struct registry *reg;
 	struct dispatch *disp;

@@ -1,6 +1,7 @@
 /* api.c - HTTP API: routing, validation, and answers after durable commits. */
 #include "api.h"
 #include "api-t.h"
+#include "api_conn.h"
 
 #include "clock.h"
 #include "config.h"
@@ -47,7 +48,9 @@ void api_send(struct evhttp_request *req, int status, json_t *body)
 	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "application/json");
-	if (text) {
+	/* A response to HEAD has no body: evhttp would send one anyway and break the framing
+	 * of the next response on the connection. */
+	if (text && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
 		evbuffer_add(buf, text, strlen(text));
 		evbuffer_add(buf, "\n", 1);
 	}
@@ -1299,14 +1302,136 @@ static void api_metrics(struct api *a, struct evhttp_request *req)
 
 /* ---------- routing ---------- */
 
+/* The methods the API names in Allow, in this order. */
+static const struct {
+	int method;
+	const char *name;
+} api_method_names[] = {
+	{EVHTTP_REQ_GET, "GET"},       {EVHTTP_REQ_POST, "POST"},
+	{EVHTTP_REQ_PUT, "PUT"},       {EVHTTP_REQ_PATCH, "PATCH"},
+	{EVHTTP_REQ_DELETE, "DELETE"}, {EVHTTP_REQ_OPTIONS, "OPTIONS"},
+};
+
+/* The methods a route serves, from the shape of its path alone (0: no such route). Whether
+ * the app or endpoint it names exists is the handler's business (404). */
+static int api_route_methods(char **seg, int nseg)
+{
+	const int get = EVHTTP_REQ_GET, post = EVHTTP_REQ_POST;
+	if (nseg == 1 && (strcmp(seg[0], "healthz") == 0 || strcmp(seg[0], "metrics") == 0))
+		return get;
+	if (nseg < 2 || strcmp(seg[0], "v1") != 0 || nseg > API_MAX_SEGMENTS)
+		return 0;
+	if (strcmp(seg[1], "policies") == 0) {
+		if (nseg == 2)
+			return get;
+		if (nseg == 3)
+			return get | EVHTTP_REQ_PUT;
+		return nseg == 4 && strcmp(seg[3], "test") == 0 ? post : 0;
+	}
+	if (strcmp(seg[1], "apps") != 0)
+		return 0;
+	if (nseg == 2)
+		return get | post;
+	if (nseg == 3)
+		return get;
+	if (strcmp(seg[3], "endpoints") == 0) {
+		if (nseg == 4)
+			return get | post;
+		if (nseg == 5)
+			return get | EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE;
+		return nseg == 7 && strcmp(seg[5], "secret") == 0 && strcmp(seg[6], "rotate") == 0
+			       ? post
+			       : 0;
+	}
+	if (strcmp(seg[3], "messages") == 0) {
+		if (nseg == 4)
+			return get | post;
+		return nseg == 5 || (nseg == 6 && strcmp(seg[5], "attempts") == 0) ? get : 0;
+	}
+	if (strcmp(seg[3], "dead") == 0) {
+		if (nseg == 4)
+			return get;
+		return nseg == 5 && strcmp(seg[4], "redrive") == 0 ? post : 0;
+	}
+	return 0;
+}
+
+/* Sets Allow to methods (plus OPTIONS, which every route answers). */
+static void api_allow_set(struct evhttp_request *req, int methods)
+{
+	char allow[64] = "";
+	size_t len = 0;
+	methods |= EVHTTP_REQ_OPTIONS;
+	for (size_t i = 0; i < sizeof(api_method_names) / sizeof(api_method_names[0]); i++)
+		if (methods & api_method_names[i].method)
+			len += (size_t)snprintf(allow + len, sizeof(allow) - len, "%s%s",
+						len ? ", " : "", api_method_names[i].name);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+}
+
+/* OPTIONS: 204 with Allow. Any other method the route does not serve: 405 with Allow
+ * (HEAD, TRACE, CONNECT and names evhttp does not know, such as FOO, included). Returns 1
+ * when it answered. */
+static int api_method_check(struct evhttp_request *req, int method, int methods,
+			    const char *path)
+{
+	if (method == EVHTTP_REQ_OPTIONS) {
+		api_allow_set(req, methods);
+		evhttp_send_reply(req, 204, NULL, NULL);
+		return 1;
+	}
+	if (method & methods)
+		return 0;
+	api_allow_set(req, methods);
+	api_error(req, 405, "method_not_allowed", NULL, "method not allowed on %.200s (see Allow)",
+		  path);
+	return 1;
+}
+
+/* Splits path into percent-decoded segments (in buf). A segment that decodes to a control
+ * character (0x00-0x1F, 0x7F) is refused: a NUL would silently cut an id short
+ * ("/v1/apps/ab%00/endpoints" acting on app "ab"), and no id or name contains one.
+ * Returns the number of segments, or -1 after answering 400 (or 500). */
+static int api_path_split(struct evhttp_request *req, const char *path, char *buf,
+			  size_t buflen, char **seg)
+{
+	char *save = NULL, *tok;
+	int nseg = 0;
+	snprintf(buf, buflen, "%s", path);
+	for (tok = strtok_r(buf, "/", &save); tok && nseg <= API_MAX_SEGMENTS;
+	     tok = strtok_r(NULL, "/", &save)) {
+		size_t n = 0;
+		char *dec = evhttp_uridecode(tok, 0, &n);
+		if (!dec) {
+			api_error(req, 500, "internal", NULL, "out of memory");
+			return -1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			unsigned char ch = (unsigned char)dec[i];
+			if (ch < 0x20 || ch == 0x7f) {
+				api_error(req, 400, "invalid_path", NULL,
+					  "path segment %d '%.80s' contains a control character "
+					  "(0x%02X) once decoded; ids and names never do",
+					  nseg + 1, tok, ch);
+				free(dec);
+				return -1;
+			}
+		}
+		memcpy(tok, dec, n + 1); /* decoding never lengthens a segment */
+		free(dec);
+		seg[nseg++] = tok;
+	}
+	return nseg;
+}
+
 static void api_route(struct evhttp_request *req, void *arg)
 {
 	struct api *a = arg;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = evhttp_uri_get_path(uri), *query = evhttp_uri_get_query(uri);
 	int method = evhttp_request_get_command(req);
-	char pathbuf[1024], *seg[API_MAX_SEGMENTS + 1], *save = NULL, *tok;
-	int nseg = 0;
+	char pathbuf[1024], *seg[API_MAX_SEGMENTS + 1];
+	int nseg, methods;
 	struct evkeyvalq q;
 	struct app *app;
 	struct endpoint *ep;
@@ -1320,19 +1445,13 @@ static void api_route(struct evhttp_request *req, void *arg)
 		api_error(req, 400, "invalid_field", NULL, "malformed query string");
 		return;
 	}
-	snprintf(pathbuf, sizeof(pathbuf), "%s", path);
-	for (tok = strtok_r(pathbuf, "/", &save); tok && nseg <= API_MAX_SEGMENTS;
-	     tok = strtok_r(NULL, "/", &save)) {
-		char *dec = evhttp_uridecode(tok, 0, NULL);
-		if (dec) {
-			snprintf(tok, strlen(tok) + 1, "%s", dec);
-			free(dec);
-		}
-		seg[nseg++] = tok;
-	}
+	if ((nseg = api_path_split(req, path, pathbuf, sizeof(pathbuf), seg)) < 0)
+		goto out;
+	methods = api_route_methods(seg, nseg);
 
 	if (nseg == 1 && strcmp(seg[0], "healthz") == 0) {
-		api_send(req, 200, json_pack("{s:s}", "status", "ok"));
+		if (!api_method_check(req, method, methods, path))
+			api_send(req, 200, json_pack("{s:s}", "status", "ok"));
 		goto out;
 	}
 	if (!api_authorized(a, req)) {
@@ -1340,12 +1459,14 @@ static void api_route(struct evhttp_request *req, void *arg)
 			  "missing or wrong bearer key (Authorization: Bearer <api.admin_key>)");
 		goto out;
 	}
-	if (nseg == 1 && strcmp(seg[0], "metrics") == 0 && method == EVHTTP_REQ_GET) {
+	if (!methods)
+		goto notfound;
+	if (api_method_check(req, method, methods, path))
+		goto out;
+	if (nseg == 1 && strcmp(seg[0], "metrics") == 0) {
 		api_metrics(a, req);
 		goto out;
 	}
-	if (nseg < 2 || strcmp(seg[0], "v1") != 0 || nseg > API_MAX_SEGMENTS)
-		goto notfound;
 	if (strcmp(seg[1], "policies") == 0) {
 		api_policies_route(a, req, method, seg, nseg);
 		goto out;
@@ -1446,8 +1567,10 @@ static void api_route(struct evhttp_request *req, void *arg)
 notfound:
 	api_error(req, 404, "not_found", NULL, "no such route: %s", path);
 	goto out;
-badmethod:
-	api_error(req, 405, "method_not_allowed", NULL, "method not allowed on %s", path);
+badmethod: /* not reached while api_route_methods agrees with the handlers above */
+	api_allow_set(req, methods);
+	api_error(req, 405, "method_not_allowed", NULL, "method not allowed on %.200s (see Allow)",
+		  path);
 out:
 	evhttp_clear_headers(&q);
 }
@@ -1482,17 +1605,24 @@ int api_new(struct event_base *base, struct store *store, struct registry *reg,
 		free(a);
 		return HOOKD_ENOMEM;
 	}
-	/* Bodies up to max(4 x limit, 1 MiB) are read so the handler can answer a JSON 413 that
-	 * names the limit; past that evhttp refuses from Content-Length alone (its own 413) and,
-	 * with lingering close, drains what the client still sends so the client sees the 413
-	 * rather than a reset. Buffering is bounded per connection either way. */
+	if (api_conns_new(base, a->http, cfg, &a->conns) != HOOKD_OK) {
+		evhttp_free(a->http);
+		free(a);
+		return HOOKD_ENOMEM;
+	}
+	/* A body over limits.max_payload_bytes is refused by the connection layer from its
+	 * Content-Length or chunk sizes, before it is read (api_conn.h), and api_body_json
+	 * checks again. evhttp's own limit, max(4 x limit, 1 MiB), is a backstop: past it evhttp
+	 * answers its own 413 and, with lingering close, drains what the client still sends. */
 	size_t cutoff = cfg->max_payload_bytes * 4;
 	if (cutoff < 1024 * 1024)
 		cutoff = 1024 * 1024;
 	evhttp_set_max_body_size(a->http, (ev_ssize_t)cutoff);
 	evhttp_set_flags(a->http, EVHTTP_SERVER_LINGERING_CLOSE);
-	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						    EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
+	/* Every method reaches api_route, which answers 405 with Allow (or 204 to OPTIONS)
+	 * for what a route does not serve; evhttp itself would answer 501, a server error. The
+	 * top bit is evhttp's mark for a method it does not know (FOO). */
+	evhttp_set_allowed_methods(a->http, 0xffff);
 	evhttp_set_gencb(a->http, api_route, a);
 	*out = a;
 	return HOOKD_OK;
@@ -1508,6 +1638,7 @@ int api_listen(struct api *a, const char *host, uint16_t port, uint16_t *bound_p
 		snprintf(err, errlen, "cannot listen on %s:%u (address in use or not local?)", host, port);
 		return HOOKD_EIO;
 	}
+	api_conns_attach(a->conns, bs);
 	if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &len) == 0) {
 		if (ss.ss_family == AF_INET)
 			*bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
@@ -1520,6 +1651,7 @@ int api_listen(struct api *a, const char *host, uint16_t port, uint16_t *bound_p
 void api_close(struct api *a)
 {
 	if (a && a->http) {
+		api_conns_detach(a->conns); /* evhttp_free frees the listener */
 		evhttp_free(a->http);
 		a->http = NULL;
 	}
@@ -1530,5 +1662,6 @@ void api_free(struct api *a)
 	if (!a)
 		return;
 	api_close(a);
+	api_conns_free(a->conns);
 	free(a);
 }

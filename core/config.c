@@ -838,6 +838,17 @@ static bool cfg_header_tchar(unsigned char ch)
 static const struct cfg_field api_fields[] = {
 	{.key = "admin_key", .kind = CFG_STRING, .off = offsetof(struct config, admin_key),
 	 .flags = CFG_NULLABLE, .check = cfg_check_admin_key},
+	/* Each connection holds a descriptor; a million is above any limit a process gets, and
+	 * the descriptor limit bounds the cap anyway (api_conn.c). */
+	{.key = "max_connections", .kind = CFG_U32,
+	 .off = offsetof(struct config, api_max_connections), .min = 1, .max = 1000000},
+	/* 100 ms is a loopback round trip with room to spare; ten minutes is already a client
+	 * holding a connection hostage. */
+	{.key = "header_timeout_ms", .kind = CFG_U32,
+	 .off = offsetof(struct config, api_header_timeout_ms), .min = 100, .max = 600000},
+	/* The same floor; an hour is the longest a keep-alive connection is worth keeping. */
+	{.key = "idle_timeout_ms", .kind = CFG_U32,
+	 .off = offsetof(struct config, api_idle_timeout_ms), .min = 100, .max = 3600000},
 	{0},
 };
 
@@ -846,6 +857,14 @@ static const struct cfg_field limits_fields[] = {
 	 * far above any webhook and still bounds a publisher's damage. */
 	{.key = "max_payload_bytes", .kind = CFG_SIZE_T,
 	 .off = offsetof(struct config, max_payload_bytes), .min = 1, .max = 64ull << 20},
+	/* 1 KiB still holds a request line, a 512-character bearer key and a few fields; past
+	 * 1 MiB a header block is an attack, not a request (servers allow 8..64 KiB). */
+	{.key = "max_header_bytes", .kind = CFG_SIZE_T,
+	 .off = offsetof(struct config, max_header_bytes), .min = 1024, .max = 1ull << 20},
+	/* 8 fields are what a minimal client sends with Authorization and Idempotency-Key;
+	 * 10000 is far beyond any client and still bounds the per-request work. */
+	{.key = "max_header_lines", .kind = CFG_U32,
+	 .off = offsetof(struct config, max_header_lines), .min = 8, .max = 10000},
 	{0},
 };
 
@@ -1869,6 +1888,18 @@ void config_defaults(struct config *c)
 	memset(c, 0, sizeof(*c));
 	c->listen_port = 8080;
 	c->max_payload_bytes = 256 * 1024;
+	/* 16 KiB and 100 fields: Node.js's header size default and Apache's LimitRequestFields;
+	 * hookd's own clients send a few hundred bytes (Authorization, Idempotency-Key). */
+	c->max_header_bytes = 16 * 1024;
+	c->max_header_lines = 100;
+	/* A publisher keeps a small pool of keep-alive connections: 1024 serves hundreds. */
+	c->api_max_connections = 1024;
+	/* 10 s for a request's headers: any client on any network sends them in one or two
+	 * round trips; a slowloris client trickling bytes is cut off at this deadline. */
+	c->api_header_timeout_ms = 10000;
+	/* 60 s of silence: long enough for a publisher's pool to reuse connections between
+	 * bursts, short enough that abandoned ones return their descriptors. */
+	c->api_idle_timeout_ms = 60000;
 	c->map_size = 1ull << 30;
 	c->retention_days = 30;
 	c->connect_timeout_ms = 5000;

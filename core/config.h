@@ -48,8 +48,16 @@ struct config {
 	uint16_t listen_port;
 	char *data_dir;              /* default "./data" */
 	char *admin_key;             /* api.admin_key; env HOOKD_ADMIN_KEY wins; NULL if neither */
+	uint32_t api_max_connections;   /* api.max_connections; default 1024 (the effective cap is
+	                                 * also bounded by the descriptor limit: api_conn.h) */
+	uint32_t api_header_timeout_ms; /* api.header_timeout_ms: a request's line and header
+	                                 * fields must all arrive within it; default 10000 */
+	uint32_t api_idle_timeout_ms;   /* api.idle_timeout_ms: nothing received for this long
+	                                 * closes a connection; default 60000 */
 
 	size_t max_payload_bytes;    /* limits.max_payload_bytes; default 262144 (256 KiB) */
+	size_t max_header_bytes;     /* limits.max_header_bytes: request line + fields; default 16 KiB */
+	uint32_t max_header_lines;   /* limits.max_header_lines: header fields; default 100 */
 	uint64_t map_size;           /* storage.map_size; default 1 GiB; accepts 512MiB, 2GiB, bytes */
 
 	uint32_t connect_timeout_ms; /* delivery.connect_timeout_ms; default 5000 */

@@ -21,11 +21,13 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <hookd/verify.h>
+#include <errno.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -179,6 +181,26 @@ static int daemon_apply_declared(struct daemon *d, char *err, size_t errlen)
 	return HOOKD_OK;
 }
 
+/* Raises the soft file-descriptor limit to the hard one. API connections, delivery sockets
+ * and the store share the descriptors, and the usual soft default (1024) is less than
+ * delivery.max_inflight alone; the API's connection cap is derived from the raised limit. */
+static void daemon_nofile_raise(void)
+{
+	struct rlimit rl;
+	rlim_t was;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_warn("cannot raise the file descriptor limit from %llu to %llu: %s",
+			 (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+		return;
+	}
+	log_info("file descriptor limit raised from %llu to %llu", (unsigned long long)was,
+		 (unsigned long long)rl.rlim_max);
+}
+
 /* Policy fan-outs interrupted by a crash (message stored and acknowledged, its policy
  * deliveries not yet): finished before serving, synchronously, policies run inline. */
 static int daemon_recover_fanouts(struct daemon *d)
@@ -214,6 +236,7 @@ static int cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	config_apply_env(&d.cfg);
+	daemon_nofile_raise();
 	if (sign_init() != HOOKD_OK || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "hookd: cannot initialize libsodium/libcurl\n");
 		goto out;

@@ -169,13 +169,17 @@ class Daemon:
     """One hookd process on a temp config and data dir.
 
     kwargs: allow_destinations (list; default ["127.0.0.0/8", "::1/128"]), limits (dict),
-    delivery (dict), storage (dict), apps (list of app dicts as in the config file),
-    extra (dict merged at the top level), admin_key, start (default True), env (dict of
-    variables set in the daemon's environment; a value of None removes the variable).
+    delivery (dict), storage (dict), api (dict merged into the api section, next to
+    admin_key), apps (list of app dicts as in the config file), extra (dict merged at the top
+    level), admin_key, start (default True), nofile (the process's file-descriptor limit:
+    an int, or a (soft, hard) pair; the daemon runs under `prlimit --nofile=soft:hard`),
+    env (dict of variables set in the daemon's environment; a value of None removes the
+    variable).
     """
 
     def __init__(self, allow_destinations=None, limits=None, delivery=None, storage=None,
-                 apps=None, extra=None, admin_key=None, start=True, name="hookd", env=None):
+                 apps=None, extra=None, admin_key=None, start=True, name="hookd", api=None,
+                 nofile=None, env=None):
         self.tmp = tempfile.mkdtemp(prefix="hookd-it-")
         self.data_dir = os.path.join(self.tmp, "data")
         self.port = free_port()
@@ -191,6 +195,8 @@ class Daemon:
                                                     if allow_destinations is None
                                                     else allow_destinations)},
         }
+        if api:
+            cfg["api"].update(api)
         if limits:
             cfg["limits"] = dict(limits)
         if delivery:
@@ -205,6 +211,7 @@ class Daemon:
         self.config_path = os.path.join(self.tmp, "hookd.yaml")
         self.write_config()
         self.log_path = os.path.join(self.tmp, "hookd.log")
+        self.nofile = (nofile, nofile) if isinstance(nofile, int) else nofile
         self.proc = None
         self.starts = 0
         self._logf = None
@@ -236,7 +243,10 @@ class Daemon:
         self._logf = open(self.log_path, "ab")
         self._logf.write(f"\n===== start #{self.starts} at {iso(time.time())} =====\n".encode())
         self._logf.flush()
-        self.proc = subprocess.Popen([hookd_bin(), "serve", "--config", self.config_path],
+        cmd = [hookd_bin(), "serve", "--config", self.config_path]
+        if self.nofile:
+            cmd = ["prlimit", f"--nofile={self.nofile[0]}:{self.nofile[1]}", "--"] + cmd
+        self.proc = subprocess.Popen(cmd,
                                      stdin=subprocess.DEVNULL, stdout=self._logf,
                                      stderr=subprocess.STDOUT, env=self.env(), cwd=self.tmp)
         deadline = time.monotonic() + timeout * SCALE

@@ -108,6 +108,11 @@ static void test_defaults(void)
 	CHECK_STR(c.data_dir, "./data");
 	CHECK(c.admin_key == NULL);
 	CHECK(c.max_payload_bytes == 262144);
+	CHECK(c.max_header_bytes == 16384);
+	CHECK(c.max_header_lines == 100);
+	CHECK(c.api_max_connections == 1024);
+	CHECK(c.api_header_timeout_ms == 10000);
+	CHECK(c.api_idle_timeout_ms == 60000);
 	CHECK(c.map_size == 1073741824ull);
 	CHECK(c.commit_delay_us == 0);
 	CHECK(c.retention_days == 30);
@@ -159,6 +164,11 @@ static void test_full_file(void)
 	CHECK_STR(c.data_dir, "/var/lib/hookd");
 	CHECK_STR(c.admin_key, "file-admin-key");
 	CHECK(c.max_payload_bytes == 512 * 1024);
+	CHECK(c.max_header_bytes == 8 * 1024);
+	CHECK(c.max_header_lines == 40);
+	CHECK(c.api_max_connections == 300);
+	CHECK(c.api_header_timeout_ms == 2500);
+	CHECK(c.api_idle_timeout_ms == 7000);
 	CHECK(c.map_size == 2ull << 30);
 	CHECK(c.commit_delay_us == 500);
 	CHECK(c.connect_timeout_ms == 2500);
@@ -185,13 +195,13 @@ static void test_full_file(void)
 	struct config_app *a = &c.apps[0];
 	CHECK_STR(a->id, "app_demo");
 	CHECK_STR(a->name, "Demo Inc.");
-	CHECK(a->line == 25);
+	CHECK(a->line == 30);
 	CHECK(a->n_endpoints == 2);
 	if (a->n_endpoints == 2) {
 		struct config_endpoint *e = &a->endpoints[0];
 		CHECK_STR(e->id, "ep_demo");
 		CHECK_STR(e->url, "http://127.0.0.1:9000/hook");
-		CHECK(e->line == 28);
+		CHECK(e->line == 33);
 		CHECK(e->n_event_types == 2);
 		if (e->n_event_types == 2) {
 			CHECK_STR(e->event_types[0], "invoice.paid");
