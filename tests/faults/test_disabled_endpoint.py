@@ -13,7 +13,6 @@ Before the fix, fan-out skipped disabled endpoints: no delivery was made at all,
 re-enabling delivered nothing and nothing could be redriven."""
 
 import os
-import re
 import sys
 import threading
 import time
@@ -28,14 +27,6 @@ DELIVERY = {"max_inflight_per_endpoint": 1}
 
 # How long a held delivery must stay unsent for the test to call it held (scaled).
 QUIET_S = 0.8
-
-
-def metric(d, name):
-    st, text = d.api("GET", "/metrics")
-    assert st == 200, (st, text)
-    m = re.search(rf"^{name} (\S+)$", text, re.M)
-    assert m, f"{name} not in /metrics:\n{text}"
-    return float(m.group(1))
 
 
 def put_policy(d, name, source):
@@ -92,14 +83,14 @@ class DisabledEndpointTest(h.HookdCase):
         for mid in ids:
             h.wait_delivery_state(d, app, mid, ctl["id"], "succeeded")
         self.assert_held(d, app, ids, off)
-        h.wait_until(lambda: metric(d, "hookd_pending") == 5,
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 5,
                      message="hookd_pending to count the 5 held deliveries")
         time.sleep(QUIET_S * h.SCALE)
         self.assertEqual(recv.count(path="/off"), 0, recv.get(path="/off"))
 
         set_disabled(d, app, off, False)
         self.assert_released_in_order(d, app, recv, "/off", ids, off)
-        h.wait_until(lambda: metric(d, "hookd_pending") == 0, message="hookd_pending back to 0")
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 0, message="hookd_pending back to 0")
         self.assertEqual(recv.count(path="/off"), 5, "a held delivery was sent twice")
 
     def test_after_410_gone_later_messages_and_a_redrive_are_held(self):
@@ -123,7 +114,7 @@ class DisabledEndpointTest(h.HookdCase):
             "waiting_for") == "endpoint_disabled", message="the redriven delivery held")
 
         ids = [h.publish(d, app, "order.placed", {"n": i})["id"] for i in range(1, 4)]
-        h.wait_until(lambda: metric(d, "hookd_pending") == 4,
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 4,
                      message="hookd_pending to count the redrive and 3 held deliveries")
         self.assert_held(d, app, ids, gone)
         time.sleep(QUIET_S * h.SCALE)
@@ -149,7 +140,7 @@ class DisabledEndpointTest(h.HookdCase):
 
         d.restart(kill=True)
         self.assert_held(d, app, ids, off)
-        h.wait_until(lambda: metric(d, "hookd_pending") == 4,
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 4,
                      message="hookd_pending to count the 4 held deliveries after the restart")
         d.restart()  # and a clean shutdown with them held
         self.assert_held(d, app, ids, off)
@@ -209,7 +200,7 @@ class DisabledEndpointTest(h.HookdCase):
         h.wait_until(lambda: all(h.delivery_for(h.get_message(d, app, mid), off["id"])
                                  for mid in ids), message="the policy deliveries made")
         self.assert_held(d, app, ids, off)
-        h.wait_until(lambda: metric(d, "hookd_pending") == 3, message="hookd_pending == 3")
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 3, message="hookd_pending == 3")
 
         st, ep = d.api("PATCH", f"/v1/apps/{app['id']}/endpoints/{off['id']}", {"policy": None})
         self.assertEqual(st, 200, ep)

@@ -13,9 +13,7 @@ attempt recorded within a few seconds proves hookd stopped reading early.
 """
 
 import os
-import socket
 import sys
-import threading
 import time
 
 sys.dont_write_bytecode = True
@@ -28,38 +26,15 @@ EXCERPT_MAX = 4096  # TRANSPORT_RESPONSE_MAX
 QUICK_S = 5.0
 
 
-class HostileReceiver:
+class HostileReceiver(h.RawServer):
     """Accepts on 127.0.0.1; for each request (read in full) calls answer(conn, n), n being
     the request's number on this connection, which writes whatever it likes. Records how
     many connections were accepted and how many requests arrived."""
 
     def __init__(self, answer):
         self.answer = answer
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((h.HOST, 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.connections = 0
         self.requests = 0
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def url(self, path="/hook"):
-        return f"http://{h.HOST}:{self.port}{path}"
-
-    def _run(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            with self.lock:
-                self.connections += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        super().__init__()
 
     def _read_request(self, c, buf):
         while b"\r\n\r\n" not in buf:
@@ -80,7 +55,7 @@ class HostileReceiver:
             rest += part
         return head, rest[n:]
 
-    def _serve(self, c):
+    def serve(self, c):
         c.settimeout(60)
         buf = b""
         n = 0
@@ -99,10 +74,6 @@ class HostileReceiver:
         finally:
             c.close()
 
-    def close(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=2)
 
 
 def endless_chunked(recv, c, n):

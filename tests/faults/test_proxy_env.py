@@ -14,9 +14,7 @@ never contacted.
 """
 
 import os
-import socket
 import sys
-import threading
 import time
 
 sys.dont_write_bytecode = True
@@ -27,33 +25,15 @@ PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_pro
               "ALL_PROXY", "no_proxy", "NO_PROXY")
 
 
-class RecordingServer:
+class RecordingServer(h.RawServer):
     """Accepts on host:0, records each connection's first bytes, answers 200 with a short
     body. Used as the proxy (it must never be contacted) and as a plain receiver."""
 
     def __init__(self, host):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.host = host
-        self.port = self.sock.getsockname()[1]
-        self.lock = threading.Lock()
         self.seen = []  # first bytes of every connection
-        self.stopping = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__(host)
 
-    def _run(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
+    def serve(self, c):
         c.settimeout(5)
         data = b""
         try:
@@ -74,10 +54,6 @@ class RecordingServer:
         with self.lock:
             return len(self.seen)
 
-    def close(self):
-        self.stopping = True
-        self.sock.close()
-        self.thread.join(timeout=2)
 
 
 class ProxyEnvTest(h.HookdCase):

@@ -11,7 +11,6 @@ timers behave."""
 
 import glob
 import os
-import re
 import sys
 import time
 
@@ -25,13 +24,6 @@ def faketime_lib():
     if not hits:
         raise AssertionError("libfaketime is missing: scripts/install-deps.sh --test installs it")
     return hits[0]
-
-
-def metric(d, name):
-    st, text = d.api("GET", "/metrics")
-    assert st == 200, text
-    m = re.search(rf"^{name} (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
 
 
 class StoreFullTest(h.HookdCase):
@@ -97,7 +89,7 @@ class StoreFullTest(h.HookdCase):
             self.assertGreaterEqual(len(att), 2, f"{mid}: attempts not recorded: {att}")
             self.assertEqual(att[-1]["status"] if att[0]["attempt"] == 1 else att[0]["status"],
                              200 if att[0]["attempt"] == 1 else 200, att)
-        self.assertEqual(metric(d, "hookd_pending"), 0)
+        self.assertEqual(h.metric(d, "hookd_pending"), 0)
 
         # A restart resends nothing: everything is settled on disk.
         before = recv.count(path="/full")
@@ -116,8 +108,8 @@ class StoreFullTest(h.HookdCase):
                 break
         else:
             self.fail("settled messages never filled the store")
-        self.assertEqual(metric(d, "hookd_pending"), 0)
-        self.assertEqual(metric(d, "hookd_store_waiting_writes"), 0)
+        self.assertEqual(h.metric(d, "hookd_pending"), 0)
+        self.assertEqual(h.metric(d, "hookd_store_waiting_writes"), 0)
         time.sleep(6)  # a janitor pass while full prunes nothing: nothing is past retention
         # What settling gave back (the reserve of < 10 deliveries) is no room for a 40 KB
         # message; pruning hundreds of messages is.
@@ -139,7 +131,7 @@ class StoreFullTest(h.HookdCase):
         self.assertEqual(st, 404, "the oldest message should have been pruned")
         self.assertRegex(d.log(), r"janitor: \d+ settled messages past retention deleted")
         h.wait_delivery_state(d, app, new_id, ep["id"], "succeeded", timeout=30)
-        self.assertEqual(metric(d, "hookd_store_full"), 0)
+        self.assertEqual(h.metric(d, "hookd_store_full"), 0)
 
     def test_outcomes_past_the_reserve_wait_for_space_and_are_never_dropped(self):
         """Deliveries that fail several times with 4 KiB responses write more than their
@@ -170,7 +162,7 @@ class StoreFullTest(h.HookdCase):
         # a few at a time, until their outcomes outgrow the store and have to wait.
         new = []
         deadline = time.monotonic() + 60 * h.SCALE
-        while metric(d, "hookd_store_waiting_writes") == 0:
+        while h.metric(d, "hookd_store_waiting_writes") == 0:
             self.assertLess(time.monotonic(), deadline, "outcomes never had to wait for space")
             for _ in range(3):
                 # Publishes stop at the budget (507); outcomes go on past it and then wait.
@@ -192,7 +184,7 @@ class StoreFullTest(h.HookdCase):
                 m = h.get_message(d, app, mid)
                 if [x["state"] for x in m["deliveries"]] != ["succeeded"]:
                     return None
-            return metric(d, "hookd_store_waiting_writes") == 0
+            return h.metric(d, "hookd_store_waiting_writes") == 0
         h.wait_until(settled, timeout=120, interval=0.5, message="every delivery settled on record")
         # On disk, not just in memory: after a restart every attempt is there.
         d.restart()
@@ -204,7 +196,7 @@ class StoreFullTest(h.HookdCase):
         before = recv.count(path="/flaky")
         time.sleep(2)
         self.assertEqual(recv.count(path="/flaky"), before, "a restart resent settled deliveries")
-        self.assertEqual(metric(d, "hookd_pending"), 0)
+        self.assertEqual(h.metric(d, "hookd_pending"), 0)
 
 
 if __name__ == "__main__":

@@ -612,6 +612,56 @@ def verify_v1(secret, headers, body):
     return any(hmac.compare_digest(expected, sig) for _, sig in signature_entries(headers, "v1"))
 
 
+class RawServer:
+    """A raw TCP server on host:<free port> for peers that misbehave on purpose (hostile
+    receivers, a recording proxy): accepts in a thread, counts connections, and runs
+    serve(conn) in a thread per connection. Subclasses define serve; close() stops it."""
+
+    def __init__(self, host=HOST):
+        self.host = host
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                  socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    def url(self, path="/hook"):
+        return f"http://{self.host}:{self.port}{path}"
+
+    def _accept_loop(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            with self.lock:
+                self.connections += 1
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.stopping = True
+        self.sock.close()
+        self.thread.join(timeout=2)
+
+
+def metric(d, name):
+    """The value of an unlabelled metric in GET /metrics, or None when it is absent."""
+    st, text = d.api("GET", "/metrics")
+    assert st == 200, text
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
 # --------------------------------------------------------------------------- API helpers
 
 
