@@ -35,12 +35,6 @@ struct dispatch {
 	struct event *timer;
 	uint32_t inflight;
 	struct dispatch_stats stats;
-	/* Endpoints whose waiting deliveries were released (re-enabled, see
-	 * dispatch_endpoint_changed) while every global in-flight slot was busy and with
-	 * nothing of their own in flight, whose completion would otherwise start them: served
-	 * first when a global slot frees. References held. */
-	struct endpoint **ready;
-	size_t ready_n, ready_cap;
 };
 
 /* A message's policy deliveries scheduled before being stored, and the store marker that
@@ -388,7 +382,6 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 
 static void dispatch_pump(struct dispatch *d);
 static void dispatch_start(struct dispatch *d, struct delivery *dv);
-static void dispatch_ready_serve(struct dispatch *d);
 static void dispatch_release(struct dispatch *d, struct endpoint *ep);
 
 static void dispatch_forget(struct dispatch *d, struct delivery *dv)
@@ -512,10 +505,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	}
 
 	/* Capacity freed: this endpoint's waiters first (its FIFO order), then the heap. */
-	while (!ep->deleted && !ep->disabled && ep->wait_head &&
-	       ep->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
-		dispatch_start(d, wait_pop(ep));
-	dispatch_ready_serve(d);
+	dispatch_release(d, ep);
 	dispatch_pump(d);
 	endpoint_unref(ep);
 }
@@ -626,9 +616,6 @@ static void dispatch_route(struct dispatch *d, struct delivery *dv)
 		if (ep->disabled && dv->unstored)
 			dispatch_store_held(d, dv);
 		wait_push(ep, dv);
-		/* Waiters with a free slot (a release that found every global slot busy): the
-		 * oldest goes now. */
-		dispatch_release(d, ep);
 		return;
 	}
 	dispatch_start(d, dv);
@@ -831,48 +818,26 @@ static void dispatch_release(struct dispatch *d, struct endpoint *ep)
 		dispatch_start(d, wait_pop(ep));
 }
 
-/* A global slot is free: the endpoints released while none was get it first (in the order
- * they were released). Each leaves the list once served: what it still has waiting is
- * started by its own completions (dispatch_done), as for any endpoint at its cap. */
-static void dispatch_ready_serve(struct dispatch *d)
-{
-	while (d->ready_n && d->inflight < d->cfg->max_inflight) {
-		struct endpoint *ep = d->ready[0];
-		/* Off the list before starting anything: a start that fails at once completes
-		 * (and serves this list) re-entrantly. */
-		memmove(d->ready, d->ready + 1, --d->ready_n * sizeof(*d->ready));
-		dispatch_release(d, ep);
-		endpoint_unref(ep);
-	}
-}
-
 void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep)
 {
-	if (ep->disabled)
+	struct delivery *dv;
+	int any = 0;
+	if (ep->disabled || ep->deleted)
 		return;
-	dispatch_release(d, ep);
-	if (ep->deleted || !ep->wait_head || ep->inflight)
-		return;
-	/* Still waiting with nothing of its own in flight: every global slot is busy, and only
-	 * a completion of this endpoint would start its waiters. Queue it for the next slot. */
-	for (size_t i = 0; i < d->ready_n; i++)
-		if (d->ready[i] == ep)
-			return;
-	if (d->ready_n == d->ready_cap) {
-		/* 8 to start: the list only holds endpoints re-enabled while every slot is busy,
-		 * each until the next slot frees; more than one at a time is already unusual. */
-		size_t cap = d->ready_cap ? d->ready_cap * 2 : 8;
-		struct endpoint **n = realloc(d->ready, cap * sizeof(*n));
-		if (!n) {
-			log_error("dispatch: out of memory; the waiting deliveries of %s/%s start "
-				  "when its next one is due", ep->app_id, ep->id);
-			return;
+	/* Held deliveries go back to the heap, which orders them (due time, then id: publish
+	 * order) and shares the global cap with everyone else; what the endpoint's own cap
+	 * refuses waits in its FIFO again, behind its in-flight ones, whose completions start
+	 * it. (Started straight from the FIFO instead, a release that found every global slot
+	 * busy would start nothing, ever: only the endpoint's own completions drain it.) */
+	while ((dv = wait_pop(ep))) {
+		if (heap_push(d, dv) != HOOKD_OK) {
+			wait_push(ep, dv); /* out of memory: stays held, retried at the next change */
+			break;
 		}
-		d->ready = n;
-		d->ready_cap = cap;
+		any = 1;
 	}
-	endpoint_ref(ep);
-	d->ready[d->ready_n++] = ep;
+	if (any)
+		dispatch_pump(d);
 }
 
 /* Builds the in-memory delivery for a stored record; bodies of plain deliveries come from
@@ -1061,9 +1026,6 @@ void dispatch_free(struct dispatch *d)
 	/* Sets still held by deliveries in the writer's queue outlive the index. */
 	strmap_each(&d->unstored, dispatch_orphan_set, NULL);
 	strmap_free(&d->unstored);
-	for (size_t i = 0; i < d->ready_n; i++)
-		endpoint_unref(d->ready[i]);
-	free(d->ready);
 	free(d->heap);
 	event_free(d->timer);
 	free(d);
