@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "id.h"
 #include "record.h"
 #include "store.h"
@@ -36,7 +37,7 @@ struct janitor {
 	struct event *timer;
 	int busy;
 	size_t slice;          /* current retention slice (halved when a step does not fit) */
-	int64_t full_log_ms;   /* last "full, nothing to prune" message */
+	struct ratelimit full_log; /* "full, nothing to prune" */
 	int64_t last_pass_ns;  /* monotonic start of the last pass */
 };
 
@@ -262,9 +263,9 @@ static void janitor_done(struct store_op *op)
 		more = jo->deleted == jo->max || (jo->prune_max && jo->pruned >= jo->prune_max / 2);
 		if (jo->pruned && j->slice < JANITOR_PRUNE_SLICE)
 			j->slice *= 2;
+		uint64_t skipped;
 		if (sp.full && !more && !jo->pruned &&
-		    jo->now_ms - j->full_log_ms >= JANITOR_FULL_LOG_S * 1000LL) {
-			j->full_log_ms = jo->now_ms;
+		    ratelimit_check(&j->full_log, clock_mono_ns() / 1000000, &skipped)) {
 			log_warn("janitor: the store is full (%llu of %llu bytes in use, %llu reserved "
 				 "for pending deliveries) and nothing is past retention yet (%s); "
 				 "publishes get 507 until deliveries settle and age out, or "
@@ -338,6 +339,7 @@ int janitor_new(struct event_base *base, struct store *s, uint32_t retention_day
 	j->store = s;
 	j->retention_days = retention_days;
 	j->slice = JANITOR_PRUNE_SLICE;
+	j->full_log.interval_ms = JANITOR_FULL_LOG_S * 1000LL;
 	j->last_pass_ns = clock_mono_ns();
 	j->timer = evtimer_new(base, janitor_tick, j);
 	if (!j->timer) {

@@ -1,6 +1,7 @@
 /* store.c - LMDB environment and the group-commit writer thread. */
 #include "store.h"
 
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 
@@ -99,6 +100,7 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	s->map_size = map_size;
+	s->wait_log.interval_ms = s->replay_log.interval_ms = STORE_WARN_INTERVAL_MS;
 
 	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
 		snprintf(err, errlen, "data_dir %s: %s", path, strerror(errno));
@@ -152,13 +154,6 @@ fail:
 	pthread_cond_destroy(&s->cond);
 	free(s);
 	return HOOKD_ESTORE;
-}
-
-static int64_t store_mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* Pages on LMDB's free list (database 0 holds, per freeing transaction, an array of page
@@ -299,7 +294,7 @@ static void store_wait_push(struct store *s, struct store_op *op)
 static void store_wait_begin(struct store *s)
 {
 	s->wait_used = s->used_bytes;
-	s->wait_retry_ns = store_mono_ns() + (int64_t)STORE_WAIT_RETRY_MS * 1000000;
+	s->wait_retry_ns = clock_mono_ns() + (int64_t)STORE_WAIT_RETRY_MS * 1000000;
 }
 
 /* Replays ops one transaction each (after their batch failed as a whole), so only the
@@ -328,14 +323,10 @@ static void store_replay(struct store *s, struct store_op *list, struct store_op
 
 static void store_warn_replay(struct store *s, int rc)
 {
-	int64_t now = store_mono_ns();
-	s->batch_fail_n++;
-	if (now - s->batch_warn_ns < (int64_t)STORE_WARN_INTERVAL_MS * 1000000)
-		return;
-	log_warn("store: batch commit failed (%s); retried op by op (%llu times since the last "
-		 "warning)", mdb_strerror(rc), (unsigned long long)s->batch_fail_n);
-	s->batch_fail_n = 0;
-	s->batch_warn_ns = now;
+	uint64_t skipped;
+	if (ratelimit_check(&s->replay_log, clock_mono_ns() / 1000000, &skipped))
+		log_warn("store: batch commit failed (%s); retried op by op (%llu more times "
+			 "since the last warning)", mdb_strerror(rc), (unsigned long long)skipped);
 }
 
 /* Applies a batch in one transaction. If a store error hits, the transaction is lost for
@@ -435,16 +426,29 @@ static void store_retry_waiting(struct store *s, struct store_oplist *done)
 
 static void store_warn_waiting(struct store *s)
 {
-	int64_t now = store_mono_ns();
-	if (!s->wait_head || now - s->warn_ns < (int64_t)STORE_WARN_INTERVAL_MS * 1000000)
+	uint64_t skipped;
+	if (!s->wait_head || !ratelimit_check(&s->wait_log, clock_mono_ns() / 1000000, &skipped))
 		return;
-	s->warn_ns = now;
 	log_warn("store: %llu delivery state changes wait for space (%llu of %llu bytes in use, "
 		 "%llu reserved; storage.map_size %llu): they are kept and committed once space "
 		 "is freed (retention, storage.retention_days)",
 		 (unsigned long long)s->stat_waiting, (unsigned long long)s->used_bytes,
 		 (unsigned long long)s->budget_bytes, (unsigned long long)s->reserved_bytes,
 		 (unsigned long long)s->map_size);
+}
+
+/* The CLOCK_REALTIME time ns from now, for pthread_cond_timedwait. */
+static struct timespec store_deadline(int64_t ns)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += (time_t)(ns / 1000000000LL);
+	t.tv_nsec += (long)(ns % 1000000000LL);
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
 }
 
 /* Waits for work: queued ops, or the retry time of ops waiting for space. Lock held. */
@@ -455,17 +459,10 @@ static void store_writer_wait(struct store *s)
 			pthread_cond_wait(&s->cond, &s->lock);
 			continue;
 		}
-		int64_t left = s->wait_retry_ns - store_mono_ns();
+		int64_t left = s->wait_retry_ns - clock_mono_ns();
 		if (left <= 0)
 			return;
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += (time_t)(left / 1000000000LL);
-		until.tv_nsec += (long)(left % 1000000000LL);
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		struct timespec until = store_deadline(left);
 		pthread_cond_timedwait(&s->cond, &s->lock, &until);
 	}
 }
@@ -500,13 +497,7 @@ static void *store_writer_main(void *arg)
 		}
 		if (s->queue_head && s->linger_us && !s->stopping) {
 			/* Group-commit delay: let the batch fill a little before paying an fsync. */
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += (long)s->linger_us * 1000;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
+			struct timespec until = store_deadline((int64_t)s->linger_us * 1000);
 			while (s->queue_n < s->linger_ops && !s->stopping &&
 			       pthread_cond_timedwait(&s->cond, &s->lock, &until) == 0)
 				;
@@ -526,7 +517,7 @@ static void *store_writer_main(void *arg)
 		struct timespec t0, t1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		if (s->wait_head &&
-		    (store_mono_ns() >= s->wait_retry_ns || s->used_bytes < s->wait_used))
+		    (clock_mono_ns() >= s->wait_retry_ns || s->used_bytes < s->wait_used))
 			store_retry_waiting(s, &done);
 		if (batch)
 			store_commit_batch(s, batch, &done);

@@ -22,6 +22,8 @@
 #ifndef HOOKD_STORE_H
 #define HOOKD_STORE_H
 
+#include "ratelimit.h"
+
 #include <lmdb.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -96,9 +98,7 @@ struct store {
 	struct store_op *wait_head, *wait_tail;    /* KEEP ops waiting for space, in order */
 	int64_t wait_retry_ns;                     /* next retry of the waiting ops */
 	uint64_t wait_used;                        /* used_bytes when they last failed */
-	int64_t warn_ns;                           /* last "waiting for space" warning */
-	uint64_t batch_fail_n;                     /* batch replays since the last warning */
-	int64_t batch_warn_ns;
+	struct ratelimit wait_log, replay_log;     /* "waiting for space", "replayed" */
 };
 
 /* Opens (creating) the environment in directory path with the given map size. */
