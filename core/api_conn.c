@@ -8,6 +8,7 @@
 #include "err.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "transport.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -25,11 +26,11 @@
 #include <string.h>
 
 /* Descriptors the daemon holds besides API connections and in-flight delivery sockets:
- * curl's cache of idle receiver connections (CURLMOPT_MAXCONNECTS, 256 in transport_http.c)
- * and 64 for the rest; an idle daemon holds 16 (stdio, LMDB's data and lock files, epoll,
+ * curl's cache of idle receiver connections (TRANSPORT_HTTP_MAX_CONNECTS) and 64 for the
+ * rest; an idle daemon holds 16 (stdio, LMDB's data and lock files, epoll,
  * the loop's and the policy thread's pipes, the listener), and 64 leaves room for curl's
  * resolver, the policy directory being read and the log. */
-#define API_CONN_FD_SPARE (256 + 64)
+#define API_CONN_FD_SPARE (TRANSPORT_HTTP_MAX_CONNECTS + 64)
 /* The cap never goes below this, even on a starved descriptor limit: fewer connections and a
  * publisher, an operator and a health check could not all be served. */
 #define API_CONN_MIN 16

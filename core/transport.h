@@ -12,6 +12,10 @@
 /* Response bytes kept per attempt: enough for an error page's message, bounded so a
  * receiver streaming megabytes back cannot grow the store (issue: "first bytes"). */
 #define TRANSPORT_RESPONSE_MAX 4096
+/* Idle receiver connections the HTTP transport keeps open (curl's connection cache): a few
+ * per busy endpoint; past this curl closes the oldest. 256 covers a few hundred active
+ * endpoints without hoarding file descriptors (the API's connection cap reserves them). */
+#define TRANSPORT_HTTP_MAX_CONNECTS 256
 
 struct transport_result {
 	int status;               /* HTTP status, 0 if no response */

@@ -21,9 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Idle connections kept in the cache: a few per busy endpoint; past this curl closes the
- * oldest. 256 covers a few hundred active endpoints without hoarding file descriptors. */
-#define HTTP_MAX_CONNECTS 256
 /* Free easy handles kept for reuse (saves curl_easy_init's allocations per attempt). */
 #define HTTP_POOL_MAX 256
 /* Response header bytes accepted per attempt (status line, every header line, 1xx
@@ -409,6 +406,6 @@ struct transport *transport_http_new(struct event_base *base, const struct ssrf_
 	curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
 	curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, http_timer_fn);
 	curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
-	curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, (long)HTTP_MAX_CONNECTS);
+	curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, (long)TRANSPORT_HTTP_MAX_CONNECTS);
 	return &t->base;
 }
