@@ -18,7 +18,7 @@ struct evhttp_connection;
 struct api_conns;
 struct delivery;
 struct app;
-struct MDB_txn;
+struct store_read;
 struct endpoint;
 struct evkeyvalq;
 
@@ -81,8 +81,6 @@ void api_store_failed(struct evhttp_request *req, int rc);
  * answers 400 and sets *bad. */
 long api_query_long(struct evkeyvalq *q, const char *name, long def, long min, long max,
 		    struct evhttp_request *req, int *bad);
-/* Store key app_id \0 rest (rest may be NULL: the app's prefix); returns its length. */
-size_t api_prefix_key(char *out, const char *app_id, const char *rest);
 /* Returns arr's items sorted by id in a new array (strmap order is arbitrary); arr is stolen. */
 json_t *api_sorted(json_t *arr);
 
@@ -125,9 +123,10 @@ void api_messages_create(struct api *a, struct evhttp_request *req,
 void api_message_get(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_message_attempts(struct api *a, struct evhttp_request *req,
 			  const struct api_args *args);
-/* The stored envelope of app_id's message msg_id as JSON, or NULL (api_messages.c). */
-json_t *api_message_load(struct api *a, struct MDB_txn *txn, const char *app_id,
-			 const char *msg_id);
+/* The stored envelope of app_id's message msg_id, read in snapshot rd, as JSON; NULL (with
+ * *rc HOOKD_ENOTFOUND or a store error) if there is none (api_messages.c). */
+json_t *api_message_load(struct api *a, struct store_read *rd, const char *app_id,
+			 const char *msg_id, int *rc);
 void api_dead_list(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_dead_redrive(struct api *a, struct evhttp_request *req, const struct api_args *args);
 /* Loads the policies stored through the API into the engine (start, and after SIGHUP

@@ -185,16 +185,6 @@ long api_query_long(struct evkeyvalq *q, const char *name, long def, long min, l
 	return n;
 }
 
-size_t api_prefix_key(char *out, const char *app_id, const char *rest)
-{
-	size_t a = strlen(app_id), r = rest ? strlen(rest) : 0;
-	memcpy(out, app_id, a);
-	out[a] = 0;
-	if (r)
-		memcpy(out + a + 1, rest, r);
-	return a + 1 + r;
-}
-
 
 static int api_cmp_id(const void *x, const void *y)
 {

@@ -34,6 +34,7 @@ void api_apps_create(struct api *a, struct evhttp_request *req, const struct api
 	struct api_pending *p;
 	char *text;
 	int64_t now = clock_now_ms();
+	int rc = HOOKD_ENOMEM;
 
 	if (!body)
 		return;
@@ -73,12 +74,12 @@ void api_apps_create(struct api *a, struct evhttp_request *req, const struct api
 		goto oom;
 	p->json = json_pack("{s:s, s:s, s:s}", "id", id, "name", name, "created_at", iso);
 	text = json_dumps(p->json, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (!text || store_kv_submit(a->store, a->store->apps, id, strlen(id), text, strlen(text),
-				     api_app_saved, p) != HOOKD_OK) {
+	if (!text || (rc = store_app_write(a->store, id, text, api_app_saved, p)) != HOOKD_OK) {
 		free(text);
 		api_pending_take(p);
 		api_pending_free(p);
-		goto oom;
+		api_store_failed(req, rc);
+		goto out;
 	}
 	free(text);
 	goto out;

@@ -31,201 +31,139 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* api_dead_list's walk of the dead-letter index. */
+struct api_dead_page {
+	struct store_read *rd;
+	json_t *arr;
+	long limit;
+};
+
+static int api_dead_one(void *arg, int64_t dead_at_ms, const char *id)
+{
+	struct api_dead_page *pg = arg;
+	struct delivery_rec r;
+	char iso[CLOCK_ISO_LEN];
+	int rc;
+	if ((long)json_array_size(pg->arr) >= pg->limit)
+		return STORE_WALK_STOP;
+	if (strlen(id) >= DELIVERY_ID_MAX)
+		return 0;
+	rc = store_read_delivery(pg->rd, id, &r);
+	if (rc == HOOKD_ESTORE || rc == HOOKD_EFULL)
+		return rc;
+	if (rc != HOOKD_OK || r.state != DLV_DEAD)
+		return 0; /* redriven since, or gone: the index entry is stale */
+	clock_iso8601(dead_at_ms, iso);
+	json_array_append_new(pg->arr, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "delivery_id", id,
+						 "message_id", r.msg_id, "endpoint_id", r.ep_id,
+						 "attempts", (json_int_t)r.attempts, "dead_at", iso,
+						 "reason", r.last_error));
+	return 0;
+}
+
 void api_dead_list(struct api *a, struct evhttp_request *req, const struct api_args *args)
 {
 	struct app *app = args->app;
 	struct evkeyvalq *q = args->query;
-	int bad = 0;
+	int bad = 0, rc;
 	long limit = api_query_long(q, "limit", API_LIST_DEFAULT, 1, API_LIST_MAX, req, &bad);
-	char k[400];
-	size_t plen;
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val key, v;
-	json_t *arr;
-	int rc;
+	struct api_dead_page pg = {NULL, NULL, limit};
 
 	if (bad)
 		return;
-	if (store_read_begin(a->store, &txn) != HOOKD_OK) {
-		api_error(req, 500, "internal", NULL, "cannot read the store");
+	if ((rc = store_read_begin(a->store, &pg.rd)) != HOOKD_OK) {
+		api_error(req, 500, "internal", NULL, "cannot read the store: %s", hookd_strerror(rc));
 		return;
 	}
-	arr = json_array();
-	plen = api_prefix_key(k, app->id, NULL);
-	key.mv_data = k;
-	key.mv_size = plen;
-	mdb_cursor_open(txn, a->store->dead, &cur);
-	for (rc = mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE);
-	     rc == 0 && key.mv_size > plen + 8 && memcmp(key.mv_data, k, plen) == 0 &&
-	     (long)json_array_size(arr) < limit;
-	     rc = mdb_cursor_get(cur, &key, &v, MDB_NEXT)) {
-		MDB_val dk = {key.mv_size - plen - 8, (char *)key.mv_data + plen + 8}, dv;
-		struct delivery_rec r;
-		char iso[CLOCK_ISO_LEN], id[DELIVERY_ID_MAX];
-		if (dk.mv_size >= sizeof(id) || mdb_get(txn, a->store->deliveries, &dk, &dv) != 0 ||
-		    record_decode(dv.mv_data, dv.mv_size, &r) != HOOKD_OK || r.state != DLV_DEAD)
-			continue;
-		memcpy(id, dk.mv_data, dk.mv_size);
-		id[dk.mv_size] = 0;
-		clock_iso8601((int64_t)store_get_be64((unsigned char *)key.mv_data + plen), iso);
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "delivery_id", id,
-						     "message_id", r.msg_id, "endpoint_id", r.ep_id,
-						     "attempts", (json_int_t)r.attempts, "dead_at", iso,
-						     "reason", r.last_error));
+	pg.arr = json_array();
+	rc = store_read_dead(pg.rd, app->id, api_dead_one, &pg);
+	store_read_end(pg.rd);
+	if (rc != HOOKD_OK) {
+		json_decref(pg.arr);
+		api_error(req, 500, "internal", NULL, "storage error: %s", hookd_strerror(rc));
+		return;
 	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-	api_send(req, 200, json_pack("{s:o}", "data", arr));
+	api_send(req, 200, json_pack("{s:o}", "data", pg.arr));
 }
 
+/* A redrive request: the policy decisions of store_redrive_submit (which dead letters, and
+ * what a redriven delivery becomes). */
 struct api_redrive {
-	struct store_op op; /* first */
 	struct api_pending *p;
-	char app_id[80];
 	json_t *ids;        /* requested ids (array of strings) or NULL = all */
 	int64_t since_ms;   /* -1 = no bound */
 	int64_t now_ms;
-	json_t *done_ids;   /* filled on the writer thread */
 };
 
-static int api_endpoint_stored(struct store *s, MDB_txn *txn, const char *app_id,
-			       const char *ep_id)
+/* Writer thread: is this dead letter asked for? */
+static int api_redrive_select(void *arg, const char *id, int64_t dead_at_ms)
 {
-	char key[320];
-	MDB_val k = {registry_endpoint_key(app_id, ep_id, key), key}, v;
-	return mdb_get(txn, s->endpoints, &k, &v) == 0;
-}
-
-/* Writer thread: moves matching dead deliveries back to pending, due now, new retry cycle.
- * Deliveries whose endpoint was deleted stay dead (there is nowhere to send them). */
-static int api_redrive_apply(struct store *s, MDB_txn *txn, struct store_op *op)
-{
-	struct api_redrive *r = (struct api_redrive *)op;
-	char k[400];
-	size_t plen = api_prefix_key(k, r->app_id, NULL);
-	MDB_cursor *cur;
-	MDB_val key = {plen, k}, v;
-	int rc, mrc;
-
-	r->done_ids = json_array();
-	if ((rc = mdb_cursor_open(txn, s->dead, &cur)) != 0)
-		return store_err(rc, "redrive cursor");
-	for (rc = mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE);
-	     rc == 0 && key.mv_size > plen + 8 && memcmp(key.mv_data, k, plen) == 0;) {
-		const char *idp = (const char *)key.mv_data + plen + 8;
-		size_t idlen = key.mv_size - plen - 8;
-		int64_t dead_at = (int64_t)store_get_be64((unsigned char *)key.mv_data + plen);
-		char id[DELIVERY_ID_MAX];
-		int match = idlen < sizeof(id) && (r->since_ms < 0 || dead_at >= r->since_ms);
-		size_t i;
-		json_t *x;
-		MDB_val dk, dv;
-		struct delivery_rec rec;
-
-		if (match) {
-			memcpy(id, idp, idlen);
-			id[idlen] = 0;
-			if (r->ids) {
-				match = 0;
-				json_array_foreach(r->ids, i, x) if (strcmp(json_string_value(x), id) == 0) match = 1;
-			}
-		}
-		if (!match) {
-			rc = mdb_cursor_get(cur, &key, &v, MDB_NEXT);
-			continue;
-		}
-		dk.mv_data = id;
-		dk.mv_size = idlen;
-		int is_dead = mdb_get(txn, s->deliveries, &dk, &dv) == 0 &&
-			      record_decode(dv.mv_data, dv.mv_size, &rec) == HOOKD_OK &&
-			      rec.state == DLV_DEAD;
-		if (is_dead && !api_endpoint_stored(s, txn, r->app_id, rec.ep_id)) {
-			/* Its endpoint is gone: it stays dead and listed. */
-			rc = mdb_cursor_get(cur, &key, &v, MDB_NEXT);
-			continue;
-		}
-		if (is_dead) {
-			unsigned char *enc;
-			size_t len;
-			unsigned char due[8 + DELIVERY_ID_MAX];
-			rec.state = DLV_PENDING;
-			rec.cycle_failures = 0;
-			rec.next_at_ms = r->now_ms;
-			rec.updated_ms = r->now_ms;
-			rec.last_error = "";
-			if (record_encode(&rec, &enc, &len) != HOOKD_OK)
-				break;
-			MDB_val nv = {len, enc};
-			mrc = mdb_put(txn, s->deliveries, &dk, &nv, 0);
-			free(enc);
-			store_be64(due, (uint64_t)r->now_ms);
-			memcpy(due + 8, id, idlen);
-			MDB_val duek = {8 + idlen, due}, empty = {0, ""};
-			if (mrc == 0)
-				mrc = mdb_put(txn, s->due, &duek, &empty, 0);
-			if (mrc != 0) {
-				mdb_cursor_close(cur);
-				return store_err(mrc, "redrive");
-			}
-			json_array_append_new(r->done_ids, json_string(id));
-		}
-		/* The dead-index entry goes in every case (stale or redriven). */
-		if ((mrc = mdb_cursor_del(cur, 0)) != 0) {
-			mdb_cursor_close(cur);
-			return store_err(mrc, "redrive");
-		}
-		rc = mdb_cursor_get(cur, &key, &v, MDB_GET_CURRENT);
-		if (rc != 0)
-			break;
-	}
-	mdb_cursor_close(cur);
-	return HOOKD_OK;
-}
-
-static void api_redrive_done(struct store_op *op)
-{
-	struct api_redrive *r = (struct api_redrive *)op;
-	struct evhttp_request *req = api_pending_take(r->p);
-	struct api *a = r->p->api;
+	struct api_redrive *r = arg;
 	size_t i;
 	json_t *x;
+	if (strlen(id) >= DELIVERY_ID_MAX || (r->since_ms >= 0 && dead_at_ms < r->since_ms))
+		return 0;
+	if (!r->ids)
+		return 1;
+	json_array_foreach(r->ids, i, x) if (strcmp(json_string_value(x), id) == 0) return 1;
+	return 0;
+}
 
-	if (op->rc == HOOKD_OK) {
-		json_array_foreach(r->done_ids, i, x) {
-			struct delivery *dv = dispatch_load_stored(a->disp, json_string_value(x));
-			if (!dv)
+/* Writer thread: a redriven delivery is pending, due now, in a new retry cycle. */
+static void api_redrive_revive(void *arg, struct delivery_rec *rec)
+{
+	struct api_redrive *r = arg;
+	rec->state = DLV_PENDING;
+	rec->cycle_failures = 0;
+	rec->next_at_ms = r->now_ms;
+	rec->updated_ms = r->now_ms;
+	rec->last_error = "";
+}
+
+static void api_redrive_done(void *arg, int rc, const char *const *ids, size_t n)
+{
+	struct api_redrive *r = arg;
+	struct evhttp_request *req = api_pending_take(r->p);
+	struct api *a = r->p->api;
+	json_t *done_ids = json_array();
+
+	if (rc == HOOKD_OK) {
+		for (size_t i = 0; i < n; i++) {
+			struct delivery *dv;
+			json_array_append_new(done_ids, json_string(ids[i]));
+			if (!(dv = dispatch_load_stored(a->disp, ids[i])))
 				continue;
 			/* A redrive re-runs the endpoint's policy (the operator may have fixed it). */
 			if (dv->ep->policy_name) {
-				MDB_txn *txn;
+				struct store_read *rd;
 				json_t *env = NULL;
 				struct store_batch *b;
-				if (store_read_begin(a->store, &txn) == HOOKD_OK) {
-					env = api_message_load(a, txn, dv->app_id, dv->msg_id);
-					mdb_txn_abort(txn);
+				int lrc;
+				if (store_read_begin(a->store, &rd) == HOOKD_OK) {
+					env = api_message_load(a, rd, dv->app_id, dv->msg_id, &lrc);
+					store_read_end(rd);
 				}
 				if (env && fanout_capture_policy(dv, dv->ep) == HOOKD_OK) {
 					fanout_apply_policy(a->policies, env, dv, &a->fstats);
-					json_decref(env);
 					b = store_batch_new();
 					if (b && dispatch_persist(a->store, b, dv, clock_now_ms()) == HOOKD_OK)
 						store_batch_submit(a->store, b, 0, NULL, NULL);
 					else
 						store_batch_free(b);
 				}
+				json_decref(env);
 			}
 			dispatch_add(a->disp, dv);
 		}
 		if (req)
 			api_send(req, 200, json_pack("{s:I, s:O}", "redriven",
-						     (json_int_t)json_array_size(r->done_ids),
-						     "delivery_ids", r->done_ids));
+						     (json_int_t)json_array_size(done_ids),
+						     "delivery_ids", done_ids));
 	} else if (req) {
-		api_store_failed(req, op->rc);
+		api_store_failed(req, rc);
 	}
 	json_decref(r->ids);
-	json_decref(r->done_ids);
+	json_decref(done_ids);
 	api_pending_free(r->p);
 	free(r);
 }
@@ -238,6 +176,7 @@ void api_dead_redrive(struct api *a, struct evhttp_request *req, const struct ap
 	struct api_redrive *r;
 	size_t i;
 	json_t *x;
+	int rc;
 
 	if (!body)
 		return;
@@ -248,7 +187,6 @@ void api_dead_redrive(struct api *a, struct evhttp_request *req, const struct ap
 	}
 	r->since_ms = -1;
 	r->now_ms = clock_now_ms();
-	snprintf(r->app_id, sizeof(r->app_id), "%s", app->id);
 	json_object_foreach(body, key, v) {
 		if (strcmp(key, "delivery_ids") == 0) {
 			if (!json_is_array(v) || json_array_size(v) > 10000)
@@ -274,9 +212,13 @@ void api_dead_redrive(struct api *a, struct evhttp_request *req, const struct ap
 		api_error(req, 500, "internal", NULL, "out of memory");
 		goto fail;
 	}
-	r->op.apply = api_redrive_apply;
-	r->op.done = api_redrive_done;
-	store_submit(a->store, &r->op);
+	if ((rc = store_redrive_submit(a->store, app->id, api_redrive_select, api_redrive_revive,
+				       api_redrive_done, r)) != HOOKD_OK) {
+		api_pending_take(r->p);
+		api_pending_free(r->p);
+		api_store_failed(req, rc);
+		goto fail;
+	}
 	goto out;
 bad_ids:
 	api_error(req, 400, "invalid_field", "delivery_ids", "delivery_ids must be an array of delivery id strings");

@@ -75,9 +75,8 @@ static int api_endpoint_save(struct api *a, struct evhttp_request *req, struct a
 			     json_t *stored, int kind, int64_t previous_expires_ms)
 {
 	struct api_pending *p = api_pending_new(a, req);
-	char key[320];
 	char *text;
-	size_t klen;
+	int rc = HOOKD_ENOMEM;
 	if (!p) {
 		json_decref(stored);
 		return HOOKD_ENOMEM;
@@ -86,14 +85,15 @@ static int api_endpoint_save(struct api *a, struct evhttp_request *req, struct a
 	p->json = stored;
 	p->data = (void *)(intptr_t)kind;
 	p->now_ms = previous_expires_ms;
-	klen = registry_endpoint_key(app->id, json_string_value(json_object_get(stored, "id")), key);
 	text = json_dumps(stored, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	if (!text || store_kv_submit(a->store, a->store->endpoints, key, klen, text, strlen(text),
-				     api_endpoint_saved, p) != HOOKD_OK) {
+	if (!text ||
+	    (rc = store_endpoint_write(a->store, app->id,
+				       json_string_value(json_object_get(stored, "id")), text,
+				       api_endpoint_saved, p)) != HOOKD_OK) {
 		free(text);
 		api_pending_take(p);
 		api_pending_free(p);
-		return HOOKD_ENOMEM;
+		return rc;
 	}
 	free(text);
 	return HOOKD_OK;
@@ -104,6 +104,7 @@ void api_endpoints_create(struct api *a, struct evhttp_request *req, const struc
 	struct app *app = args->app;
 	json_t *body = api_body_json(a, req, 1), *stored;
 	char field[128], msg[512];
+	int rc;
 	const char *id;
 	if (!body)
 		return;
@@ -122,8 +123,8 @@ void api_endpoints_create(struct api *a, struct evhttp_request *req, const struc
 		json_decref(stored);
 		return;
 	}
-	if (api_endpoint_save(a, req, app, stored, 1, 0) != HOOKD_OK)
-		api_error(req, 500, "internal", NULL, "out of memory");
+	if ((rc = api_endpoint_save(a, req, app, stored, 1, 0)) != HOOKD_OK)
+		api_store_failed(req, rc);
 }
 
 void api_endpoint_patch(struct api *a, struct evhttp_request *req, const struct api_args *args)
@@ -132,6 +133,7 @@ void api_endpoint_patch(struct api *a, struct evhttp_request *req, const struct 
 	struct endpoint *ep = args->ep;
 	json_t *body = api_body_json(a, req, 1), *stored;
 	char field[128], msg[512];
+	int rc;
 	if (!body)
 		return;
 	stored = endpoint_json_merge(ep->json, body, app->id, clock_now_ms(), field, sizeof(field),
@@ -141,8 +143,8 @@ void api_endpoint_patch(struct api *a, struct evhttp_request *req, const struct 
 		api_error(req, 400, "invalid_field", field, "%s", msg);
 		return;
 	}
-	if (api_endpoint_save(a, req, app, stored, 0, 0) != HOOKD_OK)
-		api_error(req, 500, "internal", NULL, "out of memory");
+	if ((rc = api_endpoint_save(a, req, app, stored, 0, 0)) != HOOKD_OK)
+		api_store_failed(req, rc);
 }
 
 void api_endpoint_rotate(struct api *a, struct evhttp_request *req, const struct api_args *args)
@@ -156,6 +158,7 @@ void api_endpoint_rotate(struct api *a, struct evhttp_request *req, const struct
 	struct sign_key k;
 	int64_t now = clock_now_ms();
 	size_t i;
+	int rc;
 
 	if (!body)
 		return;
@@ -210,8 +213,8 @@ void api_endpoint_rotate(struct api *a, struct evhttp_request *req, const struct
 	}
 	json_object_set_new(stored, "secrets", secrets);
 	json_object_set_new(stored, "secret_type", json_string(k.kind == SIGN_HMAC ? "hmac" : "ed25519"));
-	if (api_endpoint_save(a, req, app, stored, 2, now + grace * 1000) != HOOKD_OK)
-		api_error(req, 500, "internal", NULL, "out of memory");
+	if ((rc = api_endpoint_save(a, req, app, stored, 2, now + grace * 1000)) != HOOKD_OK)
+		api_store_failed(req, rc);
 out:
 	json_decref(body);
 }
@@ -221,7 +224,7 @@ static void api_endpoint_deleted(void *arg, int rc)
 	struct api_pending *p = arg;
 	struct evhttp_request *req = api_pending_take(p);
 	struct app *app = registry_app(p->api->reg, p->id);
-	struct endpoint *ep = app ? strmap_get(&app->endpoints, p->id + strlen(p->id) + 1) : NULL;
+	struct endpoint *ep = app ? strmap_get(&app->endpoints, json_string_value(p->json)) : NULL;
 	if (rc == HOOKD_OK && ep) {
 		endpoint_ref(ep);
 		registry_endpoint_remove(p->api->reg, app, ep);
@@ -243,20 +246,19 @@ void api_endpoint_delete(struct api *a, struct evhttp_request *req, const struct
 	struct app *app = args->app;
 	struct endpoint *ep = args->ep;
 	struct api_pending *p = api_pending_new(a, req);
-	char key[320];
-	size_t klen = registry_endpoint_key(app->id, ep->id, key);
-	if (!p || klen >= sizeof(p->id) ||
-	    store_kv_submit(a->store, a->store->endpoints, key, klen, NULL, 0, api_endpoint_deleted,
-			    p) != HOOKD_OK) {
+	int rc = HOOKD_ENOMEM;
+	/* Once the delete is durable the callback finds the endpoint by p->id and p->json. */
+	if (!p || !(p->json = json_string(ep->id)) ||
+	    snprintf(p->id, sizeof(p->id), "%s", app->id) >= (int)sizeof(p->id) ||
+	    (rc = store_endpoint_write(a->store, app->id, ep->id, NULL, api_endpoint_deleted,
+				       p)) != HOOKD_OK) {
 		if (p) {
 			api_pending_take(p);
 			api_pending_free(p);
 		}
-		api_error(req, 500, "internal", NULL, "out of memory");
+		api_store_failed(req, rc);
 		return;
 	}
-	memcpy(p->id, key, klen);
-	p->id[klen] = 0;
 }
 
 

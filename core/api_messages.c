@@ -37,10 +37,10 @@
 
 static void api_published(struct store_batch *b)
 {
-	struct api_pending *p = b->arg;
+	struct api_pending *p = store_batch_arg(b);
 	struct api *a = p->api;
 	struct evhttp_request *req = api_pending_take(p);
-	int rc = b->op.rc;
+	int rc = store_batch_rc(b);
 
 	if (rc == HOOKD_OK) {
 		for (size_t i = 0; i < p->n_dvs; i++)
@@ -57,7 +57,8 @@ static void api_published(struct store_batch *b)
 		}
 	} else if (rc == HOOKD_EDUPLICATE) {
 		if (req)
-			api_send(req, 200, json_pack("{s:s, s:b}", "id", b->dup_value, "duplicate", 1));
+			api_send(req, 200, json_pack("{s:s, s:b}", "id", store_publish_duplicate(b),
+						     "duplicate", 1));
 	} else {
 		a->publish_rejected++;
 		if (req)
@@ -66,50 +67,30 @@ static void api_published(struct store_batch *b)
 	api_pending_free(p);
 }
 
-/* Stores the message, its deliveries and the idempotency key in one op; the answer goes out
- * from api_published once that op is committed. Takes p (answers errors itself). */
+/* Stores the message, its deliveries and the idempotency key in one op (fanout_publish); the
+ * answer goes out from api_published once that op is committed. Takes p (answers errors
+ * itself). */
 static void api_publish_commit(struct api_pending *p)
 {
 	struct api *a = p->api;
-	struct store_batch *b = store_batch_new();
-	char k[400];
-	size_t klen;
-
-	if (!b)
-		goto oom;
-	klen = api_prefix_key(k, p->app->id, p->id);
-	if (store_batch_put(b, a->store->messages, k, klen, p->text, strlen(p->text)))
-		goto oom;
-	for (size_t i = 0; i < p->n_dvs; i++)
-		if (dispatch_persist(a->store, b, p->dvs[i], p->now_ms))
-			goto oom;
-	if (p->n_policy) {
-		/* The policy half of the fan-out is made after the 202 (fanout_defer): this marker
-		 * makes a restart finish it if the process dies in between. */
-		klen = fanout_marker_key(p->app->id, p->id, k);
-		if (store_batch_put(b, a->store->fanout, k, klen, "", 0))
-			goto oom;
-	}
-	if (p->idem) {
-		unsigned char val[8 + ID_MAX];
-		size_t n = strlen(p->id);
-		klen = api_prefix_key(k, p->app->id, p->idem);
-		store_be64(val, (uint64_t)(p->now_ms + API_IDEMPOTENCY_MS));
-		memcpy(val + 8, p->id, n);
-		store_batch_guard(b, a->store->idem, k, klen, p->now_ms);
-		if (store_batch_put(b, a->store->idem, k, klen, val, 8 + n))
-			goto oom;
-	}
-	store_batch_submit(a->store, b, STORE_OP_PUBLISH, api_published, p);
-	return;
-oom:
-	store_batch_free(b);
-	{
+	struct fanout_publish pub = {
+		.app_id = p->app->id,
+		.msg_id = p->id,
+		.envelope = p->text,
+		.dvs = p->dvs,
+		.n_dvs = p->n_dvs,
+		.deferred = p->n_policy > 0,
+		.idem_key = p->idem,
+		.now_ms = p->now_ms,
+		.idem_expires_ms = p->now_ms + API_IDEMPOTENCY_MS,
+	};
+	int rc = fanout_publish(a->store, &pub, api_published, p);
+	if (rc != HOOKD_OK) {
 		struct evhttp_request *req = api_pending_take(p);
 		if (req)
-			api_error(req, 500, "internal", NULL, "out of memory");
+			api_store_failed(req, rc);
+		api_pending_free(p);
 	}
-	api_pending_free(p);
 }
 
 /* The body every endpoint without a policy receives: the envelope's own fields, then the
@@ -297,39 +278,43 @@ static json_t *api_delivery_json(const char *id, const struct delivery_rec *r,
 	return o;
 }
 
-/* The deliveries of a message: records under "dlv_<ulid>_" (fan-out's id scheme), and the
- * policy deliveries that are out but not stored yet (dispatch_add_unstored), in id order. */
-static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *msg_id,
-				      json_t **dlv_ids)
+/* api_message_deliveries' walk of the stored records. */
+struct api_dlv_walk {
+	struct api *a;
+	json_t *arr, *ids;
+};
+
+static int api_message_delivery(void *arg, const char *id, const struct delivery_rec *r)
 {
-	json_t *arr = json_array();
+	struct api_dlv_walk *w = arg;
+	if (strlen(id) >= DELIVERY_ID_MAX)
+		return 0;
+	json_array_append_new(w->arr, api_delivery_json(id, r, dispatch_live(w->a->disp, id),
+							registry_endpoint(w->a->reg, r->app_id,
+									  r->ep_id)));
+	if (w->ids)
+		json_array_append_new(w->ids, json_string(id));
+	return 0;
+}
+
+/* The deliveries of a message: records under "dlv_<ulid>_" (fan-out's id scheme), and the
+ * policy deliveries that are out but not stored yet (dispatch_add_unstored), in id order.
+ * NULL with *rc set on a store error. */
+static json_t *api_message_deliveries(struct api *a, struct store_read *rd, const char *msg_id,
+				      json_t **dlv_ids, int *rc)
+{
+	struct api_dlv_walk w = {a, json_array(), NULL};
 	char prefix[ID_MAX + 8];
-	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), "dlv_%s_", msg_id + 4);
-	MDB_cursor *cur;
-	MDB_val k = {plen, prefix}, v;
 	const char (*unstored)[DELIVERY_ID_MAX];
 	size_t n_unstored, i, j;
-	int rc;
 
 	if (dlv_ids)
-		*dlv_ids = json_array();
-	mdb_cursor_open(txn, a->store->deliveries, &cur);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	     rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		struct delivery_rec r;
-		char id[DELIVERY_ID_MAX];
-		if (k.mv_size >= sizeof(id) || record_decode(v.mv_data, v.mv_size, &r) != HOOKD_OK)
-			continue;
-		memcpy(id, k.mv_data, k.mv_size);
-		id[k.mv_size] = 0;
-		json_array_append_new(arr, api_delivery_json(id, &r, dispatch_live(a->disp, id),
-							     registry_endpoint(a->reg, r.app_id,
-									       r.ep_id)));
-		if (dlv_ids)
-			json_array_append_new(*dlv_ids, json_string(id));
+		w.ids = *dlv_ids = json_array();
+	snprintf(prefix, sizeof(prefix), "dlv_%s_", msg_id + 4);
+	if ((*rc = store_read_deliveries(rd, prefix, api_message_delivery, &w)) != HOOKD_OK) {
+		json_decref(w.arr);
+		return NULL;
 	}
-	mdb_cursor_close(cur);
 	unstored = dispatch_unstored(a->disp, msg_id, &n_unstored);
 	for (i = 0; i < n_unstored; i++) {
 		const struct delivery *live = dispatch_live(a->disp, unstored[i]);
@@ -338,8 +323,8 @@ static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *m
 			continue; /* stored meanwhile (listed above), or being stored */
 		int cmp = 1;
 		/* In id order; skip it if the store scan listed it already. */
-		for (j = 0; j < json_array_size(arr); j++) {
-			cmp = strcmp(json_string_value(json_object_get(json_array_get(arr, j), "id")),
+		for (j = 0; j < json_array_size(w.arr); j++) {
+			cmp = strcmp(json_string_value(json_object_get(json_array_get(w.arr, j), "id")),
 				     unstored[i]);
 			if (cmp >= 0)
 				break;
@@ -347,68 +332,78 @@ static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *m
 		if (cmp == 0)
 			continue;
 		o = api_delivery_json(unstored[i], NULL, live, live->ep);
-		json_array_insert_new(arr, j, o);
+		json_array_insert_new(w.arr, j, o);
 	}
-	return arr;
+	return w.arr;
 }
 
-json_t *api_message_load(struct api *a, MDB_txn *txn, const char *app_id,
-				const char *msg_id)
+json_t *api_message_load(struct api *a, struct store_read *rd, const char *app_id,
+			 const char *msg_id, int *rc)
 {
-	char k[400];
-	size_t klen = api_prefix_key(k, app_id, msg_id);
-	MDB_val key = {klen, k}, v;
-	if (strlen(msg_id) < 5 || mdb_get(txn, a->store->messages, &key, &v) != 0)
+	const char *text;
+	size_t len;
+	json_t *msg;
+	if (strlen(msg_id) < 5) {
+		*rc = HOOKD_ENOTFOUND;
 		return NULL;
-	return json_loadb(v.mv_data, v.mv_size, 0, NULL);
+	}
+	if ((*rc = store_read_message(rd, app_id, msg_id, &text, &len)) != HOOKD_OK)
+		return NULL;
+	if (!(msg = json_loadb(text, len, 0, NULL)))
+		*rc = HOOKD_EINVAL;
+	return msg;
+}
+
+static int api_message_attempt(void *arg, uint32_t attempt, const char *json, size_t len)
+{
+	json_t *at = json_loadb(json, len, 0, NULL);
+	if (at)
+		json_array_append_new(arg, at);
+	return 0;
+}
+
+static int api_is_store_error(int rc)
+{
+	return rc == HOOKD_ESTORE || rc == HOOKD_EFULL;
 }
 
 static void api_message_show(struct api *a, struct evhttp_request *req, struct app *app,
 			     const char *msg_id, int attempts)
 {
-	MDB_txn *txn;
-	json_t *msg, *dlv_ids = NULL, *out;
-	if (store_read_begin(a->store, &txn) != HOOKD_OK) {
-		api_error(req, 500, "internal", NULL, "cannot read the store");
+	struct store_read *rd;
+	json_t *msg, *dlv_ids = NULL, *out = NULL, *dl;
+	int rc;
+	if ((rc = store_read_begin(a->store, &rd)) != HOOKD_OK) {
+		api_error(req, 500, "internal", NULL, "cannot read the store: %s", hookd_strerror(rc));
 		return;
 	}
-	msg = api_message_load(a, txn, app->id, msg_id);
+	msg = api_message_load(a, rd, app->id, msg_id, &rc);
 	if (!msg) {
-		mdb_txn_abort(txn);
-		api_error(req, 404, "not_found", NULL, "message '%s' not found in app '%s'", msg_id, app->id);
+		store_read_end(rd);
+		if (api_is_store_error(rc))
+			api_error(req, 500, "internal", NULL, "storage error: %s", hookd_strerror(rc));
+		else
+			api_error(req, 404, "not_found", NULL, "message '%s' not found in app '%s'",
+				  msg_id, app->id);
 		return;
 	}
 	if (!attempts) {
-		out = json_pack("{s:O, s:s, s:O, s:O, s:o, s:O, s:O, s:o}", "id",
-				json_object_get(msg, "id"), "app_id", app->id, "type",
-				json_object_get(msg, "type"), "version", json_object_get(msg, "version"),
-				"source", json_object_get(msg, "source") ? json_incref(json_object_get(msg, "source")) : json_null(),
-				"timestamp", json_object_get(msg, "timestamp"), "data",
-				json_object_get(msg, "data"), "deliveries",
-				api_message_deliveries(a, txn, msg_id, NULL));
-	} else {
-		json_t *dl = api_message_deliveries(a, txn, msg_id, &dlv_ids), *list = json_array(), *idv;
+		if ((dl = api_message_deliveries(a, rd, msg_id, NULL, &rc)))
+			out = json_pack("{s:O, s:s, s:O, s:O, s:o, s:O, s:O, s:o}", "id",
+					json_object_get(msg, "id"), "app_id", app->id, "type",
+					json_object_get(msg, "type"), "version", json_object_get(msg, "version"),
+					"source", json_object_get(msg, "source") ? json_incref(json_object_get(msg, "source")) : json_null(),
+					"timestamp", json_object_get(msg, "timestamp"), "data",
+					json_object_get(msg, "data"), "deliveries", dl);
+	} else if ((dl = api_message_deliveries(a, rd, msg_id, &dlv_ids, &rc))) {
+		json_t *list = json_array(), *idv;
 		size_t i;
 		json_array_foreach(dlv_ids, i, idv) {
-			const char *id = json_string_value(idv);
-			unsigned char prefix[DELIVERY_ID_MAX + 1];
-			size_t plen = strlen(id) + 1;
-			MDB_cursor *cur;
-			MDB_val k = {plen, prefix}, v;
-			int rc;
-			memcpy(prefix, id, plen); /* includes the NUL separator */
-			mdb_cursor_open(txn, a->store->attempts, &cur);
-			for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-			     rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0;
-			     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-				json_t *at = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-				if (at)
-					json_array_append_new(list, at);
-			}
-			mdb_cursor_close(cur);
+			rc = store_read_attempts(rd, json_string_value(idv), api_message_attempt, list);
+			if (rc != HOOKD_OK)
+				break;
 		}
 		json_decref(dl);
-		json_decref(dlv_ids);
 		/* oldest first across deliveries: ISO times sort as text */
 		size_t n = json_array_size(list);
 		for (i = 1; i < n; i++)
@@ -421,67 +416,74 @@ static void api_message_show(struct api *a, struct evhttp_request *req, struct a
 				json_array_set(list, j - 1, json_array_get(list, j));
 				json_array_set_new(list, j, t);
 			}
-		out = json_pack("{s:o}", "data", list);
+		if (rc == HOOKD_OK)
+			out = json_pack("{s:o}", "data", list);
+		else
+			json_decref(list);
 	}
-	mdb_txn_abort(txn);
+	json_decref(dlv_ids);
+	store_read_end(rd);
 	json_decref(msg);
-	api_send(req, 200, out);
+	if (rc != HOOKD_OK)
+		api_error(req, 500, "internal", NULL, "storage error: %s", hookd_strerror(rc));
+	else
+		api_send(req, 200, out);
+}
+
+/* api_messages_list's walk: the page, and whether a next one exists. */
+struct api_msg_page {
+	struct app *app;
+	json_t *arr, *last;
+	long limit;
+};
+
+static int api_messages_one(void *arg, const char *msg_id, const char *envelope, size_t len)
+{
+	struct api_msg_page *pg = arg;
+	json_t *m;
+	if ((long)json_array_size(pg->arr) >= pg->limit) {
+		pg->last = json_array_get(pg->arr, json_array_size(pg->arr) - 1);
+		return STORE_WALK_STOP;
+	}
+	if (!(m = json_loadb(envelope, len, 0, NULL)))
+		return 0;
+	json_object_del(m, "data");
+	json_object_set_new(m, "app_id", json_string(pg->app->id));
+	json_array_append_new(pg->arr, m);
+	return 0;
 }
 
 void api_messages_list(struct api *a, struct evhttp_request *req, const struct api_args *args)
 {
 	struct app *app = args->app;
 	struct evkeyvalq *q = args->query;
-	int bad = 0;
+	int bad = 0, rc;
 	long limit = api_query_long(q, "limit", API_LIST_DEFAULT, 1, API_LIST_MAX, req, &bad);
 	const char *after = evhttp_find_header(q, "after");
-	char k[400];
-	size_t plen, klen;
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val key, v;
-	json_t *arr = json_array(), *last = NULL;
-	int rc;
+	struct api_msg_page pg = {app, NULL, NULL, limit};
+	struct store_read *rd;
 
-	if (bad) {
-		json_decref(arr);
+	if (bad)
 		return;
-	}
 	if (after && strlen(after) > ID_MAX) {
-		json_decref(arr);
 		api_error(req, 400, "invalid_field", "after", "after must be a message id");
 		return;
 	}
-	plen = api_prefix_key(k, app->id, NULL);
-	klen = api_prefix_key(k, app->id, after);
-	if (store_read_begin(a->store, &txn) != HOOKD_OK) {
-		json_decref(arr);
-		api_error(req, 500, "internal", NULL, "cannot read the store");
+	if ((rc = store_read_begin(a->store, &rd)) != HOOKD_OK) {
+		api_error(req, 500, "internal", NULL, "cannot read the store: %s", hookd_strerror(rc));
 		return;
 	}
-	mdb_cursor_open(txn, a->store->messages, &cur);
-	key.mv_data = k;
-	key.mv_size = klen;
-	for (rc = mdb_cursor_get(cur, &key, &v, MDB_SET_RANGE);
-	     rc == 0 && key.mv_size >= plen && memcmp(key.mv_data, k, plen) == 0;
-	     rc = mdb_cursor_get(cur, &key, &v, MDB_NEXT)) {
-		if (after && key.mv_size == klen && memcmp(key.mv_data, k, klen) == 0)
-			continue;
-		if ((long)json_array_size(arr) >= limit) {
-			last = json_array_get(arr, json_array_size(arr) - 1);
-			break;
-		}
-		json_t *m = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-		if (!m)
-			continue;
-		json_object_del(m, "data");
-		json_object_set_new(m, "app_id", json_string(app->id));
-		json_array_append_new(arr, m);
+	pg.arr = json_array();
+	rc = store_read_messages(rd, app->id, after, api_messages_one, &pg);
+	if (rc != HOOKD_OK) {
+		store_read_end(rd);
+		json_decref(pg.arr);
+		api_error(req, 500, "internal", NULL, "storage error: %s", hookd_strerror(rc));
+		return;
 	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-	api_send(req, 200, json_pack("{s:o, s:o}", "data", arr, "next_after",
-				     last ? json_incref(json_object_get(last, "id")) : json_null()));
+	store_read_end(rd);
+	api_send(req, 200, json_pack("{s:o, s:o}", "data", pg.arr, "next_after",
+				     pg.last ? json_incref(json_object_get(pg.last, "id")) : json_null()));
 }
 
 

@@ -12,9 +12,11 @@ void api_metrics(struct api *a, struct evhttp_request *req, const struct api_arg
 {
 	struct dispatch_stats ds;
 	struct store_space sp;
+	struct store_stats st;
 	struct evbuffer *buf = evbuffer_new();
 	dispatch_get_stats(a->disp, &ds);
 	store_get_space(a->store, &sp);
+	store_get_stats(a->store, &st);
 	evbuffer_add_printf(buf,
 			    "# TYPE hookd_messages_published_total counter\nhookd_messages_published_total %llu\n"
 			    "# TYPE hookd_publish_rejected_total counter\nhookd_publish_rejected_total %llu\n"
@@ -34,8 +36,8 @@ void api_metrics(struct api *a, struct evhttp_request *req, const struct api_arg
 			    (unsigned long long)ds.failed, (unsigned long long)ds.dead,
 			    (unsigned long long)a->fstats.filtered,
 			    (unsigned long long)a->fstats.policy_errors, ds.inflight, ds.pending,
-			    (unsigned long long)a->store->stat_commits,
-			    (unsigned long long)a->store->stat_ops, a->store->stat_commit_ns / 1e9);
+			    (unsigned long long)st.commits, (unsigned long long)st.ops,
+			    st.commit_ns / 1e9);
 	evbuffer_add_printf(buf,
 			    "# HELP hookd_store_map_bytes storage.map_size\n"
 			    "# TYPE hookd_store_map_bytes gauge\nhookd_store_map_bytes %llu\n"

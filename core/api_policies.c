@@ -60,6 +60,7 @@ static void api_policy_store(struct api *a, struct evhttp_request *req, const ch
 	json_t *j = NULL;
 	char err[512];
 	struct api_pending *p;
+	int rc = HOOKD_ENOMEM;
 
 	if (len > a->cfg->max_payload_bytes) {
 		api_error(req, 413, "payload_too_large", NULL,
@@ -97,13 +98,13 @@ static void api_policy_store(struct api *a, struct evhttp_request *req, const ch
 	p = api_pending_new(a, req);
 	if (p)
 		p->json = json_pack("{s:s, s:I}", "name", name, "size", (json_int_t)len);
-	if (!p || store_kv_submit(a->store, a->store->policies, name, strlen(name), src, len,
-				  api_policy_saved, p) != HOOKD_OK) {
+	if (!p || (rc = store_policy_write(a->store, name, src, len, api_policy_saved, p)) !=
+			  HOOKD_OK) {
 		if (p) {
 			api_pending_take(p);
 			api_pending_free(p);
 		}
-		api_error(req, 500, "internal", NULL, "out of memory");
+		api_store_failed(req, rc);
 		json_decref(j);
 		return;
 	}
@@ -219,25 +220,23 @@ void api_policy_test(struct api *a, struct evhttp_request *req, const struct api
 		api_policy_dry_run(a, req, name);
 }
 
+static int api_policy_load_one(void *arg, const char *name, const char *src, size_t len)
+{
+	char err[512];
+	if (strlen(name) >= 80)
+		return 0; /* not a name the API accepts */
+	if (policy_engine_put(arg, name, src, len, err, sizeof(err)) != HOOKD_OK)
+		log_warn("policy %s (stored): %s", name, err);
+	return 0;
+}
+
 void api_policies_load_stored(struct store *s, struct policy_engine *e)
 {
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	char name[80], err[512];
+	struct store_read *rd;
 	int rc;
-	if (store_read_begin(s, &txn) != HOOKD_OK)
+	if (store_read_begin(s, &rd) != HOOKD_OK)
 		return;
-	mdb_cursor_open(txn, s->policies, &cur);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		if (k.mv_size >= sizeof(name))
-			continue;
-		memcpy(name, k.mv_data, k.mv_size);
-		name[k.mv_size] = 0;
-		if (policy_engine_put(e, name, v.mv_data, v.mv_size, err, sizeof(err)) != HOOKD_OK)
-			log_warn("policy %s (stored): %s", name, err);
-	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
+	if ((rc = store_read_policies(rd, api_policy_load_one, e)) != HOOKD_OK)
+		log_error("policies: reading the stored policies: %s", hookd_strerror(rc));
+	store_read_end(rd);
 }

@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "config.h"
 #include "err.h"
+#include "fanout.h"
 #include "jsontext.h"
 #include "log.h"
 #include "registry.h"
@@ -45,8 +46,7 @@ struct unstored_set {
 	struct dispatch *d;      /* NULL once the dispatcher is gone */
 	int indexed;             /* listed in d->unstored under msg_id */
 	char msg_id[ID_MAX];
-	unsigned char key[256];  /* the marker's key in the fanout database */
-	size_t klen;
+	char app_id[ID_MAX + 32]; /* with msg_id, names the marker (fanout.h) */
 	size_t n;
 	char ids[][DELIVERY_ID_MAX];
 };
@@ -232,19 +232,9 @@ static void dispatch_arm(struct dispatch *d)
 
 /* ---- persistence ---- */
 
-static size_t due_key(unsigned char *out, int64_t at_ms, const char *id)
-{
-	size_t n = strlen(id);
-	store_be64(out, (uint64_t)at_ms);
-	memcpy(out + 8, id, n);
-	return 8 + n;
-}
-
 int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv, int64_t now_ms)
 {
 	struct delivery_rec r = {0};
-	unsigned char *enc = NULL, key[512];
-	size_t len, klen;
 	int rc;
 
 	r.state = dv->state == DLV_INFLIGHT ? DLV_PENDING : dv->state;
@@ -263,43 +253,30 @@ int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv
 	/* A policy's output is kept for what may be sent again: retries of a pending delivery
 	 * and a redrive of a dead one. A delivery that succeeded is never sent again. */
 	if (dv->custom_body && !dv->body_stored && r.state != DLV_SUCCEEDED) {
-		rc = store_batch_put(b, s->bodies, dv->id, strlen(dv->id), dv->body->data,
-				     dv->body->len);
+		rc = store_batch_put_body(b, dv->id, dv->body->data, dv->body->len);
 		if (rc)
 			return rc;
 		dv->body_stored = 1;
 	}
-	if ((rc = record_encode(&r, &enc, &len)) != HOOKD_OK)
-		return rc;
-	rc = store_batch_put(b, s->deliveries, dv->id, strlen(dv->id), enc, len);
-	free(enc);
-	if (rc)
+	if ((rc = store_batch_put_delivery(b, dv->id, &r)))
 		return rc;
 	if (dv->due_key_ms && (r.state != DLV_PENDING || dv->due_key_ms != dv->next_at_ms)) {
-		klen = due_key(key, dv->due_key_ms, dv->id);
-		if ((rc = store_batch_del(b, s->due, key, klen)))
+		if ((rc = store_batch_del_due(b, dv->due_key_ms, dv->id)))
 			return rc;
 		dv->due_key_ms = 0;
 	}
 	if (r.state == DLV_PENDING && dv->due_key_ms != dv->next_at_ms) {
-		klen = due_key(key, dv->next_at_ms, dv->id);
-		if ((rc = store_batch_put(b, s->due, key, klen, "", 0)))
+		if ((rc = store_batch_put_due(b, dv->next_at_ms, dv->id)))
 			return rc;
 		dv->due_key_ms = dv->next_at_ms;
 	}
-	if (r.state == DLV_DEAD) {
-		size_t a = strlen(dv->app_id), n = strlen(dv->id);
-		memcpy(key, dv->app_id, a);
-		key[a] = 0;
-		store_be64(key + a + 1, (uint64_t)now_ms);
-		memcpy(key + a + 9, dv->id, n);
-		if ((rc = store_batch_put(b, s->dead, key, a + 9 + n, "", 0)))
-			return rc;
-	}
+	if (r.state == DLV_DEAD && (rc = store_batch_put_dead(b, dv->app_id, now_ms, dv->id)))
+		return rc;
 	if (dv->unstored) {
 		/* Its first write: the last of its message's goes with the marker's removal. */
 		struct unstored_set *set = dv->unstored;
-		if (--set->left == 0 && (rc = store_batch_del(b, s->fanout, set->key, set->klen))) {
+		if (--set->left == 0 &&
+		    (rc = fanout_marker_delete(b, set->app_id, set->msg_id)) != HOOKD_OK) {
 			set->left++;
 			return rc;
 		}
@@ -315,7 +292,7 @@ static void dispatch_forget(struct dispatch *d, struct delivery *dv);
  * that records its outcome is done; only then is the in-memory copy dropped. */
 static void dispatch_recorded(struct store_batch *b)
 {
-	struct delivery *dv = b->arg;
+	struct delivery *dv = store_batch_arg(b);
 	dispatch_forget(dv->dispatch, dv);
 }
 
@@ -324,11 +301,10 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 				    const struct transport_result *res, int64_t at_ms, int finished)
 {
 	struct store_batch *b = store_batch_new();
-	unsigned char key[DELIVERY_ID_MAX + 8];
-	size_t n = strlen(dv->id);
 	char iso[CLOCK_ISO_LEN];
 	struct jsontext_buf t = {0};
 	char *text;
+	int rc;
 
 	if (!b) {
 		if (finished)
@@ -362,12 +338,11 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 	jsontext_string(&t, res->response ? res->response : "", res->response_len);
 	jsontext_cstr(&t, "}");
 	text = t.failed ? NULL : t.data;
-	memcpy(key, dv->id, n);
-	key[n] = 0;
-	store_be32(key + n + 1, dv->attempts);
-	if (!text || store_batch_put(b, d->store->attempts, key, n + 5, text, strlen(text)) ||
-	    dispatch_persist(d->store, b, dv, at_ms)) {
-		log_error("dispatch: cannot record attempt %u of %s", dv->attempts, dv->id);
+	if ((rc = text ? store_batch_put_attempt(b, dv->id, dv->attempts, text, strlen(text))
+		       : HOOKD_ENOMEM) != HOOKD_OK ||
+	    (rc = dispatch_persist(d->store, b, dv, at_ms)) != HOOKD_OK) {
+		log_error("dispatch: cannot record attempt %u of %s: %s", dv->attempts, dv->id,
+			  hookd_strerror(rc));
 		jsontext_free(&t);
 		store_batch_free(b);
 		if (finished)
@@ -416,20 +391,18 @@ static struct delivery *wait_pop(struct endpoint *ep)
 
 static void dispatch_disable_endpoint(struct dispatch *d, struct endpoint *ep, const char *why)
 {
-	char key[320];
 	char *text;
-	size_t klen;
 	struct store_batch *b = NULL;
+	int rc = HOOKD_ENOMEM;
 	ep->disabled = true;
 	json_object_set_new(ep->json, "disabled", json_true());
 	json_object_set_new(ep->json, "disabled_reason", json_string(why));
 	text = json_dumps(ep->json, JSON_COMPACT);
-	klen = registry_endpoint_key(ep->app_id, ep->id, key);
 	/* A state change like an outcome: kept until it fits if the store is full. */
 	if (!text || !(b = store_batch_new()) ||
-	    store_batch_put(b, d->store->endpoints, key, klen, text, strlen(text)) != HOOKD_OK) {
-		log_error("dispatch: out of memory recording that %s/%s is disabled", ep->app_id,
-			  ep->id);
+	    (rc = store_batch_put_endpoint(b, ep->app_id, ep->id, text)) != HOOKD_OK) {
+		log_error("dispatch: cannot record that %s/%s is disabled: %s", ep->app_id,
+			  ep->id, hookd_strerror(rc));
 		store_batch_free(b);
 	} else {
 		store_batch_submit(d->store, b, STORE_OP_KEEP, NULL, NULL);
@@ -674,14 +647,14 @@ struct delivery *dispatch_live(struct dispatch *d, const char *dlv_id)
 
 static void dispatch_finished_stored(struct store_batch *b)
 {
-	struct delivery **fin = b->arg;
+	struct delivery **fin = store_batch_arg(b);
 	for (size_t i = 0; fin[i]; i++)
 		delivery_free(fin[i]);
 	free(fin);
 }
 
-void dispatch_add_unstored(struct dispatch *d, const char *msg_id, const void *marker_key,
-			   size_t klen, struct delivery **dvs, size_t n)
+void dispatch_add_unstored(struct dispatch *d, const char *app_id, const char *msg_id,
+			   struct delivery **dvs, size_t n)
 {
 	struct unstored_set *set = calloc(1, sizeof(*set) + n * DELIVERY_ID_MAX);
 	struct delivery **fin = NULL;
@@ -693,7 +666,7 @@ void dispatch_add_unstored(struct dispatch *d, const char *msg_id, const void *m
 		;
 	if (i < n)
 		fin = calloc(n + 1, sizeof(*fin));
-	if (!set || (i < n && !fin) || klen > sizeof(set->key)) {
+	if (!set || (i < n && !fin) || strlen(app_id) >= sizeof(set->app_id)) {
 		log_error("dispatch: out of memory scheduling the policy deliveries of %s; the next "
 			  "start redoes them", msg_id);
 		for (i = 0; i < n; i++)
@@ -705,8 +678,7 @@ void dispatch_add_unstored(struct dispatch *d, const char *msg_id, const void *m
 	set->d = d;
 	set->left = n;
 	set->refs = 1;
-	memcpy(set->key, marker_key, klen);
-	set->klen = klen;
+	snprintf(set->app_id, sizeof(set->app_id), "%s", app_id);
 	snprintf(set->msg_id, sizeof(set->msg_id), "%s", msg_id);
 	for (i = 0; i < n; i++) {
 		memcpy(set->ids[set->n++], dvs[i]->id, DELIVERY_ID_MAX);
@@ -842,22 +814,24 @@ void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep)
 
 /* Builds the in-memory delivery for a stored record; bodies of plain deliveries come from
  * the message (shared through bodies, keyed by message id, when given). */
-static struct delivery *dispatch_from_record(struct dispatch *d, MDB_txn *txn, const char *id,
-					     const struct delivery_rec *r, struct strmap *bodies)
+static struct delivery *dispatch_from_record(struct dispatch *d, struct store_read *rd,
+					     const char *id, const struct delivery_rec *r,
+					     struct strmap *bodies)
 {
 	struct endpoint *ep = registry_endpoint(d->reg, r->app_id, r->ep_id);
 	struct body *body = NULL;
 	struct delivery *dv;
+	const char *data;
+	size_t len;
 
 	if (!ep)
 		return NULL;
 	if (r->flags & RECORD_CUSTOM_BODY) {
-		MDB_val k = {strlen(id), (void *)id}, v;
-		if (mdb_get(txn, d->store->bodies, &k, &v) != 0) {
+		if (store_read_body(rd, id, &data, &len) != HOOKD_OK) {
 			log_error("dispatch: policy output body of %s is missing", id);
 			return NULL;
 		}
-		body = body_new(v.mv_data, v.mv_size);
+		body = body_new(data, len);
 	} else if (r->body_len) {
 		body = body_new(r->body, r->body_len);
 	} else {
@@ -865,14 +839,11 @@ static struct delivery *dispatch_from_record(struct dispatch *d, MDB_txn *txn, c
 		if (body) {
 			body_ref(body);
 		} else {
-			char key[320];
-			size_t klen = registry_endpoint_key(r->app_id, r->msg_id, key);
-			MDB_val k = {klen, key}, v;
-			if (mdb_get(txn, d->store->messages, &k, &v) != 0) {
+			if (store_read_message(rd, r->app_id, r->msg_id, &data, &len) != HOOKD_OK) {
 				log_error("dispatch: message %s of %s is missing", r->msg_id, id);
 				return NULL;
 			}
-			body = body_new(v.mv_data, v.mv_size);
+			body = body_new(data, len);
 			if (body && bodies && strmap_put(bodies, r->msg_id, body) == HOOKD_OK)
 				body_ref(body);
 		}
@@ -904,77 +875,89 @@ static void dispatch_drop_body(const char *key, void *value, void *arg)
 	body_unref(value);
 }
 
+/* dispatch_load's walk of the due index. */
+struct dispatch_loading {
+	struct dispatch *d;
+	struct store_read *rd;
+	struct strmap bodies;      /* message bodies shared by its deliveries, by message id */
+	struct store_batch *stale; /* index entries to drop */
+	size_t loaded;
+	int rc;
+};
+
+static int dispatch_load_one(void *arg, int64_t at_ms, const char *id)
+{
+	struct dispatch_loading *l = arg;
+	struct delivery_rec r;
+	struct delivery *dv = NULL;
+	int rc;
+	if (strlen(id) >= DELIVERY_ID_MAX)
+		return 0;
+	rc = store_read_delivery(l->rd, id, &r);
+	if (rc == HOOKD_ESTORE || rc == HOOKD_EFULL)
+		return rc;
+	if (rc == HOOKD_OK && r.state == DLV_PENDING && r.next_at_ms == at_ms)
+		dv = dispatch_from_record(l->d, l->rd, id, &r, &l->bodies);
+	if (!dv) {
+		/* Endpoint deleted, record superseded or unreadable: drop the index entry. */
+		if ((rc = store_batch_del_due(l->stale, at_ms, id)) != HOOKD_OK)
+			l->rc = rc;
+		return 0;
+	}
+	if (strmap_put(&l->d->live, dv->id, dv) != HOOKD_OK || heap_push(l->d, dv) != HOOKD_OK) {
+		delivery_free(dv);
+		return 0;
+	}
+	l->loaded++;
+	return 0;
+}
+
 int dispatch_load(struct dispatch *d, char *err, size_t errlen)
 {
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	struct strmap bodies = {0};
-	struct store_batch *stale = store_batch_new();
-	size_t loaded = 0;
+	struct dispatch_loading l = {.d = d, .stale = store_batch_new()};
 	int rc;
 
-	if (!stale || store_read_begin(d->store, &txn) != HOOKD_OK) {
-		store_batch_free(stale);
+	if (!l.stale || (rc = store_read_begin(d->store, &l.rd)) != HOOKD_OK) {
+		store_batch_free(l.stale);
 		snprintf(err, errlen, "cannot read the store");
 		return HOOKD_ESTORE;
 	}
-	mdb_cursor_open(txn, d->store->due, &cur);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		char id[DELIVERY_ID_MAX];
-		struct delivery_rec r;
-		MDB_val dk, dvv;
-		struct delivery *dv = NULL;
-		if (k.mv_size <= 8 || k.mv_size - 8 >= sizeof(id))
-			continue;
-		memcpy(id, (char *)k.mv_data + 8, k.mv_size - 8);
-		id[k.mv_size - 8] = 0;
-		dk.mv_data = id;
-		dk.mv_size = k.mv_size - 8;
-		if (mdb_get(txn, d->store->deliveries, &dk, &dvv) == 0 &&
-		    record_decode(dvv.mv_data, dvv.mv_size, &r) == HOOKD_OK &&
-		    r.state == DLV_PENDING && r.next_at_ms == (int64_t)store_get_be64(k.mv_data))
-			dv = dispatch_from_record(d, txn, id, &r, &bodies);
-		if (!dv) {
-			/* Endpoint deleted, record superseded or unreadable: drop the index entry. */
-			store_batch_del(stale, d->store->due, k.mv_data, k.mv_size);
-			continue;
-		}
-		if (strmap_put(&d->live, dv->id, dv) != HOOKD_OK || heap_push(d, dv) != HOOKD_OK) {
-			delivery_free(dv);
-			continue;
-		}
-		loaded++;
+	rc = store_read_due(l.rd, dispatch_load_one, &l);
+	store_read_end(l.rd);
+	strmap_each(&l.bodies, dispatch_drop_body, NULL);
+	strmap_free(&l.bodies);
+	if (rc != HOOKD_OK) {
+		store_batch_free(l.stale);
+		snprintf(err, errlen, "storage error: loading the due index: %s", hookd_strerror(rc));
+		return rc;
 	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-	strmap_each(&bodies, dispatch_drop_body, NULL);
-	strmap_free(&bodies);
-	if (stale->n)
-		log_info("dispatch: dropping %zu stale due-index entries", stale->n);
-	if (stale->n)
-		store_batch_write_now(d->store, stale);
-	store_batch_free(stale);
-	log_info("dispatch: %zu pending deliveries loaded", loaded);
+	if (store_batch_count(l.stale))
+		log_info("dispatch: dropping %zu stale due-index entries", store_batch_count(l.stale));
+	if (l.rc != HOOKD_OK)
+		log_error("dispatch: cannot drop every stale due-index entry: %s",
+			  hookd_strerror(l.rc));
+	if (store_batch_count(l.stale) &&
+	    (rc = store_batch_write_now(d->store, l.stale, 0)) != HOOKD_OK)
+		log_error("dispatch: dropping stale due-index entries failed: %s (they are "
+			  "dropped again at the next start)", hookd_strerror(rc));
+	store_batch_free(l.stale);
+	log_info("dispatch: %zu pending deliveries loaded", l.loaded);
 	dispatch_arm(d);
 	return HOOKD_OK;
 }
 
 struct delivery *dispatch_load_stored(struct dispatch *d, const char *dlv_id)
 {
-	MDB_txn *txn;
-	MDB_val k = {strlen(dlv_id), (void *)dlv_id}, v;
+	struct store_read *rd;
 	struct delivery_rec r;
 	struct delivery *dv = NULL;
 	if (dispatch_live(d, dlv_id))
 		return NULL;
-	if (store_read_begin(d->store, &txn) != HOOKD_OK)
+	if (store_read_begin(d->store, &rd) != HOOKD_OK)
 		return NULL;
-	if (mdb_get(txn, d->store->deliveries, &k, &v) == 0 &&
-	    record_decode(v.mv_data, v.mv_size, &r) == HOOKD_OK && r.state == DLV_PENDING)
-		dv = dispatch_from_record(d, txn, dlv_id, &r, NULL);
-	mdb_txn_abort(txn);
+	if (store_read_delivery(rd, dlv_id, &r) == HOOKD_OK && r.state == DLV_PENDING)
+		dv = dispatch_from_record(d, rd, dlv_id, &r, NULL);
+	store_read_end(rd);
 	return dv;
 }
 

@@ -103,15 +103,15 @@ void dispatch_add(struct dispatch *d, struct delivery *dv);
 /* A live (pending or in-flight) delivery, or NULL. */
 struct delivery *dispatch_live(struct dispatch *d, const char *dlv_id);
 
-/* One message's policy deliveries, none stored yet, whose existence is guaranteed by a
- * marker in the store's fanout database (marker_key; a restart redoes them while it is
- * there). Takes dvs (not the array). Finished ones (filtered, policy error) are stored now;
- * pending ones are scheduled at once and stored with their first outcome, so a delivery
- * that succeeds at once costs one write instead of two, and its output body is never
- * written. The write that stores the last of them also deletes the marker. Until then
+/* One message's policy deliveries, none stored yet, whose existence is guaranteed by its
+ * fan-out marker (fanout.h; a restart redoes them while it is there). Takes dvs (not the
+ * array). Finished ones (filtered, policy error) are stored now; pending ones are scheduled
+ * at once and stored with their first outcome, so a delivery that succeeds at once costs
+ * one write instead of two, and its output body is never written. The write that stores
+ * the last of them also deletes the marker (fanout_marker_delete). Until then
  * dispatch_unstored lists their ids (for the API, which reads them live). */
-void dispatch_add_unstored(struct dispatch *d, const char *msg_id, const void *marker_key,
-			   size_t klen, struct delivery **dvs, size_t n);
+void dispatch_add_unstored(struct dispatch *d, const char *app_id, const char *msg_id,
+			   struct delivery **dvs, size_t n);
 
 /* Ids of msg_id's deliveries not stored yet (they may also have been stored meanwhile, or
  * be gone); *n_out is their count. NULL when there are none. Valid until the loop runs. */

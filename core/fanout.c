@@ -189,12 +189,41 @@ int fanout_message(struct app *a, const char *msg_id, const char *type, struct b
 	return HOOKD_OK;
 }
 
-/* ---- deferred policy fan-out ---- */
+/* ---- the publish op and the marker ---- */
 
-size_t fanout_marker_key(const char *app_id, const char *msg_id, char *out)
+int fanout_publish(struct store *s, const struct fanout_publish *pub,
+		   void (*cb)(struct store_batch *b), void *arg)
 {
-	return registry_endpoint_key(app_id, msg_id, out);
+	struct store_batch *b = store_batch_new();
+	int rc;
+
+	if (!b)
+		return HOOKD_ENOMEM;
+	rc = store_publish_add_message(b, pub->app_id, pub->msg_id, pub->envelope,
+				       strlen(pub->envelope));
+	for (size_t i = 0; rc == HOOKD_OK && i < pub->n_dvs; i++)
+		rc = dispatch_persist(s, b, pub->dvs[i], pub->now_ms);
+	/* The policy half of the fan-out is made after the 202 (fanout_defer): this marker
+	 * makes a restart finish it if the process dies in between. */
+	if (rc == HOOKD_OK && pub->deferred)
+		rc = store_batch_put_fanout_marker(b, pub->app_id, pub->msg_id);
+	if (rc == HOOKD_OK && pub->idem_key)
+		rc = store_publish_set_idempotency(b, pub->app_id, pub->idem_key, pub->msg_id,
+						   pub->now_ms, pub->idem_expires_ms);
+	if (rc != HOOKD_OK) {
+		store_batch_free(b);
+		return rc;
+	}
+	store_publish_submit(s, b, cb, arg);
+	return HOOKD_OK;
 }
+
+int fanout_marker_delete(struct store_batch *b, const char *app_id, const char *msg_id)
+{
+	return store_batch_del_fanout_marker(b, app_id, msg_id);
+}
+
+/* ---- deferred policy fan-out ---- */
 
 struct fanout_job {
 	struct worker_job job; /* first */
@@ -216,23 +245,24 @@ static void fanout_job_free(struct fanout_job *fj)
 }
 
 /* Writes the deliveries and removes the marker in one batch (the batch owns nothing of
- * fj: it copies what it stores). */
-static struct store_batch *fanout_job_batch(struct fanout_job *fj, int64_t now_ms)
+ * fj: it copies what it stores). NULL with *rc set on failure. */
+static struct store_batch *fanout_job_batch(struct fanout_job *fj, int64_t now_ms, int *rc)
 {
 	struct store_batch *b = store_batch_new();
-	char key[200];
-	size_t klen = fanout_marker_key(fj->app_id, fj->msg_id, key);
-	if (!b)
+	if (!b) {
+		*rc = HOOKD_ENOMEM;
 		return NULL;
-	for (size_t i = 0; i < fj->n; i++)
-		if (dispatch_persist(fj->ctx->store, b, fj->dvs[i], now_ms) != HOOKD_OK)
-			goto fail;
-	if (store_batch_del(b, fj->ctx->store->fanout, key, klen) != HOOKD_OK)
-		goto fail;
+	}
+	*rc = HOOKD_OK;
+	for (size_t i = 0; *rc == HOOKD_OK && i < fj->n; i++)
+		*rc = dispatch_persist(fj->ctx->store, b, fj->dvs[i], now_ms);
+	if (*rc == HOOKD_OK)
+		*rc = fanout_marker_delete(b, fj->app_id, fj->msg_id);
+	if (*rc != HOOKD_OK) {
+		store_batch_free(b);
+		return NULL;
+	}
 	return b;
-fail:
-	store_batch_free(b);
-	return NULL;
 }
 
 static void fanout_job_run(struct worker_job *job)
@@ -246,13 +276,11 @@ static void fanout_job_run(struct worker_job *job)
 static void fanout_job_done(struct worker_job *job)
 {
 	struct fanout_job *fj = (struct fanout_job *)job;
-	char key[200];
-	size_t klen = fanout_marker_key(fj->app_id, fj->msg_id, key);
 	if (fj->ctx->stats) {
 		fj->ctx->stats->filtered += fj->stats.filtered;
 		fj->ctx->stats->policy_errors += fj->stats.policy_errors;
 	}
-	dispatch_add_unstored(fj->ctx->disp, fj->msg_id, key, klen, fj->dvs, fj->n);
+	dispatch_add_unstored(fj->ctx->disp, fj->app_id, fj->msg_id, fj->dvs, fj->n);
 	fj->n = 0;
 	fanout_job_free(fj);
 }
@@ -286,151 +314,172 @@ void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id
 	}
 }
 
+/* The policy deliveries of a message already stored: their endpoint and number. */
+struct fanout_stored {
+	size_t plen; /* of the prefix dlv_<msg ulid>_p */
+	struct { const char *ep; unsigned long num; } *st; /* ep: the snapshot's */
+	size_t n, cap;
+};
+
+static int fanout_stored_one(void *arg, const char *dlv_id, const struct delivery_rec *r)
+{
+	struct fanout_stored *f = arg;
+	size_t len = strlen(dlv_id);
+	if (len <= f->plen || len - f->plen >= 24)
+		return 0;
+	if (f->n == f->cap) {
+		void *grown = realloc(f->st, (f->cap ? f->cap * 2 : 8) * sizeof(*f->st));
+		if (!grown)
+			return STORE_WALK_STOP;
+		f->st = grown;
+		f->cap = f->cap ? f->cap * 2 : 8;
+	}
+	f->st[f->n].ep = r->ep_id;
+	f->st[f->n++].num = strtoul(dlv_id + f->plen, NULL, 10);
+	return 0;
+}
+
 /* Deliveries are stored with their first outcome and the marker goes with the last of a
  * message's, so a crash can leave a fan-out half stored. Keeps (compacted in dvs, returned
  * count) only the deliveries whose endpoint has no stored delivery of msg_id yet, and gives
  * them numbers not in use; frees the others. */
-static size_t fanout_drop_stored(MDB_txn *txn, struct store *s, const char *msg_id,
+static size_t fanout_drop_stored(struct store_read *rd, const char *msg_id,
 				 struct delivery **dvs, size_t n)
 {
 	char prefix[ID_MAX + 8];
-	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), "dlv_%s_p", msg_id + 4);
-	MDB_cursor *cur;
-	MDB_val k = {plen, prefix}, v;
-	struct { const char *ep; unsigned long num; } *st = NULL; /* the stored ones */
-	size_t ne = 0, cap = 0, m = 0, next = 0, i, j;
+	struct fanout_stored f = {0};
+	size_t m = 0, next = 0, i, j;
 	int rc;
 
-	if (mdb_cursor_open(txn, s->deliveries, &cur) != 0)
+	f.plen = (size_t)snprintf(prefix, sizeof(prefix), "dlv_%s_p", msg_id + 4);
+	if ((rc = store_read_deliveries(rd, prefix, fanout_stored_one, &f)) != HOOKD_OK) {
+		log_error("fanout: reading the stored deliveries of %s: %s", msg_id,
+			  hookd_strerror(rc));
+		free(f.st);
 		return n;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-	     rc == 0 && k.mv_size > plen && memcmp(k.mv_data, prefix, plen) == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		struct delivery_rec r;
-		char num[24];
-		if (record_decode(v.mv_data, v.mv_size, &r) != HOOKD_OK ||
-		    k.mv_size - plen >= sizeof(num))
-			continue;
-		if (ne == cap) {
-			void *grown = realloc(st, (cap ? cap * 2 : 8) * sizeof(*st));
-			if (!grown)
-				break;
-			st = grown;
-			cap = cap ? cap * 2 : 8;
-		}
-		memcpy(num, (const char *)k.mv_data + plen, k.mv_size - plen);
-		num[k.mv_size - plen] = 0;
-		st[ne].ep = r.ep_id;
-		st[ne++].num = strtoul(num, NULL, 10);
 	}
-	mdb_cursor_close(cur);
 	for (i = 0; i < n; i++) {
-		for (j = 0; j < ne && strcmp(st[j].ep, dvs[i]->ep->id) != 0; j++)
+		for (j = 0; j < f.n && strcmp(f.st[j].ep, dvs[i]->ep->id) != 0; j++)
 			;
-		if (j < ne) {
+		if (j < f.n) {
 			delivery_free(dvs[i]);
 			continue;
 		}
 		for (;; next++) {
-			for (j = 0; j < ne && st[j].num != next; j++)
+			for (j = 0; j < f.n && f.st[j].num != next; j++)
 				;
-			if (j == ne)
+			if (j == f.n)
 				break;
 		}
 		snprintf(dvs[i]->id, sizeof(dvs[i]->id), "dlv_%s_p%zu", msg_id + 4, next++);
 		dvs[m++] = dvs[i];
 	}
-	free(st);
+	free(f.st);
 	return m;
+}
+
+/* fanout_recover's walk of the markers. */
+struct fanout_recovery {
+	struct fanout_ctx *ctx;
+	struct store_read *rd;
+	struct store_batch *stale; /* markers of fan-outs with nothing left to do */
+	size_t done;
+};
+
+static int fanout_recover_one(void *arg, const char *app_id, const char *mid)
+{
+	struct fanout_recovery *rv = arg;
+	struct fanout_ctx *ctx = rv->ctx;
+	struct app *a;
+	const char *env_text;
+	size_t env_len;
+	json_t *env = NULL;
+	struct body *body = NULL;
+	struct delivery **dvs = NULL;
+	size_t n = 0, m = 0;
+	int needs = 0, rc;
+	struct fanout_job *fj;
+	struct store_batch *b;
+
+	if (strlen(app_id) >= sizeof(fj->app_id) || strlen(mid) >= ID_MAX)
+		goto drop;
+	a = registry_app(ctx->reg, app_id);
+	if (!a)
+		goto drop;
+	rc = store_read_message(rv->rd, app_id, mid, &env_text, &env_len);
+	if (rc == HOOKD_ESTORE || rc == HOOKD_EFULL)
+		return rc;
+	if (rc != HOOKD_OK || !(env = json_loadb(env_text, env_len, 0, NULL)) ||
+	    !(body = body_new(env_text, env_len)))
+		goto drop;
+	if (fanout_message(a, mid, json_string_value(json_object_get(env, "type")) ?: "", body,
+			   clock_now_ms(), &dvs, &n, &needs, NULL) != HOOKD_OK)
+		goto drop;
+	/* Only the policy half: the plain deliveries were stored with the message. */
+	for (size_t i = 0; i < n; i++) {
+		if (dvs[i]->policy_name)
+			dvs[m++] = dvs[i];
+		else
+			delivery_free(dvs[i]);
+	}
+	m = fanout_drop_stored(rv->rd, mid, dvs, m);
+	body_unref(body);
+	fj = calloc(1, sizeof(*fj));
+	if (!fj) {
+		for (size_t i = 0; i < m; i++)
+			delivery_free(dvs[i]);
+		free(dvs);
+		json_decref(env);
+		return 0;
+	}
+	fj->ctx = ctx;
+	snprintf(fj->app_id, sizeof(fj->app_id), "%s", app_id);
+	snprintf(fj->msg_id, sizeof(fj->msg_id), "%s", mid);
+	fj->dvs = dvs;
+	fj->n = m;
+	fanout_run_policies(ctx->policies, env, dvs, m, &fj->stats);
+	json_decref(env);
+	b = fanout_job_batch(fj, clock_now_ms(), &rc);
+	if (b && (rc = store_batch_write_now(ctx->store, b, 0)) == HOOKD_OK) {
+		for (size_t i = 0; i < fj->n; i++)
+			dispatch_add(ctx->disp, fj->dvs[i]);
+		fj->n = 0;
+		rv->done++;
+	} else {
+		log_error("fanout: cannot store the policy deliveries of %s: %s (the next start "
+			  "tries again)", mid, hookd_strerror(rc));
+	}
+	store_batch_free(b);
+	fanout_job_free(fj);
+	return 0;
+drop:
+	/* The app or the message is gone: nothing left to fan out. */
+	json_decref(env);
+	body_unref(body);
+	if ((rc = fanout_marker_delete(rv->stale, app_id, mid)) != HOOKD_OK)
+		log_error("fanout: cannot drop the marker of %s: %s", mid, hookd_strerror(rc));
+	return 0;
 }
 
 size_t fanout_recover(struct fanout_ctx *ctx)
 {
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
-	struct store_batch *stale = store_batch_new();
-	size_t done = 0;
+	struct fanout_recovery rv = {.ctx = ctx, .stale = store_batch_new()};
 	int rc;
 
-	if (!stale || store_read_begin(ctx->store, &txn) != HOOKD_OK) {
-		store_batch_free(stale);
+	if (!rv.stale || (rc = store_read_begin(ctx->store, &rv.rd)) != HOOKD_OK) {
+		log_error("fanout: cannot read the store to finish interrupted fan-outs");
+		store_batch_free(rv.stale);
 		return 0;
 	}
-	mdb_cursor_open(txn, ctx->store->fanout, &cur);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		const char *app_id = k.mv_data, *msg_id;
-		size_t alen = strnlen(app_id, k.mv_size);
-		char mid[ID_MAX];
-		struct app *a;
-		MDB_val mv;
-		json_t *env = NULL;
-		struct body *body = NULL;
-		struct delivery **dvs = NULL;
-		size_t n = 0, m = 0;
-		int needs = 0;
-		struct fanout_job *fj;
-
-		if (alen + 1 >= k.mv_size || k.mv_size - alen - 1 >= sizeof(mid))
-			goto drop;
-		msg_id = (const char *)k.mv_data + alen + 1;
-		memcpy(mid, msg_id, k.mv_size - alen - 1);
-		mid[k.mv_size - alen - 1] = 0;
-		a = registry_app(ctx->reg, app_id);
-		if (!a || mdb_get(txn, ctx->store->messages, &k, &mv) != 0 ||
-		    !(env = json_loadb(mv.mv_data, mv.mv_size, 0, NULL)) ||
-		    !(body = body_new(mv.mv_data, mv.mv_size)))
-			goto drop;
-		if (fanout_message(a, mid, json_string_value(json_object_get(env, "type")) ?: "",
-				   body, clock_now_ms(), &dvs, &n, &needs, NULL) != HOOKD_OK)
-			goto drop;
-		/* Only the policy half: the plain deliveries were stored with the message. */
-		for (size_t i = 0; i < n; i++) {
-			if (dvs[i]->policy_name)
-				dvs[m++] = dvs[i];
-			else
-				delivery_free(dvs[i]);
-		}
-		m = fanout_drop_stored(txn, ctx->store, mid, dvs, m);
-		body_unref(body);
-		fj = calloc(1, sizeof(*fj));
-		if (!fj) {
-			for (size_t i = 0; i < m; i++)
-				delivery_free(dvs[i]);
-			free(dvs);
-			json_decref(env);
-			continue;
-		}
-		fj->ctx = ctx;
-		snprintf(fj->app_id, sizeof(fj->app_id), "%.*s", (int)alen, app_id);
-		snprintf(fj->msg_id, sizeof(fj->msg_id), "%s", mid);
-		fj->dvs = dvs;
-		fj->n = m;
-		fanout_run_policies(ctx->policies, env, dvs, m, &fj->stats);
-		json_decref(env);
-		struct store_batch *b = fanout_job_batch(fj, clock_now_ms());
-		if (b && store_batch_write_now(ctx->store, b) == HOOKD_OK) {
-			for (size_t i = 0; i < fj->n; i++)
-				dispatch_add(ctx->disp, fj->dvs[i]);
-			fj->n = 0;
-			done++;
-		}
-		store_batch_free(b);
-		fanout_job_free(fj);
-		continue;
-	drop:
-		/* The app or the message is gone: nothing left to fan out. */
-		json_decref(env);
-		body_unref(body);
-		store_batch_del(stale, ctx->store->fanout, k.mv_data, k.mv_size);
-	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
-	if (stale->n)
-		store_batch_write_now(ctx->store, stale);
-	store_batch_free(stale);
-	if (done)
-		log_info("fanout: finished %zu interrupted policy fan-outs", done);
-	return done;
+	if ((rc = store_read_fanout_markers(rv.rd, fanout_recover_one, &rv)) != HOOKD_OK)
+		log_error("fanout: reading the fan-out markers: %s", hookd_strerror(rc));
+	store_read_end(rv.rd);
+	if (store_batch_count(rv.stale) &&
+	    (rc = store_batch_write_now(ctx->store, rv.stale, 0)) != HOOKD_OK)
+		log_error("fanout: dropping %zu stale fan-out markers failed: %s",
+			  store_batch_count(rv.stale), hookd_strerror(rc));
+	store_batch_free(rv.stale);
+	if (rv.done)
+		log_info("fanout: finished %zu interrupted policy fan-outs", rv.done);
+	return rv.done;
 }

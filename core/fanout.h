@@ -44,12 +44,15 @@ void fanout_apply_policy(struct policy_engine *policies, const json_t *envelope,
 
 /* ---- deferred policy fan-out ----
  * A publish is acknowledged once the message, its plain deliveries and a "fan-out pending"
- * marker are durable; the deliveries that go through a policy are made afterwards, on the
- * policy thread. They are sent at once and stored with their first outcome; the write that
- * stores the last of them removes the marker (dispatch_add_unstored). A publisher's 202
- * never waits for subscribers' policies, and fanout_recover finishes at the next start
- * whatever a crash left undone (re-running the policies of the deliveries not stored). */
+ * marker are durable (fanout_publish); the deliveries that go through a policy are made
+ * afterwards, on the policy thread. They are sent at once and stored with their first
+ * outcome; the write that stores the last of them removes the marker (dispatch_add_unstored,
+ * through fanout_marker_delete). A publisher's 202 never waits for subscribers' policies,
+ * and fanout_recover finishes at the next start whatever a crash left undone (re-running
+ * the policies of the deliveries not stored). The marker's whole life is here: put with
+ * the message, deleted with the last delivery it stands for, recovered at start. */
 struct store;
+struct store_batch;
 struct dispatch;
 struct registry;
 struct worker;
@@ -63,8 +66,29 @@ struct fanout_ctx {
 	struct fanout_stats *stats; /* loop-thread counters */
 };
 
-/* Store key of the pending marker: app_id \0 msg_id. Returns its length (out >= 200). */
-size_t fanout_marker_key(const char *app_id, const char *msg_id, char *out);
+/* What one publish stores, in one op: the envelope, the plain deliveries (pending), the
+ * fan-out marker when policy deliveries follow, and the idempotency key if any. Everything
+ * is the caller's; the op copies what it stores. */
+struct fanout_publish {
+	const char *app_id, *msg_id;
+	const char *envelope;    /* the stored body (NUL-terminated) */
+	struct delivery **dvs;   /* the deliveries without a policy */
+	size_t n_dvs;
+	int deferred;            /* policy deliveries follow (fanout_defer): put the marker */
+	const char *idem_key;    /* the Idempotency-Key, or NULL */
+	int64_t now_ms;          /* the publish time (deliveries, and the key's guard) */
+	int64_t idem_expires_ms; /* until when the key answers with this message */
+};
+
+/* Builds the publish op and queues it (store_publish_submit: cb runs on the loop thread with
+ * the outcome, HOOKD_EDUPLICATE naming the first message). On failure (out of memory, a key
+ * too long) nothing is queued and cb is not called. */
+int fanout_publish(struct store *s, const struct fanout_publish *pub,
+		   void (*cb)(struct store_batch *b), void *arg);
+
+/* Adds the deletion of msg_id's marker to b: the write that stores the last of the
+ * deliveries it stands for (dispatch_persist). */
+int fanout_marker_delete(struct store_batch *b, const char *app_id, const char *msg_id);
 
 /* Loop thread, after the publish committed: runs the policies of dvs (all carrying one) on
  * the policy thread, then hands them to dispatch_add_unstored. Takes the deliveries (and

@@ -131,9 +131,7 @@ static int daemon_apply_declared(struct daemon *d, char *err, size_t errlen)
 				 : json_pack("{s:s, s:s}", "id", ca->id, "created_at", iso);
 		json_object_set_new(aj, "name", json_string(ca->name ? ca->name : ca->id));
 		char *text = json_dumps(aj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		int rc = text ? store_kv_now(d->store, d->store->apps, ca->id, strlen(ca->id), text,
-					     strlen(text))
-			      : HOOKD_ENOMEM;
+		int rc = text ? store_app_write_now(d->store, ca->id, text) : HOOKD_ENOMEM;
 		free(text);
 		if (rc != HOOKD_OK || !(app = registry_app_install(&d->reg, aj))) {
 			snprintf(err, errlen, "app %s (line %d): cannot store: %s", ca->id, ca->line,
@@ -144,7 +142,7 @@ static int daemon_apply_declared(struct daemon *d, char *err, size_t errlen)
 			const struct config_endpoint *ce = &ca->endpoints[j];
 			struct endpoint *ep = strmap_get(&app->endpoints, ce->id);
 			json_t *req = daemon_endpoint_req(ce, ep == NULL), *stored;
-			char field[128], msg[512], key[320], lerr[256];
+			char field[128], msg[512], lerr[256];
 			stored = endpoint_json_merge(ep ? ep->json : NULL, req, app->id, clock_now_ms(),
 						     field, sizeof(field), msg, sizeof(msg));
 			json_decref(req);
@@ -167,9 +165,7 @@ static int daemon_apply_declared(struct daemon *d, char *err, size_t errlen)
 						    json_string(k.kind == SIGN_HMAC ? "hmac" : "ed25519"));
 			}
 			text = json_dumps(stored, JSON_COMPACT | JSON_PRESERVE_ORDER);
-			size_t klen = registry_endpoint_key(app->id, ce->id, key);
-			rc = text ? store_kv_now(d->store, d->store->endpoints, key, klen, text, strlen(text))
-				  : HOOKD_ENOMEM;
+			rc = text ? store_endpoint_write_now(d->store, app->id, ce->id, text) : HOOKD_ENOMEM;
 			free(text);
 			if (rc != HOOKD_OK ||
 			    !registry_endpoint_install(&d->reg, app, stored, lerr, sizeof(lerr))) {

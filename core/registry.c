@@ -20,15 +20,6 @@
 #define ENDPOINT_MAX_SCHEDULE 50
 #define ENDPOINT_MAX_DELAY_S 604800 /* one week: longer waits are an outage, not a retry */
 
-size_t registry_endpoint_key(const char *app_id, const char *ep_id, char *out)
-{
-	size_t a = strlen(app_id), e = strlen(ep_id);
-	memcpy(out, app_id, a);
-	out[a] = 0;
-	memcpy(out + a + 1, ep_id, e);
-	return a + 1 + e;
-}
-
 bool registry_type_valid(const char *type)
 {
 	size_t n = 0, seg = 0;
@@ -550,44 +541,52 @@ size_t endpoint_active_secrets(const struct endpoint *ep, int64_t now_ms,
 	return n;
 }
 
+static int registry_load_app(void *arg, const char *app_id, const char *json, size_t len)
+{
+	struct registry *r = arg;
+	json_t *j = json_loadb(json, len, 0, NULL);
+	if (!j || !registry_app_install(r, j))
+		log_error("registry: skipping unreadable app record %s", app_id);
+	return 0;
+}
+
+static int registry_load_endpoint(void *arg, const char *key_app_id, const char *key_ep_id,
+				  const char *json, size_t len)
+{
+	struct registry *r = arg;
+	json_t *j = json_loadb(json, len, 0, NULL);
+	const char *app_id = json_string_value(json_object_get(j, "app_id"));
+	struct app *a = app_id ? registry_app(r, app_id) : NULL;
+	char e[256];
+	if (!a) {
+		log_error("registry: endpoint record without its app, skipped");
+		json_decref(j);
+		return 0;
+	}
+	if (!registry_endpoint_install(r, a, j, e, sizeof(e)))
+		log_error("registry: endpoint unreadable: %s", e);
+	return 0;
+}
+
 int registry_load(struct registry *r, struct store *s, char *err, size_t errlen)
 {
-	MDB_txn *txn;
-	MDB_cursor *cur;
-	MDB_val k, v;
+	struct store_read *rd;
 	int rc;
 
 	r->store = s;
-	if (store_read_begin(s, &txn) != HOOKD_OK) {
+	if (store_read_begin(s, &rd) != HOOKD_OK) {
 		snprintf(err, errlen, "cannot read the store");
 		return HOOKD_ESTORE;
 	}
-	mdb_cursor_open(txn, s->apps, &cur);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		json_t *j = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-		if (!j || !registry_app_install(r, j))
-			log_error("registry: skipping unreadable app record %.*s", (int)k.mv_size,
-				  (char *)k.mv_data);
+	rc = store_read_apps(rd, registry_load_app, r);
+	if (rc == HOOKD_OK)
+		rc = store_read_endpoints(rd, registry_load_endpoint, r);
+	store_read_end(rd);
+	if (rc != HOOKD_OK) {
+		snprintf(err, errlen, "storage error: loading apps and endpoints: %s",
+			 hookd_strerror(rc));
+		return rc;
 	}
-	mdb_cursor_close(cur);
-	mdb_cursor_open(txn, s->endpoints, &cur);
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		json_t *j = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-		const char *app_id = json_string_value(json_object_get(j, "app_id"));
-		struct app *a = app_id ? registry_app(r, app_id) : NULL;
-		char e[256];
-		if (!a) {
-			log_error("registry: endpoint record without its app, skipped");
-			json_decref(j);
-			continue;
-		}
-		if (!registry_endpoint_install(r, a, j, e, sizeof(e)))
-			log_error("registry: endpoint unreadable: %s", e);
-	}
-	mdb_cursor_close(cur);
-	mdb_txn_abort(txn);
 	return HOOKD_OK;
 }
 

@@ -94,9 +94,6 @@ bool endpoint_matches(const struct endpoint *ep, const char *type);
 size_t endpoint_active_secrets(const struct endpoint *ep, int64_t now_ms,
 			       const struct endpoint_secret **out, size_t max);
 
-/* Store keys: app_id \0 ep_id. Returns the length written into out (size >= 160). */
-size_t registry_endpoint_key(const char *app_id, const char *ep_id, char *out);
-
 /* Turns a JSON object of header name -> string into malloc'd "Name: value" lines, the form
  * the transport takes. *lines (NULL-terminated, n entries) is the caller's: free with
  * header_lines_free. HOOKD_ENOMEM leaves nothing allocated. */

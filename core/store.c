@@ -1,5 +1,6 @@
-/* store.c - LMDB environment and the group-commit writer thread. */
-#include "store.h"
+/* store.c - the LMDB environment, the group-commit writer thread, batches, space
+ * accounting and statistics. */
+#include "store-t.h"
 
 #include "clock.h"
 #include "err.h"
@@ -50,26 +51,6 @@
  * (64 records per commit already reach ~170k records/s here; 4096 is far past the knee). */
 #define STORE_MAX_BATCH 4096
 
-void store_be64(unsigned char out[8], uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		out[i] = (unsigned char)(v >> (56 - 8 * i));
-}
-
-uint64_t store_get_be64(const unsigned char in[8])
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | in[i];
-	return v;
-}
-
-void store_be32(unsigned char out[4], uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		out[i] = (unsigned char)(v >> (24 - 8 * i));
-}
-
 int store_err(int rc, const char *what)
 {
 	if (rc == MDB_SUCCESS)
@@ -85,6 +66,16 @@ int store_err(int rc, const char *what)
 }
 
 static void store_measure(struct store *s);
+
+/* Indexed by enum store_db. */
+static const char *const store_db_names[STORE_DB_COUNT] = {
+	[STORE_DB_APPS] = "apps",	  [STORE_DB_ENDPOINTS] = "endpoints",
+	[STORE_DB_MESSAGES] = "messages", [STORE_DB_DELIVERIES] = "deliveries",
+	[STORE_DB_ATTEMPTS] = "attempts", [STORE_DB_DUE] = "due",
+	[STORE_DB_DEAD] = "dead",	  [STORE_DB_IDEM] = "idem",
+	[STORE_DB_POLICIES] = "policies", [STORE_DB_BODIES] = "bodies",
+	[STORE_DB_FANOUT] = "fanout",
+};
 
 int store_open(const char *path, uint64_t map_size, struct store **out, char *err, size_t errlen)
 {
@@ -114,17 +105,8 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 	}
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
 		goto fail_rc;
-	struct {
-		const char *name;
-		MDB_dbi *dbi;
-	} dbs[] = {{"apps", &s->apps},         {"endpoints", &s->endpoints},
-		   {"messages", &s->messages}, {"deliveries", &s->deliveries},
-		   {"attempts", &s->attempts}, {"due", &s->due},
-		   {"dead", &s->dead},         {"idem", &s->idem},
-		   {"policies", &s->policies}, {"bodies", &s->bodies},
-		   {"fanout", &s->fanout}};
-	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++)
-		if ((rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi)) != 0)
+	for (size_t i = 0; i < STORE_DB_COUNT; i++)
+		if ((rc = mdb_dbi_open(txn, store_db_names[i], MDB_CREATE, &s->dbi[i])) != 0)
 			goto fail_rc;
 	if ((rc = mdb_txn_commit(txn)) != 0) {
 		txn = NULL;
@@ -188,9 +170,9 @@ static void store_measure(struct store *s)
 	mdb_env_info(s->env, &info);
 	used = (uint64_t)(info.me_last_pgno + 1) * s->page_size;
 	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
-		if (mdb_stat(txn, s->due, &due) == 0)
+		if (mdb_stat(txn, s->dbi[STORE_DB_DUE], &due) == 0)
 			reserved += (uint64_t)due.ms_entries * STORE_OUTCOME_RESERVE;
-		if (mdb_stat(txn, s->fanout, &fan) == 0)
+		if (mdb_stat(txn, s->dbi[STORE_DB_FANOUT], &fan) == 0)
 			reserved += (uint64_t)fan.ms_entries * STORE_FANOUT_RESERVE;
 		if (used + reserved + need > budget) {
 			uint64_t fp = store_free_pages(txn) * s->page_size;
@@ -240,6 +222,37 @@ void store_get_space(struct store *s, struct store_space *out)
 	out->budget_bytes = s->budget_bytes;
 	out->waiting_writes = s->stat_waiting;
 	out->full = s->full;
+}
+
+void store_get_stats(struct store *s, struct store_stats *out)
+{
+	out->commits = s->stat_commits;
+	out->ops = s->stat_ops;
+	out->commit_ns = s->stat_commit_ns;
+}
+
+int store_get_counts(struct store *s, struct store_counts *out)
+{
+	uint64_t *fields[STORE_DB_COUNT] = {
+		[STORE_DB_APPS] = &out->apps,		[STORE_DB_ENDPOINTS] = &out->endpoints,
+		[STORE_DB_MESSAGES] = &out->messages,	[STORE_DB_DELIVERIES] = &out->deliveries,
+		[STORE_DB_ATTEMPTS] = &out->attempts,	[STORE_DB_DUE] = &out->due,
+		[STORE_DB_DEAD] = &out->dead,		[STORE_DB_IDEM] = &out->idem,
+		[STORE_DB_POLICIES] = &out->policies,	[STORE_DB_BODIES] = &out->bodies,
+		[STORE_DB_FANOUT] = &out->fanout,
+	};
+	MDB_txn *txn;
+	MDB_stat st;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return store_err(rc, "read begin");
+	for (size_t i = 0; i < STORE_DB_COUNT; i++) {
+		if ((rc = mdb_stat(txn, s->dbi[i], &st)) != 0)
+			break;
+		*fields[i] = st.ms_entries;
+	}
+	mdb_txn_abort(txn);
+	return store_err(rc, "stat");
 }
 
 static int store_is_store_error(int rc)
@@ -632,10 +645,28 @@ void store_set_commit_delay(struct store *s, unsigned delay_us, unsigned enough_
 	pthread_mutex_unlock(&s->lock);
 }
 
-int store_read_begin(struct store *s, MDB_txn **txn)
+int store_read_begin(struct store *s, struct store_read **out)
 {
-	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
-	return store_err(rc, "read begin");
+	struct store_read *rd = malloc(sizeof(*rd));
+	int rc;
+	if (!rd)
+		return HOOKD_ENOMEM;
+	rd->s = s;
+	rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rd->txn);
+	if (rc != 0) {
+		free(rd);
+		return store_err(rc, "read begin");
+	}
+	*out = rd;
+	return HOOKD_OK;
+}
+
+void store_read_end(struct store_read *rd)
+{
+	if (!rd)
+		return;
+	mdb_txn_abort(rd->txn);
+	free(rd);
 }
 
 struct store_batch *store_batch_new(void)
@@ -643,8 +674,8 @@ struct store_batch *store_batch_new(void)
 	return calloc(1, sizeof(struct store_batch));
 }
 
-static int store_batch_add(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen,
-			   const void *val, size_t vlen, int del)
+int store_batch_add(struct store_batch *b, enum store_db db, const void *key, size_t klen,
+		    const void *val, size_t vlen, int del)
 {
 	struct store_batch_item *it;
 	if (b->n == b->cap) {
@@ -664,7 +695,7 @@ static int store_batch_add(struct store_batch *b, MDB_dbi dbi, const void *key, 
 	it->val = it->key + klen;
 	if (vlen)
 		memcpy(it->val, val, vlen);
-	it->dbi = dbi;
+	it->db = db;
 	it->klen = klen;
 	it->vlen = vlen;
 	it->del = del;
@@ -672,24 +703,13 @@ static int store_batch_add(struct store_batch *b, MDB_dbi dbi, const void *key, 
 	return HOOKD_OK;
 }
 
-int store_batch_put(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen,
-		    const void *val, size_t vlen)
-{
-	return store_batch_add(b, dbi, key, klen, val, vlen, 0);
-}
-
-int store_batch_del(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen)
-{
-	return store_batch_add(b, dbi, key, klen, NULL, 0, 1);
-}
-
-void store_batch_guard(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen,
-		       int64_t now_ms)
+void store_batch_set_guard(struct store_batch *b, enum store_db db, const void *key,
+			   size_t klen, int64_t now_ms)
 {
 	if (klen > sizeof(b->guard_key))
 		klen = sizeof(b->guard_key);
 	b->has_guard = 1;
-	b->guard_dbi = dbi;
+	b->guard_db = db;
 	memcpy(b->guard_key, key, klen);
 	b->guard_klen = klen;
 	b->guard_now_ms = now_ms;
@@ -701,7 +721,7 @@ static int store_batch_apply(struct store *s, MDB_txn *txn, struct store_op *op)
 	int rc;
 	if (b->has_guard) {
 		MDB_val k = {b->guard_klen, b->guard_key}, v;
-		rc = mdb_get(txn, b->guard_dbi, &k, &v);
+		rc = mdb_get(txn, s->dbi[b->guard_db], &k, &v);
 		if (rc == 0 && v.mv_size >= 8 &&
 		    (int64_t)store_get_be64(v.mv_data) > b->guard_now_ms) {
 			size_t n = v.mv_size - 8 < sizeof(b->dup_value) - 1 ? v.mv_size - 8
@@ -717,11 +737,11 @@ static int store_batch_apply(struct store *s, MDB_txn *txn, struct store_op *op)
 		struct store_batch_item *it = &b->items[i];
 		MDB_val k = {it->klen, it->key}, v = {it->vlen, it->val};
 		if (it->del) {
-			rc = mdb_del(txn, it->dbi, &k, NULL);
+			rc = mdb_del(txn, s->dbi[it->db], &k, NULL);
 			if (rc == MDB_NOTFOUND)
 				rc = 0;
 		} else {
-			rc = mdb_put(txn, it->dbi, &k, &v, 0);
+			rc = mdb_put(txn, s->dbi[it->db], &k, &v, 0);
 		}
 		if (rc != 0)
 			return store_err(rc, "batch write");
@@ -739,7 +759,7 @@ static uint64_t store_batch_cost(struct store *s, const struct store_op *op, int
 		if (b->items[i].del)
 			continue; /* deletes free space (their copy-on-write is the base reserve's) */
 		cost += 2 * (b->items[i].klen + b->items[i].vlen + 16);
-		if (publish && b->items[i].dbi == s->deliveries)
+		if (publish && b->items[i].db == STORE_DB_DELIVERIES)
 			cost += STORE_OUTCOME_RESERVE;
 	}
 	return cost;
@@ -774,66 +794,25 @@ void store_batch_submit(struct store *s, struct store_batch *b, unsigned flags,
 	store_submit(s, &b->op);
 }
 
-int store_batch_write_now(struct store *s, struct store_batch *b)
+int store_batch_write_now(struct store *s, struct store_batch *b, unsigned flags)
 {
 	b->op.apply = store_batch_apply;
 	b->op.done = NULL;
+	b->op.flags = flags;
 	return store_write_now(s, &b->op);
 }
 
-/* The one-key write is a one-item batch: one write mechanism, one place that commits. */
-struct store_kv_cb {
-	void (*cb)(void *arg, int rc);
-	void *arg;
-};
-
-static void store_kv_done(struct store_batch *b)
+int store_batch_rc(const struct store_batch *b)
 {
-	struct store_kv_cb *k = b->arg;
-	if (k->cb)
-		k->cb(k->arg, b->op.rc);
-	free(k);
+	return b->op.rc;
 }
 
-static struct store_batch *store_kv_batch(MDB_dbi dbi, const void *key, size_t klen,
-					  const void *val, size_t vlen)
+void *store_batch_arg(const struct store_batch *b)
 {
-	struct store_batch *b = store_batch_new();
-	int rc;
-	if (!b)
-		return NULL;
-	rc = val ? store_batch_put(b, dbi, key, klen, val, vlen) : store_batch_del(b, dbi, key, klen);
-	if (rc != HOOKD_OK) {
-		store_batch_free(b);
-		return NULL;
-	}
-	return b;
+	return b->arg;
 }
 
-int store_kv_submit(struct store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
-		    size_t vlen, void (*cb)(void *arg, int rc), void *arg)
+size_t store_batch_count(const struct store_batch *b)
 {
-	struct store_batch *b = store_kv_batch(dbi, key, klen, val, vlen);
-	struct store_kv_cb *k = malloc(sizeof(*k));
-	if (!b || !k) {
-		store_batch_free(b);
-		free(k);
-		return HOOKD_ENOMEM;
-	}
-	k->cb = cb;
-	k->arg = arg;
-	store_batch_submit(s, b, 0, store_kv_done, k);
-	return HOOKD_OK;
-}
-
-int store_kv_now(struct store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
-		 size_t vlen)
-{
-	struct store_batch *b = store_kv_batch(dbi, key, klen, val, vlen);
-	int rc;
-	if (!b)
-		return HOOKD_ENOMEM;
-	rc = store_batch_write_now(s, b);
-	store_batch_free(b);
-	return rc;
+	return b->n;
 }

@@ -1,10 +1,12 @@
-/* store.h - the LMDB environment and its single writer thread (group commit).
+/* store.h - the durable store: an LMDB environment, its single writer thread (group commit),
+ * and typed reads and writes of everything hookd keeps. Callers speak in apps, endpoints,
+ * messages, deliveries and attempts; no key layout and no LMDB type leaves the store.
  *
- * Every write goes through store_submit(): the writer thread takes everything queued since
- * its last commit, applies it in one write transaction, commits (one fsync for the whole
- * batch), and then runs each op's done callback on the event-loop thread. So a publish is
- * answered only after it is durable, and a burst of publishes costs one fsync, not one each.
- * Reads use read-only transactions from any thread (MDB_NOTLS).
+ * Every write goes through the writer thread: it takes everything queued since its last
+ * commit, applies it in one write transaction, commits (one fsync for the whole batch), and
+ * then runs each op's done callback on the event-loop thread. So a publish is answered only
+ * after it is durable, and a burst of publishes costs one fsync, not one each. Reads use
+ * read-only snapshots (struct store_read) from any thread.
  *
  * Named databases (keys are bytes; "\0" separates string parts; times are big-endian so
  * cursor order is time order):
@@ -18,97 +20,40 @@
  *   idem        app_id \0 key                    -> be64(expires_ms) msg_id
  *   policies    name                             -> Lua source uploaded through the API
  *   bodies      dlv_id                           -> a policy's output body (written once)
- *   fanout      app_id \0 msg_id                 -> (empty) policy fan-out still to do */
+ *   fanout      app_id \0 msg_id                 -> (empty) policy fan-out still to do
+ *
+ * The store_*.c family (the only files that include <lmdb.h>; store-t.h is their private
+ * header with the struct, the key layouts and the one prefix scan):
+ *   store.c            environment, writer thread, batches, space accounting, statistics
+ *   store_key.c        key layouts (build and parse) and the prefix scan
+ *   store_meta.c       apps, endpoints, policies
+ *   store_msg.c        messages, deliveries, attempts, policy bodies; the publish op
+ *   store_index.c      due index, dead-letter index, idempotency keys, fan-out markers
+ *   store_redrive.c    the redrive transaction (dead deliveries back to pending)
+ *   store_retention.c  the janitor's step (expired idempotency keys, settled old messages)
+ *
+ * Conventions: functions return HOOKD_OK or a negative hookd error (err.h): HOOKD_ESTORE
+ * and HOOKD_EFULL are store errors, HOOKD_ENOTFOUND an absent record, HOOKD_EINVAL a key
+ * too long for LMDB. Strings and bytes passed in are copied. */
 #ifndef HOOKD_STORE_H
 #define HOOKD_STORE_H
 
-#include "ratelimit.h"
-
-#include <lmdb.h>
-#include <stdatomic.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
+struct delivery_rec;
 
-struct store_op;
-struct store;
+struct store;       /* opaque */
+struct store_batch; /* opaque: a multi-key write applied atomically */
+struct store_read;  /* opaque: a consistent read-only snapshot */
 
-/* Runs on the writer thread inside the batch's write transaction. Return HOOKD_OK, or an
- * error; a store error (HOOKD_EFULL/HOOKD_ESTORE) makes the batch be retried op by op so
- * only the failing op fails. Must not write anything before deciding a non-store failure
- * (e.g. HOOKD_EDUPLICATE). */
-typedef int (*store_apply_fn)(struct store *s, MDB_txn *txn, struct store_op *op);
-/* Runs on the loop thread after the batch committed (or failed: op->rc says). */
-typedef void (*store_done_fn)(struct store_op *op);
-
-#define STORE_OP_PUBLISH 1u /* refused with HOOKD_EFULL when it does not fit the budget */
-/* A state change of something already stored (a delivery's outcome, an endpoint disabled
- * by its answers): never dropped for lack of space. If it cannot be committed because the
- * map is full, the writer keeps it, in order, and commits it once space is free (retried
- * every STORE_WAIT_RETRY_MS, and at once after any commit that freed pages); its done
- * callback runs then. Later KEEP ops queue behind it, so a delivery's states are never
- * committed out of order. Held in memory meanwhile: bounded by the live deliveries (one
- * outcome each per attempt of their schedule). */
-#define STORE_OP_KEEP 2u
-
-/* Embed in the caller's own struct; the caller owns it until done runs. */
-struct store_op {
-	struct store_op *next;
-	store_apply_fn apply;
-	store_done_fn done; /* may be NULL */
-	unsigned flags;
-	int rc;
-};
-
-struct store {
-	MDB_env *env;
-	MDB_dbi apps, endpoints, messages, deliveries, attempts, due, dead, idem, policies, bodies,
-		fanout;
-	uint64_t map_size;
-	size_t page_size;
-	/* Space accounting, updated by the writer after each commit (others read them):
-	 * used_bytes   pages in use: LMDB's last page number minus its free list (the last
-	 *              page number never shrinks; freed pages are reused from the free list);
-	 * reserved     room kept for the outcomes of what is stored: per pending delivery
-	 *              and per policy fan-out still to do (see store.c);
-	 * full         set while a publish of typical size would not fit: used + reserved
-	 *              + a margin past the budget (map size minus STORE_BASE_RESERVE). */
-	atomic_int full;
-	_Atomic uint64_t used_bytes, reserved_bytes, budget_bytes;
-	_Atomic uint64_t stat_waiting; /* KEEP ops waiting for space */
-	/* statistics (writer thread writes, others read approximately) */
-	_Atomic uint64_t stat_commits, stat_ops;
-	_Atomic uint64_t stat_commit_ns; /* wall time spent applying and committing batches */
-
-	pthread_t writer;
-	int writer_running;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct store_op *queue_head, *queue_tail; /* guarded by lock */
-	size_t queue_n;                            /* guarded by lock */
-	unsigned linger_us, linger_ops;            /* guarded by lock: see store_set_commit_delay */
-	struct store_op *done_head, *done_tail;   /* guarded by lock */
-	int stopping;                              /* guarded by lock */
-	struct event *done_ev;
-	/* writer thread only */
-	uint64_t batch_cost;                       /* estimated bytes admitted since measured */
-	uint64_t refused_need;                     /* cost of the last refused publish */
-	struct store_op *wait_head, *wait_tail;    /* KEEP ops waiting for space, in order */
-	int64_t wait_retry_ns;                     /* next retry of the waiting ops */
-	uint64_t wait_used;                        /* used_bytes when they last failed */
-	struct ratelimit wait_log, replay_log;     /* "waiting for space", "replayed" */
-};
+/* ---- the environment ---- */
 
 /* Opens (creating) the environment in directory path with the given map size. */
 int store_open(const char *path, uint64_t map_size, struct store **out, char *err, size_t errlen);
 /* Starts the writer thread; done callbacks run on base's loop. */
 int store_start(struct store *s, struct event_base *base);
-/* Queues op (any thread). */
-void store_submit(struct store *s, struct store_op *op);
-/* Applies op synchronously in its own write transaction (startup, before store_start). */
-int store_write_now(struct store *s, struct store_op *op);
 /* Drains the queue, stops the writer, runs remaining done callbacks. */
 void store_stop(struct store *s);
 void store_close(struct store *s);
@@ -125,65 +70,204 @@ struct store_space {
 };
 void store_get_space(struct store *s, struct store_space *out);
 
-/* Begins a read-only transaction. HOOKD_ESTORE on failure. */
-int store_read_begin(struct store *s, MDB_txn **txn);
-
-/* Maps an LMDB return code to a hookd error (logging unexpected ones). */
-int store_err(int mdb_rc, const char *what);
-
-/* Key helpers. */
-void store_be64(unsigned char out[8], uint64_t v);
-uint64_t store_get_be64(const unsigned char in[8]);
-void store_be32(unsigned char out[4], uint32_t v);
-
-
-
-/* A one-key write (put, or delete when val is NULL) with a completion callback on the loop
- * thread: the common case for apps and endpoints. Key and value are copied. */
-int store_kv_submit(struct store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
-		    size_t vlen, void (*cb)(void *arg, int rc), void *arg);
-/* The same, synchronously (startup only). */
-int store_kv_now(struct store *s, MDB_dbi dbi, const void *key, size_t klen, const void *val,
-		 size_t vlen);
-
-/* A multi-key write, applied atomically within the batch's transaction: the delivery path's
- * op (attempt + record + due index) and the publish op (message + deliveries + due index +
- * idempotency key). Items are copied in. An optional idempotency guard makes the whole op
- * fail with HOOKD_EDUPLICATE, writing nothing, when the guard key exists and has not
- * expired; dup_value then holds the stored value after its 8-byte expiry. */
-struct store_batch_item {
-	MDB_dbi dbi;
-	int del;
-	size_t klen, vlen;
-	unsigned char *key, *val; /* owned */
+/* The writer's counters, for /metrics (approximate: read while the writer runs). */
+struct store_stats {
+	uint64_t commits;   /* write transactions committed */
+	uint64_t ops;       /* ops taken from the queue */
+	uint64_t commit_ns; /* wall time spent applying and committing batches */
 };
+void store_get_stats(struct store *s, struct store_stats *out);
 
-struct store_batch {
-	struct store_op op; /* first */
-	struct store_batch_item *items;
-	size_t n, cap;
-	int has_guard;
-	MDB_dbi guard_dbi;
-	unsigned char guard_key[320];
-	size_t guard_klen;
-	int64_t guard_now_ms;
-	char dup_value[128];
-	void (*cb)(struct store_batch *b);
-	void *arg;
+/* Entries per named database (a fresh snapshot; tests and diagnostics). */
+struct store_counts {
+	uint64_t apps, endpoints, messages, deliveries, attempts, due, dead, idem, policies,
+		bodies, fanout;
 };
+int store_get_counts(struct store *s, struct store_counts *out);
 
+/* ---- batches: the writes of one op, applied atomically ---- */
+
+#define STORE_OP_PUBLISH 1u /* refused with HOOKD_EFULL when it does not fit the budget */
+/* A state change of something already stored (a delivery's outcome, an endpoint disabled
+ * by its answers): never dropped for lack of space. If it cannot be committed because the
+ * map is full, the writer keeps it, in order, and commits it once space is free (retried
+ * every STORE_WAIT_RETRY_MS, and at once after any commit that freed pages); its done
+ * callback runs then. Later KEEP ops queue behind it, so a delivery's states are never
+ * committed out of order. Held in memory meanwhile: bounded by the live deliveries (one
+ * outcome each per attempt of their schedule). */
+#define STORE_OP_KEEP 2u
+
+/* NULL when out of memory. The adders below copy what they are given; each returns
+ * HOOKD_OK, HOOKD_ENOMEM, or HOOKD_EINVAL (a key too long). */
 struct store_batch *store_batch_new(void);
-int store_batch_put(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen,
-		    const void *val, size_t vlen);
-int store_batch_del(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen);
-/* Sets the idempotency guard (key <= 320 bytes). */
-void store_batch_guard(struct store_batch *b, MDB_dbi dbi, const void *key, size_t klen,
-		       int64_t now_ms);
-/* Queues b; cb runs on the loop thread with b->op.rc set, then b is freed. */
+void store_batch_free(struct store_batch *b);
+/* Queues b (flags: STORE_OP_*); cb runs on the loop thread once b is committed or failed
+ * (store_batch_rc says), then b is freed. cb may be NULL. */
 void store_batch_submit(struct store *s, struct store_batch *b, unsigned flags,
 			void (*cb)(struct store_batch *b), void *arg);
-void store_batch_free(struct store_batch *b);
-/* Applies b synchronously (startup only); b stays the caller's. */
-int store_batch_write_now(struct store *s, struct store_batch *b);
+/* Applies b synchronously in its own write transaction on the caller's thread (startup,
+ * before store_start; tests). b stays the caller's. */
+int store_batch_write_now(struct store *s, struct store_batch *b, unsigned flags);
+/* In cb: the outcome (HOOKD_OK, a store error, HOOKD_EDUPLICATE) and the arg submitted. */
+int store_batch_rc(const struct store_batch *b);
+void *store_batch_arg(const struct store_batch *b);
+/* Writes queued in b so far. */
+size_t store_batch_count(const struct store_batch *b);
+
+/* apps, endpoints, policies (store_meta.c); json is NUL-terminated JSON text. */
+int store_batch_put_app(struct store_batch *b, const char *app_id, const char *json);
+int store_batch_del_app(struct store_batch *b, const char *app_id);
+int store_batch_put_endpoint(struct store_batch *b, const char *app_id, const char *ep_id,
+			     const char *json);
+int store_batch_del_endpoint(struct store_batch *b, const char *app_id, const char *ep_id);
+int store_batch_put_policy(struct store_batch *b, const char *name, const char *src,
+			   size_t len);
+
+/* deliveries, attempts, bodies (store_msg.c). */
+/* The delivery record (encoded by the store; record.h). */
+int store_batch_put_delivery(struct store_batch *b, const char *dlv_id,
+			     const struct delivery_rec *r);
+int store_batch_put_attempt(struct store_batch *b, const char *dlv_id, uint32_t attempt,
+			    const char *json, size_t len);
+/* A policy's output body for dlv_id. */
+int store_batch_put_body(struct store_batch *b, const char *dlv_id, const char *data,
+			 size_t len);
+
+/* indexes (store_index.c). */
+int store_batch_put_due(struct store_batch *b, int64_t at_ms, const char *dlv_id);
+int store_batch_del_due(struct store_batch *b, int64_t at_ms, const char *dlv_id);
+int store_batch_put_dead(struct store_batch *b, const char *app_id, int64_t dead_at_ms,
+			 const char *dlv_id);
+int store_batch_put_fanout_marker(struct store_batch *b, const char *app_id,
+				  const char *msg_id);
+int store_batch_del_fanout_marker(struct store_batch *b, const char *app_id,
+				  const char *msg_id);
+
+/* ---- the publish op: a batch submitted with STORE_OP_PUBLISH ----
+ * The message (store_publish_add_message), its deliveries (the adders above: record, due
+ * entry), a fan-out marker, and at most one idempotency key. */
+int store_publish_add_message(struct store_batch *b, const char *app_id, const char *msg_id,
+			      const char *envelope, size_t len);
+/* Remembers key (app_id's Idempotency-Key) for msg_id until expires_ms, and guards the
+ * whole op: if the key is stored and has not expired as of now_ms, the op fails with
+ * HOOKD_EDUPLICATE, writing nothing, and store_publish_duplicate names the first message. */
+int store_publish_set_idempotency(struct store_batch *b, const char *app_id, const char *key,
+				  const char *msg_id, int64_t now_ms, int64_t expires_ms);
+void store_publish_submit(struct store *s, struct store_batch *b,
+			  void (*cb)(struct store_batch *b), void *arg);
+/* After HOOKD_EDUPLICATE: the message id stored with the key (owned by b). */
+const char *store_publish_duplicate(const struct store_batch *b);
+
+/* ---- one-key writes with a completion callback on the loop thread ----
+ * json (or src) NULL deletes. cb(arg, rc) runs once committed or failed. HOOKD_ENOMEM or
+ * HOOKD_EINVAL when nothing could be queued (cb is then not called). */
+int store_app_write(struct store *s, const char *app_id, const char *json,
+		    void (*cb)(void *arg, int rc), void *arg);
+int store_endpoint_write(struct store *s, const char *app_id, const char *ep_id,
+			 const char *json, void (*cb)(void *arg, int rc), void *arg);
+int store_policy_write(struct store *s, const char *name, const char *src, size_t len,
+		       void (*cb)(void *arg, int rc), void *arg);
+/* The same, synchronously (startup only). */
+int store_app_write_now(struct store *s, const char *app_id, const char *json);
+int store_endpoint_write_now(struct store *s, const char *app_id, const char *ep_id,
+			     const char *json);
+
+/* ---- reads: a snapshot, its getters and walks ----
+ * Data handed out (pointers, records' strings) is owned by the snapshot and valid until
+ * store_read_end. A walk calls fn per entry in key order; fn returns 0 to go on,
+ * STORE_WALK_STOP to stop, or a negative hookd error to stop with that error. A walk returns
+ * HOOKD_OK (finished or stopped), fn's error, or a store error. A snapshot is used by one
+ * thread at a time; several may be open at once, also while writes happen. */
+#define STORE_WALK_STOP 1
+
+/* HOOKD_ESTORE (logged) when no snapshot can be taken. */
+int store_read_begin(struct store *s, struct store_read **out);
+void store_read_end(struct store_read *rd);
+
+/* Getters: HOOKD_OK, HOOKD_ENOTFOUND, or a store error. */
+int store_read_app(struct store_read *rd, const char *app_id, const char **json, size_t *len);
+int store_read_message(struct store_read *rd, const char *app_id, const char *msg_id,
+		       const char **envelope, size_t *len);
+/* The decoded record (HOOKD_EINVAL when it does not decode). */
+int store_read_delivery(struct store_read *rd, const char *dlv_id, struct delivery_rec *out);
+int store_read_body(struct store_read *rd, const char *dlv_id, const char **data, size_t *len);
+
+/* Walks (strings passed to fn are NUL-terminated; json and data are not). */
+int store_read_apps(struct store_read *rd,
+		    int (*fn)(void *arg, const char *app_id, const char *json, size_t len),
+		    void *arg);
+int store_read_endpoints(struct store_read *rd,
+			 int (*fn)(void *arg, const char *app_id, const char *ep_id,
+				   const char *json, size_t len),
+			 void *arg);
+int store_read_policies(struct store_read *rd,
+			int (*fn)(void *arg, const char *name, const char *src, size_t len),
+			void *arg);
+/* app_id's messages, oldest first, from the first after after_id (NULL: from the first). */
+int store_read_messages(struct store_read *rd, const char *app_id, const char *after_id,
+			int (*fn)(void *arg, const char *msg_id, const char *envelope, size_t len),
+			void *arg);
+/* The deliveries whose id starts with id_prefix (the caller's id scheme: a message's
+ * deliveries share a prefix), in id order; records that do not decode are skipped. */
+int store_read_deliveries(struct store_read *rd, const char *id_prefix,
+			  int (*fn)(void *arg, const char *dlv_id, const struct delivery_rec *r),
+			  void *arg);
+/* dlv_id's attempts, in attempt order. */
+int store_read_attempts(struct store_read *rd, const char *dlv_id,
+			int (*fn)(void *arg, uint32_t attempt, const char *json, size_t len),
+			void *arg);
+/* The due index, soonest first. */
+int store_read_due(struct store_read *rd,
+		   int (*fn)(void *arg, int64_t at_ms, const char *dlv_id), void *arg);
+/* app_id's dead-letter index, oldest first. */
+int store_read_dead(struct store_read *rd, const char *app_id,
+		    int (*fn)(void *arg, int64_t dead_at_ms, const char *dlv_id), void *arg);
+/* The fan-out markers (policy fan-outs still to do). */
+int store_read_fanout_markers(struct store_read *rd,
+			      int (*fn)(void *arg, const char *app_id, const char *msg_id),
+			      void *arg);
+
+/* ---- the redrive transaction (store_redrive.c) ----
+ * One write op over app_id's dead-letter index. For each entry select (writer thread)
+ * decides whether it is asked for; a chosen delivery that is still dead and whose endpoint
+ * is still stored is handed to revive (writer thread), which turns its record into the
+ * pending one to store (state, schedule, times, error); it is stored with a due entry at
+ * its next_at_ms. The index entry of every chosen one goes (redriven, or stale); deliveries
+ * whose endpoint is gone stay dead and listed. done (loop thread) gets the outcome and the
+ * ids redriven (owned by the store, valid during the call). HOOKD_ENOMEM if nothing was
+ * queued (done is then not called). */
+int store_redrive_submit(struct store *s, const char *app_id,
+			 int (*select)(void *arg, const char *dlv_id, int64_t dead_at_ms),
+			 void (*revive)(void *arg, struct delivery_rec *r),
+			 void (*done)(void *arg, int rc, const char *const *ids, size_t n),
+			 void *arg);
+
+/* ---- the retention step (store_retention.c) ----
+ * One write op with the janitor's decisions as parameters:
+ * - idempotency keys expiring at or before idem_now_ms go, at most idem_max;
+ * - when cutoff_ms > 0, messages created before cutoff_ms (their id's time) whose
+ *   deliveries are all settled (none pending, no fan-out marker) go with their deliveries,
+ *   attempts, policy bodies and dead-letter entries, at most msg_max (and at most
+ *   STORE_RETENTION_MAX per step). A message's deliveries are those whose id starts with
+ *   delivery_prefix(msg_id) (the caller's id scheme; writes at most outlen bytes with the
+ *   NUL, returns the length).
+ * The counts say what this step deleted. */
+#define STORE_RETENTION_MAX 256
+struct store_retention {
+	int64_t idem_now_ms;
+	size_t idem_max;
+	int64_t cutoff_ms;
+	size_t msg_max;
+	size_t (*delivery_prefix)(const char *msg_id, char *out, size_t outlen);
+	/* results */
+	size_t idem_deleted, msgs_deleted;
+};
+/* Synchronously (tests). */
+int store_retention_now(struct store *s, struct store_retention *st);
+/* Queued; done (loop thread) gets the outcome and the step with its counts (valid during
+ * the call). HOOKD_ENOMEM if nothing was queued (done is then not called). */
+int store_retention_submit(struct store *s, const struct store_retention *st,
+			   void (*done)(void *arg, int rc, const struct store_retention *st),
+			   void *arg);
 
 #endif

@@ -27,67 +27,77 @@ static void rm_dir(const char *dir)
 	rmdir(dir);
 }
 
-static int get_str(struct store *s, MDB_dbi dbi, const char *key, char *out, size_t outlen)
+/* The stored JSON of app id, copied into out: HOOKD_OK or the getter's error. */
+static int get_app(struct store *s, const char *id, char *out, size_t outlen)
 {
-	MDB_txn *txn;
-	MDB_val k = {strlen(key), (void *)key}, v;
+	struct store_read *rd;
+	const char *json;
+	size_t len;
 	int rc;
-	if (store_read_begin(s, &txn) != HOOKD_OK)
+	if (store_read_begin(s, &rd) != HOOKD_OK)
 		return -1;
-	rc = mdb_get(txn, dbi, &k, &v);
-	if (rc == 0) {
-		size_t n = v.mv_size < outlen - 1 ? v.mv_size : outlen - 1;
-		memcpy(out, v.mv_data, n);
+	rc = store_read_app(rd, id, &json, &len);
+	if (rc == HOOKD_OK) {
+		size_t n = len < outlen - 1 ? len : outlen - 1;
+		memcpy(out, json, n);
 		out[n] = 0;
 	}
-	mdb_txn_abort(txn);
+	store_read_end(rd);
 	return rc;
 }
 
 static void test_batch_and_guard(struct store *s)
 {
 	struct store_batch *b = store_batch_new();
-	unsigned char idem[8 + 8];
 	char out[64];
 
-	store_batch_put(b, s->apps, "a1", 2, "one", 3);
-	store_batch_put(b, s->apps, "a2", 2, "two", 3);
-	CHECK(store_batch_write_now(s, b) == HOOKD_OK);
+	CHECK(store_batch_put_app(b, "a1", "one") == HOOKD_OK);
+	CHECK(store_batch_put_app(b, "a2", "two") == HOOKD_OK);
+	CHECK(store_batch_write_now(s, b, 0) == HOOKD_OK);
 	store_batch_free(b);
-	CHECK(get_str(s, s->apps, "a1", out, sizeof(out)) == 0);
+	CHECK(get_app(s, "a1", out, sizeof(out)) == HOOKD_OK);
 	CHECK_STR(out, "one");
 
 	/* A guard key that exists and has not expired stops the whole batch. */
-	store_be64(idem, 5000);
-	memcpy(idem + 8, "msg_1234", 8);
 	b = store_batch_new();
-	store_batch_put(b, s->idem, "k", 1, idem, sizeof(idem));
-	CHECK(store_batch_write_now(s, b) == HOOKD_OK);
+	CHECK(store_publish_set_idempotency(b, "app", "k", "msg_1234", 0, 5000) == HOOKD_OK);
+	CHECK(store_batch_write_now(s, b, 0) == HOOKD_OK);
 	store_batch_free(b);
 
 	b = store_batch_new();
-	store_batch_guard(b, s->idem, "k", 1, 1000);
-	store_batch_put(b, s->apps, "a3", 2, "three", 5);
-	CHECK(store_batch_write_now(s, b) == HOOKD_EDUPLICATE);
-	CHECK_STR(b->dup_value, "msg_1234");
+	CHECK(store_publish_set_idempotency(b, "app", "k", "msg_5678", 1000, 5000) == HOOKD_OK);
+	CHECK(store_batch_put_app(b, "a3", "three") == HOOKD_OK);
+	CHECK(store_batch_write_now(s, b, 0) == HOOKD_EDUPLICATE);
+	CHECK_STR(store_publish_duplicate(b), "msg_1234");
 	store_batch_free(b);
-	CHECK(get_str(s, s->apps, "a3", out, sizeof(out)) == MDB_NOTFOUND);
+	CHECK(get_app(s, "a3", out, sizeof(out)) == HOOKD_ENOTFOUND);
 
-	/* Expired guard: the batch goes through. */
+	/* Expired guard: the batch goes through (the key keeps expiring at 5000, which
+	 * test_janitor counts on). */
 	b = store_batch_new();
-	store_batch_guard(b, s->idem, "k", 1, 6000);
-	store_batch_put(b, s->apps, "a3", 2, "three", 5);
-	CHECK(store_batch_write_now(s, b) == HOOKD_OK);
+	CHECK(store_publish_set_idempotency(b, "app", "k", "msg_5678", 6000, 5000) == HOOKD_OK);
+	CHECK(store_batch_put_app(b, "a3", "three") == HOOKD_OK);
+	CHECK(store_batch_write_now(s, b, 0) == HOOKD_OK);
 	store_batch_free(b);
-	CHECK(get_str(s, s->apps, "a3", out, sizeof(out)) == 0);
+	CHECK(get_app(s, "a3", out, sizeof(out)) == HOOKD_OK);
 
 	/* Deletes, including of absent keys, succeed. */
 	b = store_batch_new();
-	store_batch_del(b, s->apps, "a1", 2);
-	store_batch_del(b, s->apps, "nope", 4);
-	CHECK(store_batch_write_now(s, b) == HOOKD_OK);
+	CHECK(store_batch_del_app(b, "a1") == HOOKD_OK);
+	CHECK(store_batch_del_app(b, "nope") == HOOKD_OK);
+	CHECK(store_batch_write_now(s, b, 0) == HOOKD_OK);
 	store_batch_free(b);
-	CHECK(get_str(s, s->apps, "a1", out, sizeof(out)) == MDB_NOTFOUND);
+	CHECK(get_app(s, "a1", out, sizeof(out)) == HOOKD_ENOTFOUND);
+
+	/* A key longer than LMDB takes is refused when added, not when committed. */
+	char long_id[600];
+	memset(long_id, 'x', sizeof(long_id) - 1);
+	long_id[sizeof(long_id) - 1] = 0;
+	b = store_batch_new();
+	CHECK(store_batch_put_app(b, long_id, "{}") == HOOKD_EINVAL);
+	CHECK(store_batch_count(b) == 0);
+	store_batch_free(b);
+	CHECK(get_app(s, long_id, out, sizeof(out)) == HOOKD_ENOTFOUND);
 }
 
 #define BURST 2000
@@ -97,7 +107,7 @@ static struct event_base *base;
 static void burst_done(struct store_batch *b)
 {
 	done_count++;
-	if (b->op.rc == HOOKD_OK)
+	if (store_batch_rc(b) == HOOKD_OK)
 		done_ok++;
 	if (done_count == BURST)
 		event_base_loopbreak(base);
@@ -105,26 +115,34 @@ static void burst_done(struct store_batch *b)
 
 static void test_group_commit(struct store *s)
 {
-	uint64_t commits_before = s->stat_commits;
+	struct store_stats st;
 	char key[32];
+	store_get_stats(s, &st);
+	uint64_t commits_before = st.commits;
 	CHECK(store_start(s, base) == HOOKD_OK);
 	for (int i = 0; i < BURST; i++) {
 		struct store_batch *b = store_batch_new();
-		int n = snprintf(key, sizeof(key), "burst-%05d", i);
-		store_batch_put(b, s->messages, key, (size_t)n, "x", 1);
-		store_batch_submit(s, b, STORE_OP_PUBLISH, burst_done, NULL);
+		snprintf(key, sizeof(key), "burst-%05d", i);
+		CHECK(store_publish_add_message(b, "app", key, "x", 1) == HOOKD_OK);
+		store_publish_submit(s, b, burst_done, NULL);
 	}
 	event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
 	CHECK(done_count == BURST);
 	CHECK(done_ok == BURST);
 	/* Ops queued together share commits: far fewer fsyncs than ops. */
-	uint64_t commits = s->stat_commits - commits_before;
+	store_get_stats(s, &st);
+	uint64_t commits = st.commits - commits_before;
 	printf("group commit: %d ops in %llu commits\n", BURST, (unsigned long long)commits);
 	CHECK(commits >= 1);
 	CHECK(commits < BURST / 4);
 	store_stop(s);
-	char out[8];
-	CHECK(get_str(s, s->messages, "burst-01999", out, sizeof(out)) == 0);
+	struct store_read *rd;
+	const char *env;
+	size_t len;
+	CHECK(store_read_begin(s, &rd) == HOOKD_OK);
+	CHECK(store_read_message(rd, "app", "burst-01999", &env, &len) == HOOKD_OK);
+	CHECK(len == 1 && env[0] == 'x');
+	store_read_end(rd);
 }
 
 static void test_map_full(void)
@@ -140,10 +158,9 @@ static void test_map_full(void)
 	memset(big, 'x', sizeof(big));
 	for (i = 0; i < 200; i++) {
 		struct store_batch *b = store_batch_new();
-		int n = snprintf(key, sizeof(key), "m%03d", i);
-		store_batch_put(b, s->messages, key, (size_t)n, big, sizeof(big));
-		b->op.flags = STORE_OP_PUBLISH;
-		int rc = store_batch_write_now(s, b);
+		snprintf(key, sizeof(key), "m%03d", i);
+		CHECK(store_publish_add_message(b, "app", key, big, sizeof(big)) == HOOKD_OK);
+		int rc = store_batch_write_now(s, b, STORE_OP_PUBLISH);
 		store_batch_free(b);
 		if (rc != HOOKD_OK) {
 			CHECK(rc == HOOKD_EFULL);
@@ -152,11 +169,15 @@ static void test_map_full(void)
 		}
 	}
 	CHECK(full_at > 0);
-	CHECK(s->full);
+	struct store_space sp;
+	store_get_space(s, &sp);
+	CHECK(sp.full);
 	/* State changes of what is stored still fit in the reserve. */
 	struct store_batch *b = store_batch_new();
-	store_batch_put(b, s->deliveries, "dlv_1", 5, "state", 5);
-	CHECK(store_batch_write_now(s, b) == HOOKD_OK);
+	struct delivery_rec r = {.state = DLV_DEAD, .app_id = "app", .msg_id = "m000",
+				 .ep_id = "ep", .last_error = "x"};
+	CHECK(store_batch_put_delivery(b, "dlv_1", &r) == HOOKD_OK);
+	CHECK(store_batch_write_now(s, b, 0) == HOOKD_OK);
 	store_batch_free(b);
 	store_close(s);
 	rm_dir(dir);
@@ -165,15 +186,14 @@ static void test_map_full(void)
 static void test_janitor(struct store *s)
 {
 	char key[16];
-	unsigned char val[8 + 8];
 	struct store_batch *b = store_batch_new();
 	for (int i = 0; i < 10; i++) {
-		int n = snprintf(key, sizeof(key), "app\1k%d", i);
-		store_be64(val, (uint64_t)(i < 6 ? 1000 : 9000)); /* 6 expired as of 5000 */
-		memcpy(val + 8, "msg_abcd", 8);
-		store_batch_put(b, s->idem, key, (size_t)n, val, sizeof(val));
+		snprintf(key, sizeof(key), "k%d", i);
+		/* 6 expired as of 5000; app "acme" sorts before test_batch_and_guard's "app" */
+		CHECK(store_publish_set_idempotency(b, "acme", key, "msg_abcd", 0,
+						    i < 6 ? 1000 : 9000) == HOOKD_OK);
 	}
-	CHECK(store_batch_write_now(s, b) == HOOKD_OK);
+	CHECK(store_batch_write_now(s, b, 0) == HOOKD_OK);
 	store_batch_free(b);
 	CHECK(janitor_sweep_now(s, 5000, 4) == 4); /* bounded slice */
 	/* k4, k5 and "k" (from test_batch_and_guard, expiring at 5000), the last key of all */
@@ -182,50 +202,37 @@ static void test_janitor(struct store *s)
 	CHECK(janitor_sweep_now(s, 10000, 100) == 4);
 }
 
-static void put_delivery(struct store_batch *b, struct store *s, const char *msg_id, int n,
-			 int state)
+static void put_delivery(struct store_batch *b, const char *msg_id, int n, int state)
 {
 	struct delivery_rec r = {0};
-	char id[96], akey[128];
-	unsigned char *enc;
-	size_t len;
+	char id[96];
 	snprintf(id, sizeof(id), "dlv_%s_%d", msg_id + 4, n);
 	r.state = state;
 	r.app_id = "appR";
 	r.msg_id = msg_id;
 	r.ep_id = "ep";
+	r.last_error = "";
+	r.headers = "";
+	r.body = "";
 	r.updated_ms = 777;
-	record_encode(&r, &enc, &len);
-	store_batch_put(b, s->deliveries, id, strlen(id), enc, len);
-	free(enc);
-	int alen = snprintf(akey, sizeof(akey), "%s", id);
-	akey[alen] = 0;
-	memcpy(akey + alen + 1, "\0\0\0\1", 4);
-	store_batch_put(b, s->attempts, akey, (size_t)alen + 5, "{}", 2);
-	if (state == DLV_DEAD) {
-		unsigned char dk[128];
-		memcpy(dk, "appR", 5); /* app \0 */
-		store_be64(dk + 5, 777);
-		memcpy(dk + 13, id, strlen(id));
-		store_batch_put(b, s->dead, dk, 13 + strlen(id), "", 0);
-	}
+	CHECK(store_batch_put_delivery(b, id, &r) == HOOKD_OK);
+	CHECK(store_batch_put_attempt(b, id, 1, "{}", 2) == HOOKD_OK);
+	if (state == DLV_DEAD)
+		CHECK(store_batch_put_dead(b, "appR", 777, id) == HOOKD_OK);
 }
 
-static int count_db(struct store *s, MDB_dbi dbi)
+static struct store_counts counts(struct store *s)
 {
-	MDB_txn *txn;
-	MDB_stat st;
-	store_read_begin(s, &txn);
-	mdb_stat(txn, dbi, &st);
-	mdb_txn_abort(txn);
-	return (int)st.ms_entries;
+	struct store_counts c = {0};
+	CHECK(store_get_counts(s, &c) == HOOKD_OK);
+	return c;
 }
 
 static void test_retention(void)
 {
 	char dir[] = "/tmp/hookd-test-ret-XXXXXX", err[256];
 	struct store *s;
-	char old1[ID_MAX], old2[ID_MAX], fresh[ID_MAX], key[128];
+	char old1[ID_MAX], old2[ID_MAX], fresh[ID_MAX];
 	CHECK(mkdtemp(dir) != NULL);
 	CHECK(store_open(dir, 16 << 20, &s, err, sizeof(err)) == HOOKD_OK);
 	id_make("msg_", 1000000, old1);  /* long ago */
@@ -234,28 +241,24 @@ static void test_retention(void)
 	CHECK(id_time_ms(old1, 4) == 1000000 && id_time_ms(fresh, 4) == 9000000);
 	struct store_batch *b = store_batch_new();
 	const char *msgs[] = {old1, old2, fresh};
-	for (int i = 0; i < 3; i++) {
-		int n = snprintf(key, sizeof(key), "appR");
-		key[n] = 0;
-		n += 1 + snprintf(key + n + 1, sizeof(key) - (size_t)n - 1, "%s", msgs[i]);
-		store_batch_put(b, s->messages, key, (size_t)n, "{}", 2);
-	}
-	put_delivery(b, s, old1, 0, DLV_SUCCEEDED); /* old1: settled -> pruned */
-	put_delivery(b, s, old1, 1, DLV_DEAD);
-	put_delivery(b, s, old2, 0, DLV_PENDING);   /* old2: a pending delivery -> kept */
-	put_delivery(b, s, fresh, 0, DLV_SUCCEEDED);/* fresh: too young -> kept */
-	CHECK(store_batch_write_now(s, b) == HOOKD_OK);
+	for (int i = 0; i < 3; i++)
+		CHECK(store_publish_add_message(b, "appR", msgs[i], "{}", 2) == HOOKD_OK);
+	put_delivery(b, old1, 0, DLV_SUCCEEDED); /* old1: settled -> pruned */
+	put_delivery(b, old1, 1, DLV_DEAD);
+	put_delivery(b, old2, 0, DLV_PENDING);   /* old2: a pending delivery -> kept */
+	put_delivery(b, fresh, 0, DLV_SUCCEEDED);/* fresh: too young -> kept */
+	CHECK(store_batch_write_now(s, b, 0) == HOOKD_OK);
 	store_batch_free(b);
-	CHECK(count_db(s, s->messages) == 3 && count_db(s, s->deliveries) == 4);
-	CHECK(count_db(s, s->dead) == 1);
+	CHECK(counts(s).messages == 3 && counts(s).deliveries == 4);
+	CHECK(counts(s).dead == 1);
 	CHECK(janitor_prune_now(s, 5000000, 100) == 1);
-	CHECK(count_db(s, s->messages) == 2);
-	CHECK(count_db(s, s->deliveries) == 2);
-	CHECK(count_db(s, s->attempts) == 2);
-	CHECK(count_db(s, s->dead) == 0);
+	CHECK(counts(s).messages == 2);
+	CHECK(counts(s).deliveries == 2);
+	CHECK(counts(s).attempts == 2);
+	CHECK(counts(s).dead == 0);
 	CHECK(janitor_prune_now(s, 5000000, 100) == 0);
 	CHECK(janitor_prune_now(s, 99000000, 100) == 1); /* now fresh is old enough; old2 still pending */
-	CHECK(count_db(s, s->messages) == 1);
+	CHECK(counts(s).messages == 1);
 	store_close(s);
 	rm_dir(dir);
 }

@@ -1,0 +1,150 @@
+/* store_redrive.c - the redrive transaction: dead deliveries of one app back to pending, in
+ * one write op over its dead-letter index. Which ones and what they become is the caller's
+ * (select, revive); keeping the index and the records consistent is the store's. */
+#include "store-t.h"
+
+#include "err.h"
+#include "record.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct store_redrive {
+	struct store_op op; /* first */
+	char app_id[STORE_KEY_MAX + 1];
+	int (*select)(void *arg, const char *dlv_id, int64_t dead_at_ms);
+	void (*revive)(void *arg, struct delivery_rec *r);
+	void (*done)(void *arg, int rc, const char *const *ids, size_t n);
+	void *arg;
+	/* writer thread: the ids redriven by this application of the op */
+	char **ids;
+	size_t n, cap;
+	/* during the scan */
+	struct store *s;
+	MDB_txn *txn;
+	size_t plen;
+};
+
+static void store_redrive_forget(struct store_redrive *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free(r->ids[i]);
+	r->n = 0;
+}
+
+static int store_redrive_note(struct store_redrive *r, const char *id)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		char **grown = realloc(r->ids, cap * sizeof(*grown));
+		if (!grown)
+			return HOOKD_ENOMEM;
+		r->ids = grown;
+		r->cap = cap;
+	}
+	if (!(r->ids[r->n] = strdup(id)))
+		return HOOKD_ENOMEM;
+	r->n++;
+	return HOOKD_OK;
+}
+
+/* One dead-index entry: app \0 be64(dead_at) dlv_id. */
+static int store_redrive_one(void *arg, const MDB_val *k, const MDB_val *v)
+{
+	struct store_redrive *r = arg;
+	const unsigned char *p = k->mv_data;
+	char id[STORE_KEY_MAX + 1];
+	struct store_key dk, ek;
+	struct delivery_rec rec;
+	MDB_val dv, ev;
+	unsigned char *enc;
+	size_t len;
+	int rc, is_dead;
+
+	if (k->mv_size <= r->plen + 8)
+		return STORE_SCAN_STOP;
+	store_key_text(p + r->plen + 8, k->mv_size - r->plen - 8, id, sizeof(id));
+	if (!r->select(r->arg, id, (int64_t)store_get_be64(p + r->plen)))
+		return STORE_SCAN_NEXT;
+	store_key_str(&dk, id);
+	rc = store_get(r->s, r->txn, STORE_DB_DELIVERIES, &dk, &dv);
+	if (rc != HOOKD_OK && rc != HOOKD_ENOTFOUND)
+		return rc;
+	is_dead = rc == HOOKD_OK && record_decode(dv.mv_data, dv.mv_size, &rec) == HOOKD_OK &&
+		  rec.state == DLV_DEAD;
+	if (is_dead) {
+		/* Its endpoint is gone: it stays dead and listed (there is nowhere to send it). */
+		if (store_key_pair(&ek, r->app_id, rec.ep_id) != HOOKD_OK)
+			return STORE_SCAN_NEXT;
+		rc = store_get(r->s, r->txn, STORE_DB_ENDPOINTS, &ek, &ev);
+		if (rc == HOOKD_ENOTFOUND)
+			return STORE_SCAN_NEXT;
+		if (rc != HOOKD_OK)
+			return rc;
+		r->revive(r->arg, &rec);
+		/* Encoded before the write below replaces the value rec points into. */
+		if (record_encode(&rec, &enc, &len) != HOOKD_OK)
+			return STORE_SCAN_STOP;
+		rc = store_put(r->s, r->txn, STORE_DB_DELIVERIES, &dk, enc, len);
+		free(enc);
+		if (rc == HOOKD_OK && rec.state == DLV_PENDING &&
+		    (rc = store_key_due(&ek, rec.next_at_ms, id)) == HOOKD_OK)
+			rc = store_put(r->s, r->txn, STORE_DB_DUE, &ek, "", 0);
+		if (rc == HOOKD_OK)
+			rc = store_redrive_note(r, id);
+		if (rc != HOOKD_OK)
+			return rc;
+	}
+	/* The dead-index entry goes in every case (redriven, or stale). */
+	return STORE_SCAN_DEL;
+}
+
+static int store_redrive_apply(struct store *s, MDB_txn *txn, struct store_op *op)
+{
+	struct store_redrive *r = (struct store_redrive *)op;
+	struct store_key prefix;
+	int rc;
+
+	/* Applied again when its batch is replayed op by op: only this application counts. */
+	store_redrive_forget(r);
+	if ((rc = store_key_pair(&prefix, r->app_id, NULL)) != HOOKD_OK)
+		return rc;
+	r->s = s;
+	r->txn = txn;
+	r->plen = prefix.len;
+	rc = store_scan_prefix(s, txn, STORE_DB_DEAD, &prefix, store_redrive_one, r);
+	r->txn = NULL;
+	return rc;
+}
+
+static void store_redrive_done(struct store_op *op)
+{
+	struct store_redrive *r = (struct store_redrive *)op;
+	if (op->rc != HOOKD_OK)
+		store_redrive_forget(r);
+	r->done(r->arg, op->rc, (const char *const *)r->ids, r->n);
+	store_redrive_forget(r);
+	free(r->ids);
+	free(r);
+}
+
+int store_redrive_submit(struct store *s, const char *app_id,
+			 int (*select)(void *arg, const char *dlv_id, int64_t dead_at_ms),
+			 void (*revive)(void *arg, struct delivery_rec *r),
+			 void (*done)(void *arg, int rc, const char *const *ids, size_t n),
+			 void *arg)
+{
+	struct store_redrive *r = calloc(1, sizeof(*r));
+	if (!r)
+		return HOOKD_ENOMEM;
+	snprintf(r->app_id, sizeof(r->app_id), "%s", app_id);
+	r->select = select;
+	r->revive = revive;
+	r->done = done;
+	r->arg = arg;
+	r->op.apply = store_redrive_apply;
+	r->op.done = store_redrive_done;
+	store_submit(s, &r->op);
+	return HOOKD_OK;
+}
