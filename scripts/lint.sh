@@ -1,11 +1,34 @@
 #!/usr/bin/env bash
-# Style checks that a compiler does not make: banned functions in our C sources.
-# sprintf/strcpy/strcat/gets overflow silently; atoi/atol cannot report bad input.
+# Style checks that a compiler does not make:
+# 1. banned functions in our C sources: sprintf/strcpy/strcat/gets overflow silently;
+#    atoi/atol cannot report bad input;
+# 2. the store owns its schema: LMDB (mdb_, MDB_, lmdb.h) appears only in the store's own
+#    files (core/store*.c, core/store*.h); everyone else uses the typed functions of store.h.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+passed=0
+failed=0
+# Only directories that exist: grep exits 2 for a missing one even when it found matches,
+# which would make a check pass with a violation printed.
+existing() { for d in "$@"; do if [ -d "$d" ]; then echo "$d"; fi; done; }
+mapfile -t c_dirs < <(existing core include plugins bench tests/unit tests/tools)
+mapfile -t lmdb_dirs < <(existing core include plugins bench)
+
 banned='\b(sprintf|vsprintf|strcpy|strcat|gets|atoi|atol|atoll)[[:space:]]*\('
-if grep -rnE "$banned" core include plugins bench tests/unit tests/tools --include='*.c' --include='*.h' 2>/dev/null; then
+if grep -rnE "$banned" "${c_dirs[@]}" --include='*.c' --include='*.h'; then
 	echo "lint: banned function used (see STYLE.md; use snprintf, memcpy, strtol)" >&2
-	exit 1
+	failed=$((failed + 1))
+else
+	passed=$((passed + 1))
 fi
-echo "lint: 1 passed, 0 failed"
+
+lmdb='mdb_|MDB_|lmdb\.h'
+if grep -rnIE "$lmdb" "${lmdb_dirs[@]}" | grep -vE '^core/store[^/]*\.[ch]:'; then
+	echo "lint: LMDB used outside the store (only core/store*.c and core/store*.h may; use the typed functions of store.h)" >&2
+	failed=$((failed + 1))
+else
+	passed=$((passed + 1))
+fi
+
+echo "lint: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
