@@ -191,6 +191,13 @@ int fanout_message(struct app *a, const char *msg_id, const char *type, struct b
 
 /* ---- the publish op and the marker ---- */
 
+/* The marker of a fan-out still to do: put with the message (fanout_publish), deleted with
+ * the last delivery it stands for (fanout_marker_delete), read by fanout_recover. */
+static int fanout_marker_put(struct store_batch *b, const char *app_id, const char *msg_id)
+{
+	return store_batch_put_fanout_marker(b, app_id, msg_id);
+}
+
 int fanout_publish(struct store *s, const struct fanout_publish *pub,
 		   void (*cb)(struct store_batch *b), void *arg)
 {
@@ -206,7 +213,7 @@ int fanout_publish(struct store *s, const struct fanout_publish *pub,
 	/* The policy half of the fan-out is made after the 202 (fanout_defer): this marker
 	 * makes a restart finish it if the process dies in between. */
 	if (rc == HOOKD_OK && pub->deferred)
-		rc = store_batch_put_fanout_marker(b, pub->app_id, pub->msg_id);
+		rc = fanout_marker_put(b, pub->app_id, pub->msg_id);
 	if (rc == HOOKD_OK && pub->idem_key)
 		rc = store_publish_set_idempotency(b, pub->app_id, pub->idem_key, pub->msg_id,
 						   pub->now_ms, pub->idem_expires_ms);
@@ -326,7 +333,7 @@ static int fanout_stored_one(void *arg, const char *dlv_id, const struct deliver
 	struct fanout_stored *f = arg;
 	size_t len = strlen(dlv_id);
 	if (len <= f->plen || len - f->plen >= 24)
-		return 0;
+		return 0; /* not _p<number> */
 	if (f->n == f->cap) {
 		void *grown = realloc(f->st, (f->cap ? f->cap * 2 : 8) * sizeof(*f->st));
 		if (!grown)

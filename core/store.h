@@ -122,6 +122,7 @@ int store_batch_put_endpoint(struct store_batch *b, const char *app_id, const ch
 int store_batch_del_endpoint(struct store_batch *b, const char *app_id, const char *ep_id);
 int store_batch_put_policy(struct store_batch *b, const char *name, const char *src,
 			   size_t len);
+int store_batch_del_policy(struct store_batch *b, const char *name);
 
 /* deliveries, attempts, bodies (store_msg.c). */
 /* The delivery record (encoded by the store; record.h). */

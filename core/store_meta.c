@@ -48,7 +48,14 @@ int store_batch_put_policy(struct store_batch *b, const char *name, const char *
 {
 	struct store_key k;
 	int rc = store_key_str(&k, name);
-	return rc ? rc : store_batch_key(b, STORE_DB_POLICIES, &k, src, len);
+	return rc ? rc : store_batch_key(b, STORE_DB_POLICIES, &k, src ? src : "", len);
+}
+
+int store_batch_del_policy(struct store_batch *b, const char *name)
+{
+	struct store_key k;
+	int rc = store_key_str(&k, name);
+	return rc ? rc : store_batch_key(b, STORE_DB_POLICIES, &k, NULL, 0);
 }
 
 /* ---- one-key writes: a one-item batch, so there is one write mechanism ---- */
@@ -132,10 +139,8 @@ int store_policy_write(struct store *s, const char *name, const char *src, size_
 		       void (*cb)(void *arg, int rc), void *arg)
 {
 	struct store_batch *b = store_batch_new();
-	struct store_key k;
-	int rc = !b ? HOOKD_ENOMEM : store_key_str(&k, name);
-	if (rc == HOOKD_OK)
-		rc = store_batch_key(b, STORE_DB_POLICIES, &k, src, len);
+	int rc = !b ? HOOKD_ENOMEM : src ? store_batch_put_policy(b, name, src, len)
+					 : store_batch_del_policy(b, name);
 	return store_write_submit(s, b, rc, cb, arg);
 }
 

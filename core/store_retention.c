@@ -145,8 +145,8 @@ static int store_prune_one(void *arg, const MDB_val *k, const MDB_val *v)
 	int64_t t;
 	if (w->n >= w->max)
 		return STORE_SCAN_STOP;
-	if (mlen == 0 || mlen >= sizeof(mid) || k->mv_size > 320)
-		return STORE_SCAN_NEXT;
+	if (mlen == 0 || mlen >= sizeof(mid))
+		return STORE_SCAN_NEXT; /* not a message id */
 	store_key_text((const char *)k->mv_data + alen + 1, mlen, mid, sizeof(mid));
 	t = id_time_ms(mid, 4);
 	if (t >= 0 && t >= w->st->cutoff_ms) {
