@@ -263,6 +263,127 @@ static void test_retention(void)
 	rm_dir(dir);
 }
 
+/* ---- typed reads and the redrive op ---- */
+
+static int collect_id(void *arg, const char *dlv_id, const struct delivery_rec *r)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%s%s:%d", n ? "," : "", dlv_id, r->state);
+	return 0;
+}
+
+static int collect_attempt(void *arg, uint32_t attempt, const char *json, size_t len)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%s%u=%.*s", n ? "," : "", attempt, (int)len, json);
+	return 0;
+}
+
+static int collect_msg(void *arg, const char *msg_id, const char *envelope, size_t len)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%s%s", n ? "," : "", msg_id);
+	return strcmp(msg_id, "msg_c") == 0 ? STORE_WALK_STOP : 0;
+}
+
+static int count_dead(void *arg, int64_t dead_at_ms, const char *dlv_id)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int select_all(void *arg, const char *dlv_id, int64_t dead_at_ms)
+{
+	return 1;
+}
+
+static void revive_now(void *arg, struct delivery_rec *r)
+{
+	r->state = DLV_PENDING;
+	r->next_at_ms = 4242;
+	r->last_error = "";
+}
+
+static int redrive_rc = 1;
+static char redrive_ids[256];
+
+static void redrive_done(void *arg, int rc, const char *const *ids, size_t n)
+{
+	redrive_rc = rc;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(redrive_ids);
+		snprintf(redrive_ids + len, sizeof(redrive_ids) - len, "%s%s", i ? "," : "", ids[i]);
+	}
+	event_base_loopbreak(base);
+}
+
+static void test_reads_and_redrive(void)
+{
+	char dir[] = "/tmp/hookd-test-reads-XXXXXX", err[256], out[256] = "";
+	struct store *s;
+	struct store_read *rd;
+	struct store_batch *b;
+	struct delivery_rec r = {.state = DLV_DEAD, .app_id = "appD", .msg_id = "msg_a",
+				 .ep_id = "ep1", .last_error = "HTTP 500", .updated_ms = 100};
+	int dead = 0;
+
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK(store_open(dir, 16 << 20, &s, err, sizeof(err)) == HOOKD_OK);
+	b = store_batch_new();
+	CHECK(store_batch_put_endpoint(b, "appD", "ep1", "{}") == HOOKD_OK);
+	CHECK(store_publish_add_message(b, "appD", "msg_a", "{}", 2) == HOOKD_OK);
+	CHECK(store_publish_add_message(b, "appD", "msg_b", "{}", 2) == HOOKD_OK);
+	CHECK(store_publish_add_message(b, "appD", "msg_c", "{}", 2) == HOOKD_OK);
+	CHECK(store_publish_add_message(b, "appD", "msg_d", "{}", 2) == HOOKD_OK);
+	CHECK(store_publish_add_message(b, "appE", "msg_e", "{}", 2) == HOOKD_OK);
+	CHECK(store_batch_put_delivery(b, "dlv_a_0", &r) == HOOKD_OK);
+	CHECK(store_batch_put_dead(b, "appD", 100, "dlv_a_0") == HOOKD_OK);
+	r.ep_id = "gone"; /* its endpoint is not stored: stays dead */
+	CHECK(store_batch_put_delivery(b, "dlv_a_1", &r) == HOOKD_OK);
+	CHECK(store_batch_put_dead(b, "appD", 101, "dlv_a_1") == HOOKD_OK);
+	CHECK(store_batch_put_dead(b, "appD", 102, "dlv_stale") == HOOKD_OK); /* no record */
+	CHECK(store_batch_put_attempt(b, "dlv_a_0", 2, "{\"n\":2}", 7) == HOOKD_OK);
+	CHECK(store_batch_put_attempt(b, "dlv_a_0", 1, "{\"n\":1}", 7) == HOOKD_OK);
+	CHECK(store_batch_write_now(s, b, 0) == HOOKD_OK);
+	store_batch_free(b);
+
+	/* Walks: a prefix of ids, attempts in order, messages after one, stopping early. */
+	CHECK(store_read_begin(s, &rd) == HOOKD_OK);
+	CHECK(store_read_deliveries(rd, "dlv_a_", collect_id, out) == HOOKD_OK);
+	CHECK_STR(out, "dlv_a_0:4,dlv_a_1:4");
+	out[0] = 0;
+	CHECK(store_read_attempts(rd, "dlv_a_0", collect_attempt, out) == HOOKD_OK);
+	CHECK_STR(out, "1={\"n\":1},2={\"n\":2}");
+	out[0] = 0;
+	CHECK(store_read_messages(rd, "appD", "msg_a", collect_msg, out) == HOOKD_OK);
+	CHECK_STR(out, "msg_b,msg_c");
+	CHECK(store_read_dead(rd, "appD", count_dead, &dead) == HOOKD_OK && dead == 3);
+	store_read_end(rd);
+
+	/* Redrive: the live one goes back to pending and due; the stale entry goes; the one
+	 * whose endpoint is gone stays dead and listed. */
+	CHECK(store_start(s, base) == HOOKD_OK);
+	CHECK(store_redrive_submit(s, "appD", select_all, revive_now, redrive_done, NULL) ==
+	      HOOKD_OK);
+	event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
+	CHECK(redrive_rc == HOOKD_OK);
+	CHECK_STR(redrive_ids, "dlv_a_0");
+	store_stop(s);
+	CHECK(store_read_begin(s, &rd) == HOOKD_OK);
+	CHECK(store_read_delivery(rd, "dlv_a_0", &r) == HOOKD_OK);
+	CHECK(r.state == DLV_PENDING && r.next_at_ms == 4242);
+	CHECK(store_read_delivery(rd, "dlv_a_1", &r) == HOOKD_OK && r.state == DLV_DEAD);
+	dead = 0;
+	CHECK(store_read_dead(rd, "appD", count_dead, &dead) == HOOKD_OK && dead == 1);
+	store_read_end(rd);
+	CHECK(counts(s).due == 1);
+	store_close(s);
+	rm_dir(dir);
+}
+
 static void test_record(void)
 {
 	struct delivery_rec r = {0}, d;
@@ -326,6 +447,7 @@ int main(void)
 	CHECK(strstr(err, "/proc/hookd-no/such") != NULL);
 	test_map_full();
 	test_retention();
+	test_reads_and_redrive();
 	test_record();
 	event_base_free(base);
 	libevent_global_shutdown();
