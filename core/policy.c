@@ -6,10 +6,15 @@
  * policy_sandbox.c; JSON <-> Lua in policy_json.c; bounded patterns in policy_pattern.c.
  *
  * After a call that hit the CPU or memory limit, the policy's state is thrown away and
- * rebuilt from its source, so whatever the aborted call left behind (a half-built table
- * bomb held in an upvalue, a state at its memory cap) cannot break the next call. Other
- * errors leave the state as it is: Lua unwinds cleanly and policy code has no globals to
- * leave half-updated. */
+ * rebuilt from its source (by the thread that ran the call, before it releases the
+ * engine's lock), so whatever the aborted call left behind (a half-built table bomb held
+ * in an upvalue, a state at its memory cap) cannot break the next call. Other errors leave
+ * the state as it is: Lua unwinds cleanly and policy code has no globals to leave
+ * half-updated.
+ *
+ * The engine owns each struct policy and, through it, the policy's Lua state; states are
+ * created, used, replaced and freed with the engine's lock held (see policy.h for which
+ * thread calls what), or freed by policy_engine_free once no thread uses the engine. */
 #include "policy.h"
 
 #include "err.h"
@@ -50,12 +55,16 @@ struct policy {
 	char name[POLICY_NAME_MAX + 1];
 	char *source;             /* NUL-terminated copy */
 	size_t len;
-	struct policy_vm *vm;     /* NULL while a rebuild keeps failing */
+	struct policy_vm *vm;     /* owned; replaced by a put or a rebuild, NULL while a
+				   * rebuild keeps failing */
 };
 
 struct policy_engine {
-	/* Runs happen on the policy thread, uploads and listings on the loop thread: every
-	 * public entry point holds this (recursive: load_dir puts). */
+	/* Held by every locked entry point (the end of this file) for its whole call: runs
+	 * come from the policy thread (a publish's fan-out) and the loop thread (dry runs,
+	 * redrives), puts, reloads and listings from the loop thread. It is recursive, which
+	 * only a policy_engine_each callback that calls the engine would need: the entry
+	 * points never nest (engine_load_dir calls the unlocked engine_put). */
 	pthread_mutex_t lock;
 	struct policy_limits limits;
 	struct policy **items;    /* sorted by name */
