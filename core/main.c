@@ -22,12 +22,15 @@
 #include <event2/thread.h>
 #include <hookd/verify.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -210,13 +213,50 @@ static int daemon_recover_fanouts(struct daemon *d)
 	return HOOKD_OK;
 }
 
+/* The admin key when neither api.admin_key nor HOOKD_ADMIN_KEY set one: 24 random bytes
+ * (192 bits, beyond guessing), as 48 hex digits that paste into a shell unquoted. */
+#define SERVE_ADMIN_KEY_BYTES 24
+
+/* Says, in the first log lines, what this start chose: where the API listens, where the
+ * data is (absolute: a relative data_dir depends on the working directory), and where the
+ * admin key comes from. A generated key is printed here and nowhere else. */
+static void serve_announce(const struct daemon *d, const char *config_path, uint16_t port,
+			   bool data_dir_existed, const char *generated_key)
+{
+	const char *host = d->cfg.listen_host, *v6 = strchr(host, ':');
+	char *data = realpath(d->cfg.data_dir, NULL), *cfg = NULL;
+
+	if (config_path) {
+		cfg = realpath(config_path, NULL);
+		log_info("hookd %s starting with %s", HOOKD_VERSION, cfg ? cfg : config_path);
+	} else {
+		log_info("hookd %s starting on the embedded defaults (no --config; "
+			 "docs/configuration.md lists every key)", HOOKD_VERSION);
+	}
+	log_info("API listening on http://%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", port);
+	log_info("data directory %s%s", data ? data : d->cfg.data_dir,
+		 data_dir_existed ? "" : " (created)");
+	if (generated_key)
+		log_warn("admin key generated for this run (no api.admin_key or HOOKD_ADMIN_KEY); "
+			 "printed only here, new at every start: %s",
+			 generated_key);
+	else
+		log_info("admin key: from %s", getenv("HOOKD_ADMIN_KEY") && *getenv("HOOKD_ADMIN_KEY")
+							? "HOOKD_ADMIN_KEY"
+							: "api.admin_key");
+	free(data);
+	free(cfg);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	struct daemon d;
 	const char *config_path = NULL;
-	char err[1024], generated_key[64];
+	char err[1024], generated_key[2 * SERVE_ADMIN_KEY_BYTES + 1];
 	uint16_t port = 0;
-	int rc = 1, datadir_fd = -1;
+	int rc = 1, datadir_fd = -1, listen_fd = -1;
+	bool data_dir_existed;
+	struct stat st;
 
 	memset(&d, 0, sizeof(d));
 	for (int i = 0; i < argc; i++) {
@@ -236,29 +276,42 @@ static int cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	config_apply_env(&d.cfg);
-	daemon_nofile_raise();
-	if (sign_init() != HOOKD_OK || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		fprintf(stderr, "hookd: cannot initialize libsodium/libcurl\n");
-		goto out;
-	}
-	if (!d.cfg.admin_key) {
-		unsigned char raw[24];
-		randombytes_buf(raw, sizeof(raw));
-		sodium_bin2hex(generated_key, sizeof(generated_key), raw, sizeof(raw));
-		d.cfg.admin_key = strdup(generated_key);
-		log_warn("no api.admin_key or HOOKD_ADMIN_KEY set; generated one for this run: %s",
-			 generated_key);
-	}
 	for (size_t i = 0; i < d.cfg.n_allow_destinations; i++)
 		if (ssrf_policy_allow(&d.ssrf, d.cfg.allow_destinations[i], err, sizeof(err)) != HOOKD_OK) {
 			fprintf(stderr, "hookd: security.allow_destinations: %s\n", err);
 			goto out;
 		}
+	/* Listen first: a daemon that cannot have its address (taken, not local, privileged)
+	 * stops here, before it creates, locks or opens the data directory, and without
+	 * loading the pending deliveries it could not be asked about. */
+	if (api_socket_open(d.cfg.listen_host, d.cfg.listen_port, &listen_fd, &port, err,
+			    sizeof(err)) != HOOKD_OK) {
+		fprintf(stderr, "hookd: %s\n", err);
+		goto out;
+	}
+	if (sign_init() != HOOKD_OK || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "hookd: cannot initialize libsodium/libcurl\n");
+		goto out;
+	}
+	generated_key[0] = '\0';
+	if (!d.cfg.admin_key) {
+		unsigned char raw[SERVE_ADMIN_KEY_BYTES];
+		randombytes_buf(raw, sizeof(raw));
+		sodium_bin2hex(generated_key, sizeof(generated_key), raw, sizeof(raw));
+		if (!(d.cfg.admin_key = strdup(generated_key))) {
+			fprintf(stderr, "hookd: out of memory\n");
+			goto out;
+		}
+	}
 	/* Before the store: a second daemon on this directory would deliver everything twice. */
+	data_dir_existed = stat(d.cfg.data_dir, &st) == 0;
 	if (datadir_lock_acquire(d.cfg.data_dir, &datadir_fd, err, sizeof(err)) != HOOKD_OK) {
 		fprintf(stderr, "hookd: %s\n", err);
 		goto out;
 	}
+	serve_announce(&d, config_path, port, data_dir_existed,
+		       generated_key[0] ? generated_key : NULL);
+	daemon_nofile_raise();
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();
 	d.base = event_base_new();
@@ -283,6 +336,7 @@ static int cmd_serve(int argc, char **argv)
 	    policy_engine_load_dir(d.policies, d.cfg.policy_dir, err, sizeof(err)) != HOOKD_OK)
 		log_warn("policies: %s", err);
 	api_policies_load_stored(d.store, d.policies);
+	err[0] = '\0';
 	d.http = transport_http_new(d.base, &d.ssrf, err, sizeof(err));
 	if (!d.http || dispatch_new(d.base, d.store, &d.reg, &d.cfg, d.http, &d.disp) != HOOKD_OK ||
 	    dispatch_load(d.disp, err, sizeof(err)) != HOOKD_OK ||
@@ -290,9 +344,14 @@ static int cmd_serve(int argc, char **argv)
 	    store_start(d.store, d.base) != HOOKD_OK ||
 	    janitor_new(d.base, d.store, d.cfg.retention_days, &d.janitor) != HOOKD_OK ||
 	    worker_new(d.base, &d.worker) != HOOKD_OK ||
-	    api_new(d.base, d.store, &d.reg, d.disp, d.policies, d.worker, &d.cfg, &d.api) != HOOKD_OK ||
-	    api_listen(d.api, d.cfg.listen_host, d.cfg.listen_port, &port, err, sizeof(err)) != HOOKD_OK) {
+	    api_new(d.base, d.store, &d.reg, d.disp, d.policies, d.worker, &d.cfg, &d.api) != HOOKD_OK) {
 		fprintf(stderr, "hookd: %s\n", err[0] ? err : "startup failed");
+		goto out;
+	}
+	int listen_rc = api_listen(d.api, listen_fd, err, sizeof(err));
+	listen_fd = -1; /* the API's now, also when api_listen failed */
+	if (listen_rc != HOOKD_OK) {
+		fprintf(stderr, "hookd: %s\n", err);
 		goto out;
 	}
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_stop_cb, &d);
@@ -301,12 +360,14 @@ static int cmd_serve(int argc, char **argv)
 	event_add(d.sigterm, NULL);
 	event_add(d.sigint, NULL);
 	event_add(d.sighup, NULL);
-	log_info("hookd %s listening on http://%s%s%s:%u (data in %s)", HOOKD_VERSION,
+	log_info("hookd %s ready on http://%s%s%s:%u", HOOKD_VERSION,
 		 strchr(d.cfg.listen_host, ':') ? "[" : "", d.cfg.listen_host,
-		 strchr(d.cfg.listen_host, ':') ? "]" : "", port, d.cfg.data_dir);
+		 strchr(d.cfg.listen_host, ':') ? "]" : "", port);
 	event_base_dispatch(d.base);
 	rc = 0;
 out:
+	if (listen_fd >= 0)
+		close(listen_fd);
 	api_close(d.api);
 	/* Jobs on the policy thread finish and hand their commits to the writer first. */
 	worker_free(d.worker);
