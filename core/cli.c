@@ -70,7 +70,8 @@ bool cli_parse(const struct cli_cmd *cmd, const struct cli_opt *opts, int argc, 
 			if (!(o = cli_opt_find(opts, arg))) {
 				eq = strchr(arg, '=');
 				cli_error(cmd, "unknown option '%.*s'",
-					  eq && arg[1] == '-' ? (int)(eq - arg) : (int)strlen(arg), arg);
+					  eq && arg[1] == '-' ? (int)(eq - arg) : (int)strlen(arg),
+					  arg);
 				return false;
 			}
 			if ((eq = strchr(arg, '=')) != NULL)
