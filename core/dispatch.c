@@ -60,83 +60,9 @@ static void unstored_unref(struct unstored_set *set)
 	free(set);
 }
 
-struct body *body_new(const char *data, size_t len)
+void dispatch_unstored_unref(struct unstored_set *set)
 {
-	struct body *b = malloc(sizeof(*b) + len + 1);
-	if (!b)
-		return NULL;
-	atomic_init(&b->refs, 1);
-	b->len = len;
-	memcpy(b->data, data, len);
-	b->data[len] = 0;
-	return b;
-}
-
-struct body *body_ref(struct body *b)
-{
-	if (b)
-		atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
-	return b;
-}
-
-void body_unref(struct body *b)
-{
-	if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
-		free(b);
-}
-
-struct delivery *delivery_new(const char *id, const char *msg_id, const char *app_id,
-			      struct endpoint *ep, struct body *body, int64_t now_ms)
-{
-	struct delivery *dv = calloc(1, sizeof(*dv));
-	if (!dv)
-		return NULL;
-	dv->app_id = strdup(app_id);
-	if (!dv->app_id) {
-		free(dv);
-		return NULL;
-	}
-	snprintf(dv->id, sizeof(dv->id), "%s", id);
-	snprintf(dv->msg_id, sizeof(dv->msg_id), "%s", msg_id);
-	dv->ep = ep;
-	endpoint_ref(ep);
-	dv->body = body_ref(body);
-	dv->state = DLV_PENDING;
-	dv->next_at_ms = now_ms;
-	dv->created_ms = now_ms;
-	dv->heap_idx = SIZE_MAX;
-	return dv;
-}
-
-void delivery_free(struct delivery *dv)
-{
-	if (!dv)
-		return;
-	if (dv->ep)
-		endpoint_unref(dv->ep);
-	body_unref(dv->body);
-	header_lines_free(dv->extra_lines, dv->n_extra);
-	free(dv->headers_json);
-	free(dv->app_id);
-	free(dv->policy_name);
-	json_decref(dv->policy_params);
-	/* Freed before it was ever stored (shutdown, out of memory): the set's marker stays
-	 * in the store, so the next start redoes this delivery. */
-	unstored_unref(dv->unstored);
-	free(dv);
-}
-
-int delivery_set_headers(struct delivery *dv, const char *headers_json)
-{
-	json_t *h = json_loads(headers_json, 0, NULL);
-	int rc = HOOKD_EINVAL;
-	if (json_is_object(h)) {
-		dv->headers_json = strdup(headers_json);
-		rc = dv->headers_json ? header_lines_from_json(h, &dv->extra_lines, &dv->n_extra)
-				      : HOOKD_ENOMEM;
-	}
-	json_decref(h);
-	return rc;
+	unstored_unref(set);
 }
 
 /* ---- the heap (by next_at_ms, then id) ---- */
