@@ -35,6 +35,21 @@ struct dispatch {
 	struct event *timer;
 	uint32_t inflight;
 	struct dispatch_stats stats;
+	struct dispatch_ep *eps; /* every endpoint runtime, to free with the dispatcher */
+};
+
+/* The scheduler's runtime for one endpoint, hung on ep->sched (which only this file reads):
+ * one pointer from the delivery's endpoint on the hot path, no lookup. Made when the
+ * endpoint's first delivery is scheduled (dispatch_add, dispatch_load), so every scheduled
+ * delivery of an endpoint that is not deleted finds it. It holds a reference to the endpoint,
+ * so its pointer back stays valid whatever the registry does. A deleted endpoint's runtime is
+ * freed once nothing of it is in flight or waiting (its other live deliveries are being
+ * buried and never touch it); the others' go with the dispatcher. */
+struct dispatch_ep {
+	struct endpoint *ep;                    /* reference held */
+	uint32_t inflight;
+	struct delivery *wait_head, *wait_tail; /* due, waiting for capacity or re-enable */
+	struct dispatch_ep *prev, *next;        /* in d->eps */
 };
 
 /* A message's policy deliveries scheduled before being stored, and the store marker that
@@ -63,6 +78,47 @@ static void unstored_unref(struct unstored_set *set)
 void dispatch_unstored_unref(struct unstored_set *set)
 {
 	unstored_unref(set);
+}
+
+/* ---- per-endpoint runtime ---- */
+
+/* ep's runtime, made on first use; NULL when out of memory. */
+static struct dispatch_ep *dispatch_ep_get(struct dispatch *d, struct endpoint *ep)
+{
+	struct dispatch_ep *de = ep->sched;
+	if (de)
+		return de;
+	if (!(de = calloc(1, sizeof(*de))))
+		return NULL;
+	de->ep = ep;
+	endpoint_ref(ep);
+	de->next = d->eps;
+	if (d->eps)
+		d->eps->prev = de;
+	d->eps = de;
+	ep->sched = de;
+	return de;
+}
+
+static void dispatch_ep_free(struct dispatch *d, struct dispatch_ep *de)
+{
+	if (de->prev)
+		de->prev->next = de->next;
+	else
+		d->eps = de->next;
+	if (de->next)
+		de->next->prev = de->prev;
+	de->ep->sched = NULL;
+	endpoint_unref(de->ep); /* may free the endpoint: last */
+	free(de);
+}
+
+/* Frees ep's runtime if ep is deleted and nothing of it is in flight or waiting any more. */
+static void dispatch_ep_settle(struct dispatch *d, struct endpoint *ep)
+{
+	struct dispatch_ep *de = ep->sched;
+	if (de && ep->deleted && de->inflight == 0 && !de->wait_head)
+		dispatch_ep_free(d, de);
 }
 
 /* ---- the heap (by next_at_ms, then id) ---- */
@@ -316,25 +372,25 @@ static void dispatch_forget(struct dispatch *d, struct delivery *dv)
 	delivery_free(dv);
 }
 
-static void wait_push(struct endpoint *ep, struct delivery *dv)
+static void wait_push(struct dispatch_ep *de, struct delivery *dv)
 {
 	dv->wait_next = NULL;
 	dv->waiting = 1;
-	if (ep->wait_tail)
-		ep->wait_tail->wait_next = dv;
+	if (de->wait_tail)
+		de->wait_tail->wait_next = dv;
 	else
-		ep->wait_head = dv;
-	ep->wait_tail = dv;
+		de->wait_head = dv;
+	de->wait_tail = dv;
 }
 
-static struct delivery *wait_pop(struct endpoint *ep)
+static struct delivery *wait_pop(struct dispatch_ep *de)
 {
-	struct delivery *dv = ep->wait_head;
+	struct delivery *dv = de->wait_head;
 	if (!dv)
 		return NULL;
-	ep->wait_head = dv->wait_next;
-	if (!ep->wait_head)
-		ep->wait_tail = NULL;
+	de->wait_head = dv->wait_next;
+	if (!de->wait_head)
+		de->wait_tail = NULL;
 	dv->wait_next = NULL;
 	dv->waiting = 0;
 	return dv;
@@ -372,7 +428,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	int64_t now = clock_now_ms();
 
 	endpoint_ref(ep); /* dv may be freed below; ep must outlive this function */
-	ep->inflight--;
+	ep->sched->inflight--;
 	d->inflight--;
 	d->stats.attempts++;
 	dv->last_status = res->status;
@@ -433,6 +489,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	/* Capacity freed: this endpoint's waiters first (its FIFO order), then the heap. */
 	dispatch_release(d, ep);
 	dispatch_pump(d);
+	dispatch_ep_settle(d, ep); /* the last attempt out for a deleted endpoint */
 	endpoint_unref(ep);
 }
 
@@ -484,7 +541,7 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	dv->state = DLV_INFLIGHT;
 	dv->attempts++;
 	dv->dispatch = d;
-	ep->inflight++;
+	ep->sched->inflight++;
 	d->inflight++;
 	if (d->http->send(d->http, &req) != HOOKD_OK) {
 		memset(&fail, 0, sizeof(fail));
@@ -532,16 +589,18 @@ static void dispatch_store_held(struct dispatch *d, struct delivery *dv)
 static void dispatch_route(struct dispatch *d, struct delivery *dv)
 {
 	struct endpoint *ep = dv->ep;
+	struct dispatch_ep *de;
 	if (ep->deleted) {
 		dispatch_bury(d, dv);
 		return;
 	}
-	if (ep->disabled || ep->wait_head || ep->inflight >= d->cfg->max_inflight_per_endpoint) {
+	de = ep->sched; /* made when dv was scheduled; freed only once ep is deleted */
+	if (ep->disabled || de->wait_head || de->inflight >= d->cfg->max_inflight_per_endpoint) {
 		/* Held (disabled) or over its cap: due, in its endpoint's FIFO, no attempt made
 		 * and its retry schedule untouched until the endpoint takes it. */
 		if (ep->disabled && dv->unstored)
 			dispatch_store_held(d, dv);
-		wait_push(ep, dv);
+		wait_push(de, dv);
 		return;
 	}
 	dispatch_start(d, dv);
@@ -579,7 +638,8 @@ void dispatch_add(struct dispatch *d, struct delivery *dv)
 		dispatch_bury(d, dv);
 		return;
 	}
-	if (strmap_put(&d->live, dv->id, dv) != HOOKD_OK || heap_push(d, dv) != HOOKD_OK) {
+	if (!dispatch_ep_get(d, dv->ep) || strmap_put(&d->live, dv->id, dv) != HOOKD_OK ||
+	    heap_push(d, dv) != HOOKD_OK) {
 		log_error("dispatch: out of memory scheduling %s (it stays stored)", dv->id);
 		strmap_del(&d->live, dv->id);
 		delivery_free(dv);
@@ -721,7 +781,7 @@ void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep)
 	struct delivery *dv;
 	endpoint_ref(ep);
 	/* Waiting ones (disabled endpoint, or over its in-flight cap) ... */
-	while ((dv = wait_pop(ep)))
+	while (ep->sched && (dv = wait_pop(ep->sched)))
 		dispatch_bury(d, dv);
 	/* ... and scheduled ones: a scan, but deleting an endpoint is rare. In-flight ones are
 	 * buried when their attempt completes. */
@@ -733,31 +793,34 @@ void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep)
 	}
 	free(c.dvs);
 	dispatch_arm(d);
+	dispatch_ep_settle(d, ep); /* unless attempts are still out: then the last one's done */
 	endpoint_unref(ep);
 }
 
 /* Starts ep's waiting deliveries, oldest first, as far as its and the global cap allow. */
 static void dispatch_release(struct dispatch *d, struct endpoint *ep)
 {
-	while (!ep->deleted && !ep->disabled && ep->wait_head &&
-	       ep->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
-		dispatch_start(d, wait_pop(ep));
+	struct dispatch_ep *de = ep->sched;
+	while (de && !ep->deleted && !ep->disabled && de->wait_head &&
+	       de->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
+		dispatch_start(d, wait_pop(de));
 }
 
 void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep)
 {
+	struct dispatch_ep *de = ep->sched;
 	struct delivery *dv;
 	int any = 0;
-	if (ep->disabled || ep->deleted)
-		return;
+	if (ep->disabled || ep->deleted || !de)
+		return; /* (no runtime: nothing of it was ever scheduled, none held) */
 	/* Held deliveries go back to the heap, which orders them (due time, then id: publish
 	 * order) and shares the global cap with everyone else; what the endpoint's own cap
 	 * refuses waits in its FIFO again, behind its in-flight ones, whose completions start
 	 * it. (Started straight from the FIFO instead, a release that found every global slot
 	 * busy would start nothing, ever: only the endpoint's own completions drain it.) */
-	while ((dv = wait_pop(ep))) {
+	while ((dv = wait_pop(de))) {
 		if (heap_push(d, dv) != HOOKD_OK) {
-			wait_push(ep, dv); /* out of memory: stays held, retried at the next change */
+			wait_push(de, dv); /* out of memory: stays held, retried at the next change */
 			break;
 		}
 		any = 1;
@@ -867,7 +930,8 @@ int dispatch_load(struct dispatch *d, char *err, size_t errlen)
 			store_batch_del(stale, d->store->due, k.mv_data, k.mv_size);
 			continue;
 		}
-		if (strmap_put(&d->live, dv->id, dv) != HOOKD_OK || heap_push(d, dv) != HOOKD_OK) {
+		if (!dispatch_ep_get(d, dv->ep) || strmap_put(&d->live, dv->id, dv) != HOOKD_OK ||
+		    heap_push(d, dv) != HOOKD_OK) {
 			delivery_free(dv);
 			continue;
 		}
@@ -949,6 +1013,8 @@ void dispatch_free(struct dispatch *d)
 		return;
 	strmap_each(&d->live, dispatch_free_live, NULL);
 	strmap_free(&d->live);
+	while (d->eps)
+		dispatch_ep_free(d, d->eps);
 	/* Sets still held by deliveries in the writer's queue outlive the index. */
 	strmap_each(&d->unstored, dispatch_orphan_set, NULL);
 	strmap_free(&d->unstored);

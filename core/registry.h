@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 struct store;
-struct delivery;
+struct dispatch_ep;
 
 /* Kept signing secrets per endpoint: the current one plus up to 4 rotated-out ones still in
  * their grace period (a rotation every few hours with 24 h grace stays well under this). */
@@ -42,11 +42,14 @@ struct endpoint {
 	char *policy_name;        /* NULL = no policy */
 	json_t *policy_params;    /* borrowed from json */
 
-	/* runtime, owned by the dispatcher */
-	int refs;                 /* registry + live deliveries */
-	bool deleted;
-	uint32_t inflight;
-	struct delivery *wait_head, *wait_tail; /* due, waiting for capacity or re-enable */
+	/* lifetime */
+	int refs;                 /* registry + live deliveries + the scheduler's runtime */
+	bool deleted;             /* removed from its app; freed with its last reference */
+
+	/* The scheduler's per-endpoint runtime (in-flight count, FIFO of waiting deliveries):
+	 * owned by dispatch.c, which alone sets, reads and frees it; the registry never reads
+	 * it. NULL until the endpoint's first delivery is scheduled. */
+	struct dispatch_ep *sched;
 };
 
 struct app {
