@@ -402,10 +402,7 @@ static void dispatch_disable_endpoint(struct dispatch *d, struct endpoint *ep, c
 	char *text;
 	size_t klen;
 	struct store_batch *b = NULL;
-	ep->disabled = true;
-	json_object_set_new(ep->json, "disabled", json_true());
-	json_object_set_new(ep->json, "disabled_reason", json_string(why));
-	text = json_dumps(ep->json, JSON_COMPACT);
+	text = registry_endpoint_set_disabled(d->reg, ep, true, why);
 	klen = registry_endpoint_key(ep->app_id, ep->id, key);
 	/* A state change like an outcome: kept until it fits if the store is full. */
 	if (!text || !(b = store_batch_new()) ||

@@ -84,6 +84,13 @@ struct endpoint *registry_endpoint_install(struct registry *r, struct app *a, js
 					   char *err, size_t errlen);
 /* Removes an endpoint from its app; the struct lives on until its last reference goes. */
 void registry_endpoint_remove(struct registry *r, struct app *a, struct endpoint *ep);
+/* Disables (or re-enables) ep: "disabled" and "disabled_reason" in its stored JSON (reason,
+ * or null when NULL) and ep->disabled, at once. Returns the new stored JSON as compact text
+ * for the caller to write under registry_endpoint_key (malloc'd, the caller's), or NULL when
+ * out of memory for the text (ep is changed all the same). For the daemon's own decisions
+ * (410 Gone); an operator's change goes through endpoint_json_merge. */
+char *registry_endpoint_set_disabled(struct registry *r, struct endpoint *ep, bool disabled,
+				     const char *reason);
 void endpoint_ref(struct endpoint *ep);
 void endpoint_unref(struct endpoint *ep);
 
