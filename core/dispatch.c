@@ -417,6 +417,52 @@ static void dispatch_disable_endpoint(struct dispatch *d, struct endpoint *ep, c
 	log_warn("endpoint %s/%s disabled: %s", ep->app_id, ep->id, why);
 }
 
+/* After a failed attempt: dead (410 Gone, which also disables the endpoint, or the retry
+ * schedule exhausted), or pending again after the schedule's next delay, stretched to a
+ * Retry-After on 429 and 503. */
+static void dispatch_failed(struct dispatch *d, struct delivery *dv,
+			    const struct transport_result *res, int64_t now)
+{
+	struct endpoint *ep = dv->ep;
+
+	if (res->status)
+		snprintf(dv->last_error, sizeof(dv->last_error), "HTTP %d", res->status);
+	else
+		snprintf(dv->last_error, sizeof(dv->last_error), "%s", res->error);
+	d->stats.failed++;
+	dv->cycle_failures++;
+	if (res->status == 410) {
+		char why[128], iso[CLOCK_ISO_LEN];
+		clock_iso8601(now, iso);
+		snprintf(why, sizeof(why), "endpoint answered 410 Gone at %s", iso);
+		if (!ep->disabled)
+			dispatch_disable_endpoint(d, ep, why);
+		dv->state = DLV_DEAD;
+		snprintf(dv->last_error, sizeof(dv->last_error),
+			 "HTTP 410 Gone: endpoint disabled");
+	} else {
+		const uint32_t *sched = ep->schedule ? ep->schedule : d->cfg->retry_schedule;
+		size_t n = ep->schedule ? ep->n_schedule : d->cfg->n_retry_schedule;
+		int64_t delay = retry_delay_ms(sched, n, dv->cycle_failures);
+		if (delay == RETRY_EXHAUSTED) {
+			char last[sizeof(dv->last_error)];
+			snprintf(last, sizeof(last), "%s", dv->last_error);
+			dv->state = DLV_DEAD;
+			snprintf(dv->last_error, sizeof(dv->last_error),
+				 "retry schedule exhausted after %u attempts; last: %.400s",
+				 dv->cycle_failures, last);
+		} else {
+			if ((res->status == 429 || res->status == 503) && res->retry_after_s >= 0)
+				delay = retry_with_retry_after(delay, res->retry_after_s,
+							       d->cfg->retry_after_cap_s);
+			dv->state = DLV_PENDING;
+			dv->next_at_ms = now + delay;
+		}
+	}
+	if (dv->state == DLV_DEAD)
+		d->stats.dead++;
+}
+
 static void dispatch_done(void *arg, const struct transport_result *res)
 {
 	struct delivery *dv = arg;
@@ -434,42 +480,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 		dv->last_error[0] = 0;
 		d->stats.succeeded++;
 	} else {
-		if (res->status)
-			snprintf(dv->last_error, sizeof(dv->last_error), "HTTP %d", res->status);
-		else
-			snprintf(dv->last_error, sizeof(dv->last_error), "%s", res->error);
-		d->stats.failed++;
-		dv->cycle_failures++;
-		if (res->status == 410) {
-			char why[128], iso[CLOCK_ISO_LEN];
-			clock_iso8601(now, iso);
-			snprintf(why, sizeof(why), "endpoint answered 410 Gone at %s", iso);
-			if (!ep->disabled)
-				dispatch_disable_endpoint(d, ep, why);
-			dv->state = DLV_DEAD;
-			snprintf(dv->last_error, sizeof(dv->last_error),
-				 "HTTP 410 Gone: endpoint disabled");
-		} else {
-			const uint32_t *sched = ep->schedule ? ep->schedule : d->cfg->retry_schedule;
-			size_t n = ep->schedule ? ep->n_schedule : d->cfg->n_retry_schedule;
-			int64_t delay = retry_delay_ms(sched, n, dv->cycle_failures);
-			if (delay == RETRY_EXHAUSTED) {
-				char last[sizeof(dv->last_error)];
-				snprintf(last, sizeof(last), "%s", dv->last_error);
-				dv->state = DLV_DEAD;
-				snprintf(dv->last_error, sizeof(dv->last_error),
-					 "retry schedule exhausted after %u attempts; last: %.400s",
-					 dv->cycle_failures, last);
-			} else {
-				if ((res->status == 429 || res->status == 503) && res->retry_after_s >= 0)
-					delay = retry_with_retry_after(delay, res->retry_after_s,
-								       d->cfg->retry_after_cap_s);
-				dv->state = DLV_PENDING;
-				dv->next_at_ms = now + delay;
-			}
-		}
-		if (dv->state == DLV_DEAD)
-			d->stats.dead++;
+		dispatch_failed(d, dv, res, now);
 	}
 	if (dv->state == DLV_PENDING && ep->deleted) {
 		/* Its endpoint was deleted while this attempt was out: nothing to retry to. */
