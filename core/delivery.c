@@ -63,7 +63,8 @@ size_t delivery_id_make(const char *msg_id, enum delivery_series series, size_t 
 
 size_t delivery_id_prefix(const char *msg_id, char out[DELIVERY_ID_MAX])
 {
-	return delivery_id_len(snprintf(out, DELIVERY_ID_MAX, "dlv_%s_", delivery_msg_part(msg_id)));
+	return delivery_id_len(snprintf(out, DELIVERY_ID_MAX, "dlv_%s_",
+					delivery_msg_part(msg_id)));
 }
 
 size_t delivery_id_policy_prefix(const char *msg_id, char out[DELIVERY_ID_MAX])

@@ -518,7 +518,8 @@ char *registry_endpoint_set_disabled(struct registry *r, struct endpoint *ep, bo
 {
 	ep->disabled = disabled;
 	json_object_set_new(ep->json, "disabled", json_boolean(disabled));
-	json_object_set_new(ep->json, "disabled_reason", reason ? json_string(reason) : json_null());
+	json_object_set_new(ep->json, "disabled_reason",
+			    reason ? json_string(reason) : json_null());
 	return json_dumps(ep->json, JSON_COMPACT);
 }
 

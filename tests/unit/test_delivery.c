@@ -31,7 +31,8 @@ static void test_make_parse(void)
 	check_round_trip(DELIVERY_PLAIN, 17, "dlv_01HZX3J5K6M7N8P9QRSTVWXYZ0_17");
 	check_round_trip(DELIVERY_POLICY, 0, "dlv_01HZX3J5K6M7N8P9QRSTVWXYZ0_p0");
 	check_round_trip(DELIVERY_POLICY, 123456, "dlv_01HZX3J5K6M7N8P9QRSTVWXYZ0_p123456");
-	check_round_trip(DELIVERY_POLICY, SIZE_MAX, "dlv_01HZX3J5K6M7N8P9QRSTVWXYZ0_p18446744073709551615");
+	check_round_trip(DELIVERY_POLICY, SIZE_MAX,
+			 "dlv_01HZX3J5K6M7N8P9QRSTVWXYZ0_p18446744073709551615");
 }
 
 /* Ids made by id_make fit, in both series, with the largest number. */

@@ -154,9 +154,12 @@ static void test_set_disabled(void)
 {
 	char field[128], msg[512], err[256];
 	struct registry reg = {0};
-	struct app *a = registry_app_install(&reg, json_pack("{s:s, s:s}", "id", "app1", "name", "A"));
+	json_t *app = json_pack("{s:s, s:s}", "id", "app1", "name", "A");
+	struct app *a = registry_app_install(&reg, app);
 	json_t *j = merge(NULL, "{\"url\": \"https://example.invalid/hook\"}", field, msg);
-	struct endpoint *ep = a && j ? registry_endpoint_install(&reg, a, j, err, sizeof(err)) : NULL;
+	struct endpoint *ep = NULL;
+	if (a && j)
+		ep = registry_endpoint_install(&reg, a, j, err, sizeof(err));
 	CHECK(ep && !ep->disabled);
 	if (!ep) {
 		registry_free(&reg);
@@ -170,10 +173,12 @@ static void test_set_disabled(void)
 		  "endpoint answered 410 Gone");
 	json_t *stored = text ? json_loads(text, 0, NULL) : NULL;
 	CHECK(stored && json_equal(stored, ep->json));
-	CHECK_STR(json_string_value(json_object_get(stored, "url")), "https://example.invalid/hook");
+	CHECK_STR(json_string_value(json_object_get(stored, "url")),
+		  "https://example.invalid/hook");
 	/* Reloading the stored text gives the same endpoint state. */
-	struct endpoint *again = stored ? registry_endpoint_install(&reg, a, stored, err, sizeof(err))
-					: NULL;
+	struct endpoint *again = NULL;
+	if (stored)
+		again = registry_endpoint_install(&reg, a, stored, err, sizeof(err));
 	CHECK(again == ep && ep->disabled);
 	free(text);
 
