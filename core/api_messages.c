@@ -4,6 +4,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "delivery.h"
 #include "dispatch.h"
 #include "err.h"
 #include "fanout.h"
@@ -297,20 +298,20 @@ static int api_message_delivery(void *arg, const char *id, const struct delivery
 	return 0;
 }
 
-/* The deliveries of a message: records under "dlv_<ulid>_" (fan-out's id scheme), and the
+/* The deliveries of a message: records under its delivery id prefix (delivery.h), and the
  * policy deliveries that are out but not stored yet (dispatch_add_unstored), in id order.
  * NULL with *rc set on a store error. */
 static json_t *api_message_deliveries(struct api *a, struct store_read *rd, const char *msg_id,
 				      json_t **dlv_ids, int *rc)
 {
 	struct api_dlv_walk w = {a, json_array(), NULL};
-	char prefix[ID_MAX + 8];
+	char prefix[DELIVERY_ID_MAX];
 	const char (*unstored)[DELIVERY_ID_MAX];
 	size_t n_unstored, i, j;
 
 	if (dlv_ids)
 		w.ids = *dlv_ids = json_array();
-	snprintf(prefix, sizeof(prefix), "dlv_%s_", msg_id + 4);
+	delivery_id_prefix(msg_id, prefix);
 	if ((*rc = store_read_deliveries(rd, prefix, api_message_delivery, &w)) != HOOKD_OK) {
 		json_decref(w.arr);
 		return NULL;

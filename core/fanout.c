@@ -14,6 +14,7 @@
 #include "worker.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,9 +150,9 @@ static void fanout_one(const char *key, void *value, void *arg)
 	 * through a policy are numbered apart (_p<n>): they are stored later (fanout_defer)
 	 * and a recovery re-plans only them, so the two series can never collide. */
 	if (ep->policy_name)
-		snprintf(id, sizeof(id), "dlv_%s_p%zu", w->msg_id + 4, w->n_policy++);
+		delivery_id_make(w->msg_id, DELIVERY_POLICY, w->n_policy++, id);
 	else
-		snprintf(id, sizeof(id), "dlv_%s_%zu", w->msg_id + 4, w->n - w->n_policy);
+		delivery_id_make(w->msg_id, DELIVERY_PLAIN, w->n - w->n_policy, id);
 	dv = delivery_new(id, w->msg_id, w->app->id, ep, w->body, w->now_ms);
 	if (!dv) {
 		w->rc = HOOKD_ENOMEM;
@@ -324,16 +325,19 @@ void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id
 /* The policy deliveries of a message already stored: their endpoint and number. */
 struct fanout_stored {
 	size_t plen; /* of the prefix dlv_<msg ulid>_p */
-	struct { const char *ep; unsigned long num; } *st; /* ep: the snapshot's */
+	struct { const char *ep; size_t num; } *st; /* ep: the snapshot's */
 	size_t n, cap;
 };
 
 static int fanout_stored_one(void *arg, const char *dlv_id, const struct delivery_rec *r)
 {
 	struct fanout_stored *f = arg;
-	size_t len = strlen(dlv_id);
-	if (len <= f->plen || len - f->plen >= 24)
-		return 0; /* not _p<number> */
+	size_t len = strlen(dlv_id), num;
+	if (len <= f->plen)
+		return 0;
+	/* A key not of the scheme still stands for its endpoint, but reserves no number. */
+	if (delivery_id_parse(dlv_id, len, NULL, NULL, &num) != HOOKD_OK)
+		num = SIZE_MAX;
 	if (f->n == f->cap) {
 		void *grown = realloc(f->st, (f->cap ? f->cap * 2 : 8) * sizeof(*f->st));
 		if (!grown)
@@ -342,7 +346,7 @@ static int fanout_stored_one(void *arg, const char *dlv_id, const struct deliver
 		f->cap = f->cap ? f->cap * 2 : 8;
 	}
 	f->st[f->n].ep = r->ep_id;
-	f->st[f->n++].num = strtoul(dlv_id + f->plen, NULL, 10);
+	f->st[f->n++].num = num;
 	return 0;
 }
 
@@ -353,12 +357,12 @@ static int fanout_stored_one(void *arg, const char *dlv_id, const struct deliver
 static size_t fanout_drop_stored(struct store_read *rd, const char *msg_id,
 				 struct delivery **dvs, size_t n)
 {
-	char prefix[ID_MAX + 8];
+	char prefix[DELIVERY_ID_MAX];
 	struct fanout_stored f = {0};
 	size_t m = 0, next = 0, i, j;
 	int rc;
 
-	f.plen = (size_t)snprintf(prefix, sizeof(prefix), "dlv_%s_p", msg_id + 4);
+	f.plen = delivery_id_policy_prefix(msg_id, prefix);
 	if ((rc = store_read_deliveries(rd, prefix, fanout_stored_one, &f)) != HOOKD_OK) {
 		log_error("fanout: reading the stored deliveries of %s: %s", msg_id,
 			  hookd_strerror(rc));
@@ -378,7 +382,7 @@ static size_t fanout_drop_stored(struct store_read *rd, const char *msg_id,
 			if (j == f.n)
 				break;
 		}
-		snprintf(dvs[i]->id, sizeof(dvs[i]->id), "dlv_%s_p%zu", msg_id + 4, next++);
+		delivery_id_make(msg_id, DELIVERY_POLICY, next++, dvs[i]->id);
 		dvs[m++] = dvs[i];
 	}
 	free(f.st);

@@ -3,6 +3,7 @@
 #include "janitor.h"
 
 #include "clock.h"
+#include "delivery.h"
 #include "err.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -41,12 +42,16 @@ struct janitor {
 	int64_t last_pass_ns;  /* monotonic start of the last pass */
 };
 
-/* The deliveries of message msg_id share the id prefix dlv_<msg ulid>_ (fanout.c's id
- * scheme); the retention step deletes a message with the deliveries under it. */
+/* The deliveries of message msg_id share an id prefix (delivery.h); the retention step
+ * deletes a message with the deliveries under it. */
 static size_t janitor_delivery_prefix(const char *msg_id, char *out, size_t outlen)
 {
-	int n = snprintf(out, outlen, "dlv_%s_", strlen(msg_id) >= 4 ? msg_id + 4 : "");
-	return n < 0 ? 0 : (size_t)n < outlen ? (size_t)n : outlen - 1;
+	if (outlen < DELIVERY_ID_MAX) {
+		if (outlen)
+			out[0] = 0;
+		return 0;
+	}
+	return delivery_id_prefix(msg_id, out);
 }
 
 size_t janitor_prune_now(struct store *s, int64_t cutoff_ms, size_t max)

@@ -92,7 +92,10 @@ static int store_prune_message(struct store *s, MDB_txn *txn, const struct store
 		rc = rc == HOOKD_OK ? 0 : rc;
 		goto out;
 	}
-	st->delivery_prefix(msg_id, prefix, sizeof(prefix));
+	if (st->delivery_prefix(msg_id, prefix, sizeof(prefix)) == 0) {
+		rc = 0; /* no prefix: its deliveries cannot be told apart, keep it */
+		goto out;
+	}
 	if ((rc = store_key_str(&k, prefix)) != HOOKD_OK ||
 	    (rc = store_scan_prefix(s, txn, STORE_DB_DELIVERIES, &k, store_owned_one, o)) !=
 		    HOOKD_OK)
