@@ -7,6 +7,7 @@
  * ("cfg.yaml:12: delivery.timeout_ms: expected an integer, got 'fast'"). */
 #include "config.h"
 #include "err.h"
+#include "header.h"
 #include "log.h"
 #include "ssrf.h"
 #include "url.h"
@@ -814,19 +815,6 @@ bad:
 	return ctx->rc;
 }
 
-/* Header names are RFC 9110 tokens; values may not carry CR, LF or other controls (they
- * would inject headers). The signing headers and the framing headers belong to hookd. */
-static const char *const reserved_headers[] = {
-	"webhook-id", "webhook-timestamp", "webhook-signature", "content-length",
-	"content-type", "transfer-encoding", "host", "connection", NULL,
-};
-
-static bool cfg_header_tchar(unsigned char ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
 /* limits: an endpoint's extra headers. 64 is beyond any real use and keeps a request
  * within every server's header limits. */
 #define CFG_HEADERS_MAX 64
@@ -1347,30 +1335,26 @@ static void cfg_apply_headers(struct cfg_ctx *ctx, const struct cfg_field *f, co
 		const struct ynode *k = v->kids[2 * n], *val = v->kids[2 * n + 1];
 		char sub[CFG_PATH_MAX], show[64];
 		cfg_path_key(sub, sizeof(sub), path, k->text);
-		bool ok = k->text[0] != '\0';
-		for (const char *c = k->text; ok && *c; c++)
-			ok = cfg_header_tchar((unsigned char)*c);
-		if (!ok) {
+		if (header_name_check(k->text, strlen(k->text)) != HOOKD_OK) {
 			cfg_fail(ctx, k->line, path, "%s is not a valid header name",
 				 cfg_show(k, show, sizeof(show)));
 			goto fail;
 		}
-		for (const char *const *r = reserved_headers; *r; r++)
-			if (strcasecmp(k->text, *r) == 0) {
-				cfg_fail(ctx, k->line, sub, "this header is set by hookd itself");
-				goto fail;
-			}
+		if (header_name_reserved(k->text)) {
+			cfg_fail(ctx, k->line, sub, "this header is set by hookd itself");
+			goto fail;
+		}
 		if (val->kind != YNODE_SCALAR) {
 			cfg_fail_type(ctx, val, sub, "a header value");
 			goto fail;
 		}
-		for (const char *c = val->text; *c; c++)
-			if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f) {
-				cfg_fail(ctx, val->line, sub,
-					 "header values must not contain control characters "
-					 "(CR or LF would inject headers)");
-				goto fail;
-			}
+		if (header_value_check(val->text, strlen(val->text)) != HOOKD_OK) {
+			cfg_fail(ctx, val->line, sub,
+				 "header values must not contain control characters "
+				 "(CR or LF would inject headers), at most %d bytes",
+				 HEADER_VALUE_MAX);
+			goto fail;
+		}
 		/* Zeroed by calloc: a half-set entry is freed whole. */
 		list[n].name = strdup(k->text);
 		list[n].value = strdup(ynode_is_null(val) ? "" : val->text);

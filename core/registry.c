@@ -3,6 +3,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "header.h"
 #include "id.h"
 #include "log.h"
 #include "store.h"
@@ -16,7 +17,6 @@
  * hostile API client cannot make one endpoint cost megabytes on every delivery. */
 #define ENDPOINT_MAX_TYPES 256
 #define ENDPOINT_MAX_HEADERS 32
-#define ENDPOINT_MAX_HEADER_VALUE 1024
 #define ENDPOINT_MAX_SCHEDULE 50
 #define ENDPOINT_MAX_DELAY_S 604800 /* one week: longer waits are an outage, not a retry */
 
@@ -67,32 +67,12 @@ static bool registry_filter_valid(const char *f)
 
 static bool header_name_valid(const char *n)
 {
-	static const char *reserved[] = {"webhook-id", "webhook-timestamp", "webhook-signature",
-					 "content-type", "content-length", "host",
-					 "transfer-encoding", "connection", NULL};
-	size_t len = strlen(n);
-	if (len == 0 || len > 128)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = n[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      strchr("!#$%&'*+-.^_`|~", c)))
-			return false;
-	}
-	for (int i = 0; reserved[i]; i++)
-		if (strcasecmp(n, reserved[i]) == 0)
-			return false;
-	return true;
+	return header_name_check(n, strlen(n)) == HOOKD_OK && !header_name_reserved(n);
 }
 
 static bool header_value_valid(const char *v)
 {
-	if (strlen(v) > ENDPOINT_MAX_HEADER_VALUE)
-		return false;
-	for (; *v; v++)
-		if (*v == '\r' || *v == '\n' || *v == '\0')
-			return false;
-	return true;
+	return header_value_check(v, strlen(v)) == HOOKD_OK;
 }
 
 #define FAIL(f, ...)                                   \
@@ -208,8 +188,8 @@ json_t *endpoint_json_merge(const json_t *base, const json_t *req, const char *a
 				if (!header_name_valid(hk))
 					FAIL(path, "invalid or reserved header name");
 				if (!json_is_string(hv) || !header_value_valid(json_string_value(hv)))
-					FAIL(path, "header value must be a string without CR/LF, at most %d bytes",
-					     ENDPOINT_MAX_HEADER_VALUE);
+					FAIL(path, "header value must be a string without control characters (CR/LF), at most %d bytes",
+					     HEADER_VALUE_MAX);
 			}
 			json_object_set(out, "headers", val);
 		} else if (strcmp(key, "disabled") == 0) {
