@@ -734,84 +734,30 @@ static int cfg_check_url(struct cfg_ctx *ctx, const struct ynode *v, const char 
 	}
 }
 
-/* allow_destinations entries: "a.b.c.d/n", "x::y/n" or a bare address (/32, /128). Bits
- * set beyond the prefix are refused with the corrected network: "192.168.1.0/16" is far
- * more often a typo than a wish. */
+/* allow_destinations entries, read by the destination guard's own parser (ssrf.h), so
+ * whatever loads here is what it will accept at start. Bits set beyond the prefix are
+ * refused with the corrected network: "192.168.1.0/16" is far more often a typo than a
+ * wish. */
 static int cfg_check_cidr(struct cfg_ctx *ctx, const struct ynode *v, const char *path)
 {
-	char buf[INET6_ADDRSTRLEN + 8], show[64];
-	unsigned char addr[16];
-	const char *s = v->text;
-	size_t len = strlen(s);
-	int family;
-	unsigned max, prefix;
+	char show[64], net[INET6_ADDRSTRLEN];
+	struct ssrf_cidr c;
+	enum ssrf_cidr_problem problem;
 
-	if (len >= sizeof(buf))
-		goto bad;
-	memcpy(buf, s, len + 1);
-	char *slash = strchr(buf, '/');
-	if (slash)
-		*slash = '\0';
-	if (inet_pton(AF_INET, buf, addr) == 1) {
-		family = AF_INET;
-		max = 32;
-	} else if (inet_pton(AF_INET6, buf, addr) == 1) {
-		family = AF_INET6;
-		max = 128;
-	} else {
-		goto bad;
-	}
-	prefix = max;
-	if (slash) {
-		const char *d = slash + 1;
-		size_t dl = strlen(d);
-		if (dl == 0 || dl > 3)
-			goto bad;
-		prefix = 0;
-		for (size_t i = 0; i < dl; i++) {
-			if (d[i] < '0' || d[i] > '9')
-				goto bad;
-			prefix = prefix * 10 + (unsigned)(d[i] - '0');
-		}
-		if (prefix > max)
-			goto bad;
-	}
-	bool host_bits = false;
-	for (unsigned bit = prefix; bit < max; bit++) {
-		unsigned char mask = (unsigned char)(0x80u >> (bit % 8));
-		if (addr[bit / 8] & mask) {
-			host_bits = true;
-			addr[bit / 8] &= (unsigned char)~mask;
-		}
-	}
-	if (host_bits) {
-		char net[INET6_ADDRSTRLEN];
-		if (!inet_ntop(family, addr, net, sizeof(net)))
-			goto bad;
+	if (ssrf_cidr_parse(v->text, &c, &problem) == HOOKD_OK)
+		return HOOKD_OK;
+	if (problem == SSRF_CIDR_HOST_BITS && inet_ntop(c.family, c.addr, net, sizeof(net))) {
 		cfg_fail(ctx, v->line, path, "%s has bits set after the /%u prefix; write %s/%u",
-			 cfg_show(v, show, sizeof(show)), prefix, net, prefix);
+			 cfg_show(v, show, sizeof(show)), c.prefix, net, c.prefix);
 		return ctx->rc;
 	}
-	/* The SSRF module has the last word: whatever passes here is what it will be given
-	 * at start, so a config that loads cannot fail there. */
-	struct ssrf_policy pol = {0};
-	char why[256];
-	int rc = ssrf_policy_allow(&pol, s, why, sizeof(why));
-	ssrf_policy_free(&pol);
-	if (rc == HOOKD_ENOMEM) {
-		cfg_nomem(ctx);
-		return ctx->rc;
-	}
-	if (rc != HOOKD_OK) {
-		cfg_fail(ctx, v->line, path, "%s", why);
-		return ctx->rc;
-	}
-	return HOOKD_OK;
-
-bad:
 	cfg_fail(ctx, v->line, path,
-		 "expected a CIDR like 10.0.0.0/8 or fd00::/8 (or one address), got %s",
-		 cfg_show(v, show, sizeof(show)));
+		 "expected a CIDR like 10.0.0.0/8 or fd00::/8 (or one address), got %s%s",
+		 cfg_show(v, show, sizeof(show)),
+		 problem == SSRF_CIDR_BAD_PREFIX
+			 ? (c.family == AF_INET ? ": the prefix must be 0..32"
+						: ": the prefix must be 0..128")
+			 : "");
 	return ctx->rc;
 }
 
