@@ -60,7 +60,7 @@ struct policy_engine {
 	size_t n, cap;
 };
 
-static bool name_valid(const char *name)
+bool policy_name_valid(const char *name)
 {
 	size_t i, n = strlen(name);
 
@@ -271,7 +271,7 @@ static int engine_put(struct policy_engine *e, const char *name, const char *sou
 
 	if (errlen > 0)
 		err[0] = '\0';
-	if (name == NULL || !name_valid(name)) {
+	if (name == NULL || !policy_name_valid(name)) {
 		snprintf(err, errlen, "invalid policy name (use 1-64 of a-z 0-9 _ -)");
 		return HOOKD_EINVAL;
 	}
