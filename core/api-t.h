@@ -1,5 +1,6 @@
-/* api-t.h - the API's internal types and helpers, shared by the route files
- * (api.c: apps, endpoints, messages, dead letters; api_policies.c: policies). */
+/* api-t.h - the API's internal types and helpers, shared by api.c (server, routing) and
+ * the resource files (api_apps.c, api_endpoints.c, api_messages.c, api_dead.c,
+ * api_policies.c, api_metrics.c). */
 #ifndef HOOKD_API_T_H
 #define HOOKD_API_T_H
 
@@ -17,6 +18,9 @@ struct evhttp_connection;
 struct api_conns;
 struct delivery;
 struct app;
+struct MDB_txn;
+struct endpoint;
+struct evkeyvalq;
 
 struct api {
 	struct event_base *base;
@@ -71,9 +75,61 @@ void api_error(struct evhttp_request *req, int status, const char *code, const c
 /* Parses the request body as a JSON object, answering 400/413 itself on failure (NULL).
  * An empty body is {} unless required. */
 json_t *api_body_json(struct api *a, struct evhttp_request *req, int required);
-/* /v1/policies... (api_policies.c); seg[0] = "v1", seg[1] = "policies". */
-void api_policies_route(struct api *a, struct evhttp_request *req, int method, char **seg,
-			int nseg);
+/* Answers a failed store write: 507 when the store is full, 500 naming the error else. */
+void api_store_failed(struct evhttp_request *req, int rc);
+/* Reads the integer query parameter name in [min, max] (def when absent); on a bad value
+ * answers 400 and sets *bad. */
+long api_query_long(struct evkeyvalq *q, const char *name, long def, long min, long max,
+		    struct evhttp_request *req, int *bad);
+/* Store key app_id \0 rest (rest may be NULL: the app's prefix); returns its length. */
+size_t api_prefix_key(char *out, const char *app_id, const char *rest);
+/* Returns arr's items sorted by id in a new array (strmap order is arbitrary); arr is stolen. */
+json_t *api_sorted(json_t *arr);
+
+/* Page sizes for listings: 50 by default like Svix, 1000 at most to bound one response. */
+#define API_LIST_DEFAULT 50
+#define API_LIST_MAX 1000
+
+/* What the router found in the path: the app (":app") and endpoint (":ep") it names, any
+ * other captured segment (a message id, a policy name), and the parsed query string. */
+struct api_args {
+	struct app *app;
+	struct endpoint *ep;
+	const char *id;
+	struct evkeyvalq *query;
+};
+
+/* A route's handler (api.c's table names them all). */
+typedef void (*api_handler_fn)(struct api *a, struct evhttp_request *req,
+			       const struct api_args *args);
+
+void api_healthz(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_metrics(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_policies_list(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_policy_get(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_policy_put(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_policy_test(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_apps_list(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_apps_create(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_app_get(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_endpoints_list(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_endpoints_create(struct api *a, struct evhttp_request *req,
+			  const struct api_args *args);
+void api_endpoint_get(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_endpoint_patch(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_endpoint_delete(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_endpoint_rotate(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_messages_list(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_messages_create(struct api *a, struct evhttp_request *req,
+			 const struct api_args *args);
+void api_message_get(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_message_attempts(struct api *a, struct evhttp_request *req,
+			  const struct api_args *args);
+/* The stored envelope of app_id's message msg_id as JSON, or NULL (api_messages.c). */
+json_t *api_message_load(struct api *a, struct MDB_txn *txn, const char *app_id,
+			 const char *msg_id);
+void api_dead_list(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_dead_redrive(struct api *a, struct evhttp_request *req, const struct api_args *args);
 /* Loads the policies stored through the API into the engine (start, and after SIGHUP
  * reloads the directory: API uploads win over files of the same name). */
 void api_policies_load_stored(struct store *s, struct policy_engine *e);

@@ -51,7 +51,7 @@ static int api_policy_name_valid(const char *n)
 
 /* PUT /v1/policies/{name}: the body is the Lua source, or {"source": "..."} when sent as
  * application/json. */
-static void api_policy_put(struct api *a, struct evhttp_request *req, const char *name)
+static void api_policy_store(struct api *a, struct evhttp_request *req, const char *name)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	const char *ctype = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
@@ -117,7 +117,7 @@ static void api_policy_collect(const char *name, size_t source_len, void *arg)
 }
 
 /* POST /v1/policies/{name}/test {"message": {...}, "params": {...}} -> what it would do. */
-static void api_policy_test(struct api *a, struct evhttp_request *req, const char *name)
+static void api_policy_dry_run(struct api *a, struct evhttp_request *req, const char *name)
 {
 	json_t *body = api_body_json(a, req, 1), *msg, *params, *env = NULL, *out;
 	struct policy_input in;
@@ -176,47 +176,47 @@ out:
 	json_decref(body);
 }
 
-void api_policies_route(struct api *a, struct evhttp_request *req, int method, char **seg,
-			int nseg)
+void api_policies_list(struct api *a, struct evhttp_request *req, const struct api_args *args)
 {
-	if (nseg == 2) {
-		json_t *arr = json_array();
-		if (method != EVHTTP_REQ_GET) {
-			json_decref(arr);
-			api_error(req, 405, "method_not_allowed", NULL, "use GET /v1/policies");
-			return;
-		}
-		policy_engine_each(a->policies, api_policy_collect, arr);
-		api_send(req, 200, json_pack("{s:o}", "data", arr));
+	json_t *arr = json_array();
+	policy_engine_each(a->policies, api_policy_collect, arr);
+	api_send(req, 200, json_pack("{s:o}", "data", arr));
+}
+
+/* The name in /v1/policies/:name, or NULL after answering 400. */
+static const char *api_policy_name(struct evhttp_request *req, const struct api_args *args)
+{
+	if (api_policy_name_valid(args->id))
+		return args->id;
+	api_error(req, 400, "invalid_field", "name", "policy names match [a-z0-9_-]{1,64}");
+	return NULL;
+}
+
+void api_policy_get(struct api *a, struct evhttp_request *req, const struct api_args *args)
+{
+	const char *name = api_policy_name(req, args), *src;
+	size_t len;
+	if (!name)
 		return;
-	}
-	if (!api_policy_name_valid(seg[2])) {
-		api_error(req, 400, "invalid_field", "name", "policy names match [a-z0-9_-]{1,64}");
-		return;
-	}
-	if (nseg == 3) {
-		if (method == EVHTTP_REQ_PUT) {
-			api_policy_put(a, req, seg[2]);
-		} else if (method == EVHTTP_REQ_GET) {
-			size_t len;
-			const char *src = policy_engine_source(a->policies, seg[2], &len);
-			if (!src)
-				api_error(req, 404, "not_found", NULL, "policy '%s' is not loaded", seg[2]);
-			else
-				api_send(req, 200, json_pack("{s:s, s:s%}", "name", seg[2], "source", src, len));
-		} else {
-			api_error(req, 405, "method_not_allowed", NULL, "use GET or PUT");
-		}
-		return;
-	}
-	if (nseg == 4 && strcmp(seg[3], "test") == 0) {
-		if (method != EVHTTP_REQ_POST)
-			api_error(req, 405, "method_not_allowed", NULL, "use POST");
-		else
-			api_policy_test(a, req, seg[2]);
-		return;
-	}
-	api_error(req, 404, "not_found", NULL, "no such route");
+	src = policy_engine_source(a->policies, name, &len);
+	if (!src)
+		api_error(req, 404, "not_found", NULL, "policy '%s' is not loaded", name);
+	else
+		api_send(req, 200, json_pack("{s:s, s:s%}", "name", name, "source", src, len));
+}
+
+void api_policy_put(struct api *a, struct evhttp_request *req, const struct api_args *args)
+{
+	const char *name = api_policy_name(req, args);
+	if (name)
+		api_policy_store(a, req, name);
+}
+
+void api_policy_test(struct api *a, struct evhttp_request *req, const struct api_args *args)
+{
+	const char *name = api_policy_name(req, args);
+	if (name)
+		api_policy_dry_run(a, req, name);
 }
 
 void api_policies_load_stored(struct store *s, struct policy_engine *e)

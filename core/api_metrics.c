@@ -1,0 +1,60 @@
+/* api_metrics.c - /metrics: Prometheus text exposition of the daemon's counters and gauges. */
+#include "api-t.h"
+
+#include "dispatch.h"
+#include "fanout.h"
+#include "store.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+
+void api_metrics(struct api *a, struct evhttp_request *req, const struct api_args *args)
+{
+	struct dispatch_stats ds;
+	struct store_space sp;
+	struct evbuffer *buf = evbuffer_new();
+	dispatch_get_stats(a->disp, &ds);
+	store_get_space(a->store, &sp);
+	evbuffer_add_printf(buf,
+			    "# TYPE hookd_messages_published_total counter\nhookd_messages_published_total %llu\n"
+			    "# TYPE hookd_publish_rejected_total counter\nhookd_publish_rejected_total %llu\n"
+			    "# TYPE hookd_attempts_total counter\nhookd_attempts_total %llu\n"
+			    "# TYPE hookd_deliveries_succeeded_total counter\nhookd_deliveries_succeeded_total %llu\n"
+			    "# TYPE hookd_attempts_failed_total counter\nhookd_attempts_failed_total %llu\n"
+			    "# TYPE hookd_deliveries_dead_total counter\nhookd_deliveries_dead_total %llu\n"
+			    "# TYPE hookd_deliveries_filtered_total counter\nhookd_deliveries_filtered_total %llu\n"
+			    "# TYPE hookd_policy_errors_total counter\nhookd_policy_errors_total %llu\n"
+			    "# TYPE hookd_inflight gauge\nhookd_inflight %u\n"
+			    "# TYPE hookd_pending gauge\nhookd_pending %zu\n"
+			    "# TYPE hookd_store_commits_total counter\nhookd_store_commits_total %llu\n"
+			    "# TYPE hookd_store_ops_total counter\nhookd_store_ops_total %llu\n"
+			    "# TYPE hookd_store_commit_seconds_total counter\nhookd_store_commit_seconds_total %.6f\n",
+			    (unsigned long long)a->published, (unsigned long long)a->publish_rejected,
+			    (unsigned long long)ds.attempts, (unsigned long long)ds.succeeded,
+			    (unsigned long long)ds.failed, (unsigned long long)ds.dead,
+			    (unsigned long long)a->fstats.filtered,
+			    (unsigned long long)a->fstats.policy_errors, ds.inflight, ds.pending,
+			    (unsigned long long)a->store->stat_commits,
+			    (unsigned long long)a->store->stat_ops, a->store->stat_commit_ns / 1e9);
+	evbuffer_add_printf(buf,
+			    "# HELP hookd_store_map_bytes storage.map_size\n"
+			    "# TYPE hookd_store_map_bytes gauge\nhookd_store_map_bytes %llu\n"
+			    "# HELP hookd_store_used_bytes Store pages in use (free list excluded)\n"
+			    "# TYPE hookd_store_used_bytes gauge\nhookd_store_used_bytes %llu\n"
+			    "# HELP hookd_store_reserved_bytes Room kept for outcomes of pending deliveries\n"
+			    "# TYPE hookd_store_reserved_bytes gauge\nhookd_store_reserved_bytes %llu\n"
+			    "# HELP hookd_store_budget_bytes Map size minus the base reserve\n"
+			    "# TYPE hookd_store_budget_bytes gauge\nhookd_store_budget_bytes %llu\n"
+			    "# HELP hookd_store_full 1 while publishes are refused with 507\n"
+			    "# TYPE hookd_store_full gauge\nhookd_store_full %d\n"
+			    "# HELP hookd_store_waiting_writes Delivery state changes waiting for space\n"
+			    "# TYPE hookd_store_waiting_writes gauge\nhookd_store_waiting_writes %llu\n",
+			    (unsigned long long)sp.map_bytes, (unsigned long long)sp.used_bytes,
+			    (unsigned long long)sp.reserved_bytes, (unsigned long long)sp.budget_bytes,
+			    sp.full, (unsigned long long)sp.waiting_writes);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+			  "text/plain; version=0.0.4");
+	evhttp_send_reply(req, 200, NULL, buf);
+	evbuffer_free(buf);
+}
+
