@@ -16,9 +16,13 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
+#include <netdb.h>
 #include <sodium.h>
+#include <sys/socket.h>
 #include <sys/queue.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define API_MAX_SEGMENTS 8
 
@@ -494,23 +499,81 @@ int api_new(struct event_base *base, struct store *store, struct registry *reg,
 	return HOOKD_OK;
 }
 
-int api_listen(struct api *a, const char *host, uint16_t port, uint16_t *bound_port, char *err,
-	       size_t errlen)
+/* A library's message as words inside a sentence: "address already in use", not
+ * "Address already in use". */
+static void api_words(const char *text, char *out, size_t len)
 {
-	struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(a->http, host, port);
+	snprintf(out, len, "%s", text);
+	if (out[0] >= 'A' && out[0] <= 'Z')
+		out[0] = (char)(out[0] - 'A' + 'a');
+}
+
+int api_socket_open(const char *host, uint16_t port, int *fd_out, uint16_t *bound_port,
+		    char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *ai = NULL;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	if (!bs) {
-		snprintf(err, errlen, "cannot listen on %s:%u (address in use or not local?)", host, port);
-		return HOOKD_EIO;
+	const char *lb = strchr(host, ':') ? "[" : "", *rb = *lb ? "]" : "";
+	char service[8], why[128];
+	int fd = -1, one = 1, rc;
+
+	*fd_out = -1;
+	snprintf(service, sizeof(service), "%u", port);
+	/* Like evhttp_bind_socket: the first address the name resolves to. */
+	rc = getaddrinfo(host, service, &hints, &ai);
+	if (rc != 0 || !ai) {
+		api_words(rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc), why, sizeof(why));
+		err_set(err, errlen, "cannot listen on %s%s%s:%u: cannot resolve %s: %s", lb, host, rb,
+			port, host, why);
+		goto fail;
 	}
-	api_conns_attach(a->conns, bs);
-	if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &len) == 0) {
+	/* SO_REUSEADDR: a restart binds at once although connections of the previous process
+	 * are still in TIME_WAIT. SOMAXCONN (the kernel caps it at net.core.somaxconn): clients
+	 * that connect while the daemon still opens its store wait in the backlog. */
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+		api_words(strerror(errno), why, sizeof(why));
+		err_set(err, errlen, "cannot listen on %s%s%s:%u: %s", lb, host, rb, port, why);
+		goto fail;
+	}
+	*bound_port = port;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
 		if (ss.ss_family == AF_INET)
 			*bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		else
+		else if (ss.ss_family == AF_INET6)
 			*bound_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	}
+	freeaddrinfo(ai);
+	*fd_out = fd;
+	return HOOKD_OK;
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (ai)
+		freeaddrinfo(ai);
+	return HOOKD_EIO;
+}
+
+int api_listen(struct api *a, int fd, char *err, size_t errlen)
+{
+	/* Backlog 0: api_socket_open has called listen() already. */
+	struct evconnlistener *lev = evconnlistener_new(
+		a->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	struct evhttp_bound_socket *bs = NULL;
+
+	if (!lev)
+		close(fd);
+	else if (!(bs = evhttp_bind_listener(a->http, lev)))
+		evconnlistener_free(lev); /* closes fd */
+	if (!bs) {
+		err_set(err, errlen, "cannot serve the API's listening socket: out of memory");
+		return HOOKD_ENOMEM;
+	}
+	api_conns_attach(a->conns, bs);
 	return HOOKD_OK;
 }
 

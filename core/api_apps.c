@@ -55,10 +55,14 @@ void api_apps_create(struct api *a, struct evhttp_request *req, const struct api
 			goto out;
 		}
 	}
-	if (!name) {
-		api_error(req, 400, "missing_field", "name", "name is required");
+	/* As in the config file (apps[].name), the name defaults to the id; with neither there
+	 * is nothing to show an operator, so one of them is required. */
+	if (!name && !id) {
+		api_error(req, 400, "missing_field", "name", "name is required when no id is given");
 		goto out;
 	}
+	if (!name)
+		name = id;
 	if (!id) {
 		id_make("app_", now, idbuf);
 		id = idbuf;

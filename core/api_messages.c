@@ -4,6 +4,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "delivery.h"
 #include "dispatch.h"
 #include "err.h"
 #include "fanout.h"
@@ -297,14 +298,14 @@ static json_t *api_delivery_json(const char *id, const struct delivery_rec *r,
 	return o;
 }
 
-/* The deliveries of a message: records under "dlv_<ulid>_" (fan-out's id scheme), and the
+/* The deliveries of a message: records under its delivery id prefix (delivery.h), and the
  * policy deliveries that are out but not stored yet (dispatch_add_unstored), in id order. */
 static json_t *api_message_deliveries(struct api *a, MDB_txn *txn, const char *msg_id,
 				      json_t **dlv_ids)
 {
 	json_t *arr = json_array();
-	char prefix[ID_MAX + 8];
-	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), "dlv_%s_", msg_id + 4);
+	char prefix[DELIVERY_ID_MAX];
+	size_t plen = delivery_id_prefix(msg_id, prefix);
 	MDB_cursor *cur;
 	MDB_val k = {plen, prefix}, v;
 	const char (*unstored)[DELIVERY_ID_MAX];

@@ -35,6 +35,21 @@ struct dispatch {
 	struct event *timer;
 	uint32_t inflight;
 	struct dispatch_stats stats;
+	struct dispatch_ep *eps; /* every endpoint runtime, to free with the dispatcher */
+};
+
+/* The scheduler's runtime for one endpoint, hung on ep->sched (which only this file reads):
+ * one pointer from the delivery's endpoint on the hot path, no lookup. Made when the
+ * endpoint's first delivery is scheduled (dispatch_add, dispatch_load), so every scheduled
+ * delivery of an endpoint that is not deleted finds it. It holds a reference to the endpoint,
+ * so its pointer back stays valid whatever the registry does. A deleted endpoint's runtime is
+ * freed once nothing of it is in flight or waiting (its other live deliveries are being
+ * buried and never touch it); the others' go with the dispatcher. */
+struct dispatch_ep {
+	struct endpoint *ep;                    /* reference held */
+	uint32_t inflight;
+	struct delivery *wait_head, *wait_tail; /* due, waiting for capacity or re-enable */
+	struct dispatch_ep *prev, *next;        /* in d->eps */
 };
 
 /* A message's policy deliveries scheduled before being stored, and the store marker that
@@ -60,83 +75,50 @@ static void unstored_unref(struct unstored_set *set)
 	free(set);
 }
 
-struct body *body_new(const char *data, size_t len)
+void dispatch_unstored_unref(struct unstored_set *set)
 {
-	struct body *b = malloc(sizeof(*b) + len + 1);
-	if (!b)
-		return NULL;
-	atomic_init(&b->refs, 1);
-	b->len = len;
-	memcpy(b->data, data, len);
-	b->data[len] = 0;
-	return b;
+	unstored_unref(set);
 }
 
-struct body *body_ref(struct body *b)
-{
-	if (b)
-		atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
-	return b;
-}
+/* ---- per-endpoint runtime ---- */
 
-void body_unref(struct body *b)
+/* ep's runtime, made on first use; NULL when out of memory. */
+static struct dispatch_ep *dispatch_ep_get(struct dispatch *d, struct endpoint *ep)
 {
-	if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
-		free(b);
-}
-
-struct delivery *delivery_new(const char *id, const char *msg_id, const char *app_id,
-			      struct endpoint *ep, struct body *body, int64_t now_ms)
-{
-	struct delivery *dv = calloc(1, sizeof(*dv));
-	if (!dv)
+	struct dispatch_ep *de = ep->sched;
+	if (de)
+		return de;
+	if (!(de = calloc(1, sizeof(*de))))
 		return NULL;
-	dv->app_id = strdup(app_id);
-	if (!dv->app_id) {
-		free(dv);
-		return NULL;
-	}
-	snprintf(dv->id, sizeof(dv->id), "%s", id);
-	snprintf(dv->msg_id, sizeof(dv->msg_id), "%s", msg_id);
-	dv->ep = ep;
+	de->ep = ep;
 	endpoint_ref(ep);
-	dv->body = body_ref(body);
-	dv->state = DLV_PENDING;
-	dv->next_at_ms = now_ms;
-	dv->created_ms = now_ms;
-	dv->heap_idx = SIZE_MAX;
-	return dv;
+	de->next = d->eps;
+	if (d->eps)
+		d->eps->prev = de;
+	d->eps = de;
+	ep->sched = de;
+	return de;
 }
 
-void delivery_free(struct delivery *dv)
+static void dispatch_ep_free(struct dispatch *d, struct dispatch_ep *de)
 {
-	if (!dv)
-		return;
-	if (dv->ep)
-		endpoint_unref(dv->ep);
-	body_unref(dv->body);
-	header_lines_free(dv->extra_lines, dv->n_extra);
-	free(dv->headers_json);
-	free(dv->app_id);
-	free(dv->policy_name);
-	json_decref(dv->policy_params);
-	/* Freed before it was ever stored (shutdown, out of memory): the set's marker stays
-	 * in the store, so the next start redoes this delivery. */
-	unstored_unref(dv->unstored);
-	free(dv);
+	if (de->prev)
+		de->prev->next = de->next;
+	else
+		d->eps = de->next;
+	if (de->next)
+		de->next->prev = de->prev;
+	de->ep->sched = NULL;
+	endpoint_unref(de->ep); /* may free the endpoint: last */
+	free(de);
 }
 
-int delivery_set_headers(struct delivery *dv, const char *headers_json)
+/* Frees ep's runtime if ep is deleted and nothing of it is in flight or waiting any more. */
+static void dispatch_ep_settle(struct dispatch *d, struct endpoint *ep)
 {
-	json_t *h = json_loads(headers_json, 0, NULL);
-	int rc = HOOKD_EINVAL;
-	if (json_is_object(h)) {
-		dv->headers_json = strdup(headers_json);
-		rc = dv->headers_json ? header_lines_from_json(h, &dv->extra_lines, &dv->n_extra)
-				      : HOOKD_ENOMEM;
-	}
-	json_decref(h);
-	return rc;
+	struct dispatch_ep *de = ep->sched;
+	if (de && ep->deleted && de->inflight == 0 && !de->wait_head)
+		dispatch_ep_free(d, de);
 }
 
 /* ---- the heap (by next_at_ms, then id) ---- */
@@ -390,25 +372,25 @@ static void dispatch_forget(struct dispatch *d, struct delivery *dv)
 	delivery_free(dv);
 }
 
-static void wait_push(struct endpoint *ep, struct delivery *dv)
+static void wait_push(struct dispatch_ep *de, struct delivery *dv)
 {
 	dv->wait_next = NULL;
 	dv->waiting = 1;
-	if (ep->wait_tail)
-		ep->wait_tail->wait_next = dv;
+	if (de->wait_tail)
+		de->wait_tail->wait_next = dv;
 	else
-		ep->wait_head = dv;
-	ep->wait_tail = dv;
+		de->wait_head = dv;
+	de->wait_tail = dv;
 }
 
-static struct delivery *wait_pop(struct endpoint *ep)
+static struct delivery *wait_pop(struct dispatch_ep *de)
 {
-	struct delivery *dv = ep->wait_head;
+	struct delivery *dv = de->wait_head;
 	if (!dv)
 		return NULL;
-	ep->wait_head = dv->wait_next;
-	if (!ep->wait_head)
-		ep->wait_tail = NULL;
+	de->wait_head = dv->wait_next;
+	if (!de->wait_head)
+		de->wait_tail = NULL;
 	dv->wait_next = NULL;
 	dv->waiting = 0;
 	return dv;
@@ -420,10 +402,7 @@ static void dispatch_disable_endpoint(struct dispatch *d, struct endpoint *ep, c
 	char *text;
 	size_t klen;
 	struct store_batch *b = NULL;
-	ep->disabled = true;
-	json_object_set_new(ep->json, "disabled", json_true());
-	json_object_set_new(ep->json, "disabled_reason", json_string(why));
-	text = json_dumps(ep->json, JSON_COMPACT);
+	text = registry_endpoint_set_disabled(d->reg, ep, true, why);
 	klen = registry_endpoint_key(ep->app_id, ep->id, key);
 	/* A state change like an outcome: kept until it fits if the store is full. */
 	if (!text || !(b = store_batch_new()) ||
@@ -438,6 +417,52 @@ static void dispatch_disable_endpoint(struct dispatch *d, struct endpoint *ep, c
 	log_warn("endpoint %s/%s disabled: %s", ep->app_id, ep->id, why);
 }
 
+/* After a failed attempt: dead (410 Gone, which also disables the endpoint, or the retry
+ * schedule exhausted), or pending again after the schedule's next delay, stretched to a
+ * Retry-After on 429 and 503. */
+static void dispatch_failed(struct dispatch *d, struct delivery *dv,
+			    const struct transport_result *res, int64_t now)
+{
+	struct endpoint *ep = dv->ep;
+
+	if (res->status)
+		snprintf(dv->last_error, sizeof(dv->last_error), "HTTP %d", res->status);
+	else
+		snprintf(dv->last_error, sizeof(dv->last_error), "%s", res->error);
+	d->stats.failed++;
+	dv->cycle_failures++;
+	if (res->status == 410) {
+		char why[128], iso[CLOCK_ISO_LEN];
+		clock_iso8601(now, iso);
+		snprintf(why, sizeof(why), "endpoint answered 410 Gone at %s", iso);
+		if (!ep->disabled)
+			dispatch_disable_endpoint(d, ep, why);
+		dv->state = DLV_DEAD;
+		snprintf(dv->last_error, sizeof(dv->last_error),
+			 "HTTP 410 Gone: endpoint disabled");
+	} else {
+		const uint32_t *sched = ep->schedule ? ep->schedule : d->cfg->retry_schedule;
+		size_t n = ep->schedule ? ep->n_schedule : d->cfg->n_retry_schedule;
+		int64_t delay = retry_delay_ms(sched, n, dv->cycle_failures);
+		if (delay == RETRY_EXHAUSTED) {
+			char last[sizeof(dv->last_error)];
+			snprintf(last, sizeof(last), "%s", dv->last_error);
+			dv->state = DLV_DEAD;
+			snprintf(dv->last_error, sizeof(dv->last_error),
+				 "retry schedule exhausted after %u attempts; last: %.400s",
+				 dv->cycle_failures, last);
+		} else {
+			if ((res->status == 429 || res->status == 503) && res->retry_after_s >= 0)
+				delay = retry_with_retry_after(delay, res->retry_after_s,
+							       d->cfg->retry_after_cap_s);
+			dv->state = DLV_PENDING;
+			dv->next_at_ms = now + delay;
+		}
+	}
+	if (dv->state == DLV_DEAD)
+		d->stats.dead++;
+}
+
 static void dispatch_done(void *arg, const struct transport_result *res)
 {
 	struct delivery *dv = arg;
@@ -446,7 +471,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	int64_t now = clock_now_ms();
 
 	endpoint_ref(ep); /* dv may be freed below; ep must outlive this function */
-	ep->inflight--;
+	ep->sched->inflight--;
 	d->inflight--;
 	d->stats.attempts++;
 	dv->last_status = res->status;
@@ -455,42 +480,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 		dv->last_error[0] = 0;
 		d->stats.succeeded++;
 	} else {
-		if (res->status)
-			snprintf(dv->last_error, sizeof(dv->last_error), "HTTP %d", res->status);
-		else
-			snprintf(dv->last_error, sizeof(dv->last_error), "%s", res->error);
-		d->stats.failed++;
-		dv->cycle_failures++;
-		if (res->status == 410) {
-			char why[128], iso[CLOCK_ISO_LEN];
-			clock_iso8601(now, iso);
-			snprintf(why, sizeof(why), "endpoint answered 410 Gone at %s", iso);
-			if (!ep->disabled)
-				dispatch_disable_endpoint(d, ep, why);
-			dv->state = DLV_DEAD;
-			snprintf(dv->last_error, sizeof(dv->last_error),
-				 "HTTP 410 Gone: endpoint disabled");
-		} else {
-			const uint32_t *sched = ep->schedule ? ep->schedule : d->cfg->retry_schedule;
-			size_t n = ep->schedule ? ep->n_schedule : d->cfg->n_retry_schedule;
-			int64_t delay = retry_delay_ms(sched, n, dv->cycle_failures);
-			if (delay == RETRY_EXHAUSTED) {
-				char last[sizeof(dv->last_error)];
-				snprintf(last, sizeof(last), "%s", dv->last_error);
-				dv->state = DLV_DEAD;
-				snprintf(dv->last_error, sizeof(dv->last_error),
-					 "retry schedule exhausted after %u attempts; last: %.400s",
-					 dv->cycle_failures, last);
-			} else {
-				if ((res->status == 429 || res->status == 503) && res->retry_after_s >= 0)
-					delay = retry_with_retry_after(delay, res->retry_after_s,
-								       d->cfg->retry_after_cap_s);
-				dv->state = DLV_PENDING;
-				dv->next_at_ms = now + delay;
-			}
-		}
-		if (dv->state == DLV_DEAD)
-			d->stats.dead++;
+		dispatch_failed(d, dv, res, now);
 	}
 	if (dv->state == DLV_PENDING && ep->deleted) {
 		/* Its endpoint was deleted while this attempt was out: nothing to retry to. */
@@ -507,6 +497,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	/* Capacity freed: this endpoint's waiters first (its FIFO order), then the heap. */
 	dispatch_release(d, ep);
 	dispatch_pump(d);
+	dispatch_ep_settle(d, ep); /* the last attempt out for a deleted endpoint */
 	endpoint_unref(ep);
 }
 
@@ -558,7 +549,7 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	dv->state = DLV_INFLIGHT;
 	dv->attempts++;
 	dv->dispatch = d;
-	ep->inflight++;
+	ep->sched->inflight++;
 	d->inflight++;
 	if (d->http->send(d->http, &req) != HOOKD_OK) {
 		memset(&fail, 0, sizeof(fail));
@@ -606,16 +597,18 @@ static void dispatch_store_held(struct dispatch *d, struct delivery *dv)
 static void dispatch_route(struct dispatch *d, struct delivery *dv)
 {
 	struct endpoint *ep = dv->ep;
+	struct dispatch_ep *de;
 	if (ep->deleted) {
 		dispatch_bury(d, dv);
 		return;
 	}
-	if (ep->disabled || ep->wait_head || ep->inflight >= d->cfg->max_inflight_per_endpoint) {
+	de = ep->sched; /* made when dv was scheduled; freed only once ep is deleted */
+	if (ep->disabled || de->wait_head || de->inflight >= d->cfg->max_inflight_per_endpoint) {
 		/* Held (disabled) or over its cap: due, in its endpoint's FIFO, no attempt made
 		 * and its retry schedule untouched until the endpoint takes it. */
 		if (ep->disabled && dv->unstored)
 			dispatch_store_held(d, dv);
-		wait_push(ep, dv);
+		wait_push(de, dv);
 		return;
 	}
 	dispatch_start(d, dv);
@@ -653,7 +646,8 @@ void dispatch_add(struct dispatch *d, struct delivery *dv)
 		dispatch_bury(d, dv);
 		return;
 	}
-	if (strmap_put(&d->live, dv->id, dv) != HOOKD_OK || heap_push(d, dv) != HOOKD_OK) {
+	if (!dispatch_ep_get(d, dv->ep) || strmap_put(&d->live, dv->id, dv) != HOOKD_OK ||
+	    heap_push(d, dv) != HOOKD_OK) {
 		log_error("dispatch: out of memory scheduling %s (it stays stored)", dv->id);
 		strmap_del(&d->live, dv->id);
 		delivery_free(dv);
@@ -795,7 +789,7 @@ void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep)
 	struct delivery *dv;
 	endpoint_ref(ep);
 	/* Waiting ones (disabled endpoint, or over its in-flight cap) ... */
-	while ((dv = wait_pop(ep)))
+	while (ep->sched && (dv = wait_pop(ep->sched)))
 		dispatch_bury(d, dv);
 	/* ... and scheduled ones: a scan, but deleting an endpoint is rare. In-flight ones are
 	 * buried when their attempt completes. */
@@ -807,31 +801,34 @@ void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep)
 	}
 	free(c.dvs);
 	dispatch_arm(d);
+	dispatch_ep_settle(d, ep); /* unless attempts are still out: then the last one's done */
 	endpoint_unref(ep);
 }
 
 /* Starts ep's waiting deliveries, oldest first, as far as its and the global cap allow. */
 static void dispatch_release(struct dispatch *d, struct endpoint *ep)
 {
-	while (!ep->deleted && !ep->disabled && ep->wait_head &&
-	       ep->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
-		dispatch_start(d, wait_pop(ep));
+	struct dispatch_ep *de = ep->sched;
+	while (de && !ep->deleted && !ep->disabled && de->wait_head &&
+	       de->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
+		dispatch_start(d, wait_pop(de));
 }
 
 void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep)
 {
+	struct dispatch_ep *de = ep->sched;
 	struct delivery *dv;
 	int any = 0;
-	if (ep->disabled || ep->deleted)
-		return;
+	if (ep->disabled || ep->deleted || !de)
+		return; /* (no runtime: nothing of it was ever scheduled, none held) */
 	/* Held deliveries go back to the heap, which orders them (due time, then id: publish
 	 * order) and shares the global cap with everyone else; what the endpoint's own cap
 	 * refuses waits in its FIFO again, behind its in-flight ones, whose completions start
 	 * it. (Started straight from the FIFO instead, a release that found every global slot
 	 * busy would start nothing, ever: only the endpoint's own completions drain it.) */
-	while ((dv = wait_pop(ep))) {
+	while ((dv = wait_pop(de))) {
 		if (heap_push(d, dv) != HOOKD_OK) {
-			wait_push(ep, dv); /* out of memory: stays held, retried at the next change */
+			wait_push(de, dv); /* out of memory: stays held, retried at the next change */
 			break;
 		}
 		any = 1;
@@ -941,7 +938,8 @@ int dispatch_load(struct dispatch *d, char *err, size_t errlen)
 			store_batch_del(stale, d->store->due, k.mv_data, k.mv_size);
 			continue;
 		}
-		if (strmap_put(&d->live, dv->id, dv) != HOOKD_OK || heap_push(d, dv) != HOOKD_OK) {
+		if (!dispatch_ep_get(d, dv->ep) || strmap_put(&d->live, dv->id, dv) != HOOKD_OK ||
+		    heap_push(d, dv) != HOOKD_OK) {
 			delivery_free(dv);
 			continue;
 		}
@@ -1023,6 +1021,8 @@ void dispatch_free(struct dispatch *d)
 		return;
 	strmap_each(&d->live, dispatch_free_live, NULL);
 	strmap_free(&d->live);
+	while (d->eps)
+		dispatch_ep_free(d, d->eps);
 	/* Sets still held by deliveries in the writer's queue outlive the index. */
 	strmap_each(&d->unstored, dispatch_orphan_set, NULL);
 	strmap_free(&d->unstored);

@@ -11,13 +11,13 @@
 #ifndef HOOKD_DISPATCH_H
 #define HOOKD_DISPATCH_H
 
+#include "delivery.h"
 #include "id.h"
 #include "record.h"
 #include "strmap.h"
 
 #include <jansson.h>
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,53 +29,6 @@ struct endpoint;
 struct transport;
 struct config;
 
-/* Immutable bytes shared by reference (a message's envelope body). The count is atomic:
- * the policy thread replaces a delivery's body while the loop releases other deliveries
- * of the same message. */
-struct body {
-	atomic_int refs;
-	size_t len;
-	char data[];
-};
-
-struct body *body_new(const char *data, size_t len);
-struct body *body_ref(struct body *b);
-void body_unref(struct body *b);
-
-#define DELIVERY_ID_MAX (ID_MAX + 16)
-
-struct delivery {
-	char id[DELIVERY_ID_MAX];
-	char msg_id[ID_MAX];
-	char *app_id;              /* owned */
-	struct endpoint *ep;       /* reference held */
-	struct body *body;         /* reference held */
-	int custom_body;           /* body is a policy's output (kept in the bodies database) */
-	int body_stored;           /* ... and already written there */
-	char *headers_json;        /* policy headers as JSON object text, or NULL (owned) */
-	char **extra_lines;        /* the same as "Name: value" lines (owned) */
-	size_t n_extra;
-	int state;
-	uint32_t attempts, cycle_failures;
-	int32_t last_status;
-	int64_t next_at_ms;
-	int64_t due_key_ms;        /* time part of the due-index key in the store, 0 = none */
-	int64_t created_ms;
-	char last_error[512];
-	size_t heap_idx;           /* position in the heap, or SIZE_MAX */
-	struct delivery *wait_next;
-	int waiting;
-	struct dispatch *dispatch; /* set while in flight */
-	/* Set by fan-out when the endpoint has a policy still to run, so the policy thread
-	 * never reads the endpoint (which the loop may change meanwhile): the name copied, the
-	 * params a reference to JSON that is never modified in place. Owned. */
-	char *policy_name;
-	json_t *policy_params;
-	/* Scheduled before it was ever stored (dispatch_add_unstored): the set it belongs to,
-	 * reference held; cleared by the first dispatch_persist. */
-	struct unstored_set *unstored;
-};
-
 struct dispatch;
 
 int dispatch_new(struct event_base *base, struct store *store, struct registry *reg,
@@ -84,13 +37,6 @@ void dispatch_free(struct dispatch *d);
 
 /* Loads every pending delivery from the store (startup, before the loop runs). */
 int dispatch_load(struct dispatch *d, char *err, size_t errlen);
-
-/* New delivery for ep (reference taken), owned by the caller until dispatch_add. */
-struct delivery *delivery_new(const char *id, const char *msg_id, const char *app_id,
-			      struct endpoint *ep, struct body *body, int64_t now_ms);
-void delivery_free(struct delivery *dv);
-/* Sets policy output headers from a JSON object (copied). */
-int delivery_set_headers(struct delivery *dv, const char *headers_json);
 
 /* Adds the writes that store dv in its current state to batch (record, due key, dead key). */
 int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv,
@@ -112,6 +58,9 @@ struct delivery *dispatch_live(struct dispatch *d, const char *dlv_id);
  * dispatch_unstored lists their ids (for the API, which reads them live). */
 void dispatch_add_unstored(struct dispatch *d, const char *msg_id, const void *marker_key,
 			   size_t klen, struct delivery **dvs, size_t n);
+
+/* Drops a delivery's reference to its unstored set (delivery_free); NULL is ignored. */
+void dispatch_unstored_unref(struct unstored_set *set);
 
 /* Ids of msg_id's deliveries not stored yet (they may also have been stored meanwhile, or
  * be gone); *n_out is their count. NULL when there are none. Valid until the loop runs. */

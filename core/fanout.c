@@ -14,6 +14,7 @@
 #include "worker.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,9 +150,9 @@ static void fanout_one(const char *key, void *value, void *arg)
 	 * through a policy are numbered apart (_p<n>): they are stored later (fanout_defer)
 	 * and a recovery re-plans only them, so the two series can never collide. */
 	if (ep->policy_name)
-		snprintf(id, sizeof(id), "dlv_%s_p%zu", w->msg_id + 4, w->n_policy++);
+		delivery_id_make(w->msg_id, DELIVERY_POLICY, w->n_policy++, id);
 	else
-		snprintf(id, sizeof(id), "dlv_%s_%zu", w->msg_id + 4, w->n - w->n_policy);
+		delivery_id_make(w->msg_id, DELIVERY_PLAIN, w->n - w->n_policy, id);
 	dv = delivery_new(id, w->msg_id, w->app->id, ep, w->body, w->now_ms);
 	if (!dv) {
 		w->rc = HOOKD_ENOMEM;
@@ -293,11 +294,11 @@ void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id
 static size_t fanout_drop_stored(MDB_txn *txn, struct store *s, const char *msg_id,
 				 struct delivery **dvs, size_t n)
 {
-	char prefix[ID_MAX + 8];
-	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), "dlv_%s_p", msg_id + 4);
+	char prefix[DELIVERY_ID_MAX];
+	size_t plen = delivery_id_policy_prefix(msg_id, prefix);
 	MDB_cursor *cur;
 	MDB_val k = {plen, prefix}, v;
-	struct { const char *ep; unsigned long num; } *st = NULL; /* the stored ones */
+	struct { const char *ep; size_t num; } *st = NULL; /* the stored ones */
 	size_t ne = 0, cap = 0, m = 0, next = 0, i, j;
 	int rc;
 
@@ -307,10 +308,12 @@ static size_t fanout_drop_stored(MDB_txn *txn, struct store *s, const char *msg_
 	     rc == 0 && k.mv_size > plen && memcmp(k.mv_data, prefix, plen) == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		struct delivery_rec r;
-		char num[24];
-		if (record_decode(v.mv_data, v.mv_size, &r) != HOOKD_OK ||
-		    k.mv_size - plen >= sizeof(num))
+		size_t num;
+		if (record_decode(v.mv_data, v.mv_size, &r) != HOOKD_OK)
 			continue;
+		/* A key not of the scheme still stands for its endpoint, but reserves no number. */
+		if (delivery_id_parse(k.mv_data, k.mv_size, NULL, NULL, &num) != HOOKD_OK)
+			num = SIZE_MAX;
 		if (ne == cap) {
 			void *grown = realloc(st, (cap ? cap * 2 : 8) * sizeof(*st));
 			if (!grown)
@@ -318,10 +321,8 @@ static size_t fanout_drop_stored(MDB_txn *txn, struct store *s, const char *msg_
 			st = grown;
 			cap = cap ? cap * 2 : 8;
 		}
-		memcpy(num, (const char *)k.mv_data + plen, k.mv_size - plen);
-		num[k.mv_size - plen] = 0;
 		st[ne].ep = r.ep_id;
-		st[ne++].num = strtoul(num, NULL, 10);
+		st[ne++].num = num;
 	}
 	mdb_cursor_close(cur);
 	for (i = 0; i < n; i++) {
@@ -337,7 +338,7 @@ static size_t fanout_drop_stored(MDB_txn *txn, struct store *s, const char *msg_
 			if (j == ne)
 				break;
 		}
-		snprintf(dvs[i]->id, sizeof(dvs[i]->id), "dlv_%s_p%zu", msg_id + 4, next++);
+		delivery_id_make(msg_id, DELIVERY_POLICY, next++, dvs[i]->id);
 		dvs[m++] = dvs[i];
 	}
 	free(st);

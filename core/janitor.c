@@ -2,6 +2,7 @@
 #include "janitor.h"
 
 #include "clock.h"
+#include "delivery.h"
 #include "err.h"
 #include "log.h"
 #include "ratelimit.h"
@@ -73,10 +74,10 @@ static int janitor_del_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix, siz
 static int janitor_prune_message(struct store *s, MDB_txn *txn, const char *app_id,
 				 const char *msg_id, const MDB_val *msg_key)
 {
-	char prefix[ID_MAX + 8], ids[64][ID_MAX + 24];
+	char prefix[DELIVERY_ID_MAX], ids[64][ID_MAX + 24];
 	unsigned char dead_at[64][8];
 	int dead[64];
-	size_t plen = (size_t)snprintf(prefix, sizeof(prefix), "dlv_%s_", msg_id + 4), n = 0;
+	size_t plen = delivery_id_prefix(msg_id, prefix), n = 0;
 	MDB_cursor *cur;
 	MDB_val k = {plen, prefix}, v, fk = *msg_key;
 	int rc;

@@ -1,6 +1,8 @@
-/* main.c - the hookd command line: serve, verify, keygen, policy test. */
+/* main.c - the hookd command line: serve, verify, keygen, policy test, version, help.
+ * Every command follows cli.h: --help on stdout with exit 0, mistakes named with exit 2. */
 #include "api.h"
 #include "api-t.h"
+#include "cli.h"
 #include "clock.h"
 #include "config.h"
 #include "config_apply.h"
@@ -23,25 +25,122 @@
 #include <event2/thread.h>
 #include <hookd/verify.h>
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-static void usage(FILE *f)
+static const char usage_top[] =
+	"usage: hookd COMMAND [OPTIONS]\n"
+	"\n"
+	"commands:\n"
+	"  hookd serve [--config FILE]       run the daemon (embedded defaults without a file)\n"
+	"  hookd verify --secret KEY --id ID --timestamp TS --signature SIG [--tolerance S] < body\n"
+	"                                    check a received webhook's signature\n"
+	"  hookd keygen [--type hmac|ed25519]\n"
+	"                                    print a new endpoint signing secret\n"
+	"  hookd policy test FILE [--params JSON] < message.json\n"
+	"                                    run a routing policy offline\n"
+	"  hookd version                     print the version\n"
+	"  hookd help [COMMAND]              this list, or a command's usage\n"
+	"\n"
+	"'hookd COMMAND --help' (or -h) prints a command's options. docs/api.md,\n"
+	"docs/configuration.md and docs/policies.md describe the API, the keys and the policies.\n";
+
+static const struct cli_cmd cmd_serve_usage = {
+	"serve",
+	"usage: hookd serve [--config FILE]\n"
+	"\n"
+	"Runs the daemon (the HTTP API, the store and the deliveries) until SIGTERM or SIGINT;\n"
+	"SIGHUP reloads policies.dir.\n"
+	"\n"
+	"options:\n"
+	"  --config FILE   the YAML configuration: docs/configuration.md lists every key,\n"
+	"                  examples/quickstart.yaml is a commented example\n"
+	"  -h, --help      print this help\n"
+	"\n"
+	"Without --config hookd runs on its embedded defaults: the API on 127.0.0.1:8080, the\n"
+	"data in ./data (created), and an admin key generated for this run, printed once in the\n"
+	"start-up log (stderr) on the line 'admin key generated for this run ...: KEY'. The first\n"
+	"log lines say what was chosen.\n"
+	"\n"
+	"environment:\n"
+	"  HOOKD_ADMIN_KEY   the API's bearer key; wins over api.admin_key\n"
+	"  HOOKD_LOG=debug   log debug messages too\n"};
+
+static const struct cli_cmd cmd_verify_usage = {
+	"verify",
+	"usage: hookd verify --secret KEY --id ID --timestamp TS --signature SIG [--tolerance S] < body\n"
+	"\n"
+	"Checks a received webhook as a receiver should (Standard Webhooks): the signature over\n"
+	"ID.TS.BODY, and TS within the tolerance of now. Prints 'valid' and exits 0, or says why\n"
+	"not on stderr and exits 1. The body is read from stdin, byte for byte as received.\n"
+	"\n"
+	"options:\n"
+	"  --secret KEY      the endpoint's secret: whsec_ (HMAC), whsk_ or whpk_ (Ed25519)\n"
+	"  --id ID           the webhook-id header\n"
+	"  --timestamp TS    the webhook-timestamp header (Unix seconds)\n"
+	"  --signature SIG   the webhook-signature header (space-separated v1,... / v1a,...)\n"
+	"  --tolerance S     seconds TS may differ from now (default 300)\n"
+	"  -h, --help        print this help\n"};
+
+static const struct cli_cmd cmd_keygen_usage = {
+	"keygen",
+	"usage: hookd keygen [--type hmac|ed25519]\n"
+	"\n"
+	"Prints a new endpoint signing secret on stdout, alone on its line, so that\n"
+	"S=$(hookd keygen) works. Give it to the endpoint (\"secret\" in the API or the config\n"
+	"file) and to the receiver. For ed25519 the public key (whpk_...), which receivers verify\n"
+	"with, is printed on stderr.\n"
+	"\n"
+	"options:\n"
+	"  --type hmac      a whsec_ secret for HMAC-SHA256 signatures (v1), 32 random bytes;\n"
+	"                   the default\n"
+	"  --type ed25519   a whsk_ Ed25519 secret key (v1a signatures)\n"
+	"  -h, --help       print this help\n"};
+
+static const struct cli_cmd cmd_policy_usage = {
+	"policy",
+	"usage: hookd policy COMMAND\n"
+	"\n"
+	"commands:\n"
+	"  hookd policy test FILE [--params JSON] < message.json\n"
+	"                    run a routing policy offline, in the daemon's sandbox\n"
+	"\n"
+	"options:\n"
+	"  -h, --help   print this help\n"
+	"\n"
+	"'hookd policy test --help' prints its options; docs/policies.md describes policies.\n"};
+
+static const struct cli_cmd cmd_version_usage = {
+	"version",
+	"usage: hookd version\n"
+	"\n"
+	"Prints hookd's version (also: hookd --version).\n"
+	"\n"
+	"options:\n"
+	"  -h, --help   print this help\n"};
+
+static const struct cli_cmd cmd_help_usage = {
+	"help",
+	"usage: hookd help [COMMAND]\n"
+	"\n"
+	"Prints the list of commands, or COMMAND's usage: 'hookd help policy test' is\n"
+	"'hookd policy test --help'.\n"
+	"\n"
+	"options:\n"
+	"  -h, --help   print this help\n"};
+
+static bool cli_is_help_flag(const char *arg)
 {
-	fprintf(f, "usage:\n"
-		   "  hookd serve [--config FILE]        run the daemon (embedded defaults without a file)\n"
-		   "  hookd verify --secret KEY --id ID --timestamp TS --signature SIG [--tolerance S] < body\n"
-		   "                                     check a received webhook (whsec_/whsk_/whpk_ key)\n"
-		   "  hookd keygen [--type hmac|ed25519]  print a new signing secret\n"
-		   "  hookd policy test FILE [--params JSON] < message.json\n"
-		   "                                     run a routing policy offline\n"
-		   "  hookd version\n");
+	return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
 }
 
 /* ---------- serve ---------- */
@@ -112,23 +211,56 @@ static int daemon_recover_fanouts(struct daemon *d)
 	return HOOKD_OK;
 }
 
+/* The admin key when neither api.admin_key nor HOOKD_ADMIN_KEY set one: 24 random bytes
+ * (192 bits, beyond guessing), as 48 hex digits that paste into a shell unquoted. */
+#define SERVE_ADMIN_KEY_BYTES 24
+
+/* Says, in the first log lines, what this start chose: where the API listens, where the
+ * data is (absolute: a relative data_dir depends on the working directory), and where the
+ * admin key comes from. A generated key is printed here and nowhere else. */
+static void serve_announce(const struct daemon *d, const char *config_path, uint16_t port,
+			   bool data_dir_existed, const char *generated_key)
+{
+	const char *host = d->cfg.listen_host, *v6 = strchr(host, ':');
+	char *data = realpath(d->cfg.data_dir, NULL), *cfg = NULL;
+
+	if (config_path) {
+		cfg = realpath(config_path, NULL);
+		log_info("hookd %s starting with %s", HOOKD_VERSION, cfg ? cfg : config_path);
+	} else {
+		log_info("hookd %s starting on the embedded defaults (no --config; "
+			 "docs/configuration.md lists every key)", HOOKD_VERSION);
+	}
+	log_info("API listening on http://%s%s%s:%u", v6 ? "[" : "", host, v6 ? "]" : "", port);
+	log_info("data directory %s%s", data ? data : d->cfg.data_dir,
+		 data_dir_existed ? "" : " (created)");
+	if (generated_key)
+		log_warn("admin key generated for this run (no api.admin_key or HOOKD_ADMIN_KEY); "
+			 "printed only here, new at every start: %s",
+			 generated_key);
+	else
+		log_info("admin key: from %s", getenv("HOOKD_ADMIN_KEY") && *getenv("HOOKD_ADMIN_KEY")
+							? "HOOKD_ADMIN_KEY"
+							: "api.admin_key");
+	free(data);
+	free(cfg);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	struct daemon d;
 	const char *config_path = NULL;
-	char err[1024], generated_key[64];
+	const struct cli_opt opts[] = {{"--config", &config_path}, {NULL, NULL}};
+	char err[1024], generated_key[2 * SERVE_ADMIN_KEY_BYTES + 1];
 	uint16_t port = 0;
-	int rc = 1, datadir_fd = -1;
+	int rc = 1, datadir_fd = -1, listen_fd = -1;
+	bool data_dir_existed;
+	struct stat st;
 
 	memset(&d, 0, sizeof(d));
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
-			config_path = argv[++i];
-		else {
-			usage(stderr);
-			return 2;
-		}
-	}
+	if (!cli_parse(&cmd_serve_usage, opts, argc, argv, NULL, 0, NULL, &rc))
+		return rc;
+	rc = 1;
 	if (getenv("HOOKD_LOG") && strcmp(getenv("HOOKD_LOG"), "debug") == 0)
 		log_set_level(LOG_DEBUG);
 	config_defaults(&d.cfg);
@@ -138,29 +270,42 @@ static int cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	config_apply_env(&d.cfg);
-	daemon_nofile_raise();
-	if (sign_init() != HOOKD_OK || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		fprintf(stderr, "hookd: cannot initialize libsodium/libcurl\n");
-		goto out;
-	}
-	if (!d.cfg.admin_key) {
-		unsigned char raw[24];
-		randombytes_buf(raw, sizeof(raw));
-		sodium_bin2hex(generated_key, sizeof(generated_key), raw, sizeof(raw));
-		d.cfg.admin_key = strdup(generated_key);
-		log_warn("no api.admin_key or HOOKD_ADMIN_KEY set; generated one for this run: %s",
-			 generated_key);
-	}
 	for (size_t i = 0; i < d.cfg.n_allow_destinations; i++)
 		if (ssrf_policy_allow(&d.ssrf, d.cfg.allow_destinations[i], err, sizeof(err)) != HOOKD_OK) {
 			fprintf(stderr, "hookd: security.allow_destinations: %s\n", err);
 			goto out;
 		}
+	/* Listen first: a daemon that cannot have its address (taken, not local, privileged)
+	 * stops here, before it creates, locks or opens the data directory, and without
+	 * loading the pending deliveries it could not be asked about. */
+	if (api_socket_open(d.cfg.listen_host, d.cfg.listen_port, &listen_fd, &port, err,
+			    sizeof(err)) != HOOKD_OK) {
+		fprintf(stderr, "hookd: %s\n", err);
+		goto out;
+	}
+	if (sign_init() != HOOKD_OK || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "hookd: cannot initialize libsodium/libcurl\n");
+		goto out;
+	}
+	generated_key[0] = '\0';
+	if (!d.cfg.admin_key) {
+		unsigned char raw[SERVE_ADMIN_KEY_BYTES];
+		randombytes_buf(raw, sizeof(raw));
+		sodium_bin2hex(generated_key, sizeof(generated_key), raw, sizeof(raw));
+		if (!(d.cfg.admin_key = strdup(generated_key))) {
+			fprintf(stderr, "hookd: out of memory\n");
+			goto out;
+		}
+	}
 	/* Before the store: a second daemon on this directory would deliver everything twice. */
+	data_dir_existed = stat(d.cfg.data_dir, &st) == 0;
 	if (datadir_lock_acquire(d.cfg.data_dir, &datadir_fd, err, sizeof(err)) != HOOKD_OK) {
 		fprintf(stderr, "hookd: %s\n", err);
 		goto out;
 	}
+	serve_announce(&d, config_path, port, data_dir_existed,
+		       generated_key[0] ? generated_key : NULL);
+	daemon_nofile_raise();
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();
 	d.base = event_base_new();
@@ -184,6 +329,7 @@ static int cmd_serve(int argc, char **argv)
 	if (config_apply_policies(&d.cfg, d.policies, err, sizeof(err)) != HOOKD_OK)
 		log_warn("policies: %s", err);
 	api_policies_load_stored(d.store, d.policies);
+	err[0] = '\0';
 	d.http = transport_http_new(d.base, &d.ssrf, err, sizeof(err));
 	if (!d.http || dispatch_new(d.base, d.store, &d.reg, &d.cfg, d.http, &d.disp) != HOOKD_OK ||
 	    dispatch_load(d.disp, err, sizeof(err)) != HOOKD_OK ||
@@ -191,9 +337,14 @@ static int cmd_serve(int argc, char **argv)
 	    store_start(d.store, d.base) != HOOKD_OK ||
 	    janitor_new(d.base, d.store, d.cfg.retention_days, &d.janitor) != HOOKD_OK ||
 	    worker_new(d.base, &d.worker) != HOOKD_OK ||
-	    api_new(d.base, d.store, &d.reg, d.disp, d.policies, d.worker, &d.cfg, &d.api) != HOOKD_OK ||
-	    api_listen(d.api, d.cfg.listen_host, d.cfg.listen_port, &port, err, sizeof(err)) != HOOKD_OK) {
+	    api_new(d.base, d.store, &d.reg, d.disp, d.policies, d.worker, &d.cfg, &d.api) != HOOKD_OK) {
 		fprintf(stderr, "hookd: %s\n", err[0] ? err : "startup failed");
+		goto out;
+	}
+	int listen_rc = api_listen(d.api, listen_fd, err, sizeof(err));
+	listen_fd = -1; /* the API's now, also when api_listen failed */
+	if (listen_rc != HOOKD_OK) {
+		fprintf(stderr, "hookd: %s\n", err);
 		goto out;
 	}
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_stop_cb, &d);
@@ -202,12 +353,14 @@ static int cmd_serve(int argc, char **argv)
 	event_add(d.sigterm, NULL);
 	event_add(d.sigint, NULL);
 	event_add(d.sighup, NULL);
-	log_info("hookd %s listening on http://%s%s%s:%u (data in %s)", HOOKD_VERSION,
+	log_info("hookd %s ready on http://%s%s%s:%u", HOOKD_VERSION,
 		 strchr(d.cfg.listen_host, ':') ? "[" : "", d.cfg.listen_host,
-		 strchr(d.cfg.listen_host, ':') ? "]" : "", port, d.cfg.data_dir);
+		 strchr(d.cfg.listen_host, ':') ? "]" : "", port);
 	event_base_dispatch(d.base);
 	rc = 0;
 out:
+	if (listen_fd >= 0)
+		close(listen_fd);
 	api_close(d.api);
 	/* Jobs on the policy thread finish and hand their commits to the writer first. */
 	worker_free(d.worker);
@@ -242,38 +395,35 @@ out:
 
 static int cmd_verify(int argc, char **argv)
 {
-	const char *secret = NULL, *id = NULL, *ts = NULL, *sig = NULL;
+	const char *secret = NULL, *id = NULL, *ts = NULL, *sig = NULL, *tol = NULL;
+	const struct cli_opt opts[] = {{"--secret", &secret},	  {"--id", &id},
+				       {"--timestamp", &ts},	  {"--signature", &sig},
+				       {"--tolerance", &tol},	  {NULL, NULL}};
 	long long tolerance = 300;
-	char err[256], *body = NULL;
+	char err[256], *body = NULL, *end;
 	size_t len = 0, cap = 0;
 	int rc;
 
-	for (int i = 0; i + 1 < argc; i += 2) {
-		if (strcmp(argv[i], "--secret") == 0)
-			secret = argv[i + 1];
-		else if (strcmp(argv[i], "--id") == 0)
-			id = argv[i + 1];
-		else if (strcmp(argv[i], "--timestamp") == 0)
-			ts = argv[i + 1];
-		else if (strcmp(argv[i], "--signature") == 0)
-			sig = argv[i + 1];
-		else if (strcmp(argv[i], "--tolerance") == 0)
-			tolerance = strtoll(argv[i + 1], NULL, 10);
-		else {
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (!secret || !id || !ts || !sig || (argc % 2) != 0) {
-		usage(stderr);
-		return 2;
+	if (!cli_parse(&cmd_verify_usage, opts, argc, argv, NULL, 0, NULL, &rc))
+		return rc;
+	/* The four that name what is checked are required; --tolerance (the last) is not. */
+	for (const struct cli_opt *o = opts; o < opts + 4; o++)
+		if (!*o->value)
+			return cli_error(&cmd_verify_usage, "missing option '%s'", o->name);
+	if (tol) {
+		errno = 0;
+		tolerance = strtoll(tol, &end, 10);
+		if (errno || end == tol || *end || tolerance < 0)
+			return cli_error(&cmd_verify_usage,
+					 "option '--tolerance' needs a number of seconds, got '%s'", tol);
 	}
 	for (;;) {
 		if (len == cap) {
 			char *n = realloc(body, cap ? cap * 2 : 65536);
 			if (!n) {
 				free(body);
-				return 2;
+				fprintf(stderr, "hookd: verify: out of memory reading the body\n");
+				return 1;
 			}
 			body = n;
 			cap = cap ? cap * 2 : 65536;
@@ -285,7 +435,8 @@ static int cmd_verify(int argc, char **argv)
 	}
 	if (sign_init() != HOOKD_OK) {
 		free(body);
-		return 2;
+		fprintf(stderr, "hookd: verify: cannot initialize libsodium\n");
+		return 1;
 	}
 	rc = hookd_verify(secret, id, ts, body ? body : "", len, sig, (long long)time(NULL), tolerance,
 			  err, sizeof(err));
@@ -298,49 +449,128 @@ static int cmd_verify(int argc, char **argv)
 	return 1;
 }
 
+/* Prints the key alone on stdout (S=$(hookd keygen)); anything else goes to stderr. */
 static int cmd_keygen(int argc, char **argv)
 {
+	const char *type = NULL;
+	const struct cli_opt opts[] = {{"--type", &type}, {NULL, NULL}};
 	enum sign_kind kind = SIGN_HMAC;
 	char text[SIGN_TEXT_MAX], pub[SIGN_TEXT_MAX];
 	struct sign_key k;
-	if (argc == 2 && strcmp(argv[0], "--type") == 0 && strcmp(argv[1], "ed25519") == 0)
+	int rc;
+
+	if (!cli_parse(&cmd_keygen_usage, opts, argc, argv, NULL, 0, NULL, &rc))
+		return rc;
+	if (type && strcmp(type, "ed25519") == 0)
 		kind = SIGN_ED25519;
-	else if (!(argc == 0 || (argc == 2 && strcmp(argv[0], "--type") == 0 &&
-				 strcmp(argv[1], "hmac") == 0))) {
-		usage(stderr);
-		return 2;
-	}
-	if (sign_init() != HOOKD_OK || sign_key_generate(kind, text, sizeof(text)) != HOOKD_OK)
+	else if (type && strcmp(type, "hmac") != 0)
+		return cli_error(&cmd_keygen_usage, "--type must be hmac or ed25519, got '%s'", type);
+	if (sign_init() != HOOKD_OK || sign_key_generate(kind, text, sizeof(text)) != HOOKD_OK) {
+		fprintf(stderr, "hookd: keygen: cannot generate a key\n");
 		return 1;
-	printf("secret: %s\n", text);
-	if (kind == SIGN_ED25519 && sign_key_parse(text, &k, NULL, 0) == HOOKD_OK &&
-	    sign_key_public_text(&k, pub, sizeof(pub)) == HOOKD_OK)
-		printf("public_key: %s\n", pub);
+	}
+	if (kind == SIGN_ED25519 && (sign_key_parse(text, &k, NULL, 0) != HOOKD_OK ||
+				     sign_key_public_text(&k, pub, sizeof(pub)) != HOOKD_OK)) {
+		fprintf(stderr, "hookd: keygen: cannot derive the public key\n");
+		sodium_memzero(text, sizeof(text));
+		return 1;
+	}
+	printf("%s\n", text);
+	if (kind == SIGN_ED25519)
+		fprintf(stderr, "public key (receivers verify with it): %s\n", pub);
+	sodium_memzero(text, sizeof(text));
+	sodium_memzero(&k, sizeof(k));
 	return 0;
+}
+
+/* ---------- policy, version, help ---------- */
+
+static int cmd_policy(int argc, char **argv)
+{
+	if (argc == 0)
+		return cli_error(&cmd_policy_usage, "missing command (hookd policy test ...)");
+	if (cli_is_help_flag(argv[0])) {
+		cli_help(&cmd_policy_usage);
+		return 0;
+	}
+	if (strcmp(argv[0], "test") == 0)
+		return policy_cli_test(argc - 1, argv + 1);
+	if (argv[0][0] == '-')
+		return cli_error(&cmd_policy_usage, "unknown option '%s'", argv[0]);
+	return cli_error(&cmd_policy_usage, "unknown command '%s'", argv[0]);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	int rc;
+	if (!cli_parse(&cmd_version_usage, NULL, argc, argv, NULL, 0, NULL, &rc))
+		return rc;
+	printf("hookd %s\n", HOOKD_VERSION);
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv);
+
+struct command {
+	const struct cli_cmd *cli;
+	int (*run)(int argc, char **argv);
+};
+
+static const struct command commands[] = {
+	{&cmd_serve_usage, cmd_serve},	   {&cmd_verify_usage, cmd_verify},
+	{&cmd_keygen_usage, cmd_keygen},   {&cmd_policy_usage, cmd_policy},
+	{&cmd_version_usage, cmd_version}, {&cmd_help_usage, cmd_help},
+};
+
+static const struct command *command_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].cli->name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* `hookd help VERB [SUBVERB]` runs `hookd VERB [SUBVERB] --help`: one usage text each. */
+static int cmd_help(int argc, char **argv)
+{
+	const struct command *c;
+	char *args[8];
+
+	if (argc == 0) {
+		fputs(usage_top, stdout);
+		return 0;
+	}
+	if (cli_is_help_flag(argv[0])) {
+		cli_help(&cmd_help_usage);
+		return 0;
+	}
+	if (!(c = command_find(argv[0])))
+		return cli_error(NULL, "unknown command '%s'", argv[0]);
+	if (argc > (int)(sizeof(args) / sizeof(args[0])) - 1)
+		return cli_error(&cmd_help_usage, "too many arguments");
+	for (int i = 1; i < argc; i++)
+		args[i - 1] = argv[i];
+	args[argc - 1] = "--help";
+	return c->run(argc, args);
 }
 
 int main(int argc, char **argv)
 {
+	const struct command *c;
+
 	if (argc < 2) {
-		usage(stderr);
-		return 2;
+		fputs(usage_top, stderr);
+		return CLI_EXIT_USAGE;
 	}
-	if (strcmp(argv[1], "serve") == 0)
-		return cmd_serve(argc - 2, argv + 2);
-	if (strcmp(argv[1], "verify") == 0)
-		return cmd_verify(argc - 2, argv + 2);
-	if (strcmp(argv[1], "keygen") == 0)
-		return cmd_keygen(argc - 2, argv + 2);
-	if (strcmp(argv[1], "policy") == 0 && argc >= 3 && strcmp(argv[2], "test") == 0)
-		return policy_cli_test(argc - 3, argv + 3);
-	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
-		printf("hookd %s\n", HOOKD_VERSION);
+	if (cli_is_help_flag(argv[1])) {
+		fputs(usage_top, stdout);
 		return 0;
 	}
-	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
-		usage(stdout);
-		return 0;
-	}
-	usage(stderr);
-	return 2;
+	if (strcmp(argv[1], "--version") == 0)
+		return cmd_version(0, NULL);
+	if (argv[1][0] == '-')
+		return cli_error(NULL, "unknown option '%s'", argv[1]);
+	if (!(c = command_find(argv[1])))
+		return cli_error(NULL, "unknown command '%s'", argv[1]);
+	return c->run(argc - 2, argv + 2);
 }

@@ -6,10 +6,15 @@
  * policy_sandbox.c; JSON <-> Lua in policy_json.c; bounded patterns in policy_pattern.c.
  *
  * After a call that hit the CPU or memory limit, the policy's state is thrown away and
- * rebuilt from its source, so whatever the aborted call left behind (a half-built table
- * bomb held in an upvalue, a state at its memory cap) cannot break the next call. Other
- * errors leave the state as it is: Lua unwinds cleanly and policy code has no globals to
- * leave half-updated. */
+ * rebuilt from its source (by the thread that ran the call, before it releases the
+ * engine's lock), so whatever the aborted call left behind (a half-built table bomb held
+ * in an upvalue, a state at its memory cap) cannot break the next call. Other errors leave
+ * the state as it is: Lua unwinds cleanly and policy code has no globals to leave
+ * half-updated.
+ *
+ * The engine owns each struct policy and, through it, the policy's Lua state; states are
+ * created, used, replaced and freed with the engine's lock held (see policy.h for which
+ * thread calls what), or freed by policy_engine_free once no thread uses the engine. */
 #include "policy.h"
 
 #include "err.h"
@@ -48,12 +53,16 @@ struct policy {
 	char name[POLICY_NAME_MAX + 1];
 	char *source;             /* NUL-terminated copy */
 	size_t len;
-	struct policy_vm *vm;     /* NULL while a rebuild keeps failing */
+	struct policy_vm *vm;     /* owned; replaced by a put or a rebuild, NULL while a
+				   * rebuild keeps failing */
 };
 
 struct policy_engine {
-	/* Runs happen on the policy thread, uploads and listings on the loop thread: every
-	 * public entry point holds this (recursive: load_dir puts). */
+	/* Held by every locked entry point (the end of this file) for its whole call: runs
+	 * come from the policy thread (a publish's fan-out) and the loop thread (dry runs,
+	 * redrives), puts, reloads and listings from the loop thread. It is recursive, which
+	 * only a policy_engine_each callback that calls the engine would need: the entry
+	 * points never nest (engine_load_dir calls the unlocked engine_put). */
 	pthread_mutex_t lock;
 	struct policy_limits limits;
 	struct policy **items;    /* sorted by name */
@@ -628,18 +637,14 @@ static void build_envelope(lua_State *L, struct call *c, int t)
 	lua_pop(L, 1);
 }
 
-static int run_protected(lua_State *L)
+/* Pushes the call's msg: the envelope's fields but data, which the msg metatable converts
+ * only when read (policy_vm_lazy_get), and empty headers. It becomes the current msg, so
+ * the lazy field is this call's. Returns its stack index. */
+static int call_push_msg(lua_State *L, struct call *c)
 {
-	struct call *c = lua_touserdata(L, 1);
 	struct policy_vm *vm = c->vm;
 	const json_t *env = c->in->envelope;
-	int msg, ctx;
-
-	lua_settop(L, 0);
-	/* LuaJIT has no emergency collection: garbage left by earlier calls counts against
-	 * the cap, so collect before a call once the state holds over half of it. */
-	if (vm->mem_used > vm->mem_cap / 2)
-		lua_gc(L, LUA_GCCOLLECT, 0);
+	int msg;
 
 	lua_createtable(L, 0, 8);
 	msg = lua_gettop(L);
@@ -654,6 +659,15 @@ static int run_protected(lua_State *L)
 	lua_setmetatable(L, msg);
 	lua_pushvalue(L, msg);
 	lua_rawseti(L, LUA_REGISTRYINDEX, vm->ref_cur_msg);
+	return msg;
+}
+
+/* Pushes the call's ctx: endpoint_id, app_id and params (converted when read, like
+ * msg.data). It becomes the current ctx. Returns its stack index. */
+static int call_push_ctx(lua_State *L, struct call *c)
+{
+	struct policy_vm *vm = c->vm;
+	int ctx;
 
 	lua_createtable(L, 0, 3);
 	ctx = lua_gettop(L);
@@ -672,25 +686,32 @@ static int run_protected(lua_State *L)
 	lua_setmetatable(L, ctx);
 	lua_pushvalue(L, ctx);
 	lua_rawseti(L, LUA_REGISTRYINDEX, vm->ref_cur_ctx);
+	return ctx;
+}
 
-	if (vm->ref_filter != LUA_NOREF) {
-		lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_filter);
-		lua_pushvalue(L, msg);
-		lua_pushvalue(L, ctx);
-		lua_call(L, 2, 2);
-		if (!lua_toboolean(L, -2)) {
-			c->out->action = POLICY_FILTERED;
-			set_reason(c->out, L, -1, "filtered by policy");
-			return 0;
-		}
-		lua_pop(L, 2);
+/* Runs filter(msg, ctx). Returns false when it dropped the message (c->out then says so,
+ * with its reason), true when the message goes on to transform. */
+static bool call_filter(lua_State *L, struct call *c, int msg, int ctx)
+{
+	lua_rawgeti(L, LUA_REGISTRYINDEX, c->vm->ref_filter);
+	lua_pushvalue(L, msg);
+	lua_pushvalue(L, ctx);
+	lua_call(L, 2, 2);
+	if (!lua_toboolean(L, -2)) {
+		c->out->action = POLICY_FILTERED;
+		set_reason(c->out, L, -1, "filtered by policy");
+		return false;
 	}
-	if (vm->ref_transform == LUA_NOREF) {
-		c->out->action = POLICY_DELIVER;
-		c->envelope = json_incref((json_t *)env);
-		return 0;
-	}
-	lua_rawgeti(L, LUA_REGISTRYINDEX, vm->ref_transform);
+	lua_pop(L, 2);
+	return true;
+}
+
+/* Runs transform(msg, ctx) and turns what it returned into the outcome: a table is the
+ * message to deliver (envelope and headers built from it), nil or false with a reason
+ * drops it, anything else is an error. */
+static int call_transform(lua_State *L, struct call *c, int msg, int ctx)
+{
+	lua_rawgeti(L, LUA_REGISTRYINDEX, c->vm->ref_transform);
 	lua_pushvalue(L, msg);
 	lua_pushvalue(L, ctx);
 	lua_call(L, 2, 2);
@@ -714,6 +735,31 @@ static int run_protected(lua_State *L)
 			     "it returned a %s", luaL_typename(L, -2));
 }
 
+/* The whole call, under lua_cpcall: any Lua error (the script's, a kill, a refused
+ * allocation) unwinds to engine_run, which reads the outcome from c. */
+static int run_protected(lua_State *L)
+{
+	struct call *c = lua_touserdata(L, 1);
+	struct policy_vm *vm = c->vm;
+	int msg, ctx;
+
+	lua_settop(L, 0);
+	/* LuaJIT has no emergency collection: garbage left by earlier calls counts against
+	 * the cap, so collect before a call once the state holds over half of it. */
+	if (vm->mem_used > vm->mem_cap / 2)
+		lua_gc(L, LUA_GCCOLLECT, 0);
+	msg = call_push_msg(L, c);
+	ctx = call_push_ctx(L, c);
+	if (vm->ref_filter != LUA_NOREF && !call_filter(L, c, msg, ctx))
+		return 0;
+	if (vm->ref_transform == LUA_NOREF) {
+		c->out->action = POLICY_DELIVER;
+		c->envelope = json_incref((json_t *)c->in->envelope);
+		return 0;
+	}
+	return call_transform(L, c, msg, ctx);
+}
+
 static int policy_rebuild(struct policy_engine *e, struct policy *p)
 {
 	char err[256];
@@ -727,8 +773,74 @@ static int policy_rebuild(struct policy_engine *e, struct policy *p)
 	return rc;
 }
 
+/* Prepares c for a call of vm on in, with the outcome going to out: the lazy fields point
+ * at the input, and the CPU deadline starts now. */
+static void call_begin(struct call *c, struct policy_vm *vm, const struct policy_input *in,
+		       struct policy_result *out)
+{
+	memset(c, 0, sizeof(*c));
+	c->vm = vm;
+	c->in = in;
+	c->out = out;
+	vm->cur_data = json_object_get(in->envelope, "data");
+	vm->cur_params = in->params;
+	vm->data_state = vm->cur_data ? POLICY_LAZY_PENDING : POLICY_LAZY_NONE;
+	vm->params_state = json_is_object(in->params) || json_is_array(in->params)
+				   ? POLICY_LAZY_PENDING
+				   : POLICY_LAZY_NONE;
+	vm->cur_msg_id = json_string_value(json_object_get(in->envelope, "id"));
+	policy_vm_arm(vm);
+}
+
+/* Fills c->out from how lua_cpcall returned (rc): on an error, POLICY_ERROR with the
+ * reason (the limit that was hit, else the Lua message) and whatever was built is freed;
+ * on a delivery, out takes the envelope and headers. */
+static void call_outcome(struct call *c, int rc)
+{
+	struct policy_vm *vm = c->vm;
+	struct policy_result *out = c->out;
+
+	if (rc != 0) {
+		const char *msg = lua_type(vm->L, -1) == LUA_TSTRING ? lua_tostring(vm->L, -1)
+								       : NULL;
+		out->action = POLICY_ERROR;
+		if (vm->killing)
+			snprintf(out->reason, sizeof(out->reason), "cpu limit exceeded (%u ms)",
+				 (unsigned)vm->cpu_ms);
+		else if (vm->mem_refused)
+			snprintf(out->reason, sizeof(out->reason),
+				 "memory limit exceeded (%zu bytes)", vm->mem_cap);
+		else
+			snprintf(out->reason, sizeof(out->reason), "%s",
+				 msg ? msg : "error object is not a string");
+		json_decref(c->envelope);
+		json_decref(c->headers);
+		c->envelope = c->headers = NULL;
+	} else if (out->action == POLICY_DELIVER) {
+		out->envelope = c->envelope;
+		out->headers = c->headers;
+		c->envelope = c->headers = NULL;
+	}
+	json_decref(c->tmp);
+}
+
+/* Forgets the call: a msg or ctx kept by the script no longer reaches its input. */
+static void call_forget(struct policy_vm *vm)
+{
+	lua_pushboolean(vm->L, 0);
+	lua_rawseti(vm->L, LUA_REGISTRYINDEX, vm->ref_cur_msg);
+	lua_pushboolean(vm->L, 0);
+	lua_rawseti(vm->L, LUA_REGISTRYINDEX, vm->ref_cur_ctx);
+	lua_settop(vm->L, 0);
+	vm->cur_data = vm->cur_params = NULL;
+	vm->data_state = vm->params_state = POLICY_LAZY_NONE;
+	vm->cur_msg_id = NULL;
+	json_decref(vm->json_pending);
+	vm->json_pending = NULL;
+}
+
 static int engine_run(struct policy_engine *e, const char *name, const struct policy_input *in,
-	       struct policy_result *out)
+		      struct policy_result *out)
 {
 	struct policy_vm *vm;
 	struct policy *p;
@@ -760,56 +872,11 @@ static int engine_run(struct policy_engine *e, const char *name, const struct po
 		return HOOKD_OK;
 	}
 
-	memset(&c, 0, sizeof(c));
-	c.vm = vm;
-	c.in = in;
-	c.out = out;
-	vm->cur_data = json_object_get(in->envelope, "data");
-	vm->cur_params = in->params;
-	vm->data_state = vm->cur_data ? POLICY_LAZY_PENDING : POLICY_LAZY_NONE;
-	vm->params_state = json_is_object(in->params) || json_is_array(in->params)
-				   ? POLICY_LAZY_PENDING
-				   : POLICY_LAZY_NONE;
-	vm->cur_msg_id = json_string_value(json_object_get(in->envelope, "id"));
-	policy_vm_arm(vm);
-
+	call_begin(&c, vm, in, out);
 	rc = lua_cpcall(vm->L, run_protected, &c);
-	if (rc != 0) {
-		const char *msg = lua_type(vm->L, -1) == LUA_TSTRING ? lua_tostring(vm->L, -1)
-								       : NULL;
-		out->action = POLICY_ERROR;
-		if (vm->killing)
-			snprintf(out->reason, sizeof(out->reason), "cpu limit exceeded (%u ms)",
-				 (unsigned)vm->cpu_ms);
-		else if (vm->mem_refused)
-			snprintf(out->reason, sizeof(out->reason),
-				 "memory limit exceeded (%zu bytes)", vm->mem_cap);
-		else
-			snprintf(out->reason, sizeof(out->reason), "%s",
-				 msg ? msg : "error object is not a string");
-		json_decref(c.envelope);
-		json_decref(c.headers);
-		c.envelope = c.headers = NULL;
-	} else if (out->action == POLICY_DELIVER) {
-		out->envelope = c.envelope;
-		out->headers = c.headers;
-		c.envelope = c.headers = NULL;
-	}
-	json_decref(c.tmp);
+	call_outcome(&c, rc);
 	rebuild = vm->killing || vm->mem_refused;
-
-	/* Forget the call: a msg or ctx kept by the script no longer reaches its input. */
-	lua_pushboolean(vm->L, 0);
-	lua_rawseti(vm->L, LUA_REGISTRYINDEX, vm->ref_cur_msg);
-	lua_pushboolean(vm->L, 0);
-	lua_rawseti(vm->L, LUA_REGISTRYINDEX, vm->ref_cur_ctx);
-	lua_settop(vm->L, 0);
-	vm->cur_data = vm->cur_params = NULL;
-	vm->data_state = vm->params_state = POLICY_LAZY_NONE;
-	vm->cur_msg_id = NULL;
-	json_decref(vm->json_pending);
-	vm->json_pending = NULL;
-
+	call_forget(vm);
 	if (rebuild)
 		policy_rebuild(e, p);
 	return HOOKD_OK;

@@ -2,9 +2,20 @@
  *
  * A policy is a Lua file returning a table with optional filter(msg, ctx) and
  * transform(msg, ctx). One Lua state per policy name, shared by the endpoints that use
- * it (their params come in ctx). The engine is used from one thread only (the loop
- * thread); nothing here blocks. Every call is bounded in CPU and every state in memory;
- * a failing call yields POLICY_ERROR with a message, never a crash. */
+ * it (their params come in ctx). Every call is bounded in CPU and every state in memory;
+ * a failing call yields POLICY_ERROR with a message, never a crash.
+ *
+ * Threads. The engine owns the policies and their Lua states, and two threads use it:
+ * policy_run is called on the policy thread (worker.h) for the deliveries of a publish
+ * (fanout_defer), and on the loop thread for a dry run (POST /v1/policies/{name}/test)
+ * and a dead-letter redrive; puts, directory loads, listings and source reads happen on
+ * the loop thread. At startup the same thread, before the loop and the worker start,
+ * loads the policies and re-runs interrupted fan-outs inline (fanout_recover); `hookd
+ * policy test` has an engine of its own on its one thread. put, load_dir, source, each
+ * and run hold the engine's lock for their whole duration, so a Lua state is used by one
+ * thread at a time, and each thread can wait for the other's call in progress: a run is
+ * bounded by the CPU limit (plus rebuilding its state after it hit a limit), a SIGHUP
+ * reload compiles the whole directory. */
 #ifndef HOOKD_POLICY_H
 #define HOOKD_POLICY_H
 
@@ -16,7 +27,8 @@
 struct policy_engine;
 
 struct policy_limits {
-	uint32_t cpu_ms;          /* wall/CPU budget per call (filter + transform) */
+	uint32_t cpu_ms;          /* budget per call (filter + transform) and per run of a
+				   * source's top level, on the monotonic clock (wall time) */
 	uint64_t memory_bytes;    /* cap per policy state */
 };
 
@@ -38,7 +50,8 @@ struct policy_input {
 
 struct policy_result {
 	enum policy_action action;
-	json_t *envelope;         /* POLICY_DELIVER: the body object to serialize (owned, new ref) */
+	json_t *envelope;         /* POLICY_DELIVER: the body object to serialize (owned, new ref;
+				   * it may be in->envelope itself or share parts of it) */
 	json_t *headers;          /* POLICY_DELIVER: object of extra header name -> string (owned) or NULL */
 	char reason[512];         /* POLICY_FILTERED / POLICY_ERROR: why ("policy_error: ..." not prefixed) */
 };
@@ -48,11 +61,15 @@ struct policy_result {
 bool policy_name_valid(const char *name);
 
 int policy_engine_new(const struct policy_limits *limits, struct policy_engine **out);
+/* Frees the engine, its policies and their Lua states. No call may be in progress or
+ * follow: the daemon frees it after stopping the policy thread (worker_free). */
 void policy_engine_free(struct policy_engine *e);
 
-/* Compiles source as policy `name` (names: [a-z0-9_-]{1,64}). On a compile error (or a
- * top level that does not return a table) returns HOOKD_EPOLICY with "line N: message"
- * in err and the running version, if any, stays. Bytecode is refused. */
+/* Compiles source as policy `name` (names: [a-z0-9_-]{1,64}) in a new Lua state, running
+ * its top level on the calling thread. On a compile error (or a top level that does not
+ * return a table) returns HOOKD_EPOLICY with "line N: message" in err and the running
+ * version, if any, stays. Bytecode is refused. A put waits for a run in progress; the
+ * next run uses the new version. */
 int policy_engine_put(struct policy_engine *e, const char *name, const char *source, size_t len,
 		      char *err, size_t errlen);
 
@@ -61,15 +78,19 @@ int policy_engine_put(struct policy_engine *e, const char *name, const char *sou
  * HOOKD_OK if all loaded. Used at start and on SIGHUP. */
 int policy_engine_load_dir(struct policy_engine *e, const char *dir, char *err, size_t errlen);
 
-/* Source of a loaded policy (owned by the engine, valid until the next put/reload), or NULL. */
+/* Source of a loaded policy, or NULL. Owned by the engine and valid until the next put of
+ * that name (directly or by load_dir); the lock is released on return, so call it on the
+ * thread that puts and loads (the loop thread). */
 const char *policy_engine_source(struct policy_engine *e, const char *name, size_t *len);
 
-/* Calls fn(name, source_len, arg) for each loaded policy, in name order. */
+/* Calls fn(name, source_len, arg) for each loaded policy, in name order, with the engine's
+ * lock held (it is recursive: fn may call the engine). */
 void policy_engine_each(struct policy_engine *e,
 			void (*fn)(const char *name, size_t source_len, void *arg), void *arg);
 
-/* Runs filter then transform of policy `name` on in. HOOKD_ENOTFOUND if no such policy
- * (out untouched); otherwise HOOKD_OK with the outcome in out (free with policy_result_free). */
+/* Runs filter then transform of policy `name` on in, on the calling thread (see Threads
+ * above). HOOKD_ENOTFOUND if no such policy (out untouched); otherwise HOOKD_OK with the
+ * outcome in out (free with policy_result_free). */
 int policy_run(struct policy_engine *e, const char *name, const struct policy_input *in,
 	       struct policy_result *out);
 

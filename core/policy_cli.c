@@ -7,8 +7,10 @@
  * also be the body of the dry-run API, {"message": {...}, "params": {...}}. */
 #include "policy.h"
 
+#include "cli.h"
 #include "err.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +20,25 @@
 #define POLICY_CLI_ID "msg_test"
 #define POLICY_CLI_VERSION "1"
 
-static int usage(void)
-{
-	fprintf(stderr, "usage: hookd policy test FILE [--params JSON] < message.json\n");
-	return 2;
-}
+static const struct cli_cmd policy_cli_test_usage = {
+	"policy test",
+	"usage: hookd policy test FILE [--params JSON] < message.json\n"
+	"\n"
+	"Runs the routing policy in FILE (Lua) on the message read from stdin, in the daemon's\n"
+	"sandbox and limits, and prints what the daemon would do, as JSON:\n"
+	"  {\"action\": \"deliver\", \"body\", \"headers\"}, {\"action\": \"filtered\", \"reason\"}\n"
+	"  or {\"action\": \"error\", \"reason\"}.\n"
+	"Exit status 0 for deliver or filtered, 1 for an error, 2 for bad usage or input.\n"
+	"\n"
+	"The message is an envelope ({\"id\", \"type\", \"timestamp\", \"version\", \"data\"}),\n"
+	"anything with type and data (the rest get placeholders), or the dry-run API's body\n"
+	"{\"message\": ..., \"params\": ...}.\n"
+	"\n"
+	"options:\n"
+	"  --params JSON   the endpoint's policy params, a JSON object (ctx.params)\n"
+	"  -h, --help      print this help\n"
+	"\n"
+	"docs/policies.md describes policies; policies/ has ready-made ones.\n"};
 
 static char *slurp(FILE *f, size_t *len)
 {
@@ -136,34 +152,30 @@ int policy_cli_test(int argc, char **argv)
 	char *source = NULL, *stdin_text = NULL, name[65], err[512];
 	json_error_t jerr;
 	size_t len, stdin_len;
+	const struct cli_opt opts[] = {{"--params", &params_text}, {NULL, NULL}};
 	FILE *f;
-	int i, rc, code = 2;
+	int npos, rc, code = 2;
 
-	for (i = 0; i < argc; i++) {
-		if (strcmp(argv[i], "--params") == 0 && i + 1 < argc)
-			params_text = argv[++i];
-		else if (argv[i][0] == '-' || file != NULL)
-			return usage();
-		else
-			file = argv[i];
-	}
+	if (!cli_parse(&policy_cli_test_usage, opts, argc, argv, &file, 1, &npos, &code))
+		return code;
+	code = 2;
 	if (file == NULL)
-		return usage();
+		return cli_error(&policy_cli_test_usage, "missing FILE (the policy's .lua file)");
 	f = fopen(file, "rb");
 	if (f == NULL) {
-		fprintf(stderr, "hookd policy test: cannot open %s\n", file);
+		fprintf(stderr, "hookd: policy test: cannot open %s: %s\n", file, strerror(errno));
 		return 2;
 	}
 	source = slurp(f, &len);
 	fclose(f);
 	if (source == NULL) {
-		fprintf(stderr, "hookd policy test: cannot read %s\n", file);
+		fprintf(stderr, "hookd: policy test: cannot read %s\n", file);
 		goto cleanup;
 	}
 	if (params_text != NULL) {
 		params = json_loads(params_text, 0, &jerr);
 		if (!json_is_object(params)) {
-			fprintf(stderr, "hookd policy test: --params must be a JSON object%s%s\n",
+			fprintf(stderr, "hookd: policy test: --params must be a JSON object%s%s\n",
 				params ? "" : ": ", params ? "" : jerr.text);
 			goto cleanup;
 		}
@@ -173,7 +185,7 @@ int policy_cli_test(int argc, char **argv)
 		goto cleanup;
 	input = json_loadb(stdin_text, stdin_len, 0, &jerr);
 	if (!json_is_object(input)) {
-		fprintf(stderr, "hookd policy test: stdin: line %d: %s\n", jerr.line,
+		fprintf(stderr, "hookd: policy test: stdin: line %d: %s\n", jerr.line,
 			input ? "the message must be a JSON object" : jerr.text);
 		goto cleanup;
 	}
@@ -184,7 +196,7 @@ int policy_cli_test(int argc, char **argv)
 			params = json_incref(json_object_get(input, "params"));
 	}
 	if (!json_is_string(json_object_get(msg, "type")) || json_object_get(msg, "data") == NULL) {
-		fprintf(stderr, "hookd policy test: the message needs a type (string) and data\n");
+		fprintf(stderr, "hookd: policy test: the message needs a type (string) and data\n");
 		goto cleanup;
 	}
 	env = envelope_from(msg);

@@ -3,7 +3,12 @@
  * Lua) and policy_pattern.c (CPU-bounded string patterns). Not for use outside policy*.c.
  *
  * One struct policy_vm per policy: one lua_State, its counting allocator, its CPU
- * deadline and the state of the call in progress. A vm is used by one thread at a time. */
+ * deadline and the state of the call in progress. The engine owns every vm (policy.c's
+ * struct policy) and creates, calls, rebuilds and frees it with the engine's lock held
+ * (or in policy_engine_free, once no thread uses the engine), so a vm is used by one
+ * thread at a time, though not always the same one: runs come from the policy thread
+ * and the loop thread (policy.h says which calls each makes). That is why nothing in a
+ * vm is locked or atomic. */
 #ifndef HOOKD_POLICY_LUA_H
 #define HOOKD_POLICY_LUA_H
 
@@ -92,10 +97,11 @@ struct policy_key {
 	char num[32];             /* a number key in decimal */
 };
 
-/* policy_sandbox.c: creates the state (allocator, JIT off, hook, sandbox, helpers). */
+/* policy_sandbox.c: creates the state (allocator, JIT off, hook, sandbox, helpers). The
+ * caller owns *out and frees it with policy_vm_free. */
 int policy_vm_new(const char *name, uint32_t cpu_ms, uint64_t mem_cap, struct policy_vm **out);
 void policy_vm_free(struct policy_vm *vm);
-/* The vm owning L (the allocator's user data). */
+/* The vm owning L (the allocator's user data; borrowed, lives as long as L). */
 struct policy_vm *policy_vm_of(lua_State *L);
 /* Arms the per-call CPU deadline and clears the sticky kill/memory flags. */
 void policy_vm_arm(struct policy_vm *vm);

@@ -16,7 +16,9 @@
  *   pcall (or coroutine.resume, or an xpcall handler) that catches the error runs into it
  *   again at its next instruction. C functions run no hooks: the string pattern functions
  *   are replaced by policy_pattern.c, which checks the deadline as it backtracks; the rest
- *   do work linear (sort: n log n) in data that the memory cap bounds. */
+ *   do work linear (sort: n log n) in data that the memory cap bounds.
+ * - Threads: a state is used by one thread at a time, under the engine's lock (policy.c),
+ *   so the allocator's counters, the deadline and the log bucket need no lock of their own. */
 #include "policy_lua.h"
 
 #include "err.h"
@@ -492,8 +494,9 @@ static int vm_build(lua_State *L)
 		return luaL_error(L, "sandbox.lua did not return the environment");
 	lua_pushvalue(L, -1);
 	vm->ref_env = luaL_ref(L, LUA_REGISTRYINDEX);
-	/* Defence in depth: the thread's own globals become the sandbox too, so nothing
-	 * that falls back to them (a new coroutine's globals) sees the privileged table. */
+	/* Defence in depth: the main Lua thread's own globals become the sandbox too, so
+	 * nothing that falls back to them (a new coroutine's globals) sees the privileged
+	 * table. */
 	lua_replace(L, LUA_GLOBALSINDEX);
 	return 0;
 }

@@ -207,6 +207,18 @@ void registry_endpoint_remove(struct registry *r, struct app *a, struct endpoint
 	endpoint_unref(ep);
 }
 
+/* The struct is derived from the stored JSON (endpoint_apply); a state the daemon decides
+ * by itself changes both here, so they never disagree and the text stored is the JSON. */
+char *registry_endpoint_set_disabled(struct registry *r, struct endpoint *ep, bool disabled,
+				     const char *reason)
+{
+	ep->disabled = disabled;
+	json_object_set_new(ep->json, "disabled", json_boolean(disabled));
+	json_object_set_new(ep->json, "disabled_reason",
+			    reason ? json_string(reason) : json_null());
+	return json_dumps(ep->json, JSON_COMPACT);
+}
+
 json_t *endpoint_api_view(const struct endpoint *ep)
 {
 	json_t *v = json_deep_copy(ep->json);

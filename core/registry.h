@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 struct store;
-struct delivery;
+struct dispatch_ep;
 
 /* Kept signing secrets per endpoint: the current one plus up to 4 rotated-out ones still in
  * their grace period (a rotation every few hours with 24 h grace stays well under this). */
@@ -43,11 +43,14 @@ struct endpoint {
 	char *policy_name;        /* NULL = no policy */
 	json_t *policy_params;    /* borrowed from json */
 
-	/* runtime, owned by the dispatcher */
-	int refs;                 /* registry + live deliveries */
-	bool deleted;
-	uint32_t inflight;
-	struct delivery *wait_head, *wait_tail; /* due, waiting for capacity or re-enable */
+	/* lifetime */
+	int refs;                 /* registry + live deliveries + the scheduler's runtime */
+	bool deleted;             /* removed from its app; freed with its last reference */
+
+	/* The scheduler's per-endpoint runtime (in-flight count, FIFO of waiting deliveries):
+	 * owned by dispatch.c, which alone sets, reads and frees it; the registry never reads
+	 * it. NULL until the endpoint's first delivery is scheduled. */
+	struct dispatch_ep *sched;
 };
 
 struct app {
@@ -83,6 +86,13 @@ struct endpoint *registry_endpoint_install(struct registry *r, struct app *a, js
 					   char *err, size_t errlen);
 /* Removes an endpoint from its app; the struct lives on until its last reference goes. */
 void registry_endpoint_remove(struct registry *r, struct app *a, struct endpoint *ep);
+/* Disables (or re-enables) ep: "disabled" and "disabled_reason" in its stored JSON (reason,
+ * or null when NULL) and ep->disabled, at once. Returns the new stored JSON as compact text
+ * for the caller to write under registry_endpoint_key (malloc'd, the caller's), or NULL when
+ * out of memory for the text (ep is changed all the same). For the daemon's own decisions
+ * (410 Gone); an operator's change goes through endpoint_json_merge. */
+char *registry_endpoint_set_disabled(struct registry *r, struct endpoint *ep, bool disabled,
+				     const char *reason);
 void endpoint_ref(struct endpoint *ep);
 void endpoint_unref(struct endpoint *ep);
 

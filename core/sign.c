@@ -67,13 +67,80 @@ static bool sign_ed25519_key_consistent(const unsigned char sk[64])
 	return ok;
 }
 
+/* The prefix text starts with, or NULL if none of whsec_, whsk_, whpk_. */
+static const struct sign_prefix *sign_prefix_find(const char *text)
+{
+	for (size_t i = 0; i < sizeof(sign_prefixes) / sizeof(sign_prefixes[0]); i++)
+		if (strncmp(text, sign_prefixes[i].text, strlen(sign_prefixes[i].text)) == 0)
+			return &sign_prefixes[i];
+	return NULL;
+}
+
+/* Decodes the base64 after the prefix (text_len characters of text in all) into bin,
+ * which the caller zeroes afterwards whatever the outcome: a failed decode may have
+ * written part of the key. */
+static int sign_key_decode(const struct sign_prefix *prefix, const char *text, size_t text_len,
+			   unsigned char *bin, size_t bin_max, size_t *bin_len, char *err,
+			   size_t errlen)
+{
+	const char *b64 = text + strlen(prefix->text), *b64_end = NULL;
+	size_t b64_len = text_len - strlen(prefix->text);
+
+	if (sodium_base642bin(bin, bin_max, b64, b64_len, NULL, bin_len, &b64_end,
+			      sodium_base64_VARIANT_ORIGINAL) == 0 &&
+	    b64_end == b64 + b64_len)
+		return HOOKD_OK;
+	if (b64_end && b64_end < b64 + b64_len)
+		err_set(err, errlen, "%s key is not valid base64 (bad character at offset %zu)",
+			prefix->text, (size_t)(b64_end - b64));
+	else
+		err_set(err, errlen, "%s key is not valid base64 (bad length or padding)",
+			prefix->text);
+	return HOOKD_EINVAL;
+}
+
+/* Checks that the decoded key has the length its kind needs (and, for whsk_, that its
+ * halves belong together). */
+static int sign_key_check(enum sign_kind kind, const unsigned char *bin, size_t bin_len,
+			  char *err, size_t errlen)
+{
+	switch (kind) {
+	case SIGN_HMAC:
+		if (bin_len < SIGN_HMAC_KEY_MIN || bin_len > SIGN_HMAC_KEY_MAX) {
+			err_set(err, errlen, "whsec_ key must decode to %d..%d bytes, got %zu",
+				SIGN_HMAC_KEY_MIN, SIGN_HMAC_KEY_MAX, bin_len);
+			return HOOKD_EINVAL;
+		}
+		break;
+	case SIGN_ED25519:
+		if (bin_len != crypto_sign_SECRETKEYBYTES) {
+			err_set(err, errlen, "whsk_ key must decode to %d bytes, got %zu",
+				crypto_sign_SECRETKEYBYTES, bin_len);
+			return HOOKD_EINVAL;
+		}
+		if (!sign_ed25519_key_consistent(bin)) {
+			err_set(err, errlen,
+				"whsk_ key's last 32 bytes are not the public key of its first 32");
+			return HOOKD_EINVAL;
+		}
+		break;
+	case SIGN_ED25519_PUBLIC:
+		if (bin_len != crypto_sign_PUBLICKEYBYTES) {
+			err_set(err, errlen, "whpk_ key must decode to %d bytes, got %zu",
+				crypto_sign_PUBLICKEYBYTES, bin_len);
+			return HOOKD_EINVAL;
+		}
+		break;
+	}
+	return HOOKD_OK;
+}
+
 int sign_key_parse(const char *text, struct sign_key *out, char *err, size_t errlen)
 {
 	unsigned char bin[SIGN_DECODE_MAX];
-	const struct sign_prefix *prefix = NULL;
-	const char *b64, *b64_end = NULL;
-	size_t text_len, b64_len, bin_len = 0;
-	int rc = HOOKD_EINVAL;
+	const struct sign_prefix *prefix;
+	size_t text_len, bin_len = 0;
+	int rc;
 
 	if (!out) {
 		err_set(err, errlen, "no key to parse into");
@@ -84,12 +151,7 @@ int sign_key_parse(const char *text, struct sign_key *out, char *err, size_t err
 		err_set(err, errlen, "no secret given");
 		return HOOKD_EINVAL;
 	}
-	for (size_t i = 0; i < sizeof(sign_prefixes) / sizeof(sign_prefixes[0]); i++) {
-		if (strncmp(text, sign_prefixes[i].text, strlen(sign_prefixes[i].text)) == 0) {
-			prefix = &sign_prefixes[i];
-			break;
-		}
-	}
+	prefix = sign_prefix_find(text);
 	if (!prefix) {
 		err_set(err, errlen, "secret must start with whsec_, whsk_ or whpk_");
 		return HOOKD_EINVAL;
@@ -97,56 +159,18 @@ int sign_key_parse(const char *text, struct sign_key *out, char *err, size_t err
 	text_len = strlen(text);
 	if (text_len >= SIGN_TEXT_MAX) {
 		err_set(err, errlen, "%s key is too long: %zu characters, at most %d",
-			     prefix->text, text_len, SIGN_TEXT_MAX - 1);
+			prefix->text, text_len, SIGN_TEXT_MAX - 1);
 		return HOOKD_EINVAL;
 	}
-	b64 = text + strlen(prefix->text);
-	b64_len = text_len - strlen(prefix->text);
-	if (sodium_base642bin(bin, sizeof(bin), b64, b64_len, NULL, &bin_len, &b64_end,
-			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
-	    b64_end != b64 + b64_len) {
-		if (b64_end && b64_end < b64 + b64_len)
-			err_set(err, errlen,
-				     "%s key is not valid base64 (bad character at offset %zu)",
-				     prefix->text, (size_t)(b64_end - b64));
-		else
-			err_set(err, errlen, "%s key is not valid base64 (bad length or padding)",
-				     prefix->text);
+	rc = sign_key_decode(prefix, text, text_len, bin, sizeof(bin), &bin_len, err, errlen);
+	if (rc != HOOKD_OK)
 		goto cleanup;
-	}
-
-	switch (prefix->kind) {
-	case SIGN_HMAC:
-		if (bin_len < SIGN_HMAC_KEY_MIN || bin_len > SIGN_HMAC_KEY_MAX) {
-			err_set(err, errlen, "whsec_ key must decode to %d..%d bytes, got %zu",
-				     SIGN_HMAC_KEY_MIN, SIGN_HMAC_KEY_MAX, bin_len);
-			goto cleanup;
-		}
-		break;
-	case SIGN_ED25519:
-		if (bin_len != crypto_sign_SECRETKEYBYTES) {
-			err_set(err, errlen, "whsk_ key must decode to %d bytes, got %zu",
-				     crypto_sign_SECRETKEYBYTES, bin_len);
-			goto cleanup;
-		}
-		if (!sign_ed25519_key_consistent(bin)) {
-			err_set(err, errlen,
-				     "whsk_ key's last 32 bytes are not the public key of its first 32");
-			goto cleanup;
-		}
-		break;
-	case SIGN_ED25519_PUBLIC:
-		if (bin_len != crypto_sign_PUBLICKEYBYTES) {
-			err_set(err, errlen, "whpk_ key must decode to %d bytes, got %zu",
-				     crypto_sign_PUBLICKEYBYTES, bin_len);
-			goto cleanup;
-		}
-		break;
-	}
+	rc = sign_key_check(prefix->kind, bin, bin_len, err, errlen);
+	if (rc != HOOKD_OK)
+		goto cleanup;
 	out->kind = prefix->kind;
 	out->len = bin_len;
 	memcpy(out->key, bin, bin_len);
-	rc = HOOKD_OK;
 
 cleanup:
 	sodium_memzero(bin, sizeof(bin));
@@ -310,96 +334,134 @@ static bool sign_timestamp_parse(const char *text, int64_t *out)
 	return true;
 }
 
-int sign_verify(const struct sign_key *key, const char *id, const char *timestamp,
-		const void *body, size_t body_len, const char *signature_header, int64_t now,
-		int64_t tolerance_s, char *err, size_t errlen)
-{
-	unsigned char mac[crypto_auth_hmacsha256_BYTES];
-	unsigned char sig[crypto_sign_BYTES];
-	const unsigned char *pk = NULL;
-	/* Ed25519 (secret or public key) unless the key says HMAC. */
-	const char *version = "v1a", *p;
-	size_t want_len = crypto_sign_BYTES;
-	unsigned char *content = NULL;
-	size_t content_len = 0, version_len, seen = 0;
-	int64_t ts, skew;
-	bool ok_key = false;
-	int rc = HOOKD_ECRYPTO;
+/* What one sign_verify call compares the entries of the header with. */
+struct sign_expect {
+	enum sign_kind kind;
+	const char *version;          /* the entries that count: "v1" (HMAC) or "v1a" (Ed25519) */
+	size_t version_len;
+	size_t want_len;              /* bytes a signature of that version decodes to */
+	const unsigned char *mac;     /* HMAC: the expected MAC (the caller's, zeroed by it) */
+	const unsigned char *pk;      /* Ed25519: the public key, inside the caller's key */
+	unsigned char *content;       /* Ed25519: the signed content (heap, freed by the caller) */
+	size_t content_len;
+};
 
-	if (!key || tolerance_s < 0 || (!body && body_len)) {
-		err_set(err, errlen, "invalid arguments");
-		rc = HOOKD_EINVAL;
-		goto cleanup;
-	}
+/* Fills kind, version, want_len and pk of ex for key; false if key is not a parsed key. */
+static bool sign_expect_init(const struct sign_key *key, struct sign_expect *ex)
+{
+	bool ok_key = false;
+
+	/* Ed25519 (secret or public key) unless the key says HMAC. */
+	ex->kind = key->kind;
+	ex->version = "v1a";
+	ex->want_len = crypto_sign_BYTES;
 	switch (key->kind) {
 	case SIGN_HMAC:
 		ok_key = key->len >= SIGN_HMAC_KEY_MIN && key->len <= SIGN_HMAC_KEY_MAX;
-		version = "v1";
-		want_len = crypto_auth_hmacsha256_BYTES;
+		ex->version = "v1";
+		ex->want_len = crypto_auth_hmacsha256_BYTES;
 		break;
 	case SIGN_ED25519:
 		ok_key = key->len == crypto_sign_SECRETKEYBYTES;
-		pk = key->key + crypto_sign_SEEDBYTES;
+		ex->pk = key->key + crypto_sign_SEEDBYTES;
 		break;
 	case SIGN_ED25519_PUBLIC:
 		ok_key = key->len == crypto_sign_PUBLICKEYBYTES;
-		pk = key->key;
+		ex->pk = key->key;
 		break;
 	}
-	if (!ok_key) {
-		err_set(err, errlen, "key is not a parsed whsec_, whsk_ or whpk_ key");
-		rc = HOOKD_EINVAL;
-		goto cleanup;
-	}
-	version_len = strlen(version);
+	ex->version_len = strlen(ex->version);
+	return ok_key;
+}
+
+/* Checks that the three webhook-* headers are there and that the timestamp is integer Unix
+ * seconds within tolerance_s of now. HOOKD_OK, or HOOKD_ECRYPTO with the reason in err. */
+static int sign_headers_check(const char *id, const char *timestamp,
+			      const char *signature_header, int64_t now, int64_t tolerance_s,
+			      char *err, size_t errlen)
+{
+	int64_t ts, skew;
 
 	if (!id || !*id) {
 		err_set(err, errlen, "missing webhook-id");
-		goto cleanup;
+		return HOOKD_ECRYPTO;
 	}
 	if (!timestamp || !*timestamp) {
 		err_set(err, errlen, "missing webhook-timestamp");
-		goto cleanup;
+		return HOOKD_ECRYPTO;
 	}
 	if (!signature_header || !*signature_header) {
 		err_set(err, errlen, "missing webhook-signature");
-		goto cleanup;
+		return HOOKD_ECRYPTO;
 	}
 	if (!sign_timestamp_parse(timestamp, &ts)) {
 		err_set(err, errlen, "invalid webhook-timestamp '%.32s': not integer Unix seconds",
 			     timestamp);
-		goto cleanup;
+		return HOOKD_ECRYPTO;
 	}
 	/* Overflow means the two are absurdly far apart: out of any tolerance. */
 	if (__builtin_sub_overflow(now, ts, &skew) || skew > tolerance_s) {
 		err_set(err, errlen, "timestamp too old: %" PRId64 " is more than %" PRId64
 			     " s before now (%" PRId64 ")", ts, tolerance_s, now);
-		goto cleanup;
+		return HOOKD_ECRYPTO;
 	}
 	if (skew < -tolerance_s) {
 		err_set(err, errlen, "timestamp too new: %" PRId64 " is more than %" PRId64
 			     " s after now (%" PRId64 ")", ts, tolerance_s, now);
-		goto cleanup;
+		return HOOKD_ECRYPTO;
 	}
+	return HOOKD_OK;
+}
+
+/* Computes what the entries are checked against: for HMAC the MAC into mac (which ex then
+ * points to), for Ed25519 the signed content into ex->content. HOOKD_OK, or HOOKD_ENOMEM /
+ * HOOKD_ETOOBIG with the reason in err. */
+static int sign_expect_content(const struct sign_key *key, const char *id, const char *timestamp,
+			       const void *body, size_t body_len,
+			       unsigned char mac[crypto_auth_hmacsha256_BYTES],
+			       struct sign_expect *ex, char *err, size_t errlen)
+{
+	int rc;
 
 	if (key->kind == SIGN_HMAC) {
 		sign_hmac_content(key, id, timestamp, body, body_len, mac);
-	} else {
-		rc = sign_content_build(id, timestamp, body, body_len, &content, &content_len);
-		if (rc != HOOKD_OK) {
-			err_set(err, errlen, "%s", rc == HOOKD_ENOMEM ? "out of memory"
-									: "message too large");
-			goto cleanup;
-		}
-		rc = HOOKD_ECRYPTO;
+		ex->mac = mac;
+		return HOOKD_OK;
 	}
+	rc = sign_content_build(id, timestamp, body, body_len, &ex->content, &ex->content_len);
+	if (rc != HOOKD_OK)
+		err_set(err, errlen, "%s", rc == HOOKD_ENOMEM ? "out of memory"
+							: "message too large");
+	return rc;
+}
 
-	/* Entries are "version,base64" separated by spaces; other versions are skipped, so a
-	 * sender may add a v1a next to a v1 (or sign with two keys while rotating). */
-	p = signature_header;
+/* Whether b64 (b64_len characters, one entry's signature) is a valid signature of ex. */
+static bool sign_entry_matches(const struct sign_expect *ex, const char *b64, size_t b64_len)
+{
+	unsigned char sig[crypto_sign_BYTES];
+	size_t sig_len = 0;
+
+	if (sodium_base642bin(sig, sizeof(sig), b64, b64_len, NULL, &sig_len, NULL,
+			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    sig_len != ex->want_len)
+		return false;
+	if (ex->kind == SIGN_HMAC)
+		return sodium_memcmp(sig, ex->mac, crypto_auth_hmacsha256_BYTES) == 0;
+	return crypto_sign_verify_detached(sig, ex->content, ex->content_len, ex->pk) == 0;
+}
+
+/* Entries are "version,base64" separated by spaces; other versions are skipped, so a
+ * sender may add a v1a next to a v1 (or sign with two keys while rotating). Returns
+ * HOOKD_OK at the first entry of ex's version that matches, else HOOKD_ECRYPTO; *seen
+ * counts the entries of that version looked at. */
+static int sign_entries_scan(const struct sign_expect *ex, const char *signature_header,
+			     size_t *seen)
+{
+	const char *p = signature_header;
+
 	while (*p) {
 		const char *entry, *comma, *b64;
-		size_t entry_len, sig_len = 0;
+		size_t entry_len;
 
 		while (*p == ' ')
 			p++;
@@ -410,35 +472,54 @@ int sign_verify(const struct sign_key *key, const char *id, const char *timestam
 		if (entry_len == 0)
 			continue;
 		comma = memchr(entry, ',', entry_len);
-		if (!comma || (size_t)(comma - entry) != version_len ||
-		    memcmp(entry, version, version_len) != 0)
+		if (!comma || (size_t)(comma - entry) != ex->version_len ||
+		    memcmp(entry, ex->version, ex->version_len) != 0)
 			continue;
-		seen++;
+		(*seen)++;
 		b64 = comma + 1;
-		if (sodium_base642bin(sig, sizeof(sig), b64, (size_t)(p - b64), NULL, &sig_len, NULL,
-				      sodium_base64_VARIANT_ORIGINAL) != 0 ||
-		    sig_len != want_len)
-			continue;
-		if (key->kind == SIGN_HMAC) {
-			if (sodium_memcmp(sig, mac, sizeof(mac)) == 0) {
-				rc = HOOKD_OK;
-				break;
-			}
-		} else if (crypto_sign_verify_detached(sig, content, content_len, pk) == 0) {
-			rc = HOOKD_OK;
-			break;
-		}
+		if (sign_entry_matches(ex, b64, (size_t)(p - b64)))
+			return HOOKD_OK;
 	}
+	return HOOKD_ECRYPTO;
+}
+
+int sign_verify(const struct sign_key *key, const char *id, const char *timestamp,
+		const void *body, size_t body_len, const char *signature_header, int64_t now,
+		int64_t tolerance_s, char *err, size_t errlen)
+{
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+	struct sign_expect ex;
+	size_t seen = 0;
+	int rc;
+
+	memset(&ex, 0, sizeof(ex));
+	if (!key || tolerance_s < 0 || (!body && body_len)) {
+		err_set(err, errlen, "invalid arguments");
+		rc = HOOKD_EINVAL;
+		goto cleanup;
+	}
+	if (!sign_expect_init(key, &ex)) {
+		err_set(err, errlen, "key is not a parsed whsec_, whsk_ or whpk_ key");
+		rc = HOOKD_EINVAL;
+		goto cleanup;
+	}
+	rc = sign_headers_check(id, timestamp, signature_header, now, tolerance_s, err, errlen);
+	if (rc != HOOKD_OK)
+		goto cleanup;
+	rc = sign_expect_content(key, id, timestamp, body, body_len, mac, &ex, err, errlen);
+	if (rc != HOOKD_OK)
+		goto cleanup;
+	rc = sign_entries_scan(&ex, signature_header, &seen);
 	if (rc != HOOKD_OK) {
 		if (seen == 0)
-			err_set(err, errlen, "no %s signature in webhook-signature", version);
+			err_set(err, errlen, "no %s signature in webhook-signature", ex.version);
 		else
 			err_set(err, errlen, "no matching signature (%zu %s entr%s checked)", seen,
-				     version, seen == 1 ? "y" : "ies");
+				     ex.version, seen == 1 ? "y" : "ies");
 	}
 
 cleanup:
-	free(content);
+	free(ex.content);
 	sodium_memzero(mac, sizeof(mac));
 	return rc;
 }

@@ -9,8 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Response bytes kept per attempt: enough for an error page's message, bounded so a
- * receiver streaming megabytes back cannot grow the store (issue: "first bytes"). */
+/* Response bytes kept per attempt, the first ones of the body (an attempt's "response" in
+ * the API): enough for an error page's message, bounded so a receiver streaming megabytes
+ * back cannot grow the store. */
 #define TRANSPORT_RESPONSE_MAX 4096
 /* Idle receiver connections the HTTP transport keeps open (curl's connection cache): a few
  * per busy endpoint; past this curl closes the oldest. 256 covers a few hundred active

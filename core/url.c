@@ -119,31 +119,104 @@ static bool url_port_valid(const char *s, size_t len)
 	return v >= 1 && v <= 65535;
 }
 
+/* Why url (len bytes) has a byte that must be percent-encoded, or NULL if it has none:
+ * everything outside printable ASCII. */
+static const char *url_chars_why(const char *url, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)url[i];
+		if (c <= 0x20 || c == 0x7f)
+			return "spaces and control characters must be percent-encoded";
+		if (c >= 0x80)
+			return "non-ASCII characters must be percent-encoded (a host in its ASCII "
+			       "xn-- form)";
+	}
+	return NULL;
+}
+
+/* What follows "http://" or "https://" (either in any case), or NULL for another scheme. */
+static const char *url_after_scheme(const char *url)
+{
+	if (strncasecmp(url, "http://", 7) == 0)
+		return url + 7;
+	if (strncasecmp(url, "https://", 8) == 0)
+		return url + 8;
+	return NULL;
+}
+
+/* Checks an authority (alen bytes at host, no userinfo) that starts with '[': an IPv6
+ * literal without a zone id, then nothing or ":port". *port is set to the port's text if
+ * there is one; on false, *why says what is wrong. */
+static bool url_ipv6_host(const char *host, size_t alen, const char **port, const char **why)
+{
+	char lit[INET6_ADDRSTRLEN];
+	unsigned char addr[16];
+	const char *close = memchr(host, ']', alen), *aend = host + alen;
+	size_t n = close ? (size_t)(close - host - 1) : 0;
+
+	if (!close || n == 0 || n >= sizeof(lit) || memchr(host, '%', n + 1)) {
+		*why = close && memchr(host, '%', (size_t)(close - host))
+			       ? "IPv6 zone ids ('%25') are not allowed"
+			       : "bad IPv6 address in brackets";
+		return false;
+	}
+	memcpy(lit, host + 1, n);
+	lit[n] = '\0';
+	if (inet_pton(AF_INET6, lit, addr) != 1) {
+		*why = "bad IPv6 address in brackets";
+		return false;
+	}
+	if (close + 1 < aend) {
+		if (close[1] != ':') {
+			*why = "unexpected text after ']'";
+			return false;
+		}
+		*port = close + 2;
+	}
+	return true;
+}
+
+/* Checks any other authority (alen bytes at host, no userinfo): a DNS name or a strict
+ * IPv4 address, then nothing or ":port". *port is set to the port's text if there is one;
+ * on false, *why says what is wrong. */
+static bool url_name_host(const char *host, size_t alen, const char **port, const char **why)
+{
+	const char *colon = memchr(host, ':', alen);
+	size_t hlen = colon ? (size_t)(colon - host) : alen;
+
+	if (colon)
+		*port = colon + 1;
+	if (hlen == 0) {
+		*why = "the URL has no host";
+		return false;
+	}
+	if (url_host_numeric(host, hlen)) {
+		if (!url_ipv4_strict(host, hlen)) {
+			*why = "a numeric host must be an IPv4 address written a.b.c.d (four "
+			       "decimal numbers 0..255, no leading zeros)";
+			return false;
+		}
+		return true;
+	}
+	return url_dns_name(host, hlen, why);
+}
+
 int url_endpoint_check(const char *url, char *why_out, size_t whylen)
 {
-	const char *why = NULL, *rest, *port = NULL;
-	size_t len = strlen(url), alen, hlen;
+	const char *why, *rest, *port = NULL;
+	size_t len = strlen(url), alen;
+	bool host_ok;
 	int rc = HOOKD_EINVAL;
 
 	if (len > URL_MAX) {
 		err_set(why_out, whylen, "longer than %d bytes", URL_MAX);
 		return HOOKD_ETOOBIG;
 	}
-	for (size_t i = 0; i < len && !why; i++) {
-		unsigned char c = (unsigned char)url[i];
-		if (c <= 0x20 || c == 0x7f)
-			why = "spaces and control characters must be percent-encoded";
-		else if (c >= 0x80)
-			why = "non-ASCII characters must be percent-encoded (a host in its ASCII "
-			      "xn-- form)";
-	}
+	why = url_chars_why(url, len);
 	if (why)
 		goto cleanup;
-	if (strncasecmp(url, "http://", 7) == 0)
-		rest = url + 7;
-	else if (strncasecmp(url, "https://", 8) == 0)
-		rest = url + 8;
-	else {
+	rest = url_after_scheme(url);
+	if (!rest) {
 		why = "expected an http:// or https:// URL";
 		goto cleanup;
 	}
@@ -153,52 +226,13 @@ int url_endpoint_check(const char *url, char *why_out, size_t whylen)
 		      "credentials in an endpoint header";
 		goto cleanup;
 	}
-	const char *host = rest, *aend = rest + alen;
-	if (alen > 0 && host[0] == '[') {
-		char lit[INET6_ADDRSTRLEN];
-		unsigned char addr[16];
-		const char *close = memchr(host, ']', alen);
-		size_t n = close ? (size_t)(close - host - 1) : 0;
-		if (!close || n == 0 || n >= sizeof(lit) || memchr(host, '%', n + 1)) {
-			why = close && memchr(host, '%', (size_t)(close - host))
-				  ? "IPv6 zone ids ('%25') are not allowed"
-				  : "bad IPv6 address in brackets";
-			goto cleanup;
-		}
-		memcpy(lit, host + 1, n);
-		lit[n] = '\0';
-		if (inet_pton(AF_INET6, lit, addr) != 1) {
-			why = "bad IPv6 address in brackets";
-			goto cleanup;
-		}
-		if (close + 1 < aend) {
-			if (close[1] != ':') {
-				why = "unexpected text after ']'";
-				goto cleanup;
-			}
-			port = close + 2;
-		}
-	} else {
-		const char *colon = memchr(host, ':', alen);
-		hlen = colon ? (size_t)(colon - host) : alen;
-		if (colon)
-			port = colon + 1;
-		if (hlen == 0) {
-			why = "the URL has no host";
-			goto cleanup;
-		}
-		if (url_host_numeric(host, hlen)) {
-			if (!url_ipv4_strict(host, hlen)) {
-				why =
-				    "a numeric host must be an IPv4 address written a.b.c.d (four "
-				    "decimal numbers 0..255, no leading zeros)";
-				goto cleanup;
-			}
-		} else if (!url_dns_name(host, hlen, &why)) {
-			goto cleanup;
-		}
-	}
-	if (port && !url_port_valid(port, (size_t)(aend - port))) {
+	if (alen > 0 && rest[0] == '[')
+		host_ok = url_ipv6_host(rest, alen, &port, &why);
+	else
+		host_ok = url_name_host(rest, alen, &port, &why);
+	if (!host_ok)
+		goto cleanup;
+	if (port && !url_port_valid(port, (size_t)(rest + alen - port))) {
 		why = "the port must be 1..65535";
 		goto cleanup;
 	}

@@ -45,6 +45,32 @@ class EndpointDeleteTest(h.HookdCase):
         self.assertEqual(h.delivery_for(h.get_message(d, app, mid), ep["id"])["state"], "dead")
         self.assertEqual(recv.count(path="/gone"), 1)
 
+    def test_delete_while_one_is_in_flight_and_others_wait(self):
+        # One attempt out (a slow receiver), two more waiting for the endpoint's only slot:
+        # the waiting ones end dead at the delete, the one out ends with its outcome, and the
+        # endpoint's scheduler state goes with that last attempt (a sanitized build checks
+        # the memory). Another endpoint of the app is not disturbed.
+        recv = self.receiver()
+        recv.behave(path="/slow", status=200, delay=1.5)
+        d = self.daemon(delivery={"max_inflight_per_endpoint": 1})
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, recv.url("/slow"))
+        keep = h.create_endpoint(d, app, recv.url("/keep"))
+        mids = [h.publish(d, app, "a.b", {"n": i})["id"] for i in range(3)]
+        recv.wait_for(1, path="/slow", webhook_id=mids[0])
+        st, _ = d.api("DELETE", f"/v1/apps/{app['id']}/endpoints/{ep['id']}")
+        self.assertEqual(st, 204)
+        for mid in mids[1:]:
+            dl = h.wait_delivery_state(d, app, mid, ep["id"], "dead")
+            self.assertEqual(dl["last_error"], "endpoint deleted")
+            self.assertEqual(dl["attempts"], 0)
+        h.wait_delivery_state(d, app, mids[0], ep["id"], "succeeded")
+        self.assertEqual(recv.count(path="/slow"), 1)
+        mid = h.publish(d, app, "a.b", {"n": 3})["id"]
+        for m in mids + [mid]:
+            h.wait_delivery_state(d, app, m, keep["id"], "succeeded")
+        self.assertIsNone(h.delivery_for(h.get_message(d, app, mid), ep["id"]))
+
 
 if __name__ == "__main__":
     h.main()

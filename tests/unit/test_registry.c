@@ -221,6 +221,49 @@ static void test_types_ids_clock(void)
 	CHECK(clock_parse("yesterday", &ms) == HOOKD_EINVAL);
 }
 
+/* The daemon disabling an endpoint itself (410 Gone): struct and stored JSON change together,
+ * and the text returned is that JSON, as stored and as reloaded. */
+static void test_set_disabled(void)
+{
+	char field[128], msg[512], err[256];
+	struct registry reg = {0};
+	json_t *app = json_pack("{s:s, s:s}", "id", "app1", "name", "A");
+	struct app *a = registry_app_install(&reg, app);
+	json_t *j = merge(NULL, "{\"url\": \"https://example.invalid/hook\"}", field, msg);
+	struct endpoint *ep = NULL;
+	if (a && j)
+		ep = registry_endpoint_install(&reg, a, j, err, sizeof(err));
+	CHECK(ep && !ep->disabled);
+	if (!ep) {
+		registry_free(&reg);
+		return;
+	}
+	char *text = registry_endpoint_set_disabled(&reg, ep, true, "endpoint answered 410 Gone");
+	CHECK(text != NULL);
+	CHECK(ep->disabled);
+	CHECK(json_is_true(json_object_get(ep->json, "disabled")));
+	CHECK_STR(json_string_value(json_object_get(ep->json, "disabled_reason")),
+		  "endpoint answered 410 Gone");
+	json_t *stored = text ? json_loads(text, 0, NULL) : NULL;
+	CHECK(stored && json_equal(stored, ep->json));
+	CHECK_STR(json_string_value(json_object_get(stored, "url")),
+		  "https://example.invalid/hook");
+	/* Reloading the stored text gives the same endpoint state. */
+	struct endpoint *again = NULL;
+	if (stored)
+		again = registry_endpoint_install(&reg, a, stored, err, sizeof(err));
+	CHECK(again == ep && ep->disabled);
+	free(text);
+
+	text = registry_endpoint_set_disabled(&reg, ep, false, NULL);
+	CHECK(text != NULL);
+	CHECK(!ep->disabled);
+	CHECK(json_is_false(json_object_get(ep->json, "disabled")));
+	CHECK(json_is_null(json_object_get(ep->json, "disabled_reason")));
+	free(text);
+	registry_free(&reg);
+}
+
 int main(void)
 {
 	sign_init();
@@ -229,5 +272,6 @@ int main(void)
 	test_failed_update_keeps_endpoint();
 	test_create_and_patch();
 	test_types_ids_clock();
+	test_set_disabled();
 	return check_done();
 }
