@@ -32,10 +32,11 @@ MISSING = object()  # the field is left out of the request and the file
 
 
 def keygen(kind):
-    out = subprocess.run([h.hookd_bin(), "keygen", "--type", kind], capture_output=True,
-                         check=True, timeout=30).stdout.decode()
-    keys = dict(line.split(": ", 1) for line in out.strip().splitlines())
-    return keys["secret"], keys.get("public_key")
+    """(secret, public key or None): the secret alone on stdout, the whpk_ key on stderr."""
+    p = subprocess.run([h.hookd_bin(), "keygen", "--type", kind], capture_output=True,
+                       check=True, timeout=30)
+    pub = re.search(r"whpk_[A-Za-z0-9+/=]+", p.stderr.decode())
+    return p.stdout.decode().strip(), pub.group(0) if pub else None
 
 
 WHSEC = h.random_whsec()
