@@ -4,7 +4,7 @@
  * Both ways of declaring an endpoint validate through this table, so they cannot disagree:
  *   - the API: POST and PATCH .../endpoints go through endpoint_json_merge (registry.h),
  *     which calls endpoint_schema_merge;
- *   - the config file: config_yaml.c turns each apps[].endpoints[] mapping into the JSON a
+ *   - the config file: config_read.c turns each apps[].endpoints[] mapping into the JSON a
  *     create request would carry (the row's type says how to read each YAML value), checks
  *     it member by member with endpoint_schema_check_member and then
  *     endpoint_schema_check_whole, and adds file:line to the messages; config_apply.c
@@ -13,7 +13,8 @@
  * (apps[].endpoints[]); tests/integration/test_schema_agreement.py runs one table of
  * cases through both.
  *
- * Loop thread (the table itself is constant and may be read anywhere). */
+ * The table is constant (read it from any thread); merge and apply run on the loop thread
+ * like the rest of the registry, and at start before it runs. */
 #ifndef HOOKD_ENDPOINT_SCHEMA_H
 #define HOOKD_ENDPOINT_SCHEMA_H
 
