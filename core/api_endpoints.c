@@ -5,6 +5,7 @@
 #include "clock.h"
 #include "config.h"
 #include "dispatch.h"
+#include "endpoint_schema.h"
 #include "err.h"
 #include "fanout.h"
 #include "id.h"
@@ -154,7 +155,7 @@ void api_endpoint_rotate(struct api *a, struct evhttp_request *req, const struct
 	json_t *body = api_body_json(a, req, 0), *stored = NULL, *secrets, *v, *old;
 	const char *key, *secret = NULL, *type = NULL;
 	json_int_t grace = 86400;
-	char text[SIGN_TEXT_MAX], kerr[160];
+	char text[SIGN_TEXT_MAX];
 	struct sign_key k;
 	int64_t now = clock_now_ms();
 	size_t i;
@@ -163,12 +164,17 @@ void api_endpoint_rotate(struct api *a, struct evhttp_request *req, const struct
 	if (!body)
 		return;
 	json_object_foreach(body, key, v) {
-		if (strcmp(key, "secret") == 0 && json_is_string(v)) {
-			secret = json_string_value(v);
-		} else if (strcmp(key, "secret_type") == 0 && json_is_string(v) &&
-			   (strcmp(json_string_value(v), "hmac") == 0 ||
-			    strcmp(json_string_value(v), "ed25519") == 0)) {
-			type = json_string_value(v);
+		struct endpoint_error e;
+		if (strcmp(key, "secret") == 0 || strcmp(key, "secret_type") == 0) {
+			/* The endpoint schema's rules for a secret, as at creation. */
+			if (endpoint_schema_check_member(key, v, true, &e) != HOOKD_OK) {
+				api_error(req, 400, "invalid_field", e.field, "%s: %s", e.field, e.msg);
+				goto out;
+			}
+			if (strcmp(key, "secret") == 0)
+				secret = json_string_value(v);
+			else
+				type = json_string_value(v);
 		} else if (strcmp(key, "grace_period_s") == 0 && json_is_integer(v) &&
 			   json_integer_value(v) >= 0 && json_integer_value(v) <= 7 * 86400) {
 			grace = json_integer_value(v);
@@ -180,11 +186,6 @@ void api_endpoint_rotate(struct api *a, struct evhttp_request *req, const struct
 		}
 	}
 	if (secret) {
-		if (sign_key_parse(secret, &k, kerr, sizeof(kerr)) != HOOKD_OK || k.kind == SIGN_ED25519_PUBLIC) {
-			api_error(req, 400, "invalid_field", "secret", "invalid secret: %s",
-				  k.kind == SIGN_ED25519_PUBLIC ? "a whpk_ public key cannot sign" : kerr);
-			goto out;
-		}
 		snprintf(text, sizeof(text), "%s", secret);
 	} else {
 		enum sign_kind kind = type ? (strcmp(type, "ed25519") == 0 ? SIGN_ED25519 : SIGN_HMAC)
@@ -193,7 +194,10 @@ void api_endpoint_rotate(struct api *a, struct evhttp_request *req, const struct
 			api_error(req, 500, "internal", NULL, "could not generate a secret");
 			goto out;
 		}
-		sign_key_parse(text, &k, NULL, 0);
+	}
+	if (sign_key_parse(text, &k, NULL, 0) != HOOKD_OK) { /* checked or generated above */
+		api_error(req, 500, "internal", NULL, "could not read the new secret");
+		goto out;
 	}
 	stored = json_deep_copy(ep->json);
 	old = json_object_get(stored, "secrets");

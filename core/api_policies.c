@@ -37,18 +37,6 @@ static void api_policy_saved(void *arg, int rc)
 	api_pending_free(p);
 }
 
-static int api_policy_name_valid(const char *n)
-{
-	size_t len = strlen(n);
-	if (len == 0 || len > 64)
-		return 0;
-	for (size_t i = 0; i < len; i++)
-		if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= '0' && n[i] <= '9') || n[i] == '_' ||
-		      n[i] == '-'))
-			return 0;
-	return 1;
-}
-
 /* PUT /v1/policies/{name}: the body is the Lua source, or {"source": "..."} when sent as
  * application/json. */
 static void api_policy_store(struct api *a, struct evhttp_request *req, const char *name)
@@ -187,7 +175,7 @@ void api_policies_list(struct api *a, struct evhttp_request *req, const struct a
 /* The name in /v1/policies/:name, or NULL after answering 400. */
 static const char *api_policy_name(struct evhttp_request *req, const struct api_args *args)
 {
-	if (api_policy_name_valid(args->id))
+	if (policy_name_valid(args->id))
 		return args->id;
 	api_error(req, 400, "invalid_field", "name", "policy names match [a-z0-9_-]{1,64}");
 	return NULL;

@@ -4,34 +4,27 @@
  * no file at all. A file overrides what it names. Unknown keys, wrong types and
  * out-of-range values are errors that name the key and line; the daemon does not
  * start on a bad config. All strings and arrays are owned by the struct config and
- * freed by config_free(). */
+ * freed by config_free().
+ *
+ * The module: config_yaml.c (YAML -> node tree with lines, messages), config_read.c
+ * (tree -> struct config through the tables), config_schema.c (the daemon's keys,
+ * defaults), config_apply.c (declared apps and endpoints, policies -> the running daemon).
+ * Declared endpoints are checked by the endpoint schema the API uses (endpoint_schema.h). */
 #ifndef HOOKD_CONFIG_H
 #define HOOKD_CONFIG_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct config_header {
-	char *name;
-	char *value;
-};
-
-/* An endpoint declared in the file (created or updated at start: configuration as code). */
+/* An endpoint declared in the file (created or updated at start: configuration as code).
+ * Its keys are the endpoint schema's fields (endpoint_schema.h), so fields holds exactly
+ * what an API create request would carry, already checked by the same rules. */
 struct config_endpoint {
-	char *id;                    /* required */
-	char *url;                   /* required */
-	char **event_types;          /* NULL/0 = all types */
-	size_t n_event_types;
-	char *secret;                /* whsec_/whsk_ text, or NULL to generate/keep */
-	char *secret_type;           /* "hmac" (default) or "ed25519"; NULL = hmac */
-	uint32_t *retry_schedule;    /* seconds; NULL/0 = daemon default */
-	size_t n_retry_schedule;
-	struct config_header *headers;
-	size_t n_headers;
-	bool disabled;
-	char *policy_name;           /* policy.name, or NULL */
-	char *policy_params_json;    /* policy.params rendered as compact JSON object, or NULL */
+	const char *id;              /* required; points into fields (valid while it lives) */
+	json_t *fields;              /* the declared keys as a JSON object (owned): "id", "url",
+	                              * and whichever others the file names */
 	int line;                    /* line of the endpoint in the file, for messages */
 };
 

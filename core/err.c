@@ -2,7 +2,9 @@
 #include "err.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 const char *hookd_strerror(int err)
 {
@@ -34,4 +36,47 @@ void err_set(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+}
+
+/* Enough to recognise a value, short enough that a pasted blob does not flood the log. */
+#define ERR_QUOTE_TEXT 40
+
+const char *err_quote(const char *text, char *buf, size_t len)
+{
+	size_t n = strlen(text), w = 0;
+	bool cut = n > ERR_QUOTE_TEXT;
+
+	if (len < ERR_QUOTE_MAX)
+		return "a value";
+	if (cut) {
+		n = ERR_QUOTE_TEXT;
+		while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80)
+			n--; /* do not split a UTF-8 sequence: messages go into JSON */
+	}
+	buf[w++] = '\'';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)text[i];
+		buf[w++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+	}
+	if (cut) {
+		memcpy(buf + w, "...", 3);
+		w += 3;
+	}
+	buf[w++] = '\'';
+	buf[w] = '\0';
+	return buf;
+}
+
+void err_copy(char *dst, size_t len, const char *src)
+{
+	size_t n = strlen(src);
+	if (!dst || len == 0)
+		return;
+	if (n >= len) {
+		n = len - 1;
+		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(dst, src, n);
+	dst[n] = '\0';
 }

@@ -32,4 +32,17 @@ const char *hookd_strerror(int err);
  * or errlen is 0, so callers may pass no buffer. */
 void err_set(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Room for err_quote's output: 40 bytes of text, quotes, "..." and NUL. */
+#define ERR_QUOTE_MAX 48
+
+/* Writes text into buf (len >= ERR_QUOTE_MAX, else "a value") the way messages show a
+ * value: in single quotes, cut after 40 bytes (at a UTF-8 character boundary) with "...",
+ * control characters as '?', so a pasted blob neither floods a log line nor injects into
+ * it. Returns buf. */
+const char *err_quote(const char *text, char *buf, size_t len);
+
+/* Copies src into dst (len bytes, NUL included), cut at a UTF-8 character boundary when
+ * it does not fit, so a cut name stays valid text in a JSON answer. */
+void err_copy(char *dst, size_t len, const char *src);
+
 #endif

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "clock.h"
 #include "config.h"
+#include "config_apply.h"
 #include "datadir.h"
 #include "dispatch.h"
 #include "err.h"
@@ -174,106 +175,11 @@ static void daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
 		log_info("SIGHUP: no policies.dir configured, nothing to reload");
 		return;
 	}
-	if (policy_engine_load_dir(d->policies, d->cfg.policy_dir, err, sizeof(err)) != HOOKD_OK)
+	if (config_apply_policies(&d->cfg, d->policies, err, sizeof(err)) != HOOKD_OK)
 		log_warn("SIGHUP: policy reload: %s (the running versions stay)", err);
 	else
 		log_info("SIGHUP: policies reloaded from %s", d->cfg.policy_dir);
 	api_policies_load_stored(d->store, d->policies);
-}
-
-/* Builds the API-shaped request for an endpoint declared in the config. */
-static json_t *daemon_endpoint_req(const struct config_endpoint *ce, int creating)
-{
-	json_t *req = json_object(), *types = json_array(), *hdrs = json_object();
-	json_object_set_new(req, "url", json_string(ce->url));
-	for (size_t i = 0; i < ce->n_event_types; i++)
-		json_array_append_new(types, json_string(ce->event_types[i]));
-	json_object_set_new(req, "event_types", types);
-	for (size_t i = 0; i < ce->n_headers; i++)
-		json_object_set_new(hdrs, ce->headers[i].name, json_string(ce->headers[i].value));
-	json_object_set_new(req, "headers", hdrs);
-	if (ce->n_retry_schedule) {
-		json_t *s = json_array();
-		for (size_t i = 0; i < ce->n_retry_schedule; i++)
-			json_array_append_new(s, json_integer(ce->retry_schedule[i]));
-		json_object_set_new(req, "retry_schedule", s);
-	} else {
-		json_object_set_new(req, "retry_schedule", json_null());
-	}
-	json_object_set_new(req, "disabled", json_boolean(ce->disabled));
-	if (ce->policy_name) {
-		json_t *params = ce->policy_params_json ? json_loads(ce->policy_params_json, 0, NULL) : NULL;
-		json_object_set_new(req, "policy", json_pack("{s:s, s:o}", "name", ce->policy_name,
-							     "params", params ? params : json_object()));
-	} else {
-		json_object_set_new(req, "policy", json_null());
-	}
-	if (creating) {
-		json_object_set_new(req, "id", json_string(ce->id));
-		if (ce->secret)
-			json_object_set_new(req, "secret", json_string(ce->secret));
-		else if (ce->secret_type)
-			json_object_set_new(req, "secret_type", json_string(ce->secret_type));
-	}
-	return req;
-}
-
-/* Creates or updates the apps and endpoints declared in the config (configuration as code). */
-static int daemon_apply_declared(struct daemon *d, char *err, size_t errlen)
-{
-	for (size_t i = 0; i < d->cfg.n_apps; i++) {
-		const struct config_app *ca = &d->cfg.apps[i];
-		struct app *app = registry_app(&d->reg, ca->id);
-		char iso[CLOCK_ISO_LEN];
-		clock_iso8601(clock_now_ms(), iso);
-		json_t *aj = app ? json_deep_copy(app->json)
-				 : json_pack("{s:s, s:s}", "id", ca->id, "created_at", iso);
-		json_object_set_new(aj, "name", json_string(ca->name ? ca->name : ca->id));
-		char *text = json_dumps(aj, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		int rc = text ? store_app_write_now(d->store, ca->id, text) : HOOKD_ENOMEM;
-		free(text);
-		if (rc != HOOKD_OK || !(app = registry_app_install(&d->reg, aj))) {
-			snprintf(err, errlen, "app %s (line %d): cannot store: %s", ca->id, ca->line,
-				 hookd_strerror(rc));
-			return HOOKD_ECONFIG;
-		}
-		for (size_t j = 0; j < ca->n_endpoints; j++) {
-			const struct config_endpoint *ce = &ca->endpoints[j];
-			struct endpoint *ep = strmap_get(&app->endpoints, ce->id);
-			json_t *req = daemon_endpoint_req(ce, ep == NULL), *stored;
-			char field[128], msg[512], lerr[256];
-			stored = endpoint_json_merge(ep ? ep->json : NULL, req, app->id, clock_now_ms(),
-						     field, sizeof(field), msg, sizeof(msg));
-			json_decref(req);
-			if (!stored) {
-				snprintf(err, errlen, "line %d: apps[%zu].endpoints[%zu].%s: %s", ce->line,
-					 i, j, field, msg);
-				return HOOKD_ECONFIG;
-			}
-			if (ep && ce->secret && strcmp(ce->secret, ep->secrets[0].text) != 0) {
-				struct sign_key k;
-				if (sign_key_parse(ce->secret, &k, lerr, sizeof(lerr)) != HOOKD_OK) {
-					snprintf(err, errlen, "line %d: secret: %s", ce->line, lerr);
-					json_decref(stored);
-					return HOOKD_ECONFIG;
-				}
-				json_object_set_new(stored, "secrets",
-						    json_pack("[{s:s, s:I}]", "secret", ce->secret,
-							      "expires_at_ms", (json_int_t)0));
-				json_object_set_new(stored, "secret_type",
-						    json_string(k.kind == SIGN_HMAC ? "hmac" : "ed25519"));
-			}
-			text = json_dumps(stored, JSON_COMPACT | JSON_PRESERVE_ORDER);
-			rc = text ? store_endpoint_write_now(d->store, app->id, ce->id, text) : HOOKD_ENOMEM;
-			free(text);
-			if (rc != HOOKD_OK ||
-			    !registry_endpoint_install(&d->reg, app, stored, lerr, sizeof(lerr))) {
-				snprintf(err, errlen, "line %d: endpoint %s: cannot store", ce->line, ce->id);
-				return HOOKD_ECONFIG;
-			}
-		}
-	}
-	return HOOKD_OK;
 }
 
 /* Raises the soft file-descriptor limit to the hard one. API connections, delivery sockets
@@ -409,7 +315,7 @@ static int cmd_serve(int argc, char **argv)
 	}
 	if (store_open(d.cfg.data_dir, d.cfg.map_size, &d.store, err, sizeof(err)) != HOOKD_OK ||
 	    registry_load(&d.reg, d.store, err, sizeof(err)) != HOOKD_OK ||
-	    daemon_apply_declared(&d, err, sizeof(err)) != HOOKD_OK) {
+	    config_apply_declared(&d.cfg, &d.reg, d.store, err, sizeof(err)) != HOOKD_OK) {
 		fprintf(stderr, "hookd: %s\n", err);
 		goto out;
 	}
@@ -420,8 +326,7 @@ static int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "hookd: cannot start the policy engine\n");
 		goto out;
 	}
-	if (d.cfg.policy_dir &&
-	    policy_engine_load_dir(d.policies, d.cfg.policy_dir, err, sizeof(err)) != HOOKD_OK)
+	if (config_apply_policies(&d.cfg, d.policies, err, sizeof(err)) != HOOKD_OK)
 		log_warn("policies: %s", err);
 	api_policies_load_stored(d.store, d.policies);
 	err[0] = '\0';

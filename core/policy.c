@@ -18,6 +18,7 @@
 #include "policy.h"
 
 #include "err.h"
+#include "header.h"
 #include "log.h"
 #include "policy_lua.h"
 
@@ -45,11 +46,8 @@
 #define POLICY_SOURCE_MAX (1u << 20)
 #define POLICY_NAME_MAX 64
 /* Outgoing headers a policy may add: more than any receiver needs, few enough that a
- * policy cannot bloat every request. Values up to 8 KiB, the common server limit for a
- * header line. */
+ * policy cannot bloat every request. Names and values follow header.h. */
 #define POLICY_HEADERS_MAX 64
-#define POLICY_HEADER_NAME_MAX 256
-#define POLICY_HEADER_VALUE_MAX 8192
 
 struct policy {
 	char name[POLICY_NAME_MAX + 1];
@@ -71,7 +69,7 @@ struct policy_engine {
 	size_t n, cap;
 };
 
-static bool name_valid(const char *name)
+bool policy_name_valid(const char *name)
 {
 	size_t i, n = strlen(name);
 
@@ -282,7 +280,7 @@ static int engine_put(struct policy_engine *e, const char *name, const char *sou
 
 	if (errlen > 0)
 		err[0] = '\0';
-	if (name == NULL || !name_valid(name)) {
+	if (name == NULL || !policy_name_valid(name)) {
 		snprintf(err, errlen, "invalid policy name (use 1-64 of a-z 0-9 _ -)");
 		return HOOKD_EINVAL;
 	}
@@ -474,54 +472,6 @@ static void set_reason(struct policy_result *out, lua_State *L, int idx, const c
 		snprintf(out->reason, sizeof(out->reason), "%s", dflt);
 }
 
-/* RFC 9110 token characters. */
-static bool header_name_valid(const char *s, size_t len)
-{
-	size_t i;
-
-	if (len == 0 || len > POLICY_HEADER_NAME_MAX)
-		return false;
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (!(isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL) || c == '\0')
-			return false;
-	}
-	return true;
-}
-
-/* Field content: visible characters, spaces, tabs and obs-text; never CR, LF, NUL or
- * other controls (which would split or smuggle headers). */
-static bool header_value_valid(const char *s, size_t len)
-{
-	size_t i;
-
-	if (len > POLICY_HEADER_VALUE_MAX)
-		return false;
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c < 0x20 && c != '\t') || c == 0x7f)
-			return false;
-	}
-	return true;
-}
-
-/* Headers hookd itself owns: the signature covers the body it sends with its own id and
- * timestamp, and framing headers are the transport's. */
-static bool header_reserved(const char *name)
-{
-	static const char *const reserved[] = {
-		"host", "content-length", "content-type", "transfer-encoding", "connection",
-		"keep-alive", "upgrade", "te", "trailer", "expect", "proxy-authorization",
-		"webhook-id", "webhook-timestamp", "webhook-signature",
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-		if (strcasecmp(name, reserved[i]) == 0)
-			return true;
-	return false;
-}
-
 static int header_cmp(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -553,7 +503,7 @@ static void headers_sort(lua_State *L, struct call *c)
 
 static void build_headers(lua_State *L, struct call *c, int t)
 {
-	char name[POLICY_HEADER_NAME_MAX + 1];
+	char name[HEADER_NAME_MAX + 1];
 	size_t nlen, vlen, count = 0, i;
 	const char *k, *v;
 
@@ -573,17 +523,17 @@ static void build_headers(lua_State *L, struct call *c, int t)
 			luaL_error(L, "msg.headers: header names must be strings, not a %s",
 				   luaL_typename(L, -2));
 		k = lua_tolstring(L, -2, &nlen);
-		if (!header_name_valid(k, nlen))
+		if (header_name_check(k, nlen) != HOOKD_OK)
 			luaL_error(L, "msg.headers: invalid header name '%s'", k);
 		if (lua_type(L, -1) != LUA_TSTRING)
 			luaL_error(L, "msg.headers['%s']: value must be a string, not a %s", k,
 				   luaL_typename(L, -1));
 		v = lua_tolstring(L, -1, &vlen);
-		if (!header_value_valid(v, vlen))
+		if (header_value_check(v, vlen) != HOOKD_OK)
 			luaL_error(L, "msg.headers['%s']: value has a control character (CR, LF, "
 				      "NUL...) or is longer than %d bytes", k,
-				   POLICY_HEADER_VALUE_MAX);
-		if (header_reserved(k))
+				   HEADER_VALUE_MAX);
+		if (header_name_reserved(k))
 			luaL_error(L, "msg.headers['%s']: this header is set by hookd", k);
 		if (++count > POLICY_HEADERS_MAX)
 			luaL_error(L, "msg.headers: more than %d headers", POLICY_HEADERS_MAX);

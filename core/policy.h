@@ -20,6 +20,7 @@
 #define HOOKD_POLICY_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,10 @@ struct policy_result {
 	json_t *headers;          /* POLICY_DELIVER: object of extra header name -> string (owned) or NULL */
 	char reason[512];         /* POLICY_FILTERED / POLICY_ERROR: why ("policy_error: ..." not prefixed) */
 };
+
+/* true if name can name a policy: [a-z0-9_-]{1,64}, the file policies.dir/NAME.lua (the
+ * narrow charset also keeps "../" out of the path). Endpoints, uploads and files agree. */
+bool policy_name_valid(const char *name);
 
 int policy_engine_new(const struct policy_limits *limits, struct policy_engine **out);
 /* Frees the engine, its policies and their Lua states. No call may be in progress or

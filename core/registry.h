@@ -2,7 +2,8 @@
  * the loop thread reads on every publish and delivery (never the store on the hot path).
  *
  * The stored JSON of an endpoint is the source of truth; struct endpoint is derived from it
- * by endpoint_apply() (secrets parsed once, headers pre-formatted). Loop thread only. */
+ * by endpoint_apply() through the schema rows' appliers (endpoint_schema.h: secrets parsed
+ * once, headers pre-formatted). Loop thread only. */
 #ifndef HOOKD_REGISTRY_H
 #define HOOKD_REGISTRY_H
 
@@ -72,9 +73,10 @@ struct endpoint *registry_endpoint(struct registry *r, const char *app_id, const
 /* Creates the in-memory app from its JSON (stolen). */
 struct app *registry_app_install(struct registry *r, json_t *json);
 
-/* Validates a create/patch request against the endpoint schema and returns the new stored
- * JSON (base = NULL to create). On a bad field returns NULL with the field's JSON path in
- * field and a message in msg. */
+/* Validates a create/patch request against the endpoint schema (endpoint_schema.h) and
+ * returns the new stored JSON (base = NULL to create). On a bad field returns NULL with the
+ * field's JSON path in field and "path: why" in msg ("required" in msg means the field was
+ * missing). */
 json_t *endpoint_json_merge(const json_t *base, const json_t *req, const char *app_id,
 			    int64_t now_ms, char *field, size_t flen, char *msg, size_t mlen);
 
@@ -110,7 +112,12 @@ size_t endpoint_active_secrets(const struct endpoint *ep, int64_t now_ms,
 int header_lines_from_json(const json_t *obj, char ***lines, size_t *n);
 void header_lines_free(char **lines, size_t n);
 
-/* true if type is a valid event type name: segments [A-Za-z0-9_-]+ joined by '.', <= 128. */
+/* The longest event type name, in bytes: dotted names like "invoice.payment.failed" are far
+ * shorter, and the bound keeps type filters and message records small. */
+#define REGISTRY_TYPE_MAX 128
+
+/* true if type is a valid event type name: segments [A-Za-z0-9_-]+ joined by '.', at most
+ * REGISTRY_TYPE_MAX bytes. */
 bool registry_type_valid(const char *type);
 
 #endif

@@ -194,28 +194,23 @@ const char *ssrf_class_name(enum ssrf_class c)
  * ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255") is 45 characters. */
 #define SSRF_ADDR_TEXT_MAX INET6_ADDRSTRLEN
 
-int ssrf_policy_allow(struct ssrf_policy *p, const char *cidr, char *err, size_t errlen)
+int ssrf_cidr_parse(const char *text, struct ssrf_cidr *out, enum ssrf_cidr_problem *problem)
 {
 	char addr_text[SSRF_ADDR_TEXT_MAX];
-	char suggestion[SSRF_ADDR_TEXT_MAX];
 	struct ssrf_cidr c;
-	struct ssrf_cidr *grown;
 	const char *slash;
 	size_t addr_len;
 	unsigned max_prefix;
+	enum ssrf_cidr_problem why = SSRF_CIDR_NOT_ADDRESS;
 
-	if (!p || !cidr) {
-		err_set(err, errlen, "invalid CIDR: none given");
-		return HOOKD_EINVAL;
-	}
 	memset(&c, 0, sizeof(c));
-	slash = strchr(cidr, '/');
-	addr_len = slash ? (size_t)(slash - cidr) : strlen(cidr);
-	if (addr_len == 0 || addr_len >= sizeof(addr_text)) {
-		err_set(err, errlen, "invalid CIDR '%s': not an IPv4 or IPv6 address", cidr);
-		return HOOKD_EINVAL;
-	}
-	memcpy(addr_text, cidr, addr_len);
+	if (!text)
+		goto bad;
+	slash = strchr(text, '/');
+	addr_len = slash ? (size_t)(slash - text) : strlen(text);
+	if (addr_len == 0 || addr_len >= sizeof(addr_text))
+		goto bad;
+	memcpy(addr_text, text, addr_len);
 	addr_text[addr_len] = '\0';
 	if (inet_pton(AF_INET, addr_text, c.addr) == 1) {
 		c.family = AF_INET;
@@ -224,8 +219,7 @@ int ssrf_policy_allow(struct ssrf_policy *p, const char *cidr, char *err, size_t
 		c.family = AF_INET6;
 		max_prefix = 128;
 	} else {
-		err_set(err, errlen, "invalid CIDR '%s': not an IPv4 or IPv6 address", cidr);
-		return HOOKD_EINVAL;
+		goto bad;
 	}
 
 	c.prefix = max_prefix;
@@ -244,28 +238,63 @@ int ssrf_policy_allow(struct ssrf_policy *p, const char *cidr, char *err, size_t
 			ok = errno == 0 && *end == '\0' && v >= 0 && v <= (long)max_prefix;
 		}
 		if (!ok) {
-			err_set(err, errlen, "invalid CIDR '%s': prefix must be 0..%u", cidr,
-				     max_prefix);
-			return HOOKD_EINVAL;
+			why = SSRF_CIDR_BAD_PREFIX;
+			goto bad;
 		}
 		c.prefix = (unsigned)v;
 	}
 
 	/* Host bits set ("10.0.0.5/8") usually means a typo in the address or the prefix;
-	 * refuse it and show the network the operator probably meant. */
+	 * refuse it, and hand back the network the text probably meant. */
 	for (unsigned bit = c.prefix; bit < max_prefix; bit++) {
-		if (c.addr[bit / 8] & (0x80u >> (bit % 8))) {
-			unsigned char net[16];
+		unsigned char mask = (unsigned char)(0x80u >> (bit % 8));
+		if (c.addr[bit / 8] & mask) {
+			why = SSRF_CIDR_HOST_BITS;
+			c.addr[bit / 8] &= (unsigned char)~mask;
+		}
+	}
+	if (why == SSRF_CIDR_HOST_BITS)
+		goto bad;
+	if (out)
+		*out = c;
+	return HOOKD_OK;
 
-			memcpy(net, c.addr, sizeof(net));
-			for (unsigned b = c.prefix; b < max_prefix; b++)
-				net[b / 8] &= (unsigned char)~(0x80u >> (b % 8));
-			if (!inet_ntop(c.family, net, suggestion, sizeof(suggestion)))
+bad:
+	if (out)
+		*out = c;
+	if (problem)
+		*problem = why;
+	return HOOKD_EINVAL;
+}
+
+int ssrf_policy_allow(struct ssrf_policy *p, const char *cidr, char *err, size_t errlen)
+{
+	char suggestion[SSRF_ADDR_TEXT_MAX];
+	struct ssrf_cidr c;
+	struct ssrf_cidr *grown;
+	enum ssrf_cidr_problem problem;
+
+	if (!p || !cidr) {
+		err_set(err, errlen, "invalid CIDR: none given");
+		return HOOKD_EINVAL;
+	}
+	if (ssrf_cidr_parse(cidr, &c, &problem) != HOOKD_OK) {
+		switch (problem) {
+		case SSRF_CIDR_NOT_ADDRESS:
+			err_set(err, errlen, "invalid CIDR '%s': not an IPv4 or IPv6 address", cidr);
+			break;
+		case SSRF_CIDR_BAD_PREFIX:
+			err_set(err, errlen, "invalid CIDR '%s': prefix must be 0..%u", cidr,
+				c.family == AF_INET ? 32u : 128u);
+			break;
+		case SSRF_CIDR_HOST_BITS:
+			if (!inet_ntop(c.family, c.addr, suggestion, sizeof(suggestion)))
 				suggestion[0] = '\0';
 			err_set(err, errlen, "invalid CIDR '%s': host bits are set (network is %s/%u)",
-				     cidr, suggestion, c.prefix);
-			return HOOKD_EINVAL;
+				cidr, suggestion, c.prefix);
+			break;
 		}
+		return HOOKD_EINVAL;
 	}
 
 	/* Store an IPv6 CIDR inside ::ffff:0:0/96 as the IPv4 CIDR it denotes, so matching

@@ -46,6 +46,20 @@ struct ssrf_policy {
 	size_t n_allow;
 };
 
+/* Why ssrf_cidr_parse refused a text. */
+enum ssrf_cidr_problem {
+	SSRF_CIDR_NOT_ADDRESS = 1, /* the part before '/' is not an IPv4 or IPv6 address */
+	SSRF_CIDR_BAD_PREFIX,      /* the prefix is not plain digits 0..32 (IPv4), 0..128 (IPv6) */
+	SSRF_CIDR_HOST_BITS        /* bits set after the prefix ("10.0.0.5/8") */
+};
+
+/* Parses one CIDR ("127.0.0.0/8", "::1/128") or one address ("10.0.0.5" = /32) into out
+ * (either may be NULL), as ssrf_policy_allow does: the one parser for allow-list entries,
+ * also used by the config file's check. HOOKD_OK, or HOOKD_EINVAL with *problem set; for
+ * SSRF_CIDR_HOST_BITS out holds the network with the host bits cleared (what the text
+ * probably meant), for SSRF_CIDR_BAD_PREFIX out->family says which range applied. */
+int ssrf_cidr_parse(const char *text, struct ssrf_cidr *out, enum ssrf_cidr_problem *problem);
+
 /* Adds one CIDR ("127.0.0.0/8", "::1/128", "10.0.0.5" = /32). HOOKD_EINVAL with a message
  * naming the text on error ("invalid CIDR '10.0.0.0/33': prefix must be 0..32"), also when
  * host bits are set ("10.0.0.5/8"). An IPv4 CIDR also covers the v4-mapped IPv6 form (and

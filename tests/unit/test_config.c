@@ -11,6 +11,7 @@
 #include "log.h"
 
 #include <dirent.h>
+#include <jansson.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -88,6 +89,28 @@ static const char *source_dir(void)
 {
 	const char *d = getenv("HOOKD_SOURCE_DIR");
 	return d && *d ? d : HOOKD_SOURCE_DIR;
+}
+
+/* A declared endpoint's field, as the JSON an API create would carry; NULL when the file
+ * leaves it out. */
+static json_t *ep_field(const struct config_endpoint *e, const char *name)
+{
+	return json_object_get(e->fields, name);
+}
+
+static const char *ep_str(const struct config_endpoint *e, const char *name)
+{
+	return json_string_value(ep_field(e, name));
+}
+
+/* Compact JSON text of v in its key order ("(none)" for NULL), valid until the next call. */
+static const char *dump(const json_t *v)
+{
+	static char buf[1024];
+	char *text = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY) : NULL;
+	snprintf(buf, sizeof(buf), "%s", v ? (text ? text : "(out of memory)") : "(none)");
+	free(text);
+	return buf;
 }
 
 /* Loads text over fresh defaults; the caller frees c. */
@@ -200,39 +223,29 @@ static void test_full_file(void)
 	if (a->n_endpoints == 2) {
 		struct config_endpoint *e = &a->endpoints[0];
 		CHECK_STR(e->id, "ep_demo");
-		CHECK_STR(e->url, "http://127.0.0.1:9000/hook");
+		CHECK_STR(ep_str(e, "url"), "http://127.0.0.1:9000/hook");
 		CHECK(e->line == 33);
-		CHECK(e->n_event_types == 2);
-		if (e->n_event_types == 2) {
-			CHECK_STR(e->event_types[0], "invoice.paid");
-			CHECK_STR(e->event_types[1], "order.*");
-		}
-		CHECK_STR(e->secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-		CHECK_STR(e->secret_type, "hmac");
-		CHECK(e->n_retry_schedule == 2 && e->retry_schedule[0] == 1 &&
-		      e->retry_schedule[1] == 2);
-		CHECK(e->n_headers == 2);
-		if (e->n_headers == 2) {
-			CHECK_STR(e->headers[0].name, "X-Tenant");
-			CHECK_STR(e->headers[0].value, "acme");
-			CHECK_STR(e->headers[1].name, "X-Count");
-			CHECK_STR(e->headers[1].value, "5");
-		}
-		CHECK(!e->disabled);
-		CHECK_STR(e->policy_name, "redact-pii");
-		CHECK_STR(e->policy_params_json,
+		CHECK_STR(dump(ep_field(e, "event_types")), "[\"invoice.paid\",\"order.*\"]");
+		CHECK_STR(ep_str(e, "secret"), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+		CHECK_STR(ep_str(e, "secret_type"), "hmac");
+		CHECK_STR(dump(ep_field(e, "retry_schedule")), "[1,2]");
+		/* Header values as written: X-Count: 5 is the string "5". */
+		CHECK_STR(dump(ep_field(e, "headers")), "{\"X-Tenant\":\"acme\",\"X-Count\":\"5\"}");
+		CHECK(json_is_false(ep_field(e, "disabled")));
+		CHECK_STR(json_string_value(json_object_get(ep_field(e, "policy"), "name")), "redact-pii");
+		CHECK_STR(dump(json_object_get(ep_field(e, "policy"), "params")),
 			  "{\"paths\":[\"card.number\"],\"depth\":2,\"strict\":true,\"note\":null,"
 			  "\"ratio\":0.5,\"quoted\":\"7\",\"word\":\"yes\"}");
 
 		e = &a->endpoints[1];
 		CHECK_STR(e->id, "ep_off");
-		CHECK_STR(e->url, "https://[2001:db8::1]:8443/in?x=1");
-		CHECK_STR(e->secret_type, "ed25519");
-		CHECK(e->disabled);
-		CHECK(e->event_types == NULL && e->n_event_types == 0);
-		CHECK(e->retry_schedule == NULL && e->n_retry_schedule == 0);
-		CHECK(e->headers == NULL && e->n_headers == 0);
-		CHECK(e->policy_name == NULL && e->policy_params_json == NULL);
+		CHECK_STR(ep_str(e, "url"), "https://[2001:db8::1]:8443/in?x=1");
+		CHECK_STR(ep_str(e, "secret_type"), "ed25519");
+		CHECK(json_is_true(ep_field(e, "disabled")));
+		CHECK(ep_field(e, "event_types") == NULL);
+		CHECK(ep_field(e, "retry_schedule") == NULL);
+		CHECK(ep_field(e, "headers") == NULL);
+		CHECK(ep_field(e, "policy") == NULL);
 	}
 	/* name defaults to id */
 	CHECK_STR(c.apps[1].id, "app_two");
@@ -370,7 +383,7 @@ static void test_params_json(void)
 		"  - id: a\n"
 		"    endpoints:\n"
 		"      - id: e\n"
-		"        url: plugin:nats\n"
+		"        url: http://127.0.0.1:9/params\n"
 		"        policy:\n"
 		"          name: shape\n"
 		"          params:\n"
@@ -388,8 +401,8 @@ static void test_params_json(void)
 	if (rc)
 		fprintf(stderr, "params: %s\n", err);
 	if (c.n_apps == 1 && c.apps[0].n_endpoints == 1) {
-		CHECK_STR(c.apps[0].endpoints[0].url, "plugin:nats");
-		CHECK_STR(c.apps[0].endpoints[0].policy_params_json,
+		CHECK_STR(ep_str(&c.apps[0].endpoints[0], "url"), "http://127.0.0.1:9/params");
+		CHECK_STR(dump(json_object_get(ep_field(&c.apps[0].endpoints[0], "policy"), "params")),
 			  "{\"z\":1,\"a\":\"1\",\"t\":[true,false,true,\"yes\",\"no\",null,null,\"\"],"
 			  "\"n\":[-3,4,31,15,1000.0,-2.5,7],"
 			  "\"nested\":{\"deep\":{\"list\":[{\"k\":\"v\"}]},\"empty\":{},\"none\":[]},"
@@ -401,14 +414,47 @@ static void test_params_json(void)
 	CHECK(load(&c,
 		   "apps: [{id: a, endpoints: [{id: e, url: 'http://h/', policy: {name: p}}]}]\n",
 		   err, sizeof(err)) == HOOKD_OK);
-	CHECK(c.n_apps == 1 && c.apps[0].endpoints[0].policy_params_json == NULL);
-	CHECK_STR(c.apps[0].endpoints[0].policy_name, "p");
+	CHECK(c.n_apps == 1 &&
+	      json_object_get(ep_field(&c.apps[0].endpoints[0], "policy"), "params") == NULL);
+	CHECK_STR(json_string_value(json_object_get(ep_field(&c.apps[0].endpoints[0], "policy"),
+						    "name")),
+		  "p");
 	config_free(&c);
 	CHECK(load(&c,
 		   "apps: [{id: a, endpoints: [{id: e, url: 'http://h/', policy: {name: p, "
 		   "params: {}}}]}]\n",
 		   err, sizeof(err)) == HOOKD_OK);
-	CHECK_STR(c.apps[0].endpoints[0].policy_params_json, "{}");
+	CHECK_STR(dump(json_object_get(ep_field(&c.apps[0].endpoints[0], "policy"), "params")), "{}");
+	config_free(&c);
+}
+
+/* Declared endpoints follow the endpoint schema the API uses (endpoint_schema.h): "*" means
+ * every type, description is a key, and the schema's limits are the file's. The refusals
+ * are fixtures; tests/integration/test_schema_agreement.py runs both sides on one table. */
+static void test_endpoint_schema_rules(void)
+{
+	struct config c;
+	char err[512], text[2048];
+	size_t n;
+
+	CHECK(load(&c,
+		   "apps: [{id: a, endpoints: [{id: e, url: 'http://h/', description: note,\n"
+		   "  event_types: [invoice.paid, '*'], retry_schedule: ~, headers: ~}]}]\n",
+		   err, sizeof(err)) == HOOKD_OK);
+	if (c.n_apps == 1 && c.apps[0].n_endpoints == 1) {
+		CHECK_STR(dump(ep_field(&c.apps[0].endpoints[0], "event_types")),
+			  "[\"invoice.paid\",\"*\"]");
+		CHECK_STR(ep_str(&c.apps[0].endpoints[0], "description"), "note");
+		CHECK(json_is_null(ep_field(&c.apps[0].endpoints[0], "retry_schedule")));
+	}
+	config_free(&c);
+
+	/* 32 headers load (the 33rd is bad_headers_count.yaml). */
+	n = (size_t)snprintf(text, sizeof(text), "apps: [{id: a, endpoints: [{id: e, url: 'http://h/', headers: {");
+	for (int i = 0; i < 32; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "%sX-%d: v", i ? ", " : "", i);
+	snprintf(text + n, sizeof(text) - n, "}}]}]\n");
+	CHECK(load(&c, text, err, sizeof(err)) == HOOKD_OK);
 	config_free(&c);
 }
 
@@ -591,7 +637,9 @@ static void test_alloc_failures(void)
 		bool failed = alloc_failed;
 		bool complete = rc == HOOKD_OK && c.n_apps == 2 && c.listen_host &&
 				c.apps[0].n_endpoints == 2 &&
-				c.apps[0].endpoints[0].policy_params_json && c.n_allow_destinations == 3;
+				json_object_get(ep_field(&c.apps[0].endpoints[0], "policy"),
+						"params") &&
+				c.n_allow_destinations == 3;
 		if (!(complete || (failed && rc == HOOKD_ENOMEM && strstr(err, "out of memory")))) {
 			if (bad_rc++ < 5)
 				fprintf(stderr, "allocation %ld failed: rc %d: %s\n", n, rc, err);
@@ -679,6 +727,7 @@ int main(void)
 	test_sizes();
 	test_env();
 	test_params_json();
+	test_endpoint_schema_rules();
 	test_messages();
 	test_reload_and_partial();
 	test_missing_file();

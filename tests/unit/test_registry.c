@@ -45,6 +45,16 @@ static void test_validation(void)
 		{"{\"url\": \"http://h/\", \"id\": \"has space\"}", "id", "[A-Za-z0-9_-]"},
 		{"{\"url\": \"http://h/\", \"policy\": {\"params\": {}}}", "policy.name", "policy"},
 		{"{\"url\": \"http://h/\", \"colour\": \"red\"}", "colour", "unknown field"},
+		/* One schema with the config file (endpoint_schema.c). */
+		{"{\"url\": \"plugin:nats\"}", "url", "plugin"},
+		{"{\"url\": \"http://h/\", \"event_types\": [\"inv*.paid\"]}", "event_types[0]", "final '.*'"},
+		{"{\"url\": \"http://h/\", \"headers\": {\"User-Agent\": \"x\"}}", "headers.User-Agent", "set by hookd"},
+		{"{\"url\": \"http://h/\", \"headers\": {\"X-A\": \"1\", \"x-a\": \"2\"}}", "headers.x-a", "case-insensitive"},
+		{"{\"url\": \"http://h/\", \"headers\": {\"X-A\": \"a\\u0001\"}}", "headers.X-A", "control characters"},
+		{"{\"url\": \"http://h/\", \"policy\": {\"name\": \"Upper\"}}", "policy.name", "a-z 0-9"},
+		{"{\"url\": \"http://h/\", \"policy\": {\"name\": \"p\", \"parms\": {}}}", "policy.parms", "unknown field"},
+		{"{\"url\": \"http://h/\", \"secret\": \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"secret_type\": \"ed25519\"}", "secret", "whsk_"},
+		{"{\"url\": \"http://h/\", \"description\": null}", "description", "null"},
 	};
 	char field[128], msg[512];
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -57,6 +67,69 @@ static void test_validation(void)
 		}
 		json_decref(out);
 	}
+}
+
+/* Limits at their boundary: the last accepted value and the first refused one. */
+static void test_limits(void)
+{
+	char field[128], msg[512], text[300000];
+	size_t n;
+	json_t *out;
+
+	/* 32 headers of 8 KiB values pass; a 33rd header, or one byte more, does not. */
+	for (int extra = 0; extra < 3; extra++) {
+		n = (size_t)snprintf(text, sizeof(text), "{\"url\": \"http://h/\", \"headers\": {");
+		for (int i = 0; i < 32 + (extra == 1); i++) {
+			n += (size_t)snprintf(text + n, sizeof(text) - n, "%s\"X-%d\": \"", i ? ", " : "", i);
+			size_t len = 8192 + (extra == 2 && i == 0);
+			memset(text + n, 'v', len);
+			n += len;
+			n += (size_t)snprintf(text + n, sizeof(text) - n, "\"");
+		}
+		snprintf(text + n, sizeof(text) - n, "}}");
+		out = merge(NULL, text, field, msg);
+		CHECK((out != NULL) == (extra == 0));
+		if (extra)
+			CHECK_STR(field, extra == 1 ? "headers" : "headers.X-0");
+		json_decref(out);
+	}
+	/* Event types: 128 bytes and "*" pass, 129 bytes do not. */
+	char type[140];
+	memset(type, 'a', 129);
+	type[128] = 0;
+	snprintf(text, sizeof(text), "{\"url\": \"http://h/\", \"event_types\": [\"%s\", \"*\"]}", type);
+	out = merge(NULL, text, field, msg);
+	CHECK(out != NULL);
+	json_decref(out);
+	type[128] = 'a';
+	type[129] = 0;
+	snprintf(text, sizeof(text), "{\"url\": \"http://h/\", \"event_types\": [\"%s\"]}", type);
+	out = merge(NULL, text, field, msg);
+	CHECK(out == NULL);
+	CHECK_STR(field, "event_types[0]");
+}
+
+/* A stored JSON the appliers refuse leaves the installed endpoint as it was. */
+static void test_failed_update_keeps_endpoint(void)
+{
+	char field[128], msg[512], err[256];
+	struct registry reg = {0};
+	struct app *a = registry_app_install(&reg, json_pack("{s:s}", "id", "app1"));
+	json_t *j = merge(NULL, "{\"url\": \"http://h/\", \"headers\": {\"X-A\": \"1\"}}", field, msg);
+	struct endpoint *ep = registry_endpoint_install(&reg, a, j, err, sizeof(err));
+	CHECK(ep != NULL);
+	if (!ep) {
+		registry_free(&reg);
+		return;
+	}
+	json_t *bad = json_deep_copy(ep->json);
+	json_object_set_new(bad, "url", json_string("http://other/"));
+	json_object_set_new(bad, "secrets", json_pack("[{s:s, s:I}]", "secret", "whsec_!!", "expires_at_ms", (json_int_t)0));
+	CHECK(registry_endpoint_install(&reg, a, bad, err, sizeof(err)) == NULL);
+	CHECK_STR(ep->url, "http://h/");
+	CHECK(ep->n_headers == 1 && ep->n_secrets == 1);
+	CHECK_STR(ep->header_lines[0], "X-A: 1");
+	registry_free(&reg);
 }
 
 static void test_create_and_patch(void)
@@ -195,6 +268,8 @@ int main(void)
 {
 	sign_init();
 	test_validation();
+	test_limits();
+	test_failed_update_keeps_endpoint();
 	test_create_and_patch();
 	test_types_ids_clock();
 	test_set_disabled();
