@@ -28,7 +28,7 @@ struct dispatch {
 	struct store *store;
 	struct registry *reg;
 	const struct config *cfg;
-	struct transport *http;
+	struct transport *transport;
 	struct delivery **heap;
 	size_t heap_n, heap_cap;
 	struct strmap live;
@@ -524,7 +524,7 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	dv->dispatch = d;
 	ep->sched->inflight++;
 	d->inflight++;
-	if (d->http->send(d->http, &req) != HOOKD_OK) {
+	if (d->transport->send(d->transport, &req) != HOOKD_OK) {
 		memset(&fail, 0, sizeof(fail));
 		fail.retry_after_s = -1;
 		snprintf(fail.error, sizeof(fail.error), "could not start the request");
@@ -967,7 +967,7 @@ void dispatch_get_stats(struct dispatch *d, struct dispatch_stats *out)
 }
 
 int dispatch_new(struct event_base *base, struct store *store, struct registry *reg,
-		 const struct config *cfg, struct transport *http, struct dispatch **out)
+		 const struct config *cfg, struct transport *transport, struct dispatch **out)
 {
 	struct dispatch *d = calloc(1, sizeof(*d));
 	if (!d)
@@ -976,7 +976,7 @@ int dispatch_new(struct event_base *base, struct store *store, struct registry *
 	d->store = store;
 	d->reg = reg;
 	d->cfg = cfg;
-	d->http = http;
+	d->transport = transport;
 	d->timer = evtimer_new(base, dispatch_timer_cb, d);
 	if (!d->timer) {
 		free(d);

@@ -32,7 +32,7 @@ struct config;
 struct dispatch;
 
 int dispatch_new(struct event_base *base, struct store *store, struct registry *reg,
-		 const struct config *cfg, struct transport *http, struct dispatch **out);
+		 const struct config *cfg, struct transport *transport, struct dispatch **out);
 void dispatch_free(struct dispatch *d);
 
 /* Loads every pending delivery from the store (startup, before the loop runs). */

@@ -151,7 +151,7 @@ struct daemon {
 	struct store *store;
 	struct registry reg;
 	struct ssrf_policy ssrf;
-	struct transport *http;
+	struct transport *transport;
 	struct dispatch *disp;
 	struct policy_engine *policies;
 	struct worker *worker;
@@ -330,8 +330,8 @@ static int cmd_serve(int argc, char **argv)
 		log_warn("policies: %s", err);
 	api_policies_load_stored(d.store, d.policies);
 	err[0] = '\0';
-	d.http = transport_http_new(d.base, &d.ssrf, err, sizeof(err));
-	if (!d.http || dispatch_new(d.base, d.store, &d.reg, &d.cfg, d.http, &d.disp) != HOOKD_OK ||
+	d.transport = transport_http_new(d.base, &d.ssrf, err, sizeof(err));
+	if (!d.transport || dispatch_new(d.base, d.store, &d.reg, &d.cfg, d.transport, &d.disp) != HOOKD_OK ||
 	    dispatch_load(d.disp, err, sizeof(err)) != HOOKD_OK ||
 	    daemon_recover_fanouts(&d) != HOOKD_OK ||
 	    store_start(d.store, d.base) != HOOKD_OK ||
@@ -369,8 +369,8 @@ out:
 	janitor_free(d.janitor);
 	api_free(d.api);
 	dispatch_free(d.disp);
-	if (d.http)
-		d.http->destroy(d.http);
+	if (d.transport)
+		d.transport->destroy(d.transport);
 	if (d.policies)
 		policy_engine_free(d.policies);
 	registry_free(&d.reg);
