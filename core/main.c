@@ -158,6 +158,8 @@ struct daemon {
 	struct janitor *janitor;
 	struct api *api;
 	struct event *sigterm, *sigint, *sighup;
+	int listen_fd;  /* bound before the store opens; the API's once it listens */
+	int datadir_fd; /* the data directory's lock */
 };
 
 static void daemon_stop_cb(evutil_socket_t sig, short what, void *arg)
@@ -246,6 +248,132 @@ static void serve_announce(const struct daemon *d, const char *config_path, uint
 	free(cfg);
 }
 
+/* The configuration: embedded defaults, then the file (if any), then the environment. */
+static int serve_configure(struct daemon *d, const char *config_path, char *err, size_t errlen)
+{
+	config_defaults(&d->cfg);
+	if (config_path && config_load_file(&d->cfg, config_path, err, errlen) != HOOKD_OK)
+		return HOOKD_EINVAL;
+	config_apply_env(&d->cfg);
+	for (size_t i = 0; i < d->cfg.n_allow_destinations; i++) {
+		char why[512];
+		if (ssrf_policy_allow(&d->ssrf, d->cfg.allow_destinations[i], why, sizeof(why)) !=
+		    HOOKD_OK) {
+			snprintf(err, errlen, "security.allow_destinations: %s", why);
+			return HOOKD_EINVAL;
+		}
+	}
+	return HOOKD_OK;
+}
+
+/* Generates the admin key into generated (hex) when none is configured; "" otherwise. */
+static int serve_admin_key(struct daemon *d, char generated[2 * SERVE_ADMIN_KEY_BYTES + 1])
+{
+	unsigned char raw[SERVE_ADMIN_KEY_BYTES];
+	generated[0] = '\0';
+	if (d->cfg.admin_key)
+		return HOOKD_OK;
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2hex(generated, 2 * SERVE_ADMIN_KEY_BYTES + 1, raw, sizeof(raw));
+	sodium_memzero(raw, sizeof(raw));
+	d->cfg.admin_key = strdup(generated);
+	return d->cfg.admin_key ? HOOKD_OK : HOOKD_ENOMEM;
+}
+
+/* The event loop, the store and what is loaded from it before anything is delivered:
+ * apps and endpoints (stored, then declared in the config), and the policies. */
+static int serve_open_store(struct daemon *d, char *err, size_t errlen)
+{
+	evthread_use_pthreads();
+	d->base = event_base_new();
+	if (!d->base) {
+		snprintf(err, errlen, "cannot create the event loop");
+		return HOOKD_ENOMEM;
+	}
+	if (store_open(d->cfg.data_dir, d->cfg.map_size, &d->store, err, errlen) != HOOKD_OK ||
+	    registry_load(&d->reg, d->store, err, errlen) != HOOKD_OK ||
+	    config_apply_declared(&d->cfg, &d->reg, d->store, err, errlen) != HOOKD_OK)
+		return HOOKD_ESTORE;
+	/* 64 ops: one publish per default in-flight slot of an endpoint is a full batch. */
+	store_set_commit_delay(d->store, d->cfg.commit_delay_us, 64);
+	struct policy_limits limits = {d->cfg.policy_cpu_ms, d->cfg.policy_memory_limit};
+	if (policy_engine_new(&limits, &d->policies) != HOOKD_OK) {
+		snprintf(err, errlen, "cannot start the policy engine");
+		return HOOKD_ENOMEM;
+	}
+	if (config_apply_policies(&d->cfg, d->policies, err, errlen) != HOOKD_OK)
+		log_warn("policies: %s", err);
+	api_policies_load_stored(d->store, d->policies);
+	return HOOKD_OK;
+}
+
+/* The delivery side (transport, scheduler with the pending deliveries, interrupted
+ * fan-outs), the writer, the janitor, the policy thread and the API, which starts
+ * accepting on the socket bound at the start. */
+static int serve_start(struct daemon *d, char *err, size_t errlen)
+{
+	int rc;
+	err[0] = '\0';
+	d->transport = transport_http_new(d->base, &d->ssrf, err, errlen);
+	if (!d->transport ||
+	    dispatch_new(d->base, d->store, &d->reg, &d->cfg, d->transport, &d->disp) != HOOKD_OK ||
+	    dispatch_load(d->disp, err, errlen) != HOOKD_OK ||
+	    daemon_recover_fanouts(d) != HOOKD_OK || store_start(d->store, d->base) != HOOKD_OK ||
+	    janitor_new(d->base, d->store, d->cfg.retention_days, &d->janitor) != HOOKD_OK ||
+	    worker_new(d->base, &d->worker) != HOOKD_OK ||
+	    api_new(d->base, d->store, &d->reg, d->disp, d->policies, d->worker, &d->cfg,
+		    &d->api) != HOOKD_OK) {
+		if (!err[0])
+			snprintf(err, errlen, "startup failed");
+		return HOOKD_EIO;
+	}
+	rc = api_listen(d->api, d->listen_fd, err, errlen);
+	d->listen_fd = -1; /* the API's now, also when api_listen failed */
+	if (rc != HOOKD_OK)
+		return rc;
+	d->sigterm = evsignal_new(d->base, SIGTERM, daemon_stop_cb, d);
+	d->sigint = evsignal_new(d->base, SIGINT, daemon_stop_cb, d);
+	d->sighup = evsignal_new(d->base, SIGHUP, daemon_reload_cb, d);
+	event_add(d->sigterm, NULL);
+	event_add(d->sigint, NULL);
+	event_add(d->sighup, NULL);
+	return HOOKD_OK;
+}
+
+/* Stops and frees whatever serve started, in dependency order (any prefix of it). */
+static void serve_teardown(struct daemon *d)
+{
+	if (d->listen_fd >= 0)
+		close(d->listen_fd);
+	api_close(d->api);
+	/* Jobs on the policy thread finish and hand their commits to the writer first. */
+	worker_free(d->worker);
+	if (d->store)
+		store_stop(d->store);
+	janitor_free(d->janitor);
+	api_free(d->api);
+	dispatch_free(d->disp);
+	if (d->transport)
+		d->transport->destroy(d->transport);
+	if (d->policies)
+		policy_engine_free(d->policies);
+	registry_free(&d->reg);
+	store_close(d->store);
+	if (d->sigterm)
+		event_free(d->sigterm);
+	if (d->sigint)
+		event_free(d->sigint);
+	if (d->sighup)
+		event_free(d->sighup);
+	if (d->base)
+		event_base_free(d->base);
+	ssrf_policy_free(&d->ssrf);
+	datadir_lock_release(d->datadir_fd);
+	config_free(&d->cfg);
+	curl_global_cleanup();
+	libevent_global_shutdown();
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	struct daemon d;
@@ -253,141 +381,54 @@ static int cmd_serve(int argc, char **argv)
 	const struct cli_opt opts[] = {{"--config", &config_path}, {NULL, NULL}};
 	char err[1024], generated_key[2 * SERVE_ADMIN_KEY_BYTES + 1];
 	uint16_t port = 0;
-	int rc = 1, datadir_fd = -1, listen_fd = -1;
+	int rc = 1;
 	bool data_dir_existed;
 	struct stat st;
 
 	memset(&d, 0, sizeof(d));
+	d.listen_fd = d.datadir_fd = -1;
 	if (!cli_parse(&cmd_serve_usage, opts, argc, argv, NULL, 0, NULL, &rc))
 		return rc;
 	rc = 1;
 	if (getenv("HOOKD_LOG") && strcmp(getenv("HOOKD_LOG"), "debug") == 0)
 		log_set_level(LOG_DEBUG);
-	config_defaults(&d.cfg);
-	if (config_path && config_load_file(&d.cfg, config_path, err, sizeof(err)) != HOOKD_OK) {
-		fprintf(stderr, "hookd: %s\n", err);
-		config_free(&d.cfg);
-		return 1;
-	}
-	config_apply_env(&d.cfg);
-	for (size_t i = 0; i < d.cfg.n_allow_destinations; i++)
-		if (ssrf_policy_allow(&d.ssrf, d.cfg.allow_destinations[i], err, sizeof(err)) != HOOKD_OK) {
-			fprintf(stderr, "hookd: security.allow_destinations: %s\n", err);
-			goto out;
-		}
+	if (serve_configure(&d, config_path, err, sizeof(err)) != HOOKD_OK)
+		goto fail;
 	/* Listen first: a daemon that cannot have its address (taken, not local, privileged)
 	 * stops here, before it creates, locks or opens the data directory, and without
 	 * loading the pending deliveries it could not be asked about. */
-	if (api_socket_open(d.cfg.listen_host, d.cfg.listen_port, &listen_fd, &port, err,
-			    sizeof(err)) != HOOKD_OK) {
-		fprintf(stderr, "hookd: %s\n", err);
-		goto out;
-	}
+	if (api_socket_open(d.cfg.listen_host, d.cfg.listen_port, &d.listen_fd, &port, err,
+			    sizeof(err)) != HOOKD_OK)
+		goto fail;
 	if (sign_init() != HOOKD_OK || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		fprintf(stderr, "hookd: cannot initialize libsodium/libcurl\n");
-		goto out;
+		snprintf(err, sizeof(err), "cannot initialize libsodium/libcurl");
+		goto fail;
 	}
-	generated_key[0] = '\0';
-	if (!d.cfg.admin_key) {
-		unsigned char raw[SERVE_ADMIN_KEY_BYTES];
-		randombytes_buf(raw, sizeof(raw));
-		sodium_bin2hex(generated_key, sizeof(generated_key), raw, sizeof(raw));
-		if (!(d.cfg.admin_key = strdup(generated_key))) {
-			fprintf(stderr, "hookd: out of memory\n");
-			goto out;
-		}
+	if (serve_admin_key(&d, generated_key) != HOOKD_OK) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
 	}
 	/* Before the store: a second daemon on this directory would deliver everything twice. */
 	data_dir_existed = stat(d.cfg.data_dir, &st) == 0;
-	if (datadir_lock_acquire(d.cfg.data_dir, &datadir_fd, err, sizeof(err)) != HOOKD_OK) {
-		fprintf(stderr, "hookd: %s\n", err);
-		goto out;
-	}
+	if (datadir_lock_acquire(d.cfg.data_dir, &d.datadir_fd, err, sizeof(err)) != HOOKD_OK)
+		goto fail;
 	serve_announce(&d, config_path, port, data_dir_existed,
 		       generated_key[0] ? generated_key : NULL);
 	daemon_nofile_raise();
 	signal(SIGPIPE, SIG_IGN);
-	evthread_use_pthreads();
-	d.base = event_base_new();
-	if (!d.base) {
-		fprintf(stderr, "hookd: cannot create the event loop\n");
-		goto out;
-	}
-	if (store_open(d.cfg.data_dir, d.cfg.map_size, &d.store, err, sizeof(err)) != HOOKD_OK ||
-	    registry_load(&d.reg, d.store, err, sizeof(err)) != HOOKD_OK ||
-	    config_apply_declared(&d.cfg, &d.reg, d.store, err, sizeof(err)) != HOOKD_OK) {
-		fprintf(stderr, "hookd: %s\n", err);
-		goto out;
-	}
-	/* 64 ops: one publish per default in-flight slot of an endpoint is a full batch. */
-	store_set_commit_delay(d.store, d.cfg.commit_delay_us, 64);
-	struct policy_limits limits = {d.cfg.policy_cpu_ms, d.cfg.policy_memory_limit};
-	if (policy_engine_new(&limits, &d.policies) != HOOKD_OK) {
-		fprintf(stderr, "hookd: cannot start the policy engine\n");
-		goto out;
-	}
-	if (config_apply_policies(&d.cfg, d.policies, err, sizeof(err)) != HOOKD_OK)
-		log_warn("policies: %s", err);
-	api_policies_load_stored(d.store, d.policies);
-	err[0] = '\0';
-	d.transport = transport_http_new(d.base, &d.ssrf, err, sizeof(err));
-	if (!d.transport || dispatch_new(d.base, d.store, &d.reg, &d.cfg, d.transport, &d.disp) != HOOKD_OK ||
-	    dispatch_load(d.disp, err, sizeof(err)) != HOOKD_OK ||
-	    daemon_recover_fanouts(&d) != HOOKD_OK ||
-	    store_start(d.store, d.base) != HOOKD_OK ||
-	    janitor_new(d.base, d.store, d.cfg.retention_days, &d.janitor) != HOOKD_OK ||
-	    worker_new(d.base, &d.worker) != HOOKD_OK ||
-	    api_new(d.base, d.store, &d.reg, d.disp, d.policies, d.worker, &d.cfg, &d.api) != HOOKD_OK) {
-		fprintf(stderr, "hookd: %s\n", err[0] ? err : "startup failed");
-		goto out;
-	}
-	int listen_rc = api_listen(d.api, listen_fd, err, sizeof(err));
-	listen_fd = -1; /* the API's now, also when api_listen failed */
-	if (listen_rc != HOOKD_OK) {
-		fprintf(stderr, "hookd: %s\n", err);
-		goto out;
-	}
-	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_stop_cb, &d);
-	d.sigint = evsignal_new(d.base, SIGINT, daemon_stop_cb, &d);
-	d.sighup = evsignal_new(d.base, SIGHUP, daemon_reload_cb, &d);
-	event_add(d.sigterm, NULL);
-	event_add(d.sigint, NULL);
-	event_add(d.sighup, NULL);
+	if (serve_open_store(&d, err, sizeof(err)) != HOOKD_OK ||
+	    serve_start(&d, err, sizeof(err)) != HOOKD_OK)
+		goto fail;
 	log_info("hookd %s ready on http://%s%s%s:%u", HOOKD_VERSION,
 		 strchr(d.cfg.listen_host, ':') ? "[" : "", d.cfg.listen_host,
 		 strchr(d.cfg.listen_host, ':') ? "]" : "", port);
 	event_base_dispatch(d.base);
 	rc = 0;
+	goto out;
+fail:
+	fprintf(stderr, "hookd: %s\n", err);
 out:
-	if (listen_fd >= 0)
-		close(listen_fd);
-	api_close(d.api);
-	/* Jobs on the policy thread finish and hand their commits to the writer first. */
-	worker_free(d.worker);
-	if (d.store)
-		store_stop(d.store);
-	janitor_free(d.janitor);
-	api_free(d.api);
-	dispatch_free(d.disp);
-	if (d.transport)
-		d.transport->destroy(d.transport);
-	if (d.policies)
-		policy_engine_free(d.policies);
-	registry_free(&d.reg);
-	store_close(d.store);
-	if (d.sigterm)
-		event_free(d.sigterm);
-	if (d.sigint)
-		event_free(d.sigint);
-	if (d.sighup)
-		event_free(d.sighup);
-	if (d.base)
-		event_base_free(d.base);
-	ssrf_policy_free(&d.ssrf);
-	datadir_lock_release(datadir_fd);
-	config_free(&d.cfg);
-	curl_global_cleanup();
-	libevent_global_shutdown();
+	serve_teardown(&d);
 	return rc;
 }
 
