@@ -4,7 +4,6 @@
 #include "clock.h"
 #include "config.h"
 #include "err.h"
-#include "fanout.h"
 #include "jsontext.h"
 #include "log.h"
 #include "registry.h"
@@ -61,7 +60,8 @@ struct unstored_set {
 	struct dispatch *d;      /* NULL once the dispatcher is gone */
 	int indexed;             /* listed in d->unstored under msg_id */
 	char msg_id[ID_MAX];
-	char app_id[ID_MAX + 32]; /* with msg_id, names the marker (fanout.h) */
+	char app_id[ID_MAX + 32]; /* with msg_id, what last() is told */
+	dispatch_last_write_fn last; /* joins the batch that stores the last of them */
 	size_t n;
 	char ids[][DELIVERY_ID_MAX];
 };
@@ -258,7 +258,7 @@ int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv
 		/* Its first write: the last of its message's goes with the marker's removal. */
 		struct unstored_set *set = dv->unstored;
 		if (--set->left == 0 &&
-		    (rc = fanout_marker_delete(b, set->app_id, set->msg_id)) != HOOKD_OK) {
+		    (rc = set->last(b, set->app_id, set->msg_id)) != HOOKD_OK) {
 			set->left++;
 			return rc;
 		}
@@ -648,7 +648,7 @@ static void dispatch_finished_stored(struct store_batch *b)
 }
 
 void dispatch_add_unstored(struct dispatch *d, const char *app_id, const char *msg_id,
-			   struct delivery **dvs, size_t n)
+			   struct delivery **dvs, size_t n, dispatch_last_write_fn last)
 {
 	struct unstored_set *set = calloc(1, sizeof(*set) + n * DELIVERY_ID_MAX);
 	struct delivery **fin = NULL;
@@ -670,6 +670,7 @@ void dispatch_add_unstored(struct dispatch *d, const char *app_id, const char *m
 		return;
 	}
 	set->d = d;
+	set->last = last;
 	set->left = n;
 	set->refs = 1;
 	snprintf(set->app_id, sizeof(set->app_id), "%s", app_id);

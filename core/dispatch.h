@@ -53,11 +53,14 @@ struct delivery *dispatch_live(struct dispatch *d, const char *dlv_id);
  * fan-out marker (fanout.h; a restart redoes them while it is there). Takes dvs (not the
  * array). Finished ones (filtered, policy error) are stored now; pending ones are scheduled
  * at once and stored with their first outcome, so a delivery that succeeds at once costs
- * one write instead of two, and its output body is never written. The write that stores
- * the last of them also deletes the marker (fanout_marker_delete). Until then
+ * one write instead of two, and its output body is never written. The batch that stores
+ * the last of them also gets last(b, app_id, msg_id): fan-out passes the deletion of its
+ * marker (fanout_marker_delete), so the scheduler never names the marker itself. Until then
  * dispatch_unstored lists their ids (for the API, which reads them live). */
+typedef int (*dispatch_last_write_fn)(struct store_batch *b, const char *app_id,
+				      const char *msg_id);
 void dispatch_add_unstored(struct dispatch *d, const char *app_id, const char *msg_id,
-			   struct delivery **dvs, size_t n);
+			   struct delivery **dvs, size_t n, dispatch_last_write_fn last);
 
 /* Drops a delivery's reference to its unstored set (delivery_free); NULL is ignored. */
 void dispatch_unstored_unref(struct unstored_set *set);

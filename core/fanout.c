@@ -226,7 +226,9 @@ int fanout_publish(struct store *s, const struct fanout_publish *pub,
 	return HOOKD_OK;
 }
 
-int fanout_marker_delete(struct store_batch *b, const char *app_id, const char *msg_id)
+/* Adds the deletion of msg_id's marker to b: with the write that stores the last of the
+ * deliveries it stands for (handed to dispatch_add_unstored), or at recovery. */
+static int fanout_marker_delete(struct store_batch *b, const char *app_id, const char *msg_id)
 {
 	return store_batch_del_fanout_marker(b, app_id, msg_id);
 }
@@ -288,7 +290,8 @@ static void fanout_job_done(struct worker_job *job)
 		fj->ctx->stats->filtered += fj->stats.filtered;
 		fj->ctx->stats->policy_errors += fj->stats.policy_errors;
 	}
-	dispatch_add_unstored(fj->ctx->disp, fj->app_id, fj->msg_id, fj->dvs, fj->n);
+	dispatch_add_unstored(fj->ctx->disp, fj->app_id, fj->msg_id, fj->dvs, fj->n,
+			      fanout_marker_delete);
 	fj->n = 0;
 	fanout_job_free(fj);
 }

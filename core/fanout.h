@@ -86,9 +86,6 @@ struct fanout_publish {
 int fanout_publish(struct store *s, const struct fanout_publish *pub,
 		   void (*cb)(struct store_batch *b), void *arg);
 
-/* Adds the deletion of msg_id's marker to b: the write that stores the last of the
- * deliveries it stands for (dispatch_persist). */
-int fanout_marker_delete(struct store_batch *b, const char *app_id, const char *msg_id);
 
 /* Loop thread, after the publish committed: runs the policies of dvs (all carrying one) on
  * the policy thread, then hands them to dispatch_add_unstored. Takes the deliveries (and
