@@ -3,7 +3,9 @@
 # 1. banned functions in our C sources: sprintf/strcpy/strcat/gets overflow silently;
 #    atoi/atol cannot report bad input;
 # 2. the store owns its schema: LMDB (mdb_, MDB_, lmdb.h) appears only in the store's own
-#    files (core/store*.c, core/store*.h); everyone else uses the typed functions of store.h.
+#    files (core/store*.c, core/store*.h); everyone else uses the typed functions of store.h;
+# 3. the call rules of docs/architecture.md: a core module includes only modules on the rows
+#    below its own (scripts/layers.py holds the rows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 passed=0
@@ -28,6 +30,13 @@ if grep -rnIE "$lmdb" "${lmdb_dirs[@]}" | grep -vE '^core/store[^/]*\.[ch]:'; th
 	failed=$((failed + 1))
 else
 	passed=$((passed + 1))
+fi
+
+if python3 scripts/layers.py; then
+	passed=$((passed + 1))
+else
+	echo "lint: a module calls up the layers of docs/architecture.md (scripts/layers.py)" >&2
+	failed=$((failed + 1))
 fi
 
 echo "lint: $passed passed, $failed failed"
