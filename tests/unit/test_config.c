@@ -1,5 +1,6 @@
 /* test_config.c - the config reader (config_read.c, config_schema.c, config_yaml.c):
- * defaults, every key of a full file, the quickstart, size strings, the environment override, policy params as JSON, and one fixture per refusal.
+ * defaults, every key of a full file, the quickstart, size strings, the environment
+ * override, policy params as JSON, and one fixture per refusal.
  *
  * The refusals are data: tests/unit/fixtures/config/bad_*.yaml, each starting with
  *   # expect: LINE TEXT
