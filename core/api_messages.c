@@ -126,108 +126,166 @@ static char *api_envelope_text(struct evhttp_request *req, const json_t *head, j
 	return out;
 }
 
+/* A publish request once read and checked (api_publish_read): type, source and data point
+ * into the request body and live as long as it; idem is the Idempotency-Key header (NULL when
+ * absent), owned by the request. id, iso and now_ms are the message's id and time, given once
+ * the request is accepted. */
+struct api_publish_msg {
+	const char *type, *source, *idem;
+	json_t *data;
+	char version[64];
+	char id[ID_MAX], iso[CLOCK_ISO_LEN];
+	int64_t now_ms;
+};
+
+/* Checks one member of the request body into m. HOOKD_EINVAL once it answered 400. */
+static int api_publish_field(struct evhttp_request *req, const char *key, json_t *v,
+			     struct api_publish_msg *m)
+{
+	if (strcmp(key, "type") == 0) {
+		if (!json_is_string(v) || !registry_type_valid(json_string_value(v))) {
+			api_error(req, 400, "invalid_field", "type",
+				  "type must be segments of [A-Za-z0-9_-] joined by '.', at most 128 bytes");
+			return HOOKD_EINVAL;
+		}
+		m->type = json_string_value(v);
+	} else if (strcmp(key, "data") == 0) {
+		if (!json_is_object(v)) {
+			api_error(req, 400, "invalid_field", "data", "data must be a JSON object");
+			return HOOKD_EINVAL;
+		}
+		m->data = v;
+	} else if (strcmp(key, "version") == 0) {
+		if (json_is_string(v) && *json_string_value(v) && strlen(json_string_value(v)) < sizeof(m->version))
+			snprintf(m->version, sizeof(m->version), "%s", json_string_value(v));
+		else {
+			api_error(req, 400, "invalid_field", "version", "version must be a non-empty string of at most %zu bytes", sizeof(m->version) - 1);
+			return HOOKD_EINVAL;
+		}
+	} else if (strcmp(key, "source") == 0) {
+		if (!json_is_string(v) || strlen(json_string_value(v)) > 128) {
+			api_error(req, 400, "invalid_field", "source", "source must be a string of at most 128 bytes");
+			return HOOKD_EINVAL;
+		}
+		m->source = json_string_value(v);
+	} else {
+		api_error(req, 400, "invalid_field", key, "unknown field '%.80s' (expected type, data, version, source)", key);
+		return HOOKD_EINVAL;
+	}
+	return HOOKD_OK;
+}
+
+/* Reads the request body's fields and the Idempotency-Key header into m, in that order, so
+ * the first mistake is the one named. HOOKD_EINVAL once it answered 400. */
+static int api_publish_read(struct evhttp_request *req, json_t *body, struct api_publish_msg *m)
+{
+	const char *key;
+	json_t *v;
+
+	m->idem = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
+	json_object_foreach(body, key, v) {
+		if (api_publish_field(req, key, v, m) != HOOKD_OK)
+			return HOOKD_EINVAL;
+	}
+	if (!m->type) {
+		api_error(req, 400, "missing_field", "type", "type is required");
+		return HOOKD_EINVAL;
+	}
+	if (!m->data) {
+		api_error(req, 400, "missing_field", "data", "data is required");
+		return HOOKD_EINVAL;
+	}
+	if (m->idem && (strlen(m->idem) == 0 || strlen(m->idem) > API_IDEMPOTENCY_KEY_MAX)) {
+		api_error(req, 400, "invalid_field", "Idempotency-Key",
+			  "Idempotency-Key must be 1 to %d bytes", API_IDEMPOTENCY_KEY_MAX);
+		return HOOKD_EINVAL;
+	}
+	return HOOKD_OK;
+}
+
+/* Names the accepted message (m->id, m->iso) and returns its envelope without data, or NULL
+ * when out of memory. The caller owns it. */
+static json_t *api_publish_envelope(struct api_publish_msg *m)
+{
+	json_t *envelope;
+
+	id_make("msg_", m->now_ms, m->id);
+	clock_iso8601(m->now_ms, m->iso);
+	envelope = json_pack("{s:s, s:s, s:s, s:s}", "id", m->id, "type", m->type, "timestamp",
+			     m->iso, "version", m->version);
+	if (m->source)
+		json_object_set_new(envelope, "source", json_string(m->source));
+	return envelope;
+}
+
+/* Plans the fan-out of m (the endpoints it goes to, as deliveries of bytes) into p, with what
+ * the commit and the 202 answer need. *needs_policy is set when some deliveries go through a
+ * policy. HOOKD_OK, or an error for which the caller answers 500 (p frees what it got). */
+static int api_publish_plan(struct api *a, struct app *app, const struct api_publish_msg *m,
+			    struct body *bytes, struct api_pending *p, int *needs_policy)
+{
+	int rc = fanout_message(app, m->id, m->type, bytes, m->now_ms, &p->dvs, &p->n_dvs,
+				needs_policy, &a->fstats);
+	if (rc != HOOKD_OK)
+		return rc;
+	if (m->idem && !(p->idem = strdup(m->idem)))
+		return HOOKD_ENOMEM;
+	snprintf(p->id, sizeof(p->id), "%s", m->id);
+	p->app = app;
+	p->now_ms = m->now_ms;
+	p->json = json_pack("{s:s, s:s, s:s}", "id", m->id, "type", m->type, "timestamp", m->iso);
+	return HOOKD_OK;
+}
+
+/* Sets the policy deliveries of p apart (p->policy_dvs) from the plain ones, which are stored
+ * with the message; the policy ones come after, from the envelope with its data. HOOKD_OK or
+ * HOOKD_ENOMEM (p frees what it got). */
+static int api_publish_defer(struct api_pending *p, json_t *envelope, json_t *data)
+{
+	size_t m = 0;
+
+	/* The policy thread reads this tree (parsing the text again there would cost
+	 * ~20 us per message: jansson is slow on long strings). It is freed here, on
+	 * the loop that allocated it, once the policies ran (fanout_job_free). */
+	json_object_set(envelope, "data", data);
+	p->envelope = json_incref(envelope);
+	p->policy_dvs = calloc(p->n_dvs, sizeof(*p->policy_dvs));
+	if (!p->policy_dvs)
+		return HOOKD_ENOMEM;
+	for (size_t i = 0; i < p->n_dvs; i++) {
+		if (p->dvs[i]->policy_name)
+			p->policy_dvs[p->n_policy++] = p->dvs[i];
+		else
+			p->dvs[m++] = p->dvs[i];
+	}
+	p->n_dvs = m;
+	return HOOKD_OK;
+}
+
 void api_messages_create(struct api *a, struct evhttp_request *req, const struct api_args *args)
 {
-	struct app *app = args->app;
-	json_t *body = api_body_json(a, req, 1), *v, *envelope = NULL;
-	const char *key, *type = NULL, *source = NULL;
-	const char *idem = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
-	char version[64] = "1", msg_id[ID_MAX], iso[CLOCK_ISO_LEN];
-	json_t *data = NULL;
+	json_t *body = api_body_json(a, req, 1), *envelope = NULL;
+	struct api_publish_msg m = {.version = "1", .now_ms = clock_now_ms()};
 	struct api_pending *p = NULL;
 	struct body *bytes = NULL;
 	char *text = NULL;
-	int64_t now = clock_now_ms();
 	int needs_policy = 0;
 
 	if (!body)
 		return;
-	json_object_foreach(body, key, v) {
-		if (strcmp(key, "type") == 0) {
-			if (!json_is_string(v) || !registry_type_valid(json_string_value(v))) {
-				api_error(req, 400, "invalid_field", "type",
-					  "type must be segments of [A-Za-z0-9_-] joined by '.', at most 128 bytes");
-				goto out;
-			}
-			type = json_string_value(v);
-		} else if (strcmp(key, "data") == 0) {
-			if (!json_is_object(v)) {
-				api_error(req, 400, "invalid_field", "data", "data must be a JSON object");
-				goto out;
-			}
-			data = v;
-		} else if (strcmp(key, "version") == 0) {
-			if (json_is_string(v) && *json_string_value(v) && strlen(json_string_value(v)) < sizeof(version))
-				snprintf(version, sizeof(version), "%s", json_string_value(v));
-			else {
-				api_error(req, 400, "invalid_field", "version", "version must be a non-empty string of at most %zu bytes", sizeof(version) - 1);
-				goto out;
-			}
-		} else if (strcmp(key, "source") == 0) {
-			if (!json_is_string(v) || strlen(json_string_value(v)) > 128) {
-				api_error(req, 400, "invalid_field", "source", "source must be a string of at most 128 bytes");
-				goto out;
-			}
-			source = json_string_value(v);
-		} else {
-			api_error(req, 400, "invalid_field", key, "unknown field '%.80s' (expected type, data, version, source)", key);
-			goto out;
-		}
-	}
-	if (!type) {
-		api_error(req, 400, "missing_field", "type", "type is required");
+	if (api_publish_read(req, body, &m) != HOOKD_OK)
 		goto out;
-	}
-	if (!data) {
-		api_error(req, 400, "missing_field", "data", "data is required");
-		goto out;
-	}
-	if (idem && (strlen(idem) == 0 || strlen(idem) > API_IDEMPOTENCY_KEY_MAX)) {
-		api_error(req, 400, "invalid_field", "Idempotency-Key",
-			  "Idempotency-Key must be 1 to %d bytes", API_IDEMPOTENCY_KEY_MAX);
-		goto out;
-	}
-
-	id_make("msg_", now, msg_id);
-	clock_iso8601(now, iso);
-	envelope = json_pack("{s:s, s:s, s:s, s:s}", "id", msg_id, "type", type, "timestamp", iso,
-			     "version", version);
-	if (source)
-		json_object_set_new(envelope, "source", json_string(source));
-	text = api_envelope_text(req, envelope, data);
+	envelope = api_publish_envelope(&m);
+	text = api_envelope_text(req, envelope, m.data);
 	p = api_pending_new(a, req);
 	if (!text || !p || !(bytes = body_new(text, strlen(text))))
 		goto oom;
-	if (fanout_message(app, msg_id, type, bytes, now, &p->dvs, &p->n_dvs, &needs_policy,
-			   &a->fstats) != HOOKD_OK)
+	if (api_publish_plan(a, args->app, &m, bytes, p, &needs_policy) != HOOKD_OK)
 		goto oom;
-	if (idem && !(p->idem = strdup(idem)))
-		goto oom;
-	snprintf(p->id, sizeof(p->id), "%s", msg_id);
-	p->app = app;
-	p->now_ms = now;
-	p->json = json_pack("{s:s, s:s, s:s}", "id", msg_id, "type", type, "timestamp", iso);
 	p->text = text;
 	text = NULL;
-	if (needs_policy) {
-		/* The policy thread reads this tree (parsing the text again there would cost
-		 * ~20 us per message: jansson is slow on long strings). It is freed here, on
-		 * the loop that allocated it, once the policies ran (fanout_job_free). */
-		json_object_set(envelope, "data", data);
-		p->envelope = json_incref(envelope);
-		/* Split: plain deliveries are stored with the message; policy ones come after. */
-		size_t m = 0;
-		p->policy_dvs = calloc(p->n_dvs, sizeof(*p->policy_dvs));
-		if (!p->policy_dvs)
-			goto oom;
-		for (size_t i = 0; i < p->n_dvs; i++) {
-			if (p->dvs[i]->policy_name)
-				p->policy_dvs[p->n_policy++] = p->dvs[i];
-			else
-				p->dvs[m++] = p->dvs[i];
-		}
-		p->n_dvs = m;
-	}
+	if (needs_policy && api_publish_defer(p, envelope, m.data) != HOOKD_OK)
+		goto oom;
 	api_publish_commit(p);
 	p = NULL;
 	goto out;

@@ -11,6 +11,7 @@
 #include "err.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,100 +143,157 @@ static void print_outcome(const char *action, json_t *body, json_t *headers, con
 	json_decref(o);
 }
 
-int policy_cli_test(int argc, char **argv)
-{
-	struct policy_engine *e = NULL;
-	struct policy_result r = {0};
-	struct policy_input in = {0};
-	const char *file = NULL, *params_text = NULL;
-	json_t *input = NULL, *params = NULL, *msg, *env = NULL;
-	char *source = NULL, *stdin_text = NULL, name[65], err[512];
-	json_error_t jerr;
-	size_t len, stdin_len;
-	const struct cli_opt opts[] = {{"--params", &params_text}, {NULL, NULL}};
-	FILE *f;
-	int npos, rc, code = 2;
+/* One `policy test` run: what the command line, the policy file and stdin gave. file points
+ * into argv and msg into input (the message itself, or its "message" member); the rest is
+ * owned by the run and freed at the end of policy_cli_test. */
+struct policy_cli_run {
+	const char *file;
+	char *source; /* the policy file's text, len bytes */
+	size_t len;
+	json_t *params; /* --params, or the dry-run body's "params"; NULL when neither */
+	char *stdin_text;
+	json_t *input, *msg;
+	json_t *env; /* msg as an envelope, placeholders filled in */
+	struct policy_engine *e;
+};
 
-	if (!cli_parse(&policy_cli_test_usage, opts, argc, argv, &file, 1, &npos, &code))
-		return code;
-	code = 2;
-	if (file == NULL)
-		return cli_error(&policy_cli_test_usage, "missing FILE (the policy's .lua file)");
-	f = fopen(file, "rb");
-	if (f == NULL) {
-		fprintf(stderr, "hookd: policy test: cannot open %s: %s\n", file, strerror(errno));
-		return 2;
+/* Reads the command line: the options, the policy FILE (its text into run->source) and
+ * --params. Returns true when the test should go on; false when it should exit with *code,
+ * the mistake named on stderr (or the help printed). */
+static bool policy_cli_read_args(int argc, char **argv, struct policy_cli_run *run, int *code)
+{
+	const char *params_text = NULL;
+	const struct cli_opt opts[] = {{"--params", &params_text}, {NULL, NULL}};
+	json_error_t jerr;
+	FILE *f;
+	int npos;
+
+	if (!cli_parse(&policy_cli_test_usage, opts, argc, argv, &run->file, 1, &npos, code))
+		return false;
+	*code = 2;
+	if (run->file == NULL) {
+		*code = cli_error(&policy_cli_test_usage, "missing FILE (the policy's .lua file)");
+		return false;
 	}
-	source = slurp(f, &len);
+	f = fopen(run->file, "rb");
+	if (f == NULL) {
+		fprintf(stderr, "hookd: policy test: cannot open %s: %s\n", run->file, strerror(errno));
+		return false;
+	}
+	run->source = slurp(f, &run->len);
 	fclose(f);
-	if (source == NULL) {
-		fprintf(stderr, "hookd: policy test: cannot read %s\n", file);
-		goto cleanup;
+	if (run->source == NULL) {
+		fprintf(stderr, "hookd: policy test: cannot read %s\n", run->file);
+		return false;
 	}
 	if (params_text != NULL) {
-		params = json_loads(params_text, 0, &jerr);
-		if (!json_is_object(params)) {
+		run->params = json_loads(params_text, 0, &jerr);
+		if (!json_is_object(run->params)) {
 			fprintf(stderr, "hookd: policy test: --params must be a JSON object%s%s\n",
-				params ? "" : ": ", params ? "" : jerr.text);
-			goto cleanup;
+				run->params ? "" : ": ", run->params ? "" : jerr.text);
+			return false;
 		}
 	}
-	stdin_text = slurp(stdin, &stdin_len);
-	if (stdin_text == NULL)
-		goto cleanup;
-	input = json_loadb(stdin_text, stdin_len, 0, &jerr);
-	if (!json_is_object(input)) {
+	return true;
+}
+
+/* Reads the message from stdin into run->input and run->msg, unwrapping the dry-run API's
+ * body (whose "params" count when --params was not given). HOOKD_OK, or an error named on
+ * stderr (HOOKD_EIO: stdin unreadable, HOOKD_EINVAL: not a message). */
+static int policy_cli_read_message(struct policy_cli_run *run)
+{
+	json_error_t jerr;
+	size_t len;
+
+	run->stdin_text = slurp(stdin, &len);
+	if (run->stdin_text == NULL)
+		return HOOKD_EIO;
+	run->input = json_loadb(run->stdin_text, len, 0, &jerr);
+	if (!json_is_object(run->input)) {
 		fprintf(stderr, "hookd: policy test: stdin: line %d: %s\n", jerr.line,
-			input ? "the message must be a JSON object" : jerr.text);
-		goto cleanup;
+			run->input ? "the message must be a JSON object" : jerr.text);
+		return HOOKD_EINVAL;
 	}
-	msg = input;
-	if (json_is_object(json_object_get(input, "message"))) {
-		msg = json_object_get(input, "message");
-		if (params == NULL && json_is_object(json_object_get(input, "params")))
-			params = json_incref(json_object_get(input, "params"));
+	run->msg = run->input;
+	if (json_is_object(json_object_get(run->input, "message"))) {
+		run->msg = json_object_get(run->input, "message");
+		if (run->params == NULL && json_is_object(json_object_get(run->input, "params")))
+			run->params = json_incref(json_object_get(run->input, "params"));
 	}
-	if (!json_is_string(json_object_get(msg, "type")) || json_object_get(msg, "data") == NULL) {
+	if (!json_is_string(json_object_get(run->msg, "type")) ||
+	    json_object_get(run->msg, "data") == NULL) {
 		fprintf(stderr, "hookd: policy test: the message needs a type (string) and data\n");
-		goto cleanup;
+		return HOOKD_EINVAL;
 	}
-	env = envelope_from(msg);
-	code = 1;
-	if (env == NULL || policy_engine_new(NULL, &e) != HOOKD_OK)
-		goto cleanup;
-	name_from_path(file, name, sizeof(name));
-	rc = policy_engine_put(e, name, source, len, err, sizeof(err));
+	return HOOKD_OK;
+}
+
+/* Loads run->source in a new engine under the name the daemon would give it and runs it on
+ * run->msg with run->params. HOOKD_OK with the outcome in *r (free with policy_result_free);
+ * else an error, printed as an "error" outcome when the policy does not load. */
+static int policy_cli_run_policy(struct policy_cli_run *run, struct policy_result *r)
+{
+	struct policy_input in = {0};
+	char name[65], err[512];
+	int rc;
+
+	run->env = envelope_from(run->msg);
+	if (run->env == NULL)
+		return HOOKD_ENOMEM;
+	if ((rc = policy_engine_new(NULL, &run->e)) != HOOKD_OK)
+		return rc;
+	name_from_path(run->file, name, sizeof(name));
+	rc = policy_engine_put(run->e, name, run->source, run->len, err, sizeof(err));
 	if (rc != HOOKD_OK) {
 		print_outcome("error", NULL, NULL, err);
-		goto cleanup;
+		return rc;
 	}
-	in.envelope = env;
+	in.envelope = run->env;
 	in.endpoint_id = "ep_test";
 	in.app_id = "app_test";
-	in.params = params;
-	if (policy_run(e, name, &in, &r) != HOOKD_OK)
-		goto cleanup;
-	switch (r.action) {
+	in.params = run->params;
+	return policy_run(run->e, name, &in, r);
+}
+
+/* Prints what the daemon would do with r; returns the exit status: 0 for deliver or
+ * filtered, 1 for an error. */
+static int policy_cli_print_result(struct policy_result *r)
+{
+	switch (r->action) {
 	case POLICY_DELIVER:
-		print_outcome("deliver", r.envelope, r.headers, NULL);
-		code = 0;
-		break;
+		print_outcome("deliver", r->envelope, r->headers, NULL);
+		return 0;
 	case POLICY_FILTERED:
-		print_outcome("filtered", NULL, NULL, r.reason);
-		code = 0;
-		break;
+		print_outcome("filtered", NULL, NULL, r->reason);
+		return 0;
 	case POLICY_ERROR:
-		print_outcome("error", NULL, NULL, r.reason);
-		code = 1;
-		break;
+		print_outcome("error", NULL, NULL, r->reason);
+		return 1;
 	}
+	return 1;
+}
+
+int policy_cli_test(int argc, char **argv)
+{
+	struct policy_cli_run run = {0};
+	struct policy_result r = {0};
+	int code = 2;
+
+	if (!policy_cli_read_args(argc, argv, &run, &code))
+		goto cleanup;
+	if (policy_cli_read_message(&run) != HOOKD_OK)
+		goto cleanup;
+	code = 1;
+	if (policy_cli_run_policy(&run, &r) != HOOKD_OK)
+		goto cleanup;
+	code = policy_cli_print_result(&r);
 	policy_result_free(&r);
 cleanup:
-	policy_engine_free(e);
-	json_decref(env);
-	json_decref(input);
-	json_decref(params);
-	free(stdin_text);
-	free(source);
+	policy_engine_free(run.e);
+	json_decref(run.env);
+	json_decref(run.input);
+	json_decref(run.params);
+	free(run.stdin_text);
+	free(run.source);
 	return code;
 }
