@@ -641,33 +641,60 @@ static void cfg_endpoints_clear(struct config_app *app)
 	app->n_endpoints = 0;
 }
 
+/* The start of a list value: refuses what is not a list (what names the expected value)
+ * and allocates one zeroed element of size per item into *out (NULL for a null or empty
+ * list). Returns the number of items, or -1 after failing. */
+static long cfg_list_alloc(struct cfg_ctx *ctx, const struct ynode *v, const char *path,
+			   const char *what, size_t size, void **out)
+{
+	*out = NULL;
+	if (!ynode_is_null(v) && v->kind != YNODE_SEQ) {
+		cfg_fail_type(ctx, v, path, what);
+		return -1;
+	}
+	if (ynode_is_null(v) || v->n_kids == 0)
+		return 0;
+	if (!(*out = calloc(v->n_kids, size))) {
+		cfg_nomem(ctx);
+		return -1;
+	}
+	return (long)v->n_kids;
+}
+
+/* Item i of the list v at path, which must be a mapping (what names it); sub receives
+ * the item's path. NULL after failing. */
+static const struct ynode *cfg_list_map(struct cfg_ctx *ctx, const struct ynode *v, size_t i,
+					const char *path, const char *what, char *sub)
+{
+	const struct ynode *item = v->kids[i];
+	cfg_path_index(sub, CFG_PATH_MAX, path, i);
+	if (item->kind != YNODE_MAP) {
+		cfg_fail_type(ctx, item, sub, what);
+		return NULL;
+	}
+	return item;
+}
+
 static void cfg_apply_endpoints(struct cfg_ctx *ctx, const struct cfg_field *f,
 				const struct ynode *v, void *base, const char *path)
 {
 	struct config_app *app = base;
-	if (!ynode_is_null(v) && v->kind != YNODE_SEQ) {
-		cfg_fail_type(ctx, v, path, "a list of endpoints");
-		return;
-	}
-	cfg_endpoints_clear(app);
-	if (ynode_is_null(v) || v->n_kids == 0)
+	void *arr;
+	long n = cfg_list_alloc(ctx, v, path, "a list of endpoints", sizeof(*app->endpoints), &arr);
+	if (n < 0)
 		return;
 	/* Owned by the app from here on, zeroed: config_free copes with any failure below. */
-	if (!(app->endpoints = calloc(v->n_kids, sizeof(*app->endpoints)))) {
-		cfg_nomem(ctx);
-		return;
-	}
-	app->n_endpoints = v->n_kids;
-	for (size_t i = 0; i < v->n_kids; i++) {
-		const struct ynode *item = v->kids[i];
+	cfg_endpoints_clear(app);
+	app->endpoints = arr;
+	app->n_endpoints = (size_t)n;
+	for (size_t i = 0; i < app->n_endpoints; i++) {
 		struct config_endpoint *e = &app->endpoints[i];
 		char sub[CFG_PATH_MAX];
-		cfg_path_index(sub, sizeof(sub), path, i);
-		e->line = item->line;
-		if (item->kind != YNODE_MAP) {
-			cfg_fail_type(ctx, item, sub, "an endpoint (a mapping with id and url)");
+		const struct ynode *item =
+			cfg_list_map(ctx, v, i, path, "an endpoint (a mapping with id and url)", sub);
+		if (!item)
 			return;
-		}
+		e->line = item->line;
 		cfg_read_endpoint(ctx, app, e, item, sub);
 		if (ctx->rc)
 			return;
@@ -680,30 +707,20 @@ static void cfg_apply_apps(struct cfg_ctx *ctx, const struct cfg_field *f, const
 			   void *base, const char *path)
 {
 	struct config *c = base;
-	if (!ynode_is_null(v) && v->kind != YNODE_SEQ) {
-		cfg_fail_type(ctx, v, path, "a list of apps");
+	void *arr;
+	long n = cfg_list_alloc(ctx, v, path, "a list of apps", sizeof(*c->apps), &arr);
+	if (n < 0)
 		return;
-	}
 	config_apps_free(c->apps, c->n_apps);
-	c->apps = NULL;
-	c->n_apps = 0;
-	if (ynode_is_null(v) || v->n_kids == 0)
-		return;
-	if (!(c->apps = calloc(v->n_kids, sizeof(*c->apps)))) {
-		cfg_nomem(ctx);
-		return;
-	}
-	c->n_apps = v->n_kids;
-	for (size_t i = 0; i < v->n_kids; i++) {
-		const struct ynode *item = v->kids[i];
+	c->apps = arr;
+	c->n_apps = (size_t)n;
+	for (size_t i = 0; i < c->n_apps; i++) {
 		struct config_app *app = &c->apps[i];
 		char sub[CFG_PATH_MAX];
-		cfg_path_index(sub, sizeof(sub), path, i);
-		app->line = item->line;
-		if (item->kind != YNODE_MAP) {
-			cfg_fail_type(ctx, item, sub, "an app (a mapping with id)");
+		const struct ynode *item = cfg_list_map(ctx, v, i, path, "an app (a mapping with id)", sub);
+		if (!item)
 			return;
-		}
+		app->line = item->line;
 		cfg_apply_map(ctx, item, f->sub, app, sub);
 		if (ctx->rc)
 			return;
