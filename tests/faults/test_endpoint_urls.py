@@ -14,11 +14,7 @@ all three and stored as written.
 """
 
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
@@ -123,26 +119,9 @@ class EndpointUrlTest(h.HookdCase):
             raise AssertionError(f"sanitizer errors in the daemon log: {bad[:5]}")
 
     def run_config(self, url):
-        """`hookd serve` on a config declaring url; returns (exit code, output). A daemon
-        that starts is stopped and reported as exit 0."""
-        tmp = tempfile.mkdtemp(prefix="hookd-url-")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        port = h.free_port()
-        path = os.path.join(tmp, "cfg.yaml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(endpoint_config(port, url))
-        env = dict(os.environ)
-        env.pop("HOOKD_ADMIN_KEY", None)
-        p = subprocess.Popen([h.hookd_bin(), "serve", "--config", path], cwd=tmp, env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)
-        try:
-            out, _ = p.communicate(timeout=3 * h.SCALE)
-            return p.returncode, out.decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            p.terminate()
-            out, _ = p.communicate(timeout=20 * h.SCALE)
-            return 0, out.decode(errors="replace")
+        """`hookd serve` on a config declaring url; (exit code, output); a daemon that
+        starts is exit 0."""
+        return h.serve_config(self, endpoint_config(h.free_port(), url), "hookd-url-")
 
     def test_bad_urls_refused_by_api_and_config(self):
         d = self.shared

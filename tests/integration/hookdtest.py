@@ -654,6 +654,29 @@ class RawServer:
         self.thread.join(timeout=2)
 
 
+def serve_config(test, text, prefix="hookd-cfg-"):
+    """Runs `hookd serve --config` on the YAML text in a temporary directory (removed after
+    the test); returns (exit code, stdout+stderr). A daemon that is still running after
+    3 s has accepted the config: it is stopped and reported as exit 0."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    test.addCleanup(shutil.rmtree, tmp, True)
+    path = os.path.join(tmp, "cfg.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    env = dict(os.environ)
+    env.pop("HOOKD_ADMIN_KEY", None)
+    p = subprocess.Popen([hookd_bin(), "serve", "--config", path], cwd=tmp, env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=3 * SCALE)
+        return p.returncode, out.decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        p.terminate()
+        out, _ = p.communicate(timeout=20 * SCALE)
+        return 0, out.decode(errors="replace")
+
+
 def metric(d, name):
     """The value of an unlabelled metric in GET /metrics, or None when it is absent."""
     st, text = d.api("GET", "/metrics")

@@ -19,10 +19,8 @@ keeps (cases of the wrong type that both refuse are included).
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -254,25 +252,8 @@ class SchemaAgreementTest(h.HookdCase):
             raise AssertionError(f"sanitizer errors in the daemon log: {bad[:5]}")
 
     def run_config(self, text):
-        """`hookd serve` on text; (exit code, output). A daemon that starts is stopped and
-        reported as exit 0."""
-        tmp = tempfile.mkdtemp(prefix="hookd-schema-")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        path = os.path.join(tmp, "cfg.yaml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        env = dict(os.environ)
-        env.pop("HOOKD_ADMIN_KEY", None)
-        p = subprocess.Popen([h.hookd_bin(), "serve", "--config", path], cwd=tmp, env=env,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)
-        try:
-            out, _ = p.communicate(timeout=3 * h.SCALE)
-            return p.returncode, out.decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            p.terminate()
-            out, _ = p.communicate(timeout=20 * h.SCALE)
-            return 0, out.decode(errors="replace")
+        """`hookd serve` on text; (exit code, output); a daemon that starts is exit 0."""
+        return h.serve_config(self, text, "hookd-schema-")
 
     def check_api_refuses(self, st, body, c, what):
         self.assertEqual(st, 400, f"{what} accepted {describe(c)}: {short(body)}")
