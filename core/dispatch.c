@@ -6,6 +6,7 @@
 #include "err.h"
 #include "jsontext.h"
 #include "log.h"
+#include "policy.h"
 #include "registry.h"
 #include "retry.h"
 #include "sign.h"
@@ -482,7 +483,8 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	size_t n_sec = endpoint_active_secrets(ep, now_ms, secs, ENDPOINT_MAX_SECRETS);
 	char id_line[DELIVERY_ID_MAX + 16], ts_line[48];
 	char sig_line[32 + ENDPOINT_MAX_SECRETS * SIGN_TEXT_MAX];
-	const char *lines[8 + 64];
+	/* Its own four, then the endpoint's, then the policy's: each bounded by its schema. */
+	const char *lines[4 + ENDPOINT_MAX_HEADERS + POLICY_HEADERS_MAX];
 	size_t n_lines = 0, off;
 	struct transport_request req;
 	struct transport_result fail;
@@ -503,9 +505,9 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	lines[n_lines++] = id_line;
 	lines[n_lines++] = ts_line;
 	lines[n_lines++] = sig_line;
-	for (size_t i = 0; i < ep->n_headers && n_lines < 40; i++)
+	for (size_t i = 0; i < ep->n_headers && i < ENDPOINT_MAX_HEADERS; i++)
 		lines[n_lines++] = ep->header_lines[i];
-	for (size_t i = 0; i < dv->n_extra && n_lines < 72; i++)
+	for (size_t i = 0; i < dv->n_extra && i < POLICY_HEADERS_MAX; i++)
 		lines[n_lines++] = dv->extra_lines[i];
 
 	memset(&req, 0, sizeof(req));

@@ -22,9 +22,6 @@
 
 /* Matched against every published type; 256 patterns is plenty for one subscription. */
 #define ENDPOINT_MAX_TYPES 256
-/* Extra headers: more than any receiver asks for, and within what dispatch sends beside
- * its own four (dispatch_start keeps 40 lines for an endpoint's request). */
-#define ENDPOINT_MAX_HEADERS 32
 /* 50 entries of at most 7 days: a month-long schedule fits, a runaway one does not. */
 #define ENDPOINT_MAX_SCHEDULE 50
 #define ENDPOINT_MAX_DELAY_S 604800 /* one week: longer waits are an outage, not a retry */

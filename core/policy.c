@@ -45,9 +45,6 @@
  * for generated lookup tables while keeping a PUT from parking megabytes per name. */
 #define POLICY_SOURCE_MAX (1u << 20)
 #define POLICY_NAME_MAX 64
-/* Outgoing headers a policy may add: more than any receiver needs, few enough that a
- * policy cannot bloat every request. Names and values follow header.h. */
-#define POLICY_HEADERS_MAX 64
 
 struct policy {
 	char name[POLICY_NAME_MAX + 1];

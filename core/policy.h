@@ -24,6 +24,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Outgoing headers a policy may add: more than any receiver needs, few enough that a
+ * policy cannot bloat every request (dispatch sizes a request's header list from it).
+ * Names and values follow header.h. */
+#define POLICY_HEADERS_MAX 64
+
 struct policy_engine;
 
 struct policy_limits {

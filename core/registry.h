@@ -20,6 +20,9 @@ struct dispatch_ep;
 /* Kept signing secrets per endpoint: the current one plus up to 4 rotated-out ones still in
  * their grace period (a rotation every few hours with 24 h grace stays well under this). */
 #define ENDPOINT_MAX_SECRETS 5
+/* Extra headers of an endpoint: more than any receiver asks for, few enough that one
+ * endpoint cannot bloat every request (dispatch sizes a request's header list from it). */
+#define ENDPOINT_MAX_HEADERS 32
 
 struct endpoint_secret {
 	struct sign_key key;

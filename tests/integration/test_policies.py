@@ -61,6 +61,32 @@ class PolicyTest(h.HookdCase):
         # The stored message keeps the original payload (the operator can see what came in).
         self.assertEqual(h.get_message(d, app, mid)["data"]["card"]["number"], "4242424242424242")
 
+    def test_every_endpoint_and_policy_header_is_sent(self):
+        # The most headers an endpoint may declare (32) and 50 from its policy all reach the
+        # receiver: the request's header list used to be cut at 72 lines, so the policy's
+        # past the 36th went missing without a word. (Not all 64 a policy may add: Python's
+        # http.server, the receiver here, refuses a request of more than 100 header lines.)
+        d = self.daemon()
+        self.assertEqual(put_policy(d, "many-headers", """
+return {
+  transform = function(msg, ctx)
+    for i = 1, 50 do msg.headers[string.format("x-p-%02d", i)] = "p" .. i end
+    return msg
+  end,
+}
+""")[0], 200)
+        app = h.create_app(d)
+        h.create_endpoint(d, app, self.recv.url("/many"), policy={"name": "many-headers"},
+                          headers={f"x-e-{i:02d}": f"e{i}" for i in range(1, 33)})
+        mid = h.publish(d, app, "order.created", {"n": 1})["id"]
+        got = {k.lower(): v for k, v in self.recv.wait_for(1, path="/many",
+                                                           webhook_id=mid)[0].headers.items()}
+        for i in range(1, 33):
+            self.assertEqual(got.get(f"x-e-{i:02d}"), f"e{i}", f"endpoint header {i} missing")
+        for i in range(1, 51):
+            self.assertEqual(got.get(f"x-p-{i:02d}"), f"p{i}", f"policy header {i} missing")
+        self.assertIn("webhook-signature", got)
+
     def test_policy_output_resent_identically_after_kill9(self):
         # The policy's output is stored once: a retry after a crash sends the same bytes
         # (and the policy does not run again).
