@@ -8,9 +8,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "err.h"
-#include "log.h"
 #include "registry.h"
-#include "store.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>

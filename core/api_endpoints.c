@@ -1,21 +1,12 @@
 /* api_endpoints.c - /v1/apps/{app}/endpoints: create, list, read, update, delete, rotate secrets. */
 #include "api-t.h"
-#include "api_conn.h"
 
 #include "clock.h"
-#include "config.h"
 #include "dispatch.h"
 #include "endpoint_schema.h"
 #include "err.h"
-#include "fanout.h"
-#include "id.h"
-#include "jsontext.h"
-#include "log.h"
-#include "policy.h"
-#include "record.h"
 #include "registry.h"
 #include "store.h"
-#include "worker.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>

@@ -1,21 +1,17 @@
 /* api_messages.c - /v1/apps/{app}/messages: publish, list, read a message with its deliveries and attempts. */
 #include "api-t.h"
-#include "api_conn.h"
 
 #include "clock.h"
-#include "config.h"
 #include "delivery.h"
 #include "dispatch.h"
 #include "err.h"
 #include "fanout.h"
 #include "id.h"
 #include "jsontext.h"
-#include "log.h"
 #include "policy.h"
 #include "record.h"
 #include "registry.h"
 #include "store.h"
-#include "worker.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>

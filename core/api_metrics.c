@@ -2,7 +2,6 @@
 #include "api-t.h"
 
 #include "dispatch.h"
-#include "fanout.h"
 #include "store.h"
 
 #include <event2/buffer.h>

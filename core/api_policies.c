@@ -7,7 +7,6 @@
 #include "clock.h"
 #include "config.h"
 #include "err.h"
-#include "id.h"
 #include "log.h"
 #include "policy.h"
 #include "store.h"
