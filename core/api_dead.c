@@ -141,7 +141,7 @@ static void api_redrive_done(void *arg, int rc, const char *const *ids, size_t n
 				if (env && fanout_capture_policy(dv, dv->ep) == HOOKD_OK) {
 					fanout_apply_policy(a->policies, env, dv, &a->fstats);
 					b = store_batch_new();
-					if (b && dispatch_persist(a->store, b, dv, clock_now_ms()) == HOOKD_OK)
+					if (b && dispatch_persist(b, dv, clock_now_ms()) == HOOKD_OK)
 						store_batch_submit(a->store, b, 0, NULL, NULL);
 					else
 						store_batch_free(b);

@@ -215,7 +215,7 @@ static void dispatch_arm(struct dispatch *d)
 
 /* ---- persistence ---- */
 
-int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv, int64_t now_ms)
+int dispatch_persist(struct store_batch *b, struct delivery *dv, int64_t now_ms)
 {
 	struct delivery_rec r = {0};
 	int rc;
@@ -323,7 +323,7 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 	text = t.failed ? NULL : t.data;
 	if ((rc = text ? store_batch_put_attempt(b, dv->id, dv->attempts, text, strlen(text))
 		       : HOOKD_ENOMEM) != HOOKD_OK ||
-	    (rc = dispatch_persist(d->store, b, dv, at_ms)) != HOOKD_OK) {
+	    (rc = dispatch_persist(b, dv, at_ms)) != HOOKD_OK) {
 		log_error("dispatch: cannot record attempt %u of %s: %s", dv->attempts, dv->id,
 			  hookd_strerror(rc));
 		jsontext_free(&t);
@@ -542,7 +542,7 @@ static void dispatch_bury(struct dispatch *d, struct delivery *dv)
 	dv->dispatch = d;
 	dv->state = DLV_DEAD;
 	snprintf(dv->last_error, sizeof(dv->last_error), "endpoint deleted");
-	if (b && dispatch_persist(d->store, b, dv, clock_now_ms()) == HOOKD_OK) {
+	if (b && dispatch_persist(b, dv, clock_now_ms()) == HOOKD_OK) {
 		store_batch_submit(d->store, b, STORE_OP_KEEP, dispatch_recorded, dv);
 		return;
 	}
@@ -560,7 +560,7 @@ static void dispatch_store_held(struct dispatch *d, struct delivery *dv)
 	struct store_batch *b = store_batch_new();
 	/* KEEP: like an outcome, it waits for space rather than failing when the store is
 	 * full (its write may also be the one that removes the fan-out marker). */
-	if (b && dispatch_persist(d->store, b, dv, clock_now_ms()) == HOOKD_OK) {
+	if (b && dispatch_persist(b, dv, clock_now_ms()) == HOOKD_OK) {
 		store_batch_submit(d->store, b, STORE_OP_KEEP, NULL, NULL);
 		return;
 	}
@@ -691,7 +691,7 @@ void dispatch_add_unstored(struct dispatch *d, const char *app_id, const char *m
 		if (dvs[i]->state == DLV_PENDING)
 			continue;
 		if ((!b && !(b = store_batch_new())) ||
-		    dispatch_persist(d->store, b, dvs[i], now) != HOOKD_OK) {
+		    dispatch_persist(b, dvs[i], now) != HOOKD_OK) {
 			log_error("dispatch: cannot record the policy outcome of %s; the next start "
 				  "redoes it", dvs[i]->id);
 			set->left = SIZE_MAX / 2; /* the marker must stay: never reaches 0 now */

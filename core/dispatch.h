@@ -39,8 +39,7 @@ void dispatch_free(struct dispatch *d);
 int dispatch_load(struct dispatch *d, char *err, size_t errlen);
 
 /* Adds the writes that store dv in its current state to batch (record, due key, dead key). */
-int dispatch_persist(struct store *s, struct store_batch *b, struct delivery *dv,
-		     int64_t now_ms);
+int dispatch_persist(struct store_batch *b, struct delivery *dv, int64_t now_ms);
 
 /* Hands a stored, pending delivery to the scheduler (takes ownership). Non-pending ones
  * are freed. */

@@ -210,7 +210,7 @@ int fanout_publish(struct store *s, const struct fanout_publish *pub,
 	rc = store_publish_add_message(b, pub->app_id, pub->msg_id, pub->envelope,
 				       strlen(pub->envelope));
 	for (size_t i = 0; rc == HOOKD_OK && i < pub->n_dvs; i++)
-		rc = dispatch_persist(s, b, pub->dvs[i], pub->now_ms);
+		rc = dispatch_persist(b, pub->dvs[i], pub->now_ms);
 	/* The policy half of the fan-out is made after the 202 (fanout_defer): this marker
 	 * makes a restart finish it if the process dies in between. */
 	if (rc == HOOKD_OK && pub->deferred)
@@ -265,7 +265,7 @@ static struct store_batch *fanout_job_batch(struct fanout_job *fj, int64_t now_m
 	}
 	*rc = HOOKD_OK;
 	for (size_t i = 0; *rc == HOOKD_OK && i < fj->n; i++)
-		*rc = dispatch_persist(fj->ctx->store, b, fj->dvs[i], now_ms);
+		*rc = dispatch_persist(b, fj->dvs[i], now_ms);
 	if (*rc == HOOKD_OK)
 		*rc = fanout_marker_delete(b, fj->app_id, fj->msg_id);
 	if (*rc != HOOKD_OK) {
