@@ -176,6 +176,13 @@ void api_endpoint_rotate(struct api *a, struct evhttp_request *req, const struct
 			goto out;
 		}
 	}
+	{
+		struct endpoint_error e;
+		if (endpoint_schema_check_secret_pair(body, &e) != HOOKD_OK) {
+			api_error(req, 400, "invalid_field", e.field, "%s: %s", e.field, e.msg);
+			goto out;
+		}
+	}
 	if (secret) {
 		snprintf(text, sizeof(text), "%s", secret);
 	} else {

@@ -678,17 +678,12 @@ int endpoint_schema_check_member(const char *name, const json_t *v, bool creatin
 	return check_value(f, f->name, v, e);
 }
 
-int endpoint_schema_check_whole(const json_t *req, bool creating, struct endpoint_error *e)
+int endpoint_schema_check_secret_pair(const json_t *req, struct endpoint_error *e)
 {
 	const char *secret = json_string_value(json_object_get(req, "secret"));
 	const char *type = json_string_value(json_object_get(req, "secret_type"));
 
 	e->field[0] = e->msg[0] = '\0';
-	if (!creating)
-		return HOOKD_OK;
-	for (const struct endpoint_field *f = endpoint_fields; f->name; f++)
-		if ((f->flags & EPF_REQUIRED) && !json_object_get(req, f->name))
-			return schema_fail(e, f->name, "required");
 	if (secret && type) {
 		bool ed = strcmp(type, "ed25519") == 0;
 		const char *want = ed ? "whsk_" : "whsec_";
@@ -698,6 +693,17 @@ int endpoint_schema_check_whole(const json_t *req, bool creating, struct endpoin
 					   type, want);
 	}
 	return HOOKD_OK;
+}
+
+int endpoint_schema_check_whole(const json_t *req, bool creating, struct endpoint_error *e)
+{
+	e->field[0] = e->msg[0] = '\0';
+	if (!creating)
+		return HOOKD_OK;
+	for (const struct endpoint_field *f = endpoint_fields; f->name; f++)
+		if ((f->flags & EPF_REQUIRED) && !json_object_get(req, f->name))
+			return schema_fail(e, f->name, "required");
+	return endpoint_schema_check_secret_pair(req, e);
 }
 
 /* ---- merging ------------------------------------------------------------------------- */

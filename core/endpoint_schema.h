@@ -115,6 +115,9 @@ int endpoint_schema_check_member(const char *name, const json_t *v, bool creatin
 /* Checks what needs the whole request once every member passed: required fields (on a
  * create), a secret that matches secret_type. HOOKD_OK or HOOKD_EINVAL with e filled. */
 int endpoint_schema_check_whole(const json_t *req, bool creating, struct endpoint_error *e);
+/* A secret and a secret_type given together must agree (whsec_ for hmac, whsk_ for
+ * ed25519): at creation (part of the whole check) and on a rotation. */
+int endpoint_schema_check_secret_pair(const json_t *req, struct endpoint_error *e);
 
 /* Checks req as a create (base NULL) or a patch of the stored JSON base and returns the
  * new stored JSON (new reference): defaults and generated values (id, secret) filled on a

@@ -387,6 +387,30 @@ class ApiTest(h.HookdCase):
             self.assertAlmostEqual(h.parse_time(rot2["previous_expires_at"]), time.time(),
                                    delta=60)
 
+    def test_rotation_refuses_a_secret_of_the_other_type(self):
+        # As at creation: a secret and a secret_type that disagree are a 400 on secret,
+        # not a silent switch of the endpoint to the secret's type.
+        d = self.d
+        app = self.new_app()
+        ep = h.create_endpoint(d, app, self.recv.url("/rot-type"))
+        path = f"/v1/apps/{app['id']}/endpoints/{ep['id']}"
+        given = h.random_whsec()
+        st, body = d.api("POST", f"{path}/secret/rotate",
+                         {"secret": given, "secret_type": "ed25519"})
+        self.assertEqual(st, 400, body)
+        e = h.error_of(body)
+        self.assertEqual((e["code"], e["field"]), ("invalid_field", "secret"), body)
+        self.assertIn("needs a whsk_", e["message"])
+        self.assertNotIn(given, e["message"], "the refused secret is repeated back")
+        st, create = d.api("POST", f"/v1/apps/{app['id']}/endpoints",
+                           {"url": self.recv.url("/rot-type2"), "secret": given,
+                            "secret_type": "ed25519"})
+        self.assertEqual((st, h.error_of(create)["message"]), (400, e["message"]),
+                         "creation and rotation disagree")
+        st, got = d.api("GET", path)
+        self.assertEqual((got["secret"], got["secret_type"]), (ep["secret"], "hmac"),
+                         "a refused rotation changed the endpoint")
+
     # ------------------------------------------------------------------ paging
 
     def test_message_paging(self):
