@@ -29,14 +29,16 @@ void api_metrics(struct api *a, struct evhttp_request *req, const struct api_arg
 			    "# TYPE hookd_pending gauge\nhookd_pending %zu\n"
 			    "# TYPE hookd_store_commits_total counter\nhookd_store_commits_total %llu\n"
 			    "# TYPE hookd_store_ops_total counter\nhookd_store_ops_total %llu\n"
-			    "# TYPE hookd_store_commit_seconds_total counter\nhookd_store_commit_seconds_total %.6f\n",
+			    "# TYPE hookd_store_commit_seconds_total counter\nhookd_store_commit_seconds_total %.6f\n"
+			    "# HELP hookd_store_syncs_total Syncs of a last commit that no other followed\n"
+			    "# TYPE hookd_store_syncs_total counter\nhookd_store_syncs_total %llu\n",
 			    (unsigned long long)a->published, (unsigned long long)a->publish_rejected,
 			    (unsigned long long)ds.attempts, (unsigned long long)ds.succeeded,
 			    (unsigned long long)ds.failed, (unsigned long long)ds.dead,
 			    (unsigned long long)a->fstats.filtered,
 			    (unsigned long long)a->fstats.policy_errors, ds.inflight, ds.pending,
 			    (unsigned long long)st.commits, (unsigned long long)st.ops,
-			    st.commit_ns / 1e9);
+			    st.commit_ns / 1e9, (unsigned long long)st.syncs);
 	evbuffer_add_printf(buf,
 			    "# HELP hookd_store_map_bytes storage.map_size\n"
 			    "# TYPE hookd_store_map_bytes gauge\nhookd_store_map_bytes %llu\n"

@@ -67,6 +67,7 @@ struct store {
 	_Atomic uint64_t stat_waiting; /* KEEP ops waiting for space */
 	/* statistics (writer thread writes, others read approximately) */
 	_Atomic uint64_t stat_commits, stat_ops;
+	_Atomic uint64_t stat_syncs; /* forced syncs of a commit nothing followed (see store.c) */
 	_Atomic uint64_t stat_commit_ns; /* wall time spent applying and committing batches */
 
 	pthread_t writer;
@@ -83,6 +84,10 @@ struct store {
 	uint64_t batch_cost;                       /* estimated bytes admitted since measured */
 	uint64_t refused_need;                     /* cost of the last refused publish */
 	struct store_op *wait_head, *wait_tail;    /* KEEP ops waiting for space, in order */
+	/* Committed, answered only once durable: LMDB is opened with MDB_NOMETASYNC, so a
+	 * commit's meta page reaches the disk with the next commit's sync (or store_sync). */
+	struct store_op *unsynced_head, *unsynced_tail;
+	uint64_t txn_commits;                      /* successful mdb_txn_commit calls */
 	int64_t wait_retry_ns;                     /* next retry of the waiting ops */
 	uint64_t wait_used;                        /* used_bytes when they last failed */
 	struct ratelimit wait_log, replay_log;     /* "waiting for space", "replayed" */

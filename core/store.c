@@ -99,7 +99,7 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 	}
 	if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, 16)) != 0 ||
 	    (rc = mdb_env_set_mapsize(s->env, map_size)) != 0 ||
-	    (rc = mdb_env_open(s->env, path, MDB_NOTLS, 0600)) != 0) {
+	    (rc = mdb_env_open(s->env, path, MDB_NOTLS | MDB_NOMETASYNC, 0600)) != 0) {
 		snprintf(err, errlen, "opening store in %s: %s", path, mdb_strerror(rc));
 		goto fail;
 	}
@@ -229,6 +229,7 @@ void store_get_stats(struct store *s, struct store_stats *out)
 	out->commits = s->stat_commits;
 	out->ops = s->stat_ops;
 	out->commit_ns = s->stat_commit_ns;
+	out->syncs = s->stat_syncs;
 }
 
 int store_get_counts(struct store *s, struct store_counts *out)
@@ -273,6 +274,8 @@ int store_write_now(struct store *s, struct store_op *op)
 	}
 	rc = mdb_txn_commit(txn);
 	op->rc = store_err(rc, "commit");
+	if (rc == 0)
+		s->txn_commits++;
 	store_measure(s);
 	return op->rc;
 }
@@ -384,6 +387,7 @@ static void store_commit_batch(struct store *s, struct store_op *batch, struct s
 	if (!failed) {
 		rc = mdb_txn_commit(txn);
 		if (rc == 0) {
+			s->txn_commits++;
 			s->stat_commits++;
 			store_measure(s);
 			for (op = batch; op; op = next) {
@@ -422,6 +426,7 @@ static void store_retry_waiting(struct store *s, struct store_oplist *done)
 			ok = mdb_txn_commit(txn) == 0;
 	}
 	if (ok) {
+		s->txn_commits++;
 		s->stat_commits++;
 		store_measure(s);
 		for (op = list; op; op = next) {
@@ -494,12 +499,60 @@ static void store_hand_done(struct store *s, struct store_oplist *done)
 	event_active(s->done_ev, EV_READ, 0);
 }
 
+/* Durability with one sync per commit. LMDB is opened with MDB_NOMETASYNC: a commit
+ * fdatasyncs its data pages but writes its meta page (the pointer that makes the commit
+ * current) without a sync of its own; the next commit's fdatasync carries it to the disk.
+ * So when a commit returns, everything committed before it is durable, and it is durable
+ * itself except for its meta page: after a power loss LMDB opens at the previous commit.
+ * The ops of a commit are therefore answered (their done callbacks: a publish's 202) only
+ * after the next commit returned, or after store_sync when nothing follows soon, which
+ * costs the sync that LMDB would otherwise have paid on every commit. A kill -9 loses
+ * nothing either way: the page cache survives the process.
+ *
+ * committed: the ops this round handled (committed or failed), in order; a round that
+ * committed anything made what was unsynced before it durable. */
+static void store_settle(struct store *s, struct store_oplist *committed, int did_commit,
+			 struct store_oplist *answer)
+{
+	if (did_commit && s->unsynced_head) {
+		answer->head = s->unsynced_head;
+		answer->tail = s->unsynced_tail;
+		s->unsynced_head = s->unsynced_tail = NULL;
+	}
+	if (!committed->head)
+		return;
+	if (s->unsynced_tail)
+		s->unsynced_tail->next = committed->head;
+	else
+		s->unsynced_head = committed->head;
+	s->unsynced_tail = committed->tail;
+}
+
+/* Makes the last commit durable (its meta page) and moves the unsynced ops to answer. */
+static void store_sync(struct store *s, struct store_oplist *answer)
+{
+	int rc;
+	if (!s->unsynced_head)
+		return;
+	if ((rc = mdb_env_sync(s->env, 1)) != 0)
+		log_error("store: sync failed: %s (answers go out; the data is written, its last "
+			  "commit may not survive a power loss)", mdb_strerror(rc));
+	s->stat_syncs++;
+	if (answer->tail)
+		answer->tail->next = s->unsynced_head;
+	else
+		answer->head = s->unsynced_head;
+	answer->tail = s->unsynced_tail;
+	s->unsynced_head = s->unsynced_tail = NULL;
+}
+
 static void *store_writer_main(void *arg)
 {
 	struct store *s = arg;
 	for (;;) {
 		struct store_op *batch = NULL, *last;
-		struct store_oplist done = {NULL, NULL};
+		struct store_oplist done = {NULL, NULL}, answer = {NULL, NULL};
+		int idle;
 		size_t n = 0;
 
 		pthread_mutex_lock(&s->lock);
@@ -528,6 +581,7 @@ static void *store_writer_main(void *arg)
 		pthread_mutex_unlock(&s->lock);
 
 		struct timespec t0, t1;
+		uint64_t commits0 = s->txn_commits;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		if (s->wait_head &&
 		    (clock_mono_ns() >= s->wait_retry_ns || s->used_bytes < s->wait_used))
@@ -538,11 +592,24 @@ static void *store_writer_main(void *arg)
 		if (batch && s->wait_head && s->used_bytes < s->wait_used)
 			store_retry_waiting(s, &done);
 		store_warn_waiting(s);
+		/* Answered once durable: what the previous commit left unsynced now, this round's
+		 * after the next commit, or at once with a sync when nothing is queued. */
+		store_settle(s, &done, s->txn_commits != commits0, &answer);
+		pthread_mutex_lock(&s->lock);
+		idle = !s->queue_head;
+		pthread_mutex_unlock(&s->lock);
+		if (idle)
+			store_sync(s, &answer);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		s->stat_commit_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
 						(t1.tv_nsec - t0.tv_nsec));
 		s->stat_ops += n;
-		store_hand_done(s, &done);
+		store_hand_done(s, &answer);
+	}
+	{
+		struct store_oplist answer = {NULL, NULL};
+		store_sync(s, &answer);
+		store_hand_done(s, &answer);
 	}
 	if (s->wait_head) {
 		/* Their deliveries are still pending on disk: sent again after the restart. */
@@ -585,6 +652,11 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
 
 int store_start(struct store *s, struct event_base *base)
 {
+	int rc;
+	/* What start-up wrote synchronously (store_write_now: declared apps and endpoints,
+	 * recovered fan-outs) is made durable before anything is served (MDB_NOMETASYNC). */
+	if ((rc = mdb_env_sync(s->env, 1)) != 0)
+		return store_err(rc, "sync");
 	s->done_ev = event_new(base, -1, 0, store_done_cb, s);
 	if (!s->done_ev)
 		return HOOKD_ENOMEM;

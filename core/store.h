@@ -74,7 +74,8 @@ void store_get_space(struct store *s, struct store_space *out);
 struct store_stats {
 	uint64_t commits;   /* write transactions committed */
 	uint64_t ops;       /* ops taken from the queue */
-	uint64_t commit_ns; /* wall time spent applying and committing batches */
+	uint64_t commit_ns; /* wall time spent applying, committing and syncing batches */
+	uint64_t syncs;     /* extra syncs: a commit made durable at once as nothing followed */
 };
 void store_get_stats(struct store *s, struct store_stats *out);
 

@@ -145,6 +145,39 @@ static void test_group_commit(struct store *s)
 	store_read_end(rd);
 }
 
+/* The writer answers an op only once its commit is durable: LMDB runs with
+ * MDB_NOMETASYNC, so a commit's meta page is synced by the next commit or, when nothing
+ * follows, by an explicit sync before the answer (store.c, store_settle). */
+static struct store_stats durable_seen;
+static struct store *durable_store;
+
+static void durable_done(struct store_batch *b)
+{
+	store_get_stats(durable_store, &durable_seen);
+	event_base_loopbreak(base);
+}
+
+static void test_answer_after_durable(void)
+{
+	char dir[] = "/tmp/hookd-test-sync-XXXXXX", err[256];
+	struct store_stats st0;
+	struct store_batch *b;
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK(store_open(dir, 16 << 20, &durable_store, err, sizeof(err)) == HOOKD_OK);
+	CHECK(store_start(durable_store, base) == HOOKD_OK);
+	store_get_stats(durable_store, &st0);
+	b = store_batch_new();
+	CHECK(store_publish_add_message(b, "app", "msg_durable", "x", 1) == HOOKD_OK);
+	store_publish_submit(durable_store, b, durable_done, NULL);
+	event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY);
+	/* One commit, and the sync of its meta page happened before the answer. */
+	CHECK(durable_seen.commits - st0.commits == 1);
+	CHECK(durable_seen.syncs - st0.syncs == 1);
+	store_stop(durable_store);
+	store_close(durable_store);
+	rm_dir(dir);
+}
+
 static void test_map_full(void)
 {
 	char dir[] = "/tmp/hookd-test-full-XXXXXX";
@@ -449,6 +482,7 @@ int main(void)
 	test_retention();
 	test_reads_and_redrive();
 	test_record();
+	test_answer_after_durable();
 	event_base_free(base);
 	libevent_global_shutdown();
 	return check_done();
