@@ -20,6 +20,8 @@
 #   BENCH_FANOUT [4] BENCH_FAN_M [BENCH_M/BENCH_FANOUT]   pass 2 (BENCH_FANOUT=0 skips it)
 #   BENCH_DRAIN_S [60]                        how long to wait for the deliveries of a pass
 #   BENCH_RATIO_ROUNDS [5] BENCH_RATIO_M [15000]  policy ratio: pairs of passes, publishes each
+#   BENCH_POLICY_COST [1]                     0 skips bench/policy_bench
+#   BENCH_RESULTS [bench/results]             where the report and hookd's log are written
 #
 # Why these sizes: on a 2-core machine the bare client does 20k-65k req/s, so 50,000
 # requests last 1-2.5 s: ~800 requests per connection (64 connection set-ups are noise),
@@ -48,7 +50,7 @@ DRAIN_S=${BENCH_DRAIN_S:-60}
 RATIO_ROUNDS=${BENCH_RATIO_ROUNDS:-5}
 RATIO_M=${BENCH_RATIO_M:-15000}
 KEY=bench-admin-key-$$
-RESULTS=$HERE/results
+RESULTS=${BENCH_RESULTS:-$HERE/results}
 
 for exe in "$BIN/sink" "$BIN/curlbench" "$BIN/publish"; do
 	[ -x "$exe" ] || { echo "bench: $exe missing; build first (make build)" >&2; exit 1; }
@@ -332,7 +334,7 @@ if [ "${BENCH_POLICY:-1}" = 1 ]; then
 	REPORT_PASSES+="  policy ratio:     pass 3 / pass 1: $(fdiv "$P3_RATE" "$P1_RATE")
                     median of $RATIO_ROUNDS back-to-back pairs of $RATIO_M publishes: $(echo $ratios | tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }') (pairs: $(echo $ratios | sed 's/ /, /g')); target >= 0.80
 "
-	if [ -x "$BIN/policy_bench" ]; then
+	if [ "${BENCH_POLICY_COST:-1}" = 1 ] && [ -x "$BIN/policy_bench" ]; then
 		log "policy_bench: cost per policy call"
 		REPORT_PASSES+="
 policy cost per call (bench/policy_bench, no network, best of 5):
