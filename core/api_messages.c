@@ -315,7 +315,7 @@ static json_t *api_delivery_json(const char *id, const struct delivery_rec *r,
 	int state = fresh ? live->state : live ? DLV_INFLIGHT : r->state;
 	uint32_t attempts = fresh || !r ? live->attempts : r->attempts;
 	int64_t next = fresh || !r ? live->next_at_ms : r->next_at_ms;
-	const char *err = fresh || !r ? live->last_error : r->last_error;
+	const char *err = fresh || !r ? delivery_error(live) : r->last_error;
 	int status = fresh || !r ? live->last_status : r->last_status;
 	json_t *o = json_pack("{s:s, s:s, s:s, s:I}", "id", id, "endpoint_id",
 			      r ? r->ep_id : live->ep->id, "state", delivery_state_name(state),

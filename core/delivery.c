@@ -6,6 +6,7 @@
 #include "record.h"
 #include "registry.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,10 +153,25 @@ void delivery_free(struct delivery *dv)
 	free(dv->app_id);
 	free(dv->policy_name);
 	json_decref(dv->policy_params);
+	free(dv->last_error);
 	/* Freed before it was ever stored (shutdown, out of memory): the set's marker stays
 	 * in the store, so the next start redoes this delivery. */
 	dispatch_unstored_unref(dv->unstored);
 	free(dv);
+}
+
+void delivery_set_error(struct delivery *dv, const char *fmt, ...)
+{
+	char text[DELIVERY_ERROR_MAX];
+	char *copy = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (text[0] && !(copy = strdup(text)))
+		return;
+	free(dv->last_error);
+	dv->last_error = copy;
 }
 
 int delivery_set_headers(struct delivery *dv, const char *headers_json)

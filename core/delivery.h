@@ -79,7 +79,7 @@ struct delivery {
 	int64_t next_at_ms;
 	int64_t due_key_ms;        /* time part of the due-index key in the store, 0 = none */
 	int64_t created_ms;
-	char last_error[512];
+	char *last_error;          /* NULL = none; set with delivery_set_error (owned) */
 	/* The scheduler's (dispatch.c), meaningless elsewhere: */
 	size_t heap_idx;           /* position in the heap, or SIZE_MAX */
 	struct delivery *wait_next;
@@ -103,5 +103,18 @@ struct delivery *delivery_new(const char *id, const char *msg_id, const char *ap
 void delivery_free(struct delivery *dv);
 /* Sets policy output headers from a JSON object (copied). */
 int delivery_set_headers(struct delivery *dv, const char *headers_json);
+
+/* The text of the delivery's last failure, at most DELIVERY_ERROR_MAX - 1 bytes ("" clears
+ * it). Kept on the heap only while there is one: most pending deliveries have none, and a
+ * fixed buffer in every delivery was a third of a pending delivery's memory. Out of memory
+ * keeps the previous text. */
+#define DELIVERY_ERROR_MAX 512
+void delivery_set_error(struct delivery *dv, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* The last failure's text, "" when there is none. */
+static inline const char *delivery_error(const struct delivery *dv)
+{
+	return dv->last_error ? dv->last_error : "";
+}
 
 #endif

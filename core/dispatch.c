@@ -230,7 +230,7 @@ int dispatch_persist(struct store_batch *b, struct delivery *dv, int64_t now_ms)
 	r.app_id = dv->app_id;
 	r.msg_id = dv->msg_id;
 	r.ep_id = dv->ep->id;
-	r.last_error = dv->last_error;
+	r.last_error = delivery_error(dv);
 	r.flags = dv->custom_body ? RECORD_CUSTOM_BODY : 0;
 	r.headers = dv->headers_json;
 	/* A policy's output is kept for what may be sent again: retries of a pending delivery
@@ -400,9 +400,9 @@ static void dispatch_failed(struct dispatch *d, struct delivery *dv,
 	struct endpoint *ep = dv->ep;
 
 	if (res->status)
-		snprintf(dv->last_error, sizeof(dv->last_error), "HTTP %d", res->status);
+		delivery_set_error(dv, "HTTP %d", res->status);
 	else
-		snprintf(dv->last_error, sizeof(dv->last_error), "%s", res->error);
+		delivery_set_error(dv, "%s", res->error);
 	d->stats.failed++;
 	dv->cycle_failures++;
 	if (res->status == 410) {
@@ -412,18 +412,16 @@ static void dispatch_failed(struct dispatch *d, struct delivery *dv,
 		if (!ep->disabled)
 			dispatch_disable_endpoint(d, ep, why);
 		dv->state = DLV_DEAD;
-		snprintf(dv->last_error, sizeof(dv->last_error),
-			 "HTTP 410 Gone: endpoint disabled");
+		delivery_set_error(dv, "HTTP 410 Gone: endpoint disabled");
 	} else {
 		const uint32_t *sched = ep->schedule ? ep->schedule : d->cfg->retry_schedule;
 		size_t n = ep->schedule ? ep->n_schedule : d->cfg->n_retry_schedule;
 		int64_t delay = retry_delay_ms(sched, n, dv->cycle_failures);
 		if (delay == RETRY_EXHAUSTED) {
-			char last[sizeof(dv->last_error)];
-			snprintf(last, sizeof(last), "%s", dv->last_error);
+			char last[DELIVERY_ERROR_MAX];
+			snprintf(last, sizeof(last), "%s", delivery_error(dv));
 			dv->state = DLV_DEAD;
-			snprintf(dv->last_error, sizeof(dv->last_error),
-				 "retry schedule exhausted after %u attempts; last: %.400s",
+			delivery_set_error(dv, "retry schedule exhausted after %u attempts; last: %.400s",
 				 dv->cycle_failures, last);
 		} else {
 			if ((res->status == 429 || res->status == 503) && res->retry_after_s >= 0)
@@ -451,7 +449,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	dv->last_status = res->status;
 	if (res->status >= 200 && res->status < 300) {
 		dv->state = DLV_SUCCEEDED;
-		dv->last_error[0] = 0;
+		delivery_set_error(dv, "%s", "");
 		d->stats.succeeded++;
 	} else {
 		dispatch_failed(d, dv, res, now);
@@ -459,7 +457,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	if (dv->state == DLV_PENDING && ep->deleted) {
 		/* Its endpoint was deleted while this attempt was out: nothing to retry to. */
 		dv->state = DLV_DEAD;
-		snprintf(dv->last_error, sizeof(dv->last_error), "endpoint deleted");
+		delivery_set_error(dv, "endpoint deleted");
 	}
 	if (dv->state == DLV_PENDING) {
 		dispatch_record_attempt(d, dv, res, now, 0);
@@ -541,7 +539,7 @@ static void dispatch_bury(struct dispatch *d, struct delivery *dv)
 	struct store_batch *b = store_batch_new();
 	dv->dispatch = d;
 	dv->state = DLV_DEAD;
-	snprintf(dv->last_error, sizeof(dv->last_error), "endpoint deleted");
+	delivery_set_error(dv, "endpoint deleted");
 	if (b && dispatch_persist(b, dv, clock_now_ms()) == HOOKD_OK) {
 		store_batch_submit(d->store, b, STORE_OP_KEEP, dispatch_recorded, dv);
 		return;
@@ -862,7 +860,7 @@ static struct delivery *dispatch_from_record(struct dispatch *d, struct store_re
 	dv->last_status = r->last_status;
 	dv->next_at_ms = r->next_at_ms;
 	dv->due_key_ms = r->state == DLV_PENDING ? r->next_at_ms : 0;
-	snprintf(dv->last_error, sizeof(dv->last_error), "%s", r->last_error);
+	delivery_set_error(dv, "%s", r->last_error);
 	if (r->headers[0] && delivery_set_headers(dv, r->headers) != HOOKD_OK) {
 		delivery_free(dv);
 		return NULL;

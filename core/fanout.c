@@ -46,8 +46,7 @@ void fanout_apply_policy(struct policy_engine *policies, const json_t *envelope,
 	rc = policies ? policy_run(policies, dv->policy_name, &in, &res) : HOOKD_ENOTFOUND;
 	if (rc == HOOKD_ENOTFOUND) {
 		dv->state = DLV_DEAD;
-		snprintf(dv->last_error, sizeof(dv->last_error),
-			 "policy_error: policy '%s' is not loaded", dv->policy_name);
+		delivery_set_error(dv, "policy_error: policy '%s' is not loaded", dv->policy_name);
 		if (stats)
 			stats->policy_errors++;
 		return;
@@ -67,8 +66,7 @@ void fanout_apply_policy(struct policy_engine *policies, const json_t *envelope,
 		jsontext_free(&t);
 		if (!b) {
 			dv->state = DLV_DEAD;
-			snprintf(dv->last_error, sizeof(dv->last_error),
-				 "policy_error: output could not be serialized");
+			delivery_set_error(dv, "policy_error: output could not be serialized");
 			free(hdrs);
 			free(text);
 			break;
@@ -79,8 +77,7 @@ void fanout_apply_policy(struct policy_engine *policies, const json_t *envelope,
 		dv->body_stored = 0; /* (re)written with the next persist */
 		if (hdrs && delivery_set_headers(dv, hdrs) != HOOKD_OK) {
 			dv->state = DLV_DEAD;
-			snprintf(dv->last_error, sizeof(dv->last_error),
-				 "policy_error: invalid headers");
+			delivery_set_error(dv, "policy_error: invalid headers");
 		}
 		free(hdrs);
 		free(text);
@@ -88,7 +85,7 @@ void fanout_apply_policy(struct policy_engine *policies, const json_t *envelope,
 	}
 	case POLICY_FILTERED:
 		dv->state = DLV_FILTERED;
-		snprintf(dv->last_error, sizeof(dv->last_error), "%s",
+		delivery_set_error(dv, "%s",
 			 res.reason[0] ? res.reason : "filtered by policy");
 		if (stats)
 			stats->filtered++;
@@ -96,7 +93,7 @@ void fanout_apply_policy(struct policy_engine *policies, const json_t *envelope,
 	case POLICY_ERROR:
 	default:
 		dv->state = DLV_DEAD;
-		snprintf(dv->last_error, sizeof(dv->last_error), "policy_error: %.480s", res.reason);
+		delivery_set_error(dv, "policy_error: %.480s", res.reason);
 		if (stats)
 			stats->policy_errors++;
 		break;

@@ -5,6 +5,7 @@
 
 #include "check.h"
 #include "delivery.h"
+#include "registry.h"
 #include "err.h"
 #include "id.h"
 
@@ -113,6 +114,28 @@ static void test_body_refs(void)
 	body_unref(NULL);
 }
 
+static void test_error_text(void)
+{
+	char long_text[2 * DELIVERY_ERROR_MAX];
+	static struct endpoint ep = {.refs = 1}; /* the registry's reference: never freed */
+	struct delivery *dv = delivery_new("dlv_x_0", "msg_x", "app", &ep, NULL, 0);
+	CHECK(dv != NULL);
+	CHECK(dv->last_error == NULL); /* none: nothing on the heap */
+	CHECK_STR(delivery_error(dv), "");
+	delivery_set_error(dv, "HTTP %d", 503);
+	CHECK_STR(delivery_error(dv), "HTTP 503");
+	delivery_set_error(dv, "%s", "connection refused");
+	CHECK_STR(delivery_error(dv), "connection refused");
+	memset(long_text, 'e', sizeof(long_text) - 1);
+	long_text[sizeof(long_text) - 1] = 0;
+	delivery_set_error(dv, "%s", long_text);
+	CHECK(strlen(delivery_error(dv)) == DELIVERY_ERROR_MAX - 1);
+	delivery_set_error(dv, "%s", ""); /* cleared: freed again */
+	CHECK(dv->last_error == NULL);
+	delivery_set_error(dv, "last: %s", "x");
+	delivery_free(dv); /* the text goes with it (ASan checks) */
+}
+
 int main(void)
 {
 	test_make_parse();
@@ -120,5 +143,6 @@ int main(void)
 	test_prefixes();
 	test_parse_refuses();
 	test_body_refs();
+	test_error_text();
 	return check_done();
 }
