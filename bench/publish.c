@@ -10,7 +10,13 @@
  * producer sees it).
  *
  * Usage: publish --url URL --key KEY [-n M] [-c C] [--pad BYTES] [--type T]
- *                [--deadline S]
+ *                [--deadline S] [--rate R]
+ *
+ * --rate R is open loop: publish i is due at start + i/R seconds whether or not earlier ones
+ * were answered (C bounds how many are in flight), and its latency counts from when it was
+ * due, so a daemon that falls behind shows it in the latency instead of slowing the offered
+ * load (no coordinated omission). Without --rate, each connection sends as soon as its
+ * previous publish was answered (closed loop, the throughput passes).
  * Prints "publish requests=... accepted=... non202=... transport_errors=... seconds=...
  * publish_per_s=... p50_us=... p99_us=... max_us=... first_start_ns=... last_done_ns=..."
  * and, when any publish was not a 202, one "status CODE COUNT" line per code (0 = transport
@@ -59,6 +65,11 @@ struct publisher {
 	uint64_t first_start_ns; /* CLOCK_REALTIME of the first request start */
 	uint64_t last_done_ns;	 /* CLOCK_REALTIME of the last response */
 	int errors_shown;
+	/* open loop (--rate): publishes per second, the next one's due time, idle slots */
+	double rate;
+	uint64_t next_due_ns; /* CLOCK_MONOTONIC */
+	struct slot **idle;
+	long n_idle, n_late; /* late: due while every slot was busy */
 };
 
 static size_t keep_resp(char *p, size_t size, size_t n, void *ud)
@@ -145,9 +156,35 @@ static void check_done(struct publisher *p, bool stop_starting)
 			if (p->errors_shown++ < 5)
 				fprintf(stderr, "publish: HTTP %ld: %s\n", code, sl->resp);
 		}
-		if (!stop_starting && p->n_started < p->n_total && slot_start(p, sl) != 0)
+		if (p->rate > 0)
+			p->idle[p->n_idle++] = sl; /* started when the next one is due */
+		else if (!stop_starting && p->n_started < p->n_total && slot_start(p, sl) != 0)
 			fprintf(stderr, "publish: cannot start a request\n");
 	}
+}
+
+/* Open loop: starts every publish that is due, on idle slots; its latency counts from its
+ * due time. Returns the ms until the next one is due (for the poll), at most 1000. */
+static long start_due(struct publisher *p)
+{
+	uint64_t now = bench_mono_ns();
+	while (p->n_started < p->n_total && p->next_due_ns <= now) {
+		if (p->n_idle == 0) {
+			p->n_late++; /* started as soon as a slot frees; still timed from due */
+			return 1;
+		}
+		struct slot *sl = p->idle[--p->n_idle];
+		if (slot_start(p, sl) != 0) {
+			fprintf(stderr, "publish: cannot start a request\n");
+			return 1000;
+		}
+		sl->started_ns = p->next_due_ns;
+		p->next_due_ns += (uint64_t)(1e9 / p->rate);
+	}
+	if (p->n_started >= p->n_total)
+		return 1000;
+	uint64_t wait_ms = (p->next_due_ns - now) / 1000000u;
+	return wait_ms > 1000 ? 1000 : (long)wait_ms;
 }
 
 static char *make_pad(size_t bytes)
@@ -164,7 +201,7 @@ static char *make_pad(size_t bytes)
 static void usage(void)
 {
 	fprintf(stderr, "usage: publish --url URL --key KEY [-n M] [-c C] [--pad BYTES] "
-			"[--type T] [--deadline S]\n");
+			"[--type T] [--deadline S] [--rate R]\n");
 }
 
 int main(int argc, char **argv)
@@ -194,6 +231,8 @@ int main(int argc, char **argv)
 			p.type = v;
 		else if (strcmp(a, "--deadline") == 0)
 			deadline_s = strtol(v, NULL, 10);
+		else if (strcmp(a, "--rate") == 0)
+			p.rate = strtod(v, NULL);
 		else {
 			usage();
 			return 2;
@@ -201,7 +240,7 @@ int main(int argc, char **argv)
 		i++;
 	}
 	if (!p.url || !key || n < 1 || c < 1 || c > 4096 || pad < 0 || pad > (1 << 24) ||
-	    deadline_s < 1 || strlen(key) > 1000) {
+	    deadline_s < 1 || strlen(key) > 1000 || p.rate < 0 || p.rate > 1e6) {
 		usage();
 		return 2;
 	}
@@ -225,8 +264,9 @@ int main(int argc, char **argv)
 	p.pad = make_pad(p.pad_len);
 	p.slots = calloc((size_t)c, sizeof *p.slots);
 	p.lat_ns = calloc((size_t)n, sizeof *p.lat_ns);
+	p.idle = calloc((size_t)c, sizeof *p.idle);
 	p.multi = curl_multi_init();
-	if (!p.pad || !p.slots || !p.lat_ns || !p.multi)
+	if (!p.pad || !p.slots || !p.lat_ns || !p.idle || !p.multi)
 		goto out;
 	curl_multi_setopt(p.multi, CURLMOPT_MAXCONNECTS, c);
 	for (long i = 0; i < c; i++)
@@ -235,10 +275,20 @@ int main(int argc, char **argv)
 
 	uint64_t t0 = bench_mono_ns(), deadline = t0 + (uint64_t)deadline_s * 1000000000u;
 	bool timed_out = false;
-	for (long i = 0; i < c; i++)
-		if (slot_start(&p, &p.slots[i]) != 0)
-			goto out;
-	while (p.n_done < p.n_started) {
+	long poll_ms = 1000;
+	if (p.rate > 0) {
+		for (long i = 0; i < c; i++)
+			p.idle[p.n_idle++] = &p.slots[i];
+		p.next_due_ns = t0;
+		poll_ms = start_due(&p);
+	} else {
+		for (long i = 0; i < c; i++)
+			if (slot_start(&p, &p.slots[i]) != 0)
+				goto out;
+	}
+	/* Open loop: also while publishes are still to be started at their due times. */
+#define PUBLISH_MORE() (p.n_done < p.n_started || (p.rate > 0 && !timed_out && p.n_started < p.n_total))
+	while (PUBLISH_MORE()) {
 		int running;
 		curl_multi_perform(p.multi, &running);
 		if (!timed_out && bench_mono_ns() > deadline) {
@@ -248,9 +298,11 @@ int main(int argc, char **argv)
 			break;
 		}
 		check_done(&p, timed_out);
-		if (p.n_done == p.n_started)
+		if (p.rate > 0 && !timed_out)
+			poll_ms = start_due(&p);
+		if (!PUBLISH_MORE())
 			break;
-		curl_multi_poll(p.multi, NULL, 0, 1000, NULL);
+		curl_multi_poll(p.multi, NULL, 0, (int)poll_ms, NULL);
 	}
 	double secs = (double)(bench_mono_ns() - t0) / 1e9;
 
@@ -265,6 +317,8 @@ int main(int argc, char **argv)
 	       bench_percentile_us(p.lat_ns, p.n_lat, 99),
 	       p.n_lat ? (double)p.lat_ns[p.n_lat - 1] / 1000.0 : 0.0, p.first_start_ns,
 	       p.last_done_ns);
+	if (p.rate > 0)
+		printf("open_loop rate=%.0f late=%ld\n", p.rate, p.n_late);
 	for (int code = 0; code < PUBLISH_MAX_STATUS; code++)
 		if (p.status_count[code])
 			printf("status %d %ld\n", code, p.status_count[code]);
@@ -285,6 +339,7 @@ out:
 	curl_slist_free_all(p.headers);
 	free(p.slots);
 	free(p.lat_ns);
+	free(p.idle);
 	free(p.pad);
 	curl_global_cleanup();
 	return rc;

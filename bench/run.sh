@@ -21,6 +21,8 @@
 #   BENCH_DRAIN_S [60]                        how long to wait for the deliveries of a pass
 #   BENCH_RATIO_ROUNDS [5] BENCH_RATIO_M [15000]  policy ratio: pairs of passes, publishes each
 #   BENCH_POLICY_COST [1]                     0 skips bench/policy_bench
+#   BENCH_OPEN_RATE [5000] BENCH_OPEN_S [5]   open-loop pass: publishes offered per second, for
+#                                             how long (latency at a fixed rate; 0 skips it)
 #   BENCH_RESULTS [bench/results]             where the report and hookd's log are written
 #
 # Why these sizes: on a 2-core machine the bare client does 20k-65k req/s, so 50,000
@@ -238,7 +240,8 @@ run_pass() {
 	cpu0=$(cpu_ticks "$HOOKD_PID")
 	log "$name: publishing $m messages (concurrency $PUB_C) to $neps endpoint(s)"
 	fg timeout 180 "$BIN/publish" --url "$API/v1/apps/$app/messages" --key "$KEY" -n "$m" \
-		-c "$PUB_C" --pad 1024 --deadline 120 >"$pub" 2>"$TMP/publish-$app.err" || prc=$?
+		-c "$PUB_C" --pad 1024 --deadline 120 ${PUB_RATE:+--rate "$PUB_RATE"} \
+		>"$pub" 2>"$TMP/publish-$app.err" || prc=$?
 	local accepted expected
 	accepted=$(kv accepted "$pub")
 	[ -n "$accepted" ] || die "publish produced no result (exit $prc): $(cat "$TMP/publish-$app.err")"
@@ -296,7 +299,7 @@ run_pass() {
 	fi
 
 	[ "${QUIET:-0}" = 1 ] || REPORT_PASSES+="
-$name: $neps endpoint(s) per message, $m publishes, concurrency $PUB_C, ~1 KiB payload
+$name: $neps endpoint(s) per message, $m publishes, $(if [ -n "${PUB_RATE:-}" ]; then echo "offered at $PUB_RATE/s (open loop, at most $PUB_C in flight)"; else echo "concurrency $PUB_C"; fi), ~1 KiB payload
   publish:          $accepted of $m accepted with 202; not 202: $nonok$statuses
                     $(kv publish_per_s "$pub") publishes/s; latency p50 $(us_ms "$(kv p50_us "$pub")"), p99 $(us_ms "$(kv p99_us "$pub")"), max $(us_ms "$(kv max_us "$pub")")
   end to end:       $count of $expected deliveries in $secs s (first publish -> last receipt; last 202 -> last receipt: $(fdiv "$((last - $(kv last_done_ns "$pub")))" 1000000 1) ms)
@@ -313,6 +316,13 @@ $(tail -n 30 "$TMP/hookd.log")"
 
 run_pass "pass 1" bench1 1 "$PUB_M"
 P1_RATE=${PASS_RATE[bench1]}
+OPEN_RATE=${BENCH_OPEN_RATE:-5000}
+OPEN_S=${BENCH_OPEN_S:-5}
+if [ "$OPEN_RATE" -gt 0 ] && [ "$OPEN_S" -gt 0 ]; then
+	# Publish latency at a fixed offered rate (issue 9's target: p50 under 0.5 ms, p99 under
+	# 5 ms at 5,000/s), timed from when each publish was due, on pass 1's app.
+	PUB_RATE=$OPEN_RATE run_pass "open loop" bench1 1 "$((OPEN_RATE * OPEN_S))"
+fi
 if [ "$FANOUT" -gt 0 ] && [ "$FAN_M" -gt 0 ]; then
 	run_pass "pass 2 (fan-out)" "bench$FANOUT" "$FANOUT" "$FAN_M"
 fi

@@ -24,6 +24,7 @@ class BenchSmokeTest(unittest.TestCase):
             env = dict(os.environ, BENCH_BASE_N="400", BENCH_BASE_ROUNDS="1", BENCH_M="400",
                        BENCH_FAN_M="100", BENCH_RATIO_ROUNDS="1", BENCH_RATIO_M="100",
                        BENCH_DRAIN_S=str(int(30 * h.SCALE)), BENCH_POLICY_COST="0",
+                       BENCH_OPEN_RATE="200", BENCH_OPEN_S="1",
                        BENCH_RESULTS=results)
             p = subprocess.run([os.path.join(ROOT, "bench", "run.sh"), build], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -34,16 +35,17 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertNotIn("FAILED", out, out[-3000:])
         passes = re.findall(r"^(pass \d[^:]*):", out, re.M)
         self.assertEqual(len(passes), 3, f"expected passes 1-3 in the report:\n{out[-3000:]}")
+        self.assertRegex(out, r"(?m)^open loop: .*offered at 200/s", out[-3000:])
         accepted = re.findall(r"publish: +(\d+) of (\d+) accepted with 202; not 202: (\d+)", out)
-        self.assertEqual(len(accepted), 3, out[-3000:])
+        self.assertEqual(len(accepted), 4, out[-3000:])
         for got, want, bad in accepted:
             self.assertEqual((got, bad), (want, "0"), out[-3000:])
         delivered = re.findall(r"end to end: +(\d+) of (\d+) deliveries", out)
-        self.assertEqual(len(delivered), 3, out[-3000:])
+        self.assertEqual(len(delivered), 4, out[-3000:])
         for got, want in delivered:
             self.assertEqual(got, want, out[-3000:])
         dups = re.findall(r"duplicates: +(\S+); missing: (\S+?)(;|$)", out, re.M)
-        self.assertEqual(len(dups), 3, out[-3000:])
+        self.assertEqual(len(dups), 4, out[-3000:])
         for d, m, _ in dups:
             self.assertEqual((d, m), ("0", "0"), out[-3000:])
         self.assertNotIn("HOOKD DIED", out)
