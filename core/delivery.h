@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 struct endpoint;
 struct dispatch;
@@ -111,6 +112,12 @@ int delivery_set_headers(struct delivery *dv, const char *headers_json);
 #define DELIVERY_ERROR_MAX 512
 void delivery_set_error(struct delivery *dv, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Forgets the last failure (a success): no formatting, nothing to free when there is none. */
+static inline void delivery_clear_error(struct delivery *dv)
+{
+	free(dv->last_error);
+	dv->last_error = NULL;
+}
 /* The last failure's text, "" when there is none. */
 static inline const char *delivery_error(const struct delivery *dv)
 {

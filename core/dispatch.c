@@ -449,7 +449,7 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	dv->last_status = res->status;
 	if (res->status >= 200 && res->status < 300) {
 		dv->state = DLV_SUCCEEDED;
-		delivery_set_error(dv, "%s", "");
+		delivery_clear_error(dv);
 		d->stats.succeeded++;
 	} else {
 		dispatch_failed(d, dv, res, now);

@@ -132,6 +132,10 @@ static void test_error_text(void)
 	CHECK(strlen(delivery_error(dv)) == DELIVERY_ERROR_MAX - 1);
 	delivery_set_error(dv, "%s", ""); /* cleared: freed again */
 	CHECK(dv->last_error == NULL);
+	delivery_set_error(dv, "HTTP %d", 500);
+	delivery_clear_error(dv); /* a success */
+	CHECK(dv->last_error == NULL);
+	CHECK_STR(delivery_error(dv), "");
 	delivery_set_error(dv, "last: %s", "x");
 	delivery_free(dv); /* the text goes with it (ASan checks) */
 }
