@@ -11,8 +11,7 @@
 #include <stdint.h>
 
 /* 5s, 5m, 30m, 2h, 5h, 10h, 10h: the example schedule of the Standard Webhooks spec up to
- * its 10 h step, then one more 10 h in place of its 14 h, 20 h and 24 h (the schedule Svix
- * publishes): a delivery that keeps failing is given up about 27.6 hours after its first
+ * its 10 h step, then one more 10 h in place of its 14 h, 20 h and 24 h: a delivery that keeps failing is given up about 27.6 hours after its first
  * attempt rather than 75 (before jitter and Retry-After). */
 extern const uint32_t retry_default_schedule[];
 extern const size_t retry_default_schedule_len;
