@@ -12,8 +12,12 @@ void api_metrics(struct api *a, struct evhttp_request *req, const struct api_arg
 	struct dispatch_stats ds;
 	struct store_space sp;
 	struct store_stats st;
+	struct store_counts sc = {0};
 	struct evbuffer *buf = evbuffer_new();
 	dispatch_get_stats(a->disp, &ds);
+	/* Pending: what the due index holds (a delivery in flight keeps its entry until its
+	 * outcome is stored); a policy delivery counts from its first write. */
+	store_get_counts(a->store, &sc);
 	store_get_space(a->store, &sp);
 	store_get_stats(a->store, &st);
 	evbuffer_add_printf(buf,
@@ -26,7 +30,10 @@ void api_metrics(struct api *a, struct evhttp_request *req, const struct api_arg
 			    "# TYPE hookd_deliveries_filtered_total counter\nhookd_deliveries_filtered_total %llu\n"
 			    "# TYPE hookd_policy_errors_total counter\nhookd_policy_errors_total %llu\n"
 			    "# TYPE hookd_inflight gauge\nhookd_inflight %u\n"
-			    "# TYPE hookd_pending gauge\nhookd_pending %zu\n"
+			    "# HELP hookd_pending Pending deliveries (in the store's due index)\n"
+			    "# TYPE hookd_pending gauge\nhookd_pending %llu\n"
+			    "# HELP hookd_scheduled Deliveries the scheduler holds in memory\n"
+			    "# TYPE hookd_scheduled gauge\nhookd_scheduled %zu\n"
 			    "# TYPE hookd_store_commits_total counter\nhookd_store_commits_total %llu\n"
 			    "# TYPE hookd_store_ops_total counter\nhookd_store_ops_total %llu\n"
 			    "# TYPE hookd_store_commit_seconds_total counter\nhookd_store_commit_seconds_total %.6f\n"
@@ -36,7 +43,7 @@ void api_metrics(struct api *a, struct evhttp_request *req, const struct api_arg
 			    (unsigned long long)ds.attempts, (unsigned long long)ds.succeeded,
 			    (unsigned long long)ds.failed, (unsigned long long)ds.dead,
 			    (unsigned long long)a->fstats.filtered,
-			    (unsigned long long)a->fstats.policy_errors, ds.inflight, ds.pending,
+			    (unsigned long long)a->fstats.policy_errors, ds.inflight, (unsigned long long)sc.due, ds.in_memory,
 			    (unsigned long long)st.commits, (unsigned long long)st.ops,
 			    st.commit_ns / 1e9, (unsigned long long)st.syncs);
 	evbuffer_add_printf(buf,

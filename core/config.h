@@ -61,6 +61,9 @@ struct config {
 	uint32_t retry_after_cap_s;  /* delivery.retry_after_cap_s; default 86400 */
 	uint32_t max_inflight;       /* delivery.max_inflight (all endpoints); default 1024 */
 	uint32_t max_inflight_per_endpoint; /* delivery.max_inflight_per_endpoint; default 64 */
+	uint32_t window_per_endpoint; /* delivery.window_per_endpoint: deliveries of one endpoint
+				       * the scheduler holds in memory; default 256 (at least
+				       * 2 x max_inflight_per_endpoint is used) */
 
 	char **allow_destinations;   /* security.allow_destinations: CIDRs; default empty */
 	size_t n_allow_destinations;

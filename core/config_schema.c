@@ -171,6 +171,10 @@ static const struct cfg_field delivery_fields[] = {
 	 .min = 1, .max = 65536},
 	{.key = "max_inflight_per_endpoint", .kind = CFG_U32,
 	 .off = offsetof(struct config, max_inflight_per_endpoint), .min = 1, .max = 65536},
+	/* Deliveries of one endpoint held in memory; the rest wait in the store's due index.
+	 * 1,048,576 of ~2 KiB each is already 2 GiB for one endpoint: a cap, not a target. */
+	{.key = "window_per_endpoint", .kind = CFG_U32,
+	 .off = offsetof(struct config, window_per_endpoint), .min = 1, .max = 1048576},
 	{0},
 };
 
@@ -271,6 +275,7 @@ void config_defaults(struct config *c)
 	c->retry_after_cap_s = 86400;
 	c->max_inflight = 1024;
 	c->max_inflight_per_endpoint = 64;
+	c->window_per_endpoint = 256;
 	c->policy_cpu_ms = 50;
 	c->policy_memory_limit = 32ull << 20;
 	if (config_fill_allocated_defaults(c))

@@ -85,6 +85,7 @@ struct delivery {
 	size_t heap_idx;           /* position in the heap, or SIZE_MAX */
 	struct delivery *wait_next;
 	int waiting;               /* in its endpoint's FIFO */
+	int live;                  /* in the live map, counted in its endpoint's window */
 	struct dispatch *dispatch; /* set while in flight */
 	/* Set by fan-out when the endpoint has a policy still to run, so the policy thread
 	 * never reads the endpoint (which the loop may change meanwhile): the name copied, the

@@ -34,6 +34,10 @@ struct dispatch {
 	struct strmap live;
 	struct strmap unstored; /* msg id -> struct unstored_set */
 	struct event *timer;
+	struct event *refill_ev;          /* reads queued endpoints' windows from the store */
+	struct dispatch_ep *refill_head;  /* endpoints queued for a read, in order */
+	struct dispatch_ep *refill_tail;
+	uint32_t window;                  /* deliveries per endpoint in memory at most */
 	uint32_t inflight;
 	struct dispatch_stats stats;
 	struct dispatch_ep *eps; /* every endpoint runtime, to free with the dispatcher */
@@ -49,6 +53,15 @@ struct dispatch {
 struct dispatch_ep {
 	struct endpoint *ep;                    /* reference held */
 	uint32_t inflight;
+	/* The window: live deliveries of this endpoint in memory (in the heap, in its FIFO, in
+	 * flight, or finished and waiting for the commit that records it), at most d->window
+	 * but for those already on their way to the store. When there are more pending ones,
+	 * the rest stay only in the store's due index and overflow is set; the window is read
+	 * back from the index, soonest due first, once it is half empty. */
+	uint32_t live_n;
+	int overflow;                           /* the store has pending ones not in memory */
+	int refill_queued;                      /* in d's refill queue */
+	struct dispatch_ep *refill_next;
 	struct delivery *wait_head, *wait_tail; /* due, waiting for capacity or re-enable */
 	struct dispatch_ep *prev, *next;        /* in d->eps */
 };
@@ -114,12 +127,56 @@ static void dispatch_ep_free(struct dispatch *d, struct dispatch_ep *de)
 	free(de);
 }
 
-/* Frees ep's runtime if ep is deleted and nothing of it is in flight or waiting any more. */
+/* Frees ep's runtime if ep is deleted and nothing of it is in flight, waiting, or left in
+ * the store to bury any more. */
 static void dispatch_ep_settle(struct dispatch *d, struct endpoint *ep)
 {
 	struct dispatch_ep *de = ep->sched;
-	if (de && ep->deleted && de->inflight == 0 && !de->wait_head)
+	if (de && ep->deleted && de->inflight == 0 && !de->wait_head && !de->overflow &&
+	    !de->refill_queued)
 		dispatch_ep_free(d, de);
+}
+
+/* Queues de for a read of its window from the store when the store holds more of its
+ * pending deliveries and the window is at most half full. */
+static void dispatch_want(struct dispatch *d, struct dispatch_ep *de)
+{
+	struct timeval zero = {0, 0};
+	if (!de || !de->overflow || de->refill_queued || de->live_n > d->window / 2)
+		return;
+	de->refill_queued = 1;
+	de->refill_next = NULL;
+	if (d->refill_tail)
+		d->refill_tail->refill_next = de;
+	else
+		d->refill_head = de;
+	d->refill_tail = de;
+	evtimer_add(d->refill_ev, &zero);
+}
+
+/* ---- the live map: every delivery in memory, by id ---- */
+
+static int dispatch_live_put(struct dispatch *d, struct delivery *dv)
+{
+	int rc = strmap_put(&d->live, dv->id, dv);
+	if (rc == HOOKD_OK) {
+		dv->live = 1;
+		dv->ep->sched->live_n++;
+	}
+	return rc;
+}
+
+static void dispatch_live_del(struct dispatch *d, struct delivery *dv)
+{
+	struct dispatch_ep *de = dv->ep->sched;
+	if (!dv->live)
+		return;
+	strmap_del(&d->live, dv->id);
+	dv->live = 0;
+	if (de) {
+		de->live_n--;
+		dispatch_want(d, de);
+	}
 }
 
 /* ---- the heap (by next_at_ms, then id) ---- */
@@ -244,12 +301,12 @@ int dispatch_persist(struct store_batch *b, struct delivery *dv, int64_t now_ms)
 	if ((rc = store_batch_put_delivery(b, dv->id, &r)))
 		return rc;
 	if (dv->due_key_ms && (r.state != DLV_PENDING || dv->due_key_ms != dv->next_at_ms)) {
-		if ((rc = store_batch_del_due(b, dv->due_key_ms, dv->id)))
+		if ((rc = store_batch_del_due(b, dv->app_id, dv->ep->id, dv->due_key_ms, dv->id)))
 			return rc;
 		dv->due_key_ms = 0;
 	}
 	if (r.state == DLV_PENDING && dv->due_key_ms != dv->next_at_ms) {
-		if ((rc = store_batch_put_due(b, dv->next_at_ms, dv->id)))
+		if ((rc = store_batch_put_due(b, dv->app_id, dv->ep->id, dv->next_at_ms, dv->id)))
 			return rc;
 		dv->due_key_ms = dv->next_at_ms;
 	}
@@ -279,9 +336,10 @@ static void dispatch_recorded(struct store_batch *b)
 	dispatch_forget(dv->dispatch, dv);
 }
 
-/* Writes the attempt and the delivery's new state; a finished delivery is forgotten after. */
+/* Writes the attempt and the delivery's new state; with forget (finished, or a retry that
+ * leaves the window) the delivery is dropped from memory once that is committed. */
 static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
-				    const struct transport_result *res, int64_t at_ms, int finished)
+				    const struct transport_result *res, int64_t at_ms, int forget)
 {
 	struct store_batch *b = store_batch_new();
 	char iso[CLOCK_ISO_LEN];
@@ -290,7 +348,7 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 	int rc;
 
 	if (!b) {
-		if (finished)
+		if (forget)
 			dispatch_forget(d, dv);
 		return;
 	}
@@ -328,12 +386,12 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 			  hookd_strerror(rc));
 		jsontext_free(&t);
 		store_batch_free(b);
-		if (finished)
+		if (forget)
 			dispatch_forget(d, dv);
 		return;
 	}
 	jsontext_free(&t);
-	store_batch_submit(d->store, b, STORE_OP_KEEP, finished ? dispatch_recorded : NULL, dv);
+	store_batch_submit(d->store, b, STORE_OP_KEEP, forget ? dispatch_recorded : NULL, dv);
 }
 
 /* ---- sending ---- */
@@ -344,8 +402,12 @@ static void dispatch_release(struct dispatch *d, struct endpoint *ep);
 
 static void dispatch_forget(struct dispatch *d, struct delivery *dv)
 {
-	strmap_del(&d->live, dv->id);
+	struct endpoint *ep = dv->ep;
+	endpoint_ref(ep);
+	dispatch_live_del(d, dv);
 	delivery_free(dv);
+	dispatch_ep_settle(d, ep);
+	endpoint_unref(ep);
 }
 
 static void wait_push(struct dispatch_ep *de, struct delivery *dv)
@@ -459,7 +521,12 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 		dv->state = DLV_DEAD;
 		delivery_set_error(dv, "endpoint deleted");
 	}
-	if (dv->state == DLV_PENDING) {
+	if (dv->state == DLV_PENDING && (ep->sched->overflow || ep->sched->live_n > d->window)) {
+		/* Its retry leaves the window: the store's due index has it (and others due
+		 * sooner); it is read back in its turn. */
+		ep->sched->overflow = 1;
+		dispatch_record_attempt(d, dv, res, now, 1);
+	} else if (dv->state == DLV_PENDING) {
 		dispatch_record_attempt(d, dv, res, now, 0);
 		heap_push(d, dv);
 	} else {
@@ -607,8 +674,25 @@ static void dispatch_timer_cb(evutil_socket_t fd, short what, void *arg)
 	dispatch_pump(arg);
 }
 
+/* A policy delivery never stored that does not fit its endpoint's window: stored now and
+ * dropped from memory once that is committed (the due index then has it). */
+static void dispatch_store_unstored(struct dispatch *d, struct delivery *dv)
+{
+	struct store_batch *b = store_batch_new();
+	if (dispatch_live_put(d, dv) == HOOKD_OK && b &&
+	    dispatch_persist(b, dv, clock_now_ms()) == HOOKD_OK) {
+		store_batch_submit(d->store, b, STORE_OP_KEEP, dispatch_recorded, dv);
+		return;
+	}
+	store_batch_free(b);
+	log_error("dispatch: cannot store policy delivery %s now (its fan-out marker keeps it "
+		  "for the next start)", dv->id);
+	dispatch_forget(d, dv);
+}
+
 void dispatch_add(struct dispatch *d, struct delivery *dv)
 {
+	struct dispatch_ep *de;
 	if (dv->state != DLV_PENDING) {
 		delivery_free(dv);
 		return;
@@ -619,10 +703,29 @@ void dispatch_add(struct dispatch *d, struct delivery *dv)
 		dispatch_bury(d, dv);
 		return;
 	}
-	if (!dispatch_ep_get(d, dv->ep) || strmap_put(&d->live, dv->id, dv) != HOOKD_OK ||
-	    heap_push(d, dv) != HOOKD_OK) {
+	if (!(de = dispatch_ep_get(d, dv->ep))) {
 		log_error("dispatch: out of memory scheduling %s (it stays stored)", dv->id);
-		strmap_del(&d->live, dv->id);
+		delivery_free(dv);
+		return;
+	}
+	if (strmap_get(&d->live, dv->id)) {
+		/* A read of the window saw its commit first and has it already. */
+		delivery_free(dv);
+		return;
+	}
+	if (de->overflow || de->live_n >= d->window) {
+		/* The window is full, or the store holds ones due sooner: it waits there. */
+		de->overflow = 1;
+		if (dv->unstored)
+			dispatch_store_unstored(d, dv);
+		else
+			delivery_free(dv);
+		dispatch_want(d, de);
+		return;
+	}
+	if (dispatch_live_put(d, dv) != HOOKD_OK || heap_push(d, dv) != HOOKD_OK) {
+		log_error("dispatch: out of memory scheduling %s (it stays stored)", dv->id);
+		dispatch_live_del(d, dv);
 		delivery_free(dv);
 		return;
 	}
@@ -810,20 +913,16 @@ void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep)
 		dispatch_pump(d);
 }
 
-/* Builds the in-memory delivery for a stored record; bodies of plain deliveries come from
- * the message (shared through bodies, keyed by message id, when given). */
-static struct delivery *dispatch_from_record(struct dispatch *d, struct store_read *rd,
-					     const char *id, const struct delivery_rec *r,
-					     struct strmap *bodies)
+/* Builds the in-memory delivery of ep for a stored record; the body of a plain delivery is
+ * its message's. */
+static struct delivery *dispatch_from_record(struct store_read *rd, struct endpoint *ep,
+					     const char *id, const struct delivery_rec *r)
 {
-	struct endpoint *ep = registry_endpoint(d->reg, r->app_id, r->ep_id);
 	struct body *body = NULL;
 	struct delivery *dv;
 	const char *data;
 	size_t len;
 
-	if (!ep)
-		return NULL;
 	if (r->flags & RECORD_CUSTOM_BODY) {
 		if (store_read_body(rd, id, &data, &len) != HOOKD_OK) {
 			log_error("dispatch: policy output body of %s is missing", id);
@@ -833,18 +932,11 @@ static struct delivery *dispatch_from_record(struct dispatch *d, struct store_re
 	} else if (r->body_len) {
 		body = body_new(r->body, r->body_len);
 	} else {
-		body = bodies ? strmap_get(bodies, r->msg_id) : NULL;
-		if (body) {
-			body_ref(body);
-		} else {
-			if (store_read_message(rd, r->app_id, r->msg_id, &data, &len) != HOOKD_OK) {
-				log_error("dispatch: message %s of %s is missing", r->msg_id, id);
-				return NULL;
-			}
-			body = body_new(data, len);
-			if (body && bodies && strmap_put(bodies, r->msg_id, body) == HOOKD_OK)
-				body_ref(body);
+		if (store_read_message(rd, r->app_id, r->msg_id, &data, &len) != HOOKD_OK) {
+			log_error("dispatch: message %s of %s is missing", r->msg_id, id);
+			return NULL;
 		}
+		body = body_new(data, len);
 	}
 	if (!body)
 		return NULL;
@@ -868,81 +960,240 @@ static struct delivery *dispatch_from_record(struct dispatch *d, struct store_re
 	return dv;
 }
 
-static void dispatch_drop_body(const char *key, void *value, void *arg)
-{
-	body_unref(value);
-}
+/* ---- reading windows back from the store's due index ---- */
 
-/* dispatch_load's walk of the due index. */
-struct dispatch_loading {
+/* One read of an endpoint's window. */
+struct dispatch_reading {
 	struct dispatch *d;
+	struct dispatch_ep *de;
 	struct store_read *rd;
-	struct strmap bodies;      /* message bodies shared by its deliveries, by message id */
 	struct store_batch *stale; /* index entries to drop */
-	size_t loaded;
+	int full;                  /* stopped with the window full: more remain */
 	int rc;
 };
 
-static int dispatch_load_one(void *arg, int64_t at_ms, const char *id)
+static int dispatch_read_one(void *arg, int64_t at_ms, const char *id)
 {
-	struct dispatch_loading *l = arg;
+	struct dispatch_reading *l = arg;
+	struct dispatch *d = l->d;
+	struct endpoint *ep = l->de->ep;
 	struct delivery_rec r;
 	struct delivery *dv = NULL;
 	int rc;
-	if (strlen(id) >= DELIVERY_ID_MAX)
-		return 0;
+	if (l->de->live_n >= d->window) {
+		l->full = 1;
+		return STORE_WALK_STOP;
+	}
+	if (strlen(id) >= DELIVERY_ID_MAX || strmap_get(&d->live, id))
+		return 0; /* in memory already (its latest state may still be on its way) */
 	rc = store_read_delivery(l->rd, id, &r);
 	if (rc == HOOKD_ESTORE || rc == HOOKD_EFULL)
 		return rc;
-	if (rc == HOOKD_OK && r.state == DLV_PENDING && r.next_at_ms == at_ms)
-		dv = dispatch_from_record(l->d, l->rd, id, &r, &l->bodies);
+	if (rc == HOOKD_OK && r.state == DLV_PENDING && r.next_at_ms == at_ms &&
+	    strcmp(r.app_id, ep->app_id) == 0 && strcmp(r.ep_id, ep->id) == 0)
+		dv = dispatch_from_record(l->rd, ep, id, &r);
 	if (!dv) {
-		/* Endpoint deleted, record superseded or unreadable: drop the index entry. */
-		if ((rc = store_batch_del_due(l->stale, at_ms, id)) != HOOKD_OK)
+		/* Record superseded, settled or unreadable: the index entry goes. */
+		if ((rc = store_batch_del_due(l->stale, ep->app_id, ep->id, at_ms, id)) != HOOKD_OK)
 			l->rc = rc;
 		return 0;
 	}
-	if (!dispatch_ep_get(l->d, dv->ep) || strmap_put(&l->d->live, dv->id, dv) != HOOKD_OK ||
-	    heap_push(l->d, dv) != HOOKD_OK) {
+	if (dispatch_live_put(d, dv) != HOOKD_OK) {
 		delivery_free(dv);
+		l->full = 1; /* out of memory: the rest stays stored, read again later */
+		return STORE_WALK_STOP;
+	}
+	if (ep->deleted) {
+		dispatch_bury(d, dv); /* what a deleted endpoint left in the store */
 		return 0;
 	}
-	l->loaded++;
+	if (heap_push(d, dv) != HOOKD_OK) {
+		dispatch_live_del(d, dv);
+		delivery_free(dv);
+		l->full = 1;
+		return STORE_WALK_STOP;
+	}
 	return 0;
+}
+
+/* Reads de's window back from the due index, soonest due first, skipping what is in memory,
+ * until the window is full; overflow stays set if it filled before the index ended. */
+static void dispatch_read_window(struct dispatch *d, struct dispatch_ep *de)
+{
+	struct dispatch_reading l = {.d = d, .de = de, .stale = store_batch_new()};
+	struct endpoint *ep = de->ep;
+	int rc;
+
+	if (!l.stale || store_read_begin(d->store, &l.rd) != HOOKD_OK) {
+		store_batch_free(l.stale);
+		log_error("dispatch: cannot read the due index of %s/%s now; it is read again when "
+			  "one of its deliveries settles", ep->app_id, ep->id);
+		return;
+	}
+	rc = store_read_due(l.rd, ep->app_id, ep->id, dispatch_read_one, &l);
+	store_read_end(l.rd);
+	if (rc != HOOKD_OK)
+		log_error("dispatch: reading the due index of %s/%s: %s", ep->app_id, ep->id,
+			  hookd_strerror(rc));
+	else if (!l.full)
+		de->overflow = 0;
+	if (l.rc != HOOKD_OK)
+		log_error("dispatch: cannot drop every stale due-index entry of %s/%s: %s",
+			  ep->app_id, ep->id, hookd_strerror(l.rc));
+	if (store_batch_count(l.stale))
+		store_batch_submit(d->store, l.stale, STORE_OP_KEEP, NULL, NULL);
+	else
+		store_batch_free(l.stale);
+}
+
+static void dispatch_refill_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dispatch *d = arg;
+	struct dispatch_ep *de;
+	(void)fd;
+	(void)what;
+	while ((de = d->refill_head)) {
+		struct endpoint *ep = de->ep;
+		d->refill_head = de->refill_next;
+		if (!d->refill_head)
+			d->refill_tail = NULL;
+		de->refill_queued = 0;
+		endpoint_ref(ep);
+		if (de->overflow)
+			dispatch_read_window(d, de);
+		dispatch_ep_settle(d, ep); /* a deleted endpoint with nothing left */
+		endpoint_unref(ep);
+	}
+	dispatch_pump(d);
+}
+
+/* dispatch_load's walk of the endpoints that have due entries. */
+struct dispatch_loading {
+	struct dispatch *d;
+	struct endpoint **eps;         /* known ones, references held */
+	size_t n_eps, cap_eps;
+	char **orphans;                /* app, endpoint pairs no longer registered (owned) */
+	size_t n_orphans, cap_orphans;
+	int rc;
+};
+
+static int dispatch_load_endpoint(void *arg, const char *app_id, const char *ep_id)
+{
+	struct dispatch_loading *l = arg;
+	struct endpoint *ep = registry_endpoint(l->d->reg, app_id, ep_id);
+	if (ep) {
+		if (l->n_eps == l->cap_eps) {
+			size_t cap = l->cap_eps ? l->cap_eps * 2 : 64;
+			struct endpoint **n = realloc(l->eps, cap * sizeof(*n));
+			if (!n)
+				return HOOKD_ENOMEM;
+			l->eps = n;
+			l->cap_eps = cap;
+		}
+		endpoint_ref(ep);
+		l->eps[l->n_eps++] = ep;
+		return 0;
+	}
+	if (l->n_orphans == l->cap_orphans) {
+		size_t cap = l->cap_orphans ? l->cap_orphans * 2 : 8;
+		char **n = realloc(l->orphans, 2 * cap * sizeof(*n));
+		if (!n)
+			return HOOKD_ENOMEM;
+		l->orphans = n;
+		l->cap_orphans = cap;
+	}
+	l->orphans[2 * l->n_orphans] = strdup(app_id);
+	l->orphans[2 * l->n_orphans + 1] = strdup(ep_id);
+	l->n_orphans++;
+	return 0;
+}
+
+/* Drops the due entries of an endpoint that is not registered any more (deleted while its
+ * deliveries were being buried, then a crash): nothing can be sent there. */
+#define DISPATCH_ORPHAN_CHUNK 10000
+
+struct dispatch_orphan {
+	const char *app_id, *ep_id;
+	struct store_batch *b;
+	int rc;
+};
+
+static int dispatch_orphan_one(void *arg, int64_t at_ms, const char *id)
+{
+	struct dispatch_orphan *o = arg;
+	if (store_batch_count(o->b) >= DISPATCH_ORPHAN_CHUNK)
+		return STORE_WALK_STOP;
+	if ((o->rc = store_batch_del_due(o->b, o->app_id, o->ep_id, at_ms, id)) != HOOKD_OK)
+		return o->rc;
+	return 0;
+}
+
+static int dispatch_drop_orphan(struct dispatch *d, const char *app_id, const char *ep_id)
+{
+	size_t dropped = 0;
+	for (;;) {
+		struct dispatch_orphan o = {app_id, ep_id, store_batch_new(), HOOKD_OK};
+		struct store_read *rd;
+		size_t n;
+		int rc;
+		if (!o.b || (rc = store_read_begin(d->store, &rd)) != HOOKD_OK) {
+			store_batch_free(o.b);
+			return HOOKD_ESTORE;
+		}
+		rc = store_read_due(rd, app_id, ep_id, dispatch_orphan_one, &o);
+		store_read_end(rd);
+		n = store_batch_count(o.b);
+		if (rc == HOOKD_OK && n)
+			rc = store_batch_write_now(d->store, o.b, 0);
+		store_batch_free(o.b);
+		if (rc != HOOKD_OK)
+			return rc;
+		dropped += n;
+		if (n < DISPATCH_ORPHAN_CHUNK)
+			break;
+	}
+	log_info("dispatch: dropped %zu due-index entries of %s/%s, which is no longer registered",
+		 dropped, app_id, ep_id);
+	return HOOKD_OK;
 }
 
 int dispatch_load(struct dispatch *d, char *err, size_t errlen)
 {
-	struct dispatch_loading l = {.d = d, .stale = store_batch_new()};
+	struct dispatch_loading l = {.d = d};
+	struct store_read *rd;
 	int rc;
 
-	if (!l.stale || (rc = store_read_begin(d->store, &l.rd)) != HOOKD_OK) {
-		store_batch_free(l.stale);
+	if (store_read_begin(d->store, &rd) != HOOKD_OK) {
 		snprintf(err, errlen, "cannot read the store");
 		return HOOKD_ESTORE;
 	}
-	rc = store_read_due(l.rd, dispatch_load_one, &l);
-	store_read_end(l.rd);
-	strmap_each(&l.bodies, dispatch_drop_body, NULL);
-	strmap_free(&l.bodies);
-	if (rc != HOOKD_OK) {
-		store_batch_free(l.stale);
-		snprintf(err, errlen, "storage error: loading the due index: %s", hookd_strerror(rc));
-		return rc;
+	rc = store_read_due_endpoints(rd, dispatch_load_endpoint, &l);
+	store_read_end(rd);
+	for (size_t i = 0; i < l.n_orphans; i++) {
+		char *app = l.orphans[2 * i], *ep = l.orphans[2 * i + 1];
+		if (rc == HOOKD_OK && app && ep && dispatch_drop_orphan(d, app, ep) != HOOKD_OK)
+			log_error("dispatch: dropping the due entries of %s/%s failed (they are "
+				  "dropped again at the next start)", app, ep);
+		free(app);
+		free(ep);
 	}
-	if (store_batch_count(l.stale))
-		log_info("dispatch: dropping %zu stale due-index entries", store_batch_count(l.stale));
-	if (l.rc != HOOKD_OK)
-		log_error("dispatch: cannot drop every stale due-index entry: %s",
-			  hookd_strerror(l.rc));
-	if (store_batch_count(l.stale) &&
-	    (rc = store_batch_write_now(d->store, l.stale, 0)) != HOOKD_OK)
-		log_error("dispatch: dropping stale due-index entries failed: %s (they are "
-			  "dropped again at the next start)", hookd_strerror(rc));
-	store_batch_free(l.stale);
-	log_info("dispatch: %zu pending deliveries loaded", l.loaded);
-	dispatch_arm(d);
-	return HOOKD_OK;
+	/* Every endpoint with due entries gets its window read once the loop runs: a backlog
+	 * of any size costs a seek per endpoint here, not a walk of the backlog. */
+	for (size_t i = 0; i < l.n_eps; i++) {
+		struct dispatch_ep *de;
+		if (rc == HOOKD_OK && (de = dispatch_ep_get(d, l.eps[i]))) {
+			de->overflow = 1;
+			dispatch_want(d, de);
+		}
+		endpoint_unref(l.eps[i]);
+	}
+	if (rc != HOOKD_OK)
+		snprintf(err, errlen, "storage error: reading the due index: %s", hookd_strerror(rc));
+	else
+		log_info("dispatch: %zu endpoints with pending deliveries", l.n_eps);
+	free(l.eps);
+	free(l.orphans);
+	return rc;
 }
 
 struct delivery *dispatch_load_stored(struct dispatch *d, const char *dlv_id)
@@ -950,12 +1201,14 @@ struct delivery *dispatch_load_stored(struct dispatch *d, const char *dlv_id)
 	struct store_read *rd;
 	struct delivery_rec r;
 	struct delivery *dv = NULL;
+	struct endpoint *ep;
 	if (dispatch_live(d, dlv_id))
 		return NULL;
 	if (store_read_begin(d->store, &rd) != HOOKD_OK)
 		return NULL;
-	if (store_read_delivery(rd, dlv_id, &r) == HOOKD_OK && r.state == DLV_PENDING)
-		dv = dispatch_from_record(d, rd, dlv_id, &r, NULL);
+	if (store_read_delivery(rd, dlv_id, &r) == HOOKD_OK && r.state == DLV_PENDING &&
+	    (ep = registry_endpoint(d->reg, r.app_id, r.ep_id)))
+		dv = dispatch_from_record(rd, ep, dlv_id, &r);
 	store_read_end(rd);
 	return dv;
 }
@@ -964,7 +1217,7 @@ void dispatch_get_stats(struct dispatch *d, struct dispatch_stats *out)
 {
 	*out = d->stats;
 	out->inflight = d->inflight;
-	out->pending = d->live.count;
+	out->in_memory = d->live.count;
 }
 
 int dispatch_new(struct event_base *base, struct store *store, struct registry *reg,
@@ -978,8 +1231,15 @@ int dispatch_new(struct event_base *base, struct store *store, struct registry *
 	d->reg = reg;
 	d->cfg = cfg;
 	d->transport = transport;
+	/* Less than twice the per-endpoint cap would leave its slots idle between reads. */
+	d->window = cfg->window_per_endpoint;
+	if (d->window < 2 * cfg->max_inflight_per_endpoint)
+		d->window = 2 * cfg->max_inflight_per_endpoint;
 	d->timer = evtimer_new(base, dispatch_timer_cb, d);
-	if (!d->timer) {
+	d->refill_ev = evtimer_new(base, dispatch_refill_cb, d);
+	if (!d->timer || !d->refill_ev) {
+		if (d->timer)
+			event_free(d->timer);
 		free(d);
 		return HOOKD_ENOMEM;
 	}
@@ -1012,5 +1272,6 @@ void dispatch_free(struct dispatch *d)
 	strmap_free(&d->unstored);
 	free(d->heap);
 	event_free(d->timer);
+	event_free(d->refill_ev);
 	free(d);
 }

@@ -1,13 +1,16 @@
 /* dispatch.h - the scheduler and delivery engine (loop thread).
  *
- * Holds every pending delivery in memory: a min-heap by due time drives a single libevent
- * timer; due deliveries go to their endpoint's transport subject to the global and
- * per-endpoint in-flight caps (over-cap ones wait in the endpoint's FIFO, in order; so are a
- * disabled endpoint's held, until it is enabled again). Each
- * outcome is written as an attempt plus the new delivery state through the store's writer
- * (group commit), and the retry schedule decides what comes next. Message bodies are shared
- * between the deliveries of a message (reference counted) and are signed per attempt, since
- * webhook-timestamp is the time of the attempt. */
+ * Holds a bounded window of each endpoint's pending deliveries in memory
+ * (delivery.window_per_endpoint, soonest due first); the rest wait in the store's due index,
+ * which is per endpoint, and are read back as the window empties, so memory does not grow
+ * with a backlog and a restart reads one window per endpoint, not the backlog. A min-heap by
+ * due time over what is in memory drives a single libevent timer; due deliveries go to their
+ * endpoint's transport subject to the global and per-endpoint in-flight caps (over-cap ones
+ * wait in the endpoint's FIFO, in order; so are a disabled endpoint's held, until it is
+ * enabled again). Each outcome is written as an attempt plus the new delivery state through
+ * the store's writer (group commit), and the retry schedule decides what comes next. Message
+ * bodies are shared between the deliveries of a message (reference counted) and are signed
+ * per attempt, since webhook-timestamp is the time of the attempt. */
 #ifndef HOOKD_DISPATCH_H
 #define HOOKD_DISPATCH_H
 
@@ -35,7 +38,9 @@ int dispatch_new(struct event_base *base, struct store *store, struct registry *
 		 const struct config *cfg, struct transport *transport, struct dispatch **out);
 void dispatch_free(struct dispatch *d);
 
-/* Loads every pending delivery from the store (startup, before the loop runs). */
+/* Finds the endpoints with pending deliveries in the store (startup, before the loop runs):
+ * their windows are read once the loop runs. Drops the due entries of endpoints that are
+ * no longer registered. */
 int dispatch_load(struct dispatch *d, char *err, size_t errlen);
 
 /* Adds the writes that store dv in its current state to batch (record, due key, dead key). */
@@ -87,7 +92,7 @@ struct delivery *dispatch_load_stored(struct dispatch *d, const char *dlv_id);
 struct dispatch_stats {
 	uint64_t attempts, succeeded, failed, dead;
 	uint32_t inflight;
-	size_t pending;
+	size_t in_memory; /* deliveries the scheduler holds (its windows) */
 };
 void dispatch_get_stats(struct dispatch *d, struct dispatch_stats *out);
 

@@ -160,8 +160,13 @@ int store_key_pair(struct store_key *k, const char *a, const char *b);
 /* dlv_id \0 be32(attempt): attempts; with_attempt 0: the prefix dlv_id \0. */
 int store_key_attempt(struct store_key *k, const char *dlv_id, int with_attempt,
 		      uint32_t attempt);
-/* be64(at_ms) dlv_id: due. */
-int store_key_due(struct store_key *k, int64_t at_ms, const char *dlv_id);
+/* app_id \0 ep_id \0 be64(at_ms) dlv_id: due; dlv_id NULL: the prefix app_id \0 ep_id \0 of
+ * one endpoint's entries. */
+int store_key_due(struct store_key *k, const char *app_id, const char *ep_id, int64_t at_ms,
+		  const char *dlv_id);
+/* Rewrites due entries of the layout before per-endpoint keys (be64(at_ms) dlv_id, from
+ * hookd before issue 9) into the current one, in txn (store_open). */
+int store_index_migrate(struct store *s, MDB_txn *txn, size_t *moved);
 /* app_id \0 be64(dead_at_ms) dlv_id: dead. */
 int store_key_dead(struct store_key *k, const char *app_id, int64_t dead_at_ms,
 		   const char *dlv_id);

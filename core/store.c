@@ -82,6 +82,7 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 	struct store *s = calloc(1, sizeof(*s));
 	MDB_txn *txn = NULL;
 	MDB_stat st;
+	size_t moved = 0;
 	int rc;
 
 	if (!s) {
@@ -108,6 +109,12 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 	for (size_t i = 0; i < STORE_DB_COUNT; i++)
 		if ((rc = mdb_dbi_open(txn, store_db_names[i], MDB_CREATE, &s->dbi[i])) != 0)
 			goto fail_rc;
+	if (store_index_migrate(s, txn, &moved) != HOOKD_OK) {
+		snprintf(err, errlen, "opening store in %s: cannot rewrite the due index", path);
+		goto fail;
+	}
+	if (moved)
+		log_info("store: due index rewritten per endpoint (%zu pending deliveries)", moved);
 	if ((rc = mdb_txn_commit(txn)) != 0) {
 		txn = NULL;
 		goto fail_rc;

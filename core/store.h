@@ -15,7 +15,8 @@
  *   messages    app_id \0 msg_id                 -> envelope body (the exact bytes sent)
  *   deliveries  dlv_id                           -> delivery record (record.h, binary)
  *   attempts    dlv_id \0 be32(attempt)           -> attempt JSON
- *   due         be64(next_at_ms) dlv_id          -> (empty) the scheduler's index
+ *   due         app_id \0 ep_id \0 be64(next_at_ms) dlv_id
+ *                                                -> (empty) the scheduler's index, per endpoint
  *   dead        app_id \0 be64(dead_at_ms) dlv_id -> (empty) the dead-letter index
  *   idem        app_id \0 key                    -> be64(expires_ms) msg_id
  *   policies    name                             -> Lua source uploaded through the API
@@ -136,8 +137,10 @@ int store_batch_put_body(struct store_batch *b, const char *dlv_id, const char *
 			 size_t len);
 
 /* indexes (store_index.c). */
-int store_batch_put_due(struct store_batch *b, int64_t at_ms, const char *dlv_id);
-int store_batch_del_due(struct store_batch *b, int64_t at_ms, const char *dlv_id);
+int store_batch_put_due(struct store_batch *b, const char *app_id, const char *ep_id,
+			int64_t at_ms, const char *dlv_id);
+int store_batch_del_due(struct store_batch *b, const char *app_id, const char *ep_id,
+			int64_t at_ms, const char *dlv_id);
 int store_batch_put_dead(struct store_batch *b, const char *app_id, int64_t dead_at_ms,
 			 const char *dlv_id);
 int store_batch_put_fanout_marker(struct store_batch *b, const char *app_id,
@@ -218,9 +221,14 @@ int store_read_deliveries(struct store_read *rd, const char *id_prefix,
 int store_read_attempts(struct store_read *rd, const char *dlv_id,
 			int (*fn)(void *arg, uint32_t attempt, const char *json, size_t len),
 			void *arg);
-/* The due index, soonest first. */
-int store_read_due(struct store_read *rd,
+/* One endpoint's entries in the due index, soonest first (ties by delivery id). */
+int store_read_due(struct store_read *rd, const char *app_id, const char *ep_id,
 		   int (*fn)(void *arg, int64_t at_ms, const char *dlv_id), void *arg);
+/* The endpoints that have entries in the due index, once each, in key order: a seek per
+ * endpoint, not a walk of the entries (startup with a large backlog stays fast). */
+int store_read_due_endpoints(struct store_read *rd,
+			     int (*fn)(void *arg, const char *app_id, const char *ep_id),
+			     void *arg);
 /* app_id's dead-letter index, oldest first. */
 int store_read_dead(struct store_read *rd, const char *app_id,
 		    int (*fn)(void *arg, int64_t dead_at_ms, const char *dlv_id), void *arg);

@@ -80,11 +80,15 @@ int store_key_attempt(struct store_key *k, const char *dlv_id, int with_attempt,
 	return store_key_add(k, n, sizeof(n));
 }
 
-int store_key_due(struct store_key *k, int64_t at_ms, const char *dlv_id)
+int store_key_due(struct store_key *k, const char *app_id, const char *ep_id, int64_t at_ms,
+		  const char *dlv_id)
 {
 	unsigned char t[8];
 	int rc;
-	k->len = 0;
+	if ((rc = store_key_pair(k, app_id, ep_id)) != HOOKD_OK || (rc = store_key_sep(k)) != HOOKD_OK)
+		return rc;
+	if (!dlv_id)
+		return HOOKD_OK;
 	store_be64(t, (uint64_t)at_ms);
 	if ((rc = store_key_add(k, t, sizeof(t))) != HOOKD_OK)
 		return rc;

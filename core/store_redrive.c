@@ -89,7 +89,7 @@ static int store_redrive_one(void *arg, const MDB_val *k, const MDB_val *v)
 		rc = store_put(r->s, r->txn, STORE_DB_DELIVERIES, &dk, enc, len);
 		free(enc);
 		if (rc == HOOKD_OK && rec.state == DLV_PENDING &&
-		    (rc = store_key_due(&ek, rec.next_at_ms, id)) == HOOKD_OK)
+		    (rc = store_key_due(&ek, rec.app_id, rec.ep_id, rec.next_at_ms, id)) == HOOKD_OK)
 			rc = store_put(r->s, r->txn, STORE_DB_DUE, &ek, "", 0);
 		if (rc == HOOKD_OK)
 			rc = store_redrive_note(r, id);

@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,6 +354,8 @@ static void redrive_done(void *arg, int rc, const char *const *ids, size_t n)
 	event_base_loopbreak(base);
 }
 
+static int collect_due(void *arg, int64_t at_ms, const char *id);
+
 static void test_reads_and_redrive(void)
 {
 	char dir[] = "/tmp/hookd-test-reads-XXXXXX", err[256], out[256] = "";
@@ -412,6 +415,134 @@ static void test_reads_and_redrive(void)
 	dead = 0;
 	CHECK(store_read_dead(rd, "appD", count_dead, &dead) == HOOKD_OK && dead == 1);
 	store_read_end(rd);
+	CHECK(counts(s).due == 1);
+	out[0] = 0;
+	CHECK(store_read_begin(s, &rd) == HOOKD_OK);
+	CHECK(store_read_due(rd, "appD", "ep1", collect_due, out) == HOOKD_OK);
+	CHECK_STR(out, "4242:dlv_a_0");
+	store_read_end(rd);
+	store_close(s);
+	rm_dir(dir);
+}
+
+static int collect_due(void *arg, int64_t at_ms, const char *id)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%s%lld:%s", n ? "," : "", (long long)at_ms, id);
+	return 0;
+}
+
+static int collect_due_ep(void *arg, const char *app_id, const char *ep_id)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%s%s/%s", n ? "," : "", app_id, ep_id);
+	return 0;
+}
+
+/* The due index is per endpoint: one endpoint's entries soonest first, and the endpoints
+ * that have any, each once, found by seeking rather than walking the entries. */
+static void test_due_index(void)
+{
+	char dir[] = "/tmp/hookd-test-due-XXXXXX", err[256], out[256] = "";
+	struct store *s;
+	struct store_read *rd;
+	struct store_batch *b;
+
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK(store_open(dir, 16 << 20, &s, err, sizeof(err)) == HOOKD_OK);
+	b = store_batch_new();
+	CHECK(store_batch_put_due(b, "appA", "ep1", 300, "d3") == HOOKD_OK);
+	CHECK(store_batch_put_due(b, "appA", "ep1", 100, "d1") == HOOKD_OK);
+	CHECK(store_batch_put_due(b, "appA", "ep1", 200, "d2") == HOOKD_OK);
+	CHECK(store_batch_put_due(b, "appA", "ep10", 50, "x") == HOOKD_OK);
+	CHECK(store_batch_put_due(b, "appA", "ep10", 60, "x2") == HOOKD_OK);
+	CHECK(store_batch_put_due(b, "appB", "ep1", 10, "y") == HOOKD_OK);
+	CHECK(store_batch_write_now(s, b, 0) == HOOKD_OK);
+	store_batch_free(b);
+	CHECK(store_read_begin(s, &rd) == HOOKD_OK);
+	CHECK(store_read_due(rd, "appA", "ep1", collect_due, out) == HOOKD_OK);
+	CHECK_STR(out, "100:d1,200:d2,300:d3");
+	out[0] = 0;
+	CHECK(store_read_due(rd, "appA", "ep", collect_due, out) == HOOKD_OK);
+	CHECK_STR(out, ""); /* a prefix of an endpoint id is not that endpoint */
+	CHECK(store_read_due_endpoints(rd, collect_due_ep, out) == HOOKD_OK);
+	CHECK_STR(out, "appA/ep1,appA/ep10,appB/ep1");
+	store_read_end(rd);
+	b = store_batch_new();
+	CHECK(store_batch_del_due(b, "appA", "ep10", 50, "x") == HOOKD_OK);
+	CHECK(store_batch_del_due(b, "appA", "ep10", 60, "x2") == HOOKD_OK);
+	CHECK(store_batch_write_now(s, b, 0) == HOOKD_OK);
+	store_batch_free(b);
+	out[0] = 0;
+	CHECK(store_read_begin(s, &rd) == HOOKD_OK);
+	CHECK(store_read_due_endpoints(rd, collect_due_ep, out) == HOOKD_OK);
+	CHECK_STR(out, "appA/ep1,appB/ep1");
+	store_read_end(rd);
+	store_close(s);
+	rm_dir(dir);
+}
+
+/* A store written before the due index was per endpoint (be64(at_ms) dlv_id) is rewritten
+ * when opened: pending records keep their entry under their endpoint, stale entries go. */
+static void test_due_migration(void)
+{
+	char dir[] = "/tmp/hookd-test-duemig-XXXXXX", err[256], out[256] = "";
+	static const char *names[] = {"apps", "endpoints", "messages", "deliveries", "attempts",
+				      "due", "dead", "idem", "policies", "bodies", "fanout"};
+	struct delivery_rec r = {.state = DLV_PENDING, .app_id = "appM", .msg_id = "msg_m",
+				 .ep_id = "epM", .last_error = "", .next_at_ms = 1000};
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi[11];
+	unsigned char *enc, key[64];
+	size_t len;
+	struct store *s;
+	struct store_read *rd;
+
+	CHECK(mkdtemp(dir) != NULL);
+	CHECK(mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 16) == 0);
+	CHECK(mdb_env_open(env, dir, MDB_NOTLS, 0600) == 0);
+	CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	for (int i = 0; i < 11; i++)
+		CHECK(mdb_dbi_open(txn, names[i], MDB_CREATE, &dbi[i]) == 0);
+	CHECK(record_encode(&r, &enc, &len) == HOOKD_OK);
+	{
+		MDB_val k = {4, "p1_0"}, v = {len, enc};
+		CHECK(mdb_put(txn, dbi[3], &k, &v, 0) == 0);
+	}
+	free(enc);
+	/* p1_0 at its time; p1_0 at an older time (superseded); one with no record. */
+	{
+		const struct {
+			uint64_t at;
+			const char *id;
+		} old[] = {{1000, "p1_0"}, {999, "p1_0"}, {5, "gone_0"}};
+		for (int i = 0; i < 3; i++) {
+			size_t n = strlen(old[i].id);
+			MDB_val k = {8 + n, key}, v = {0, ""};
+			for (int j = 0; j < 8; j++)
+				key[j] = (unsigned char)(old[i].at >> (56 - 8 * j));
+			memcpy(key + 8, old[i].id, n);
+			CHECK(mdb_put(txn, dbi[5], &k, &v, 0) == 0);
+		}
+	}
+	CHECK(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+
+	CHECK(store_open(dir, 16 << 20, &s, err, sizeof(err)) == HOOKD_OK);
+	CHECK(counts(s).due == 1);
+	CHECK(store_read_begin(s, &rd) == HOOKD_OK);
+	CHECK(store_read_due(rd, "appM", "epM", collect_due, out) == HOOKD_OK);
+	CHECK_STR(out, "1000:p1_0");
+	out[0] = 0;
+	CHECK(store_read_due_endpoints(rd, collect_due_ep, out) == HOOKD_OK);
+	CHECK_STR(out, "appM/epM");
+	store_read_end(rd);
+	store_close(s);
+	/* Opened again: nothing left to rewrite, the entry stays. */
+	CHECK(store_open(dir, 16 << 20, &s, err, sizeof(err)) == HOOKD_OK);
 	CHECK(counts(s).due == 1);
 	store_close(s);
 	rm_dir(dir);
@@ -481,6 +612,8 @@ int main(void)
 	test_map_full();
 	test_retention();
 	test_reads_and_redrive();
+	test_due_index();
+	test_due_migration();
 	test_record();
 	test_answer_after_durable();
 	event_base_free(base);

@@ -1,0 +1,124 @@
+"""The scheduler holds a bounded window of each endpoint's pending deliveries in memory.
+
+`delivery.window_per_endpoint` deliveries of one endpoint at most are in memory (soonest
+due first, counted by `hookd_scheduled`); the rest wait in the store's due index
+(`hookd_pending` counts them all) and are read back as the window empties. These tests use
+a window of 4 with one attempt in flight per endpoint, so a backlog of a few dozen
+deliveries is many windows deep: everything must still be delivered exactly once, in
+publish order, across restarts, retries and an endpoint's deletion, and another endpoint
+must not wait behind the backlog.
+
+Before the window, every pending delivery was held in memory (1,000,000 pending cost
+1.44 GB) and a restart read them all before serving."""
+
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hookdtest as h  # noqa: E402
+
+WINDOW = 4
+DELIVERY = {"max_inflight_per_endpoint": 1, "window_per_endpoint": WINDOW}
+
+
+def set_disabled(d, app, ep, value):
+    st, body = d.api("PATCH", f"/v1/apps/{app['id']}/endpoints/{ep['id']}",
+                     {"disabled": value})
+    assert st == 200, (st, body)
+    return body
+
+
+class WindowTest(h.HookdCase):
+
+    def backlog(self, d, recv, n):
+        """An app whose one endpoint is disabled, with n messages held for it."""
+        app = h.create_app(d)
+        off = h.create_endpoint(d, app, recv.url("/off"))
+        set_disabled(d, app, off, True)
+        ids = [h.publish(d, app, "order.placed", {"n": i})["id"] for i in range(n)]
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == n,
+                     message=f"hookd_pending to count the {n} held deliveries")
+        return app, off, ids
+
+    def test_backlog_beyond_the_window_stays_in_the_store_and_goes_out_in_order(self):
+        recv = self.receiver()
+        d = self.daemon(delivery=DELIVERY)
+        app, off, ids = self.backlog(d, recv, 60)
+        # Only the window is in memory; the API still shows every one of them held.
+        self.assertLessEqual(h.metric(d, "hookd_scheduled"), WINDOW)
+        for mid in (ids[0], ids[WINDOW], ids[-1]):
+            dl = h.delivery_for(h.get_message(d, app, mid), off["id"])
+            self.assertEqual((dl["state"], dl["attempts"], dl.get("waiting_for")),
+                             ("pending", 0, "endpoint_disabled"), dl)
+
+        # Another app's endpoint does not wait behind the backlog.
+        other = h.create_app(d)
+        ok = h.create_endpoint(d, other, recv.url("/ok"))
+        fresh = [h.publish(d, other, "order.placed", {"n": i})["id"] for i in range(10)]
+        self.assertEqual(sorted(r.webhook_id for r in recv.wait_for(10, path="/ok")),
+                         sorted(fresh))
+        for mid in fresh:
+            h.wait_delivery_state(d, other, mid, ok["id"], "succeeded", attempts=1)
+        self.assertEqual(recv.count(path="/off"), 0)
+
+        set_disabled(d, app, off, False)
+        reqs = recv.wait_for(60, path="/off", timeout=30)
+        self.assertEqual([r.webhook_id for r in reqs], ids, "backlog out of publish order")
+        for r in reqs:
+            self.assertTrue(recv.verify(off["secret"], r))
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 0, message="hookd_pending to 0")
+        h.wait_until(lambda: h.metric(d, "hookd_scheduled") == 0,
+                     message="hookd_scheduled to 0")
+        for mid in (ids[0], ids[30], ids[-1]):
+            h.wait_delivery_state(d, app, mid, off["id"], "succeeded", attempts=1)
+        self.assertEqual(recv.count(path="/off"), 60, "a delivery was sent twice")
+
+    def test_restart_reads_one_window_and_delivers_the_whole_backlog(self):
+        recv = self.receiver()
+        d = self.daemon(delivery=DELIVERY)
+        app, off, ids = self.backlog(d, recv, 40)
+        d.restart(kill=True)
+        self.assertIn("1 endpoints with pending deliveries", d.log())
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 40,
+                     message="hookd_pending after the restart")
+        self.assertLessEqual(h.metric(d, "hookd_scheduled"), WINDOW)
+        set_disabled(d, app, off, False)
+        reqs = recv.wait_for(40, path="/off", timeout=30)
+        self.assertEqual([r.webhook_id for r in reqs], ids)
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 0, message="hookd_pending to 0")
+        self.assertEqual(recv.count(path="/off"), 40)
+
+    def test_retries_leave_the_window_and_come_back(self):
+        """Every first attempt fails: each retry is written to the store and read back in
+        its turn, and every message still succeeds exactly on its second attempt."""
+        recv = self.receiver()
+        recv.behave(path="/flaky", fail_first=1, fail_status=500)
+        d = self.daemon(delivery=DELIVERY)
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, recv.url("/flaky"), retry_schedule=[0, 0, 0])
+        ids = [h.publish(d, app, "order.placed", {"n": i})["id"] for i in range(30)]
+        recv.wait_for(60, path="/flaky", timeout=30)
+        for mid in ids:
+            h.wait_delivery_state(d, app, mid, ep["id"], "succeeded", attempts=2)
+            self.assertEqual(recv.count(path="/flaky", webhook_id=mid), 2, mid)
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 0, message="hookd_pending to 0")
+        self.assertEqual(h.metric(d, "hookd_attempts_total"), 60)
+
+    def test_deleting_an_endpoint_buries_its_whole_backlog(self):
+        recv = self.receiver()
+        d = self.daemon(delivery=DELIVERY)
+        app, off, ids = self.backlog(d, recv, 30)
+        st, _ = d.api("DELETE", f"/v1/apps/{app['id']}/endpoints/{off['id']}")
+        self.assertIn(st, (200, 204))
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 0,
+                     message="every held delivery settled after the delete")
+        for mid in ids:
+            dl = h.delivery_for(h.get_message(d, app, mid), off["id"])
+            self.assertEqual((dl["state"], dl["last_error"]), ("dead", "endpoint deleted"), dl)
+        self.assertEqual(recv.count(path="/off"), 0)
+        self.assertEqual(h.metric(d, "hookd_scheduled"), 0)
+
+
+if __name__ == "__main__":
+    h.main()
