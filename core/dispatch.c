@@ -22,6 +22,11 @@
 /* Deliveries started per timer tick before yielding to the loop, so a backlog that becomes
  * due at once (a restart after an outage) does not starve the API. */
 #define DISPATCH_TICK_MAX 512
+/* An endpoint's window holds only deliveries due within this much of now: a retry due later
+ * waits in the store and is read back this long before it is due, so retries an hour away
+ * never fill the window while deliveries due now wait behind them. */
+#define DISPATCH_HORIZON_MS 1000
+#define DISPATCH_NONE INT64_MAX
 
 struct dispatch {
 	struct event_base *base;
@@ -55,16 +60,22 @@ struct dispatch_ep {
 	uint32_t inflight;
 	/* The window: live deliveries of this endpoint in memory (in the heap, in its FIFO, in
 	 * flight, or finished and waiting for the commit that records it), at most d->window
-	 * but for those already on their way to the store. When there are more pending ones,
-	 * the rest stay only in the store's due index and overflow is set; the window is read
-	 * back from the index, soonest due first, once it is half empty. */
+	 * but for those already on their way to the store, and only those due within
+	 * DISPATCH_HORIZON_MS. The others stay only in the store's due index; stored_at is the
+	 * earliest due time among them (a lower bound), DISPATCH_NONE when there are none. The
+	 * window is read back from the index, soonest due first, once it is half empty and
+	 * stored_at is within the horizon (the wake timer fires then). */
 	uint32_t live_n;
-	int overflow;                           /* the store has pending ones not in memory */
+	int64_t stored_at;
+	struct event *wake;                     /* stored_at comes within the horizon */
 	int refill_queued;                      /* in d's refill queue */
 	struct dispatch_ep *refill_next;
 	struct delivery *wait_head, *wait_tail; /* due, waiting for capacity or re-enable */
+	struct dispatch *d;
 	struct dispatch_ep *prev, *next;        /* in d->eps */
 };
+
+static void dispatch_wake_cb(evutil_socket_t fd, short what, void *arg);
 
 /* A message's policy deliveries scheduled before being stored, and the store marker that
  * stands for them meanwhile (see dispatch_add_unstored). */
@@ -104,6 +115,12 @@ static struct dispatch_ep *dispatch_ep_get(struct dispatch *d, struct endpoint *
 		return de;
 	if (!(de = calloc(1, sizeof(*de))))
 		return NULL;
+	if (!(de->wake = evtimer_new(d->base, dispatch_wake_cb, de))) {
+		free(de);
+		return NULL;
+	}
+	de->d = d;
+	de->stored_at = DISPATCH_NONE;
 	de->ep = ep;
 	endpoint_ref(ep);
 	de->next = d->eps;
@@ -123,6 +140,7 @@ static void dispatch_ep_free(struct dispatch *d, struct dispatch_ep *de)
 	if (de->next)
 		de->next->prev = de->prev;
 	de->ep->sched = NULL;
+	event_free(de->wake);
 	endpoint_unref(de->ep); /* may free the endpoint: last */
 	free(de);
 }
@@ -132,18 +150,29 @@ static void dispatch_ep_free(struct dispatch *d, struct dispatch_ep *de)
 static void dispatch_ep_settle(struct dispatch *d, struct endpoint *ep)
 {
 	struct dispatch_ep *de = ep->sched;
-	if (de && ep->deleted && de->inflight == 0 && !de->wait_head && !de->overflow &&
-	    !de->refill_queued)
+	if (de && ep->deleted && de->inflight == 0 && !de->wait_head &&
+	    de->stored_at == DISPATCH_NONE && !de->refill_queued)
 		dispatch_ep_free(d, de);
 }
 
-/* Queues de for a read of its window from the store when the store holds more of its
- * pending deliveries and the window is at most half full. */
+/* Queues de for a read of its window from the store when the store holds pending ones due
+ * within the horizon and the window is at most half full; arms its wake timer when the
+ * earliest stored one is due later. A deleted endpoint's are read at once, to be buried. */
 static void dispatch_want(struct dispatch *d, struct dispatch_ep *de)
 {
 	struct timeval zero = {0, 0};
-	if (!de || !de->overflow || de->refill_queued || de->live_n > d->window / 2)
+	int64_t now;
+	if (!de || de->stored_at == DISPATCH_NONE || de->refill_queued ||
+	    de->live_n > d->window / 2)
 		return;
+	now = clock_now_ms();
+	if (!de->ep->deleted && de->stored_at > now + DISPATCH_HORIZON_MS) {
+		int64_t wait = de->stored_at - DISPATCH_HORIZON_MS - now;
+		struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+		evtimer_add(de->wake, &tv);
+		return;
+	}
+	evtimer_del(de->wake);
 	de->refill_queued = 1;
 	de->refill_next = NULL;
 	if (d->refill_tail)
@@ -152,6 +181,21 @@ static void dispatch_want(struct dispatch *d, struct dispatch_ep *de)
 		d->refill_head = de;
 	d->refill_tail = de;
 	evtimer_add(d->refill_ev, &zero);
+}
+
+static void dispatch_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dispatch_ep *de = arg;
+	(void)fd;
+	(void)what;
+	dispatch_want(de->d, de);
+}
+
+/* The store has a pending delivery of de due at at that is not in memory. */
+static void dispatch_stored(struct dispatch_ep *de, int64_t at)
+{
+	if (at < de->stored_at)
+		de->stored_at = at;
 }
 
 /* ---- the live map: every delivery in memory, by id ---- */
@@ -175,6 +219,11 @@ static void dispatch_live_del(struct dispatch *d, struct delivery *dv)
 	dv->live = 0;
 	if (de) {
 		de->live_n--;
+		/* Still pending, it stays in the store's due index only (a retry that left the
+		 * window, a policy delivery stored for it): a read of the window must find it,
+		 * also when the last read ended while it was still in memory. */
+		if (dv->state == DLV_PENDING || dv->state == DLV_INFLIGHT)
+			dispatch_stored(de, dv->next_at_ms);
 		dispatch_want(d, de);
 	}
 }
@@ -521,10 +570,12 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 		dv->state = DLV_DEAD;
 		delivery_set_error(dv, "endpoint deleted");
 	}
-	if (dv->state == DLV_PENDING && (ep->sched->overflow || ep->sched->live_n > d->window)) {
-		/* Its retry leaves the window: the store's due index has it (and others due
-		 * sooner); it is read back in its turn. */
-		ep->sched->overflow = 1;
+	if (dv->state == DLV_PENDING &&
+	    (dv->next_at_ms > now + DISPATCH_HORIZON_MS || ep->sched->live_n > d->window ||
+	     ep->sched->stored_at <= dv->next_at_ms)) {
+		/* Its retry leaves the window (due beyond the horizon, the window over, or the
+		 * store has ones due sooner): the store's due index has it once this commits
+		 * (dispatch_live_del notes it), and it is read back in its turn. */
 		dispatch_record_attempt(d, dv, res, now, 1);
 	} else if (dv->state == DLV_PENDING) {
 		dispatch_record_attempt(d, dv, res, now, 0);
@@ -713,9 +764,11 @@ void dispatch_add(struct dispatch *d, struct delivery *dv)
 		delivery_free(dv);
 		return;
 	}
-	if (de->overflow || de->live_n >= d->window) {
-		/* The window is full, or the store holds ones due sooner: it waits there. */
-		de->overflow = 1;
+	if (de->live_n >= d->window || de->stored_at <= dv->next_at_ms ||
+	    dv->next_at_ms > clock_now_ms() + DISPATCH_HORIZON_MS) {
+		/* The window is full, the store holds ones due sooner, or it is not due soon: it
+		 * waits there. */
+		dispatch_stored(de, dv->next_at_ms);
 		if (dv->unstored)
 			dispatch_store_unstored(d, dv);
 		else
@@ -877,6 +930,9 @@ void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep)
 	}
 	free(c.dvs);
 	dispatch_arm(d);
+	/* ... and what waits only in the store, read back and buried a window at a time. */
+	if (ep->sched)
+		dispatch_want(d, ep->sched);
 	dispatch_ep_settle(d, ep); /* unless attempts are still out: then the last one's done */
 	endpoint_unref(ep);
 }
@@ -968,7 +1024,9 @@ struct dispatch_reading {
 	struct dispatch_ep *de;
 	struct store_read *rd;
 	struct store_batch *stale; /* index entries to drop */
-	int full;                  /* stopped with the window full: more remain */
+	int64_t horizon;           /* entries due later stay in the store */
+	int64_t next_at;           /* where the read stopped: the first entry left, or NONE */
+	int full;                  /* stopped: more remain */
 	int rc;
 };
 
@@ -980,8 +1038,9 @@ static int dispatch_read_one(void *arg, int64_t at_ms, const char *id)
 	struct delivery_rec r;
 	struct delivery *dv = NULL;
 	int rc;
-	if (l->de->live_n >= d->window) {
+	if (l->de->live_n >= d->window || at_ms > l->horizon) {
 		l->full = 1;
+		l->next_at = at_ms;
 		return STORE_WALK_STOP;
 	}
 	if (strlen(id) >= DELIVERY_ID_MAX || strmap_get(&d->live, id))
@@ -1001,6 +1060,7 @@ static int dispatch_read_one(void *arg, int64_t at_ms, const char *id)
 	if (dispatch_live_put(d, dv) != HOOKD_OK) {
 		delivery_free(dv);
 		l->full = 1; /* out of memory: the rest stays stored, read again later */
+		l->next_at = at_ms;
 		return STORE_WALK_STOP;
 	}
 	if (ep->deleted) {
@@ -1011,13 +1071,16 @@ static int dispatch_read_one(void *arg, int64_t at_ms, const char *id)
 		dispatch_live_del(d, dv);
 		delivery_free(dv);
 		l->full = 1;
+		l->next_at = at_ms;
 		return STORE_WALK_STOP;
 	}
 	return 0;
 }
 
 /* Reads de's window back from the due index, soonest due first, skipping what is in memory,
- * until the window is full; overflow stays set if it filled before the index ended. */
+ * until the window is full or the next entry is due beyond the horizon (a deleted
+ * endpoint's: all of them, to be buried); stored_at is then that entry's time, or
+ * DISPATCH_NONE when the index ended. */
 static void dispatch_read_window(struct dispatch *d, struct dispatch_ep *de)
 {
 	struct dispatch_reading l = {.d = d, .de = de, .stale = store_batch_new()};
@@ -1030,13 +1093,15 @@ static void dispatch_read_window(struct dispatch *d, struct dispatch_ep *de)
 			  "one of its deliveries settles", ep->app_id, ep->id);
 		return;
 	}
+	l.horizon = ep->deleted ? DISPATCH_NONE : clock_now_ms() + DISPATCH_HORIZON_MS;
+	l.next_at = DISPATCH_NONE;
 	rc = store_read_due(l.rd, ep->app_id, ep->id, dispatch_read_one, &l);
 	store_read_end(l.rd);
 	if (rc != HOOKD_OK)
 		log_error("dispatch: reading the due index of %s/%s: %s", ep->app_id, ep->id,
 			  hookd_strerror(rc));
-	else if (!l.full)
-		de->overflow = 0;
+	else
+		de->stored_at = l.next_at; /* (evictions still on their way note theirs later) */
 	if (l.rc != HOOKD_OK)
 		log_error("dispatch: cannot drop every stale due-index entry of %s/%s: %s",
 			  ep->app_id, ep->id, hookd_strerror(l.rc));
@@ -1059,8 +1124,9 @@ static void dispatch_refill_cb(evutil_socket_t fd, short what, void *arg)
 			d->refill_tail = NULL;
 		de->refill_queued = 0;
 		endpoint_ref(ep);
-		if (de->overflow)
+		if (de->stored_at != DISPATCH_NONE)
 			dispatch_read_window(d, de);
+		dispatch_want(d, de); /* the next read, when the first one left is due later */
 		dispatch_ep_settle(d, ep); /* a deleted endpoint with nothing left */
 		endpoint_unref(ep);
 	}
@@ -1182,7 +1248,7 @@ int dispatch_load(struct dispatch *d, char *err, size_t errlen)
 	for (size_t i = 0; i < l.n_eps; i++) {
 		struct dispatch_ep *de;
 		if (rc == HOOKD_OK && (de = dispatch_ep_get(d, l.eps[i]))) {
-			de->overflow = 1;
+			de->stored_at = INT64_MIN; /* unknown until the first read */
 			dispatch_want(d, de);
 		}
 		endpoint_unref(l.eps[i]);

@@ -105,6 +105,57 @@ class WindowTest(h.HookdCase):
         h.wait_until(lambda: h.metric(d, "hookd_pending") == 0, message="hookd_pending to 0")
         self.assertEqual(h.metric(d, "hookd_attempts_total"), 60)
 
+    def test_a_down_endpoint_gets_one_attempt_per_delivery_beyond_the_window(self):
+        """Every attempt fails and the next is an hour away: each retry leaves the window
+        for the store, and the window reads on until every delivery has had its attempt,
+        with only the window left in memory."""
+        recv = self.receiver()
+        recv.behave(path="/down", status=500)
+        # Eight attempts in flight (a window of 16): several retries are on their way to
+        # the store while the window is read, which is when one could be left behind.
+        d = self.daemon(delivery={"max_inflight_per_endpoint": 8, "window_per_endpoint": 4})
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, recv.url("/down"), retry_schedule=[3600, 3600])
+        n = 200
+        ids = [h.publish(d, app, "order.placed", {"n": i})["id"] for i in range(n)]
+        try:
+            h.wait_until(lambda: h.metric(d, "hookd_attempts_total") >= n, timeout=30,
+                         message=f"one attempt for each of the {n} deliveries")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: attempts {h.metric(d, 'hookd_attempts_total')}, "
+                                 f"in memory {h.metric(d, 'hookd_scheduled')}, in flight "
+                                 f"{h.metric(d, 'hookd_inflight')}") from None
+        self.assertEqual(h.metric(d, "hookd_attempts_total"), n)
+        self.assertEqual(sorted(r.webhook_id for r in recv.wait_for(n, path="/down")),
+                         sorted(ids))
+        for mid in (ids[0], ids[n // 2], ids[-1]):
+            h.wait_delivery_state(d, app, mid, ep["id"], "pending", attempts=1)
+        self.assertEqual(h.metric(d, "hookd_pending"), n)
+        self.assertLessEqual(h.metric(d, "hookd_scheduled"), 16)
+        # And after a restart, none is attempted early.
+        d.restart()
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == n, message="pending after restart")
+        self.assertLessEqual(h.metric(d, "hookd_scheduled"), 16)
+        self.assertEqual(h.metric(d, "hookd_attempts_total"), 0)
+        self.assertEqual(recv.count(path="/down"), n)
+
+    def test_retries_due_later_do_not_hold_the_window(self):
+        """A full window of retries due in an hour must not keep deliveries due now
+        waiting: retries beyond the next second wait in the store, not in the window."""
+        recv = self.receiver()
+        recv.behave(path="/down", status=500)
+        d = self.daemon(delivery=DELIVERY)
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, recv.url("/down"), retry_schedule=[3600, 3600])
+        first = [h.publish(d, app, "order.placed", {"n": i})["id"] for i in range(WINDOW)]
+        h.wait_until(lambda: h.metric(d, "hookd_attempts_total") == WINDOW,
+                     message="the first window attempted")
+        later = [h.publish(d, app, "order.placed", {"n": i})["id"] for i in range(10)]
+        h.wait_until(lambda: h.metric(d, "hookd_attempts_total") == WINDOW + 10,
+                     message="the messages published after a window of retries attempted")
+        self.assertEqual([r.webhook_id for r in recv.get(path="/down")], first + later)
+        h.wait_delivery_state(d, app, later[-1], ep["id"], "pending", attempts=1)
+
     def test_deleting_an_endpoint_buries_its_whole_backlog(self):
         recv = self.receiver()
         d = self.daemon(delivery=DELIVERY)
