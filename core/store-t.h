@@ -77,6 +77,10 @@ struct store {
 	struct store_op *queue_head, *queue_tail; /* guarded by lock */
 	size_t queue_n;                            /* guarded by lock */
 	unsigned linger_us, linger_ops;            /* guarded by lock: see store_set_commit_delay */
+	/* guarded by lock: when the last op was queued, and the mean gap between ops
+	 * (exponentially weighted, 1/8 per op), which decides whether a commit that nothing
+	 * followed waits for the next op rather than paying a sync of its own. */
+	int64_t last_submit_ns, gap_ns;
 	struct store_op *done_head, *done_tail;   /* guarded by lock */
 	int stopping;                              /* guarded by lock */
 	struct event *done_ev;

@@ -553,6 +553,11 @@ static void store_sync(struct store *s, struct store_oplist *answer)
 	s->unsynced_head = s->unsynced_tail = NULL;
 }
 
+/* The longest wait for a next op before a commit nothing followed is synced on its own,
+ * and the gap between ops counted at most (one idle minute must not weigh for long). */
+#define STORE_SYNC_WAIT_NS 300000
+#define STORE_GAP_CAP_NS 10000000
+
 static void *store_writer_main(void *arg)
 {
 	struct store *s = arg;
@@ -604,6 +609,20 @@ static void *store_writer_main(void *arg)
 		store_settle(s, &done, s->txn_commits != commits0, &answer);
 		pthread_mutex_lock(&s->lock);
 		idle = !s->queue_head;
+		if (idle && s->unsynced_head && !s->stopping && s->gap_ns &&
+		    s->gap_ns < STORE_SYNC_WAIT_NS) {
+			/* Ops arrive faster than a sync takes: the next one is likely to come
+			 * within the wait, and its commit then carries this one's meta page to the
+			 * disk, so the sync is saved (under load, half of all syncs were these).
+			 * At lower rates the wait would only add latency: none then. */
+			struct timespec until = store_deadline(2 * s->gap_ns < STORE_SYNC_WAIT_NS
+								       ? 2 * s->gap_ns
+								       : STORE_SYNC_WAIT_NS);
+			while (!s->queue_head && !s->stopping &&
+			       pthread_cond_timedwait(&s->cond, &s->lock, &until) == 0)
+				;
+			idle = !s->queue_head;
+		}
 		pthread_mutex_unlock(&s->lock);
 		if (idle)
 			store_sync(s, &answer);
@@ -686,6 +705,13 @@ void store_submit(struct store *s, struct store_op *op)
 		s->queue_head = op;
 	s->queue_tail = op;
 	s->queue_n++;
+	{
+		int64_t now = clock_mono_ns(), gap = s->last_submit_ns ? now - s->last_submit_ns : 0;
+		if (gap > STORE_GAP_CAP_NS)
+			gap = STORE_GAP_CAP_NS;
+		s->gap_ns = s->gap_ns ? (s->gap_ns * 7 + gap) / 8 : gap;
+		s->last_submit_ns = now;
+	}
 	pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 }
