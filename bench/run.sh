@@ -27,6 +27,8 @@
 #   BENCH_OPEN_RATE [5000] BENCH_OPEN_S [5]   open-loop pass: publishes offered per second, for
 #                                             how long (latency at a fixed rate; 0 skips it)
 #   BENCH_PEER [1]                            0 skips the peer (and installing it)
+#   BENCH_PEER_FSYNC [always]                 the peer's Redis appendfsync (everysec: not durable,
+#                                             only to see what the fsyncs cost)
 #   BENCH_RESULTS [bench/results]             where the report and hookd's log are written
 #
 # Why these sizes: on a 2-core machine the bare client does 20k-65k req/s, so 50,000
@@ -373,6 +375,8 @@ P1_CPU_US=${PASS_CPU_US[bench1]}
 # Pass 1's publish figures, for the peer's ratios (later passes on bench1 overwrite the file).
 P1_PUB=$TMP/publish-pass1.txt
 cp "$TMP/publish-bench1.txt" "$P1_PUB"
+# ... and hookd's peak RSS so far, after the same M publishes the peer gets.
+P1_HWM=$(hwm_kib "$HOOKD_PID")
 OPEN_RATE=${BENCH_OPEN_RATE:-5000}
 OPEN_S=${BENCH_OPEN_S:-5}
 if [ "$OPEN_RATE" -gt 0 ] && [ "$OPEN_S" -gt 0 ]; then

@@ -11,11 +11,15 @@
 #
 # Uses run.sh's helpers and state (fg, log, alive, kv, jnum, fdiv, us_ms, cpu_ticks,
 # stop_child, publish_run, sink_drain, sink_tally, pass_lines, PIDS, TMP, SINK, KEY, PUB_M,
-# PUB_C, HOOKD_PID, pass 1's P1_RATE, P1_PUB and P1_CPU_US) and adds its section to
+# PUB_C, HOOKD_PID, pass 1's P1_RATE, P1_PUB, P1_CPU_US and P1_HWM) and adds its section to
 # REPORT_PASSES. Nothing here stops the run: whatever fails is reported as
 # "peer: not available (reason)".
 
 PEER_DIR=$HERE/peers/bullmq
+# BENCH_PEER_FSYNC [always]: Redis's appendfsync. "always" is the durable setting (a 202 is on
+# disk); "everysec" loses up to a second of acknowledged publishes in a crash and is there only
+# to show how much of the peer's time the fsyncs take.
+PEER_FSYNC=${BENCH_PEER_FSYNC:-always}
 PEER_WHY=""
 
 # peer_prepare: makes the peer runnable, quietly (output in $TMP/peer-install.log): installs
@@ -111,7 +115,7 @@ peer_start() {
 		port=$((20000 + RANDOM % 40000))
 		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
 		redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes --dir "$TMP/redis" \
-			--appendonly yes --appendfsync always --save '' --daemonize no \
+			--appendonly yes --appendfsync "$PEER_FSYNC" --save '' --daemonize no \
 			--logfile "$TMP/redis/redis.log" >>"$TMP/redis/redis.out" 2>&1 &
 		REDIS_PID=$!
 		PIDS+=("$REDIS_PID")
@@ -220,7 +224,7 @@ peer: not available ($PUB_FAIL)
 	local peer_us
 	peer_us=$(fdiv "$(awk -v s="$cpu_all" 'BEGIN { print s * 1e6 }')" "$DRAIN_COUNT" 1)
 	REPORT_PASSES+="
-peer: Node.js + BullMQ on Redis (appendonly yes, appendfsync always) + undici, as users build it (bench/peers/bullmq)
+peer: Node.js + BullMQ on Redis (appendonly yes, appendfsync $PEER_FSYNC$([ "$PEER_FSYNC" = always ] || echo ': NOT DURABLE')) + undici, as users build it (bench/peers/bullmq)
   $versions; API and worker are separate processes, worker concurrency 64
   1 endpoint per message, $PUB_M publishes, concurrency $PUB_C, ~1 KiB payload, same sink as hookd's passes
 $(pass_lines "$pub" "$st" "$st2" "$PUB_M" "$expected" "$([ "$alive" = yes ] || echo "; A PEER PROCESS DIED")")
@@ -229,7 +233,8 @@ $(pass_lines "$pub" "$st" "$st2" "$PUB_M" "$expected" "$([ "$alive" = yes ] || e
   hookd / peer:     deliveries/s $(fdiv "$P1_RATE" "$T_RATE") (pass 1 $P1_RATE / peer $T_RATE)
                     publish latency p50 $(fdiv "$(kv p50_us "$P1_PUB")" "$(kv p50_us "$pub")"), p99 $(fdiv "$(kv p99_us "$P1_PUB")" "$(kv p99_us "$pub")") (pass 1 $(us_ms "$(kv p50_us "$P1_PUB")") / $(us_ms "$(kv p99_us "$P1_PUB")"); below 1: hookd answers sooner)
                     CPU per delivery $(fdiv "$P1_CPU_US" "$peer_us") (pass 1 $P1_CPU_US us / peer $peer_us us, its three processes together; steadier than rates on a shared machine)
-                    peak RSS $(fdiv "$hookd_hwm" "$h_sum") (hookd: VmHWM $(kib_mib "$hookd_hwm") over all its passes, at their end $hookd_rss, the file part LMDB's map; peer: its three processes' VmHWM added, $(kib_mib "$h_sum"))
+                    peak RSS $(fdiv "$P1_HWM" "$h_sum") after the same $PUB_M messages (hookd's VmHWM after pass 1 $(kib_mib "$P1_HWM") / the peer's three processes' VmHWM added, $(kib_mib "$h_sum"))
+                    $(fdiv "$hookd_hwm" "$h_sum") with hookd's VmHWM over all its passes, $(kib_mib "$hookd_hwm") (at their end $hookd_rss: the file part is LMDB's map of every message stored)
 "
 	log "peer: $DRAIN_COUNT/$expected delivered, $T_RATE deliveries/s"
 }
