@@ -26,7 +26,11 @@
 #   BENCH_POLICY_COST [1]                     0 skips bench/policy_bench
 #   BENCH_OPEN_RATE [5000] BENCH_OPEN_S [5]   open-loop pass: publishes offered per second, for
 #                                             how long (latency at a fixed rate; 0 skips it)
+#   BENCH_FAN100 [100] BENCH_FAN100_M [BENCH_M/100]  pass 2b: one message to 100 endpoints, its
+#                                             CPU as a multiple of one delivery's (0 skips it)
 #   BENCH_PEER [1]                            0 skips the peer (and installing it)
+#   BENCH_BACKLOG [1000000] BENCH_BACKLOG_H [20000]  bench/backlog.sh: memory and restart with
+#                                             that many pending, healthy passes of H (0 skips)
 #   BENCH_PEER_FSYNC [always]                 the peer's Redis appendfsync (everysec: not durable,
 #                                             only to see what the fsyncs cost)
 #   BENCH_RESULTS [bench/results]             where the report and hookd's log are written
@@ -60,6 +64,9 @@ RATIO_M=${BENCH_RATIO_M:-15000}
 KEY=bench-admin-key-$$
 RESULTS=${BENCH_RESULTS:-$HERE/results}
 PEER=${BENCH_PEER:-1}
+FAN100=${BENCH_FAN100:-100}
+if [ "$FAN100" -gt 0 ]; then FAN100_M=${BENCH_FAN100_M:-$((PUB_M / FAN100))}; else FAN100_M=0; fi
+BACKLOG=${BENCH_BACKLOG:-1000000}
 
 for exe in "$BIN/sink" "$BIN/curlbench" "$BIN/publish"; do
 	[ -x "$exe" ] || { echo "bench: $exe missing; build first (make build)" >&2; exit 1; }
@@ -387,6 +394,13 @@ fi
 if [ "$FANOUT" -gt 0 ] && [ "$FAN_M" -gt 0 ]; then
 	run_pass "pass 2 (fan-out)" "bench$FANOUT" "$FANOUT" "$FAN_M"
 fi
+if [ "$FAN100" -gt 0 ] && [ "$FAN100_M" -gt 0 ]; then
+	# Issue 9: one message to 100 endpoints costs under 100x one delivery in CPU (pass 1's
+	# CPU per delivery, which includes its publish, is the one delivery).
+	run_pass "pass 2b (fan-out to $FAN100)" "benchwide" "$FAN100" "$FAN100_M"
+	REPORT_PASSES+="  fan-out cost:     one message to $FAN100 endpoints = $(awk -v w="${PASS_CPU_US[benchwide]}" -v n="$FAN100" 'BEGIN { printf "%.0f", w * n }') us of hookd CPU = $(awk -v w="${PASS_CPU_US[benchwide]}" -v n="$FAN100" -v o="${PASS_CPU_US[bench1]}" 'BEGIN { if (o > 0) printf "%.1f", w * n / o; else print "n/a" }') x one delivery of pass 1 (${PASS_CPU_US[bench1]} us); target under $FAN100 x
+"
+fi
 
 if [ "${BENCH_POLICY:-1}" = 1 ]; then
 	run_pass "pass 3 (redact-pii policy)" bench1p 1 "$PUB_M" \
@@ -427,5 +441,17 @@ peer: not available ($PEER_WHY)
 "
 fi
 
-# ---- 7. report ----
+# ---- 7. the backlog: memory and restart with BENCH_BACKLOG pending (its own sink and hookd) ----
+if [ "$BACKLOG" -gt 0 ]; then
+	log "backlog: $BACKLOG pending deliveries (bench/backlog.sh)"
+	REPORT_PASSES+="
+$(BENCH_BACKLOG=$BACKLOG BENCH_BACKLOG_H=${BENCH_BACKLOG_H:-20000} timeout 2400 "$HERE/backlog.sh" "$BUILD" 2>>"$TMP/backlog.err" || echo "backlog: FAILED with exit status $?: $(tail -n 5 "$TMP/backlog.err")")
+"
+else
+	REPORT_PASSES+="
+backlog: skipped (BENCH_BACKLOG=0)
+"
+fi
+
+# ---- 8. report ----
 write_report
