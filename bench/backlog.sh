@@ -193,7 +193,12 @@ for _ in $(seq 500); do
 	sleep 0.01
 done
 [ -n "$first_ms" ] || die "no delivery within 5 s of the restart"
-AFTER_PENDING=$(metric hookd_pending)
+# The new message's delivery leaves the due index when its outcome commits.
+for _ in $(seq 100); do
+	AFTER_PENDING=$(metric hookd_pending)
+	[ "$AFTER_PENDING" -ne "$N" ] || break
+	sleep 0.05
+done
 AFTER_MEM=$(mem "$HOOKD_PID")
 
 cat <<EOF

@@ -11,7 +11,10 @@
 #  5b. pass 3: as pass 1 with the shipped redact-pii policy on the endpoint, reported as a
 #     ratio to pass 1; then the same ratio from back-to-back pairs of shorter passes
 #     (median reported); and bench/policy_bench (policy cost per call, no network)
-#  6. report -> bench/results/latest.txt (and stdout)
+#  6. the peer (bench/peers/bullmq, unless BENCH_PEER=0): hookd stopped, then Node.js +
+#     BullMQ on Redis (appendfsync always) + undici, installed here if missing, against the
+#     same sink with pass 1's M and C; its figures and hookd's pass 1 as ratios to them
+#  7. report -> bench/results/latest.txt (and stdout)
 #
 # Sizes can be overridden from the environment (defaults in brackets):
 #   BENCH_BASE_N [50000] BENCH_BASE_C [64]   baseline requests and concurrency
@@ -23,6 +26,13 @@
 #   BENCH_POLICY_COST [1]                     0 skips bench/policy_bench
 #   BENCH_OPEN_RATE [5000] BENCH_OPEN_S [5]   open-loop pass: publishes offered per second, for
 #                                             how long (latency at a fixed rate; 0 skips it)
+#   BENCH_FAN100 [100] BENCH_FAN100_M [BENCH_M/100]  pass 2b: one message to 100 endpoints, its
+#                                             CPU as a multiple of one delivery's (0 skips it)
+#   BENCH_PEER [1]                            0 skips the peer (and installing it)
+#   BENCH_BACKLOG [1000000] BENCH_BACKLOG_H [20000]  bench/backlog.sh: memory and restart with
+#                                             that many pending, healthy passes of H (0 skips)
+#   BENCH_PEER_FSYNC [always]                 the peer's Redis appendfsync (everysec: not durable,
+#                                             only to see what the fsyncs cost)
 #   BENCH_RESULTS [bench/results]             where the report and hookd's log are written
 #
 # Why these sizes: on a 2-core machine the bare client does 20k-65k req/s, so 50,000
@@ -53,6 +63,10 @@ RATIO_ROUNDS=${BENCH_RATIO_ROUNDS:-5}
 RATIO_M=${BENCH_RATIO_M:-15000}
 KEY=bench-admin-key-$$
 RESULTS=${BENCH_RESULTS:-$HERE/results}
+PEER=${BENCH_PEER:-1}
+FAN100=${BENCH_FAN100:-100}
+if [ "$FAN100" -gt 0 ]; then FAN100_M=${BENCH_FAN100_M:-$((PUB_M / FAN100))}; else FAN100_M=0; fi
+BACKLOG=${BENCH_BACKLOG:-1000000}
 
 for exe in "$BIN/sink" "$BIN/curlbench" "$BIN/publish"; do
 	[ -x "$exe" ] || { echo "bench: $exe missing; build first (make build)" >&2; exit 1; }
@@ -80,11 +94,11 @@ trap 'exit 130' INT TERM
 declare -A BASE_BEST BASE_ALL BASE_LINE
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 REPORT_PASSES=""
-declare -A PASS_RATE=()
+declare -A PASS_RATE=() PASS_CPU_US=()
 
 # Writes bench/results/latest.txt from whatever has been measured so far, and prints it.
 write_report() {
-	local b rss="n/a" errs="n/a"
+	local b rss=${HOOKD_RSS_SAVED:-n/a} errs="n/a"
 	if [ -n "$HOOKD_PID" ] && alive "$HOOKD_PID"; then
 		rss=$(awk '/^VmHWM/{ printf "%.0f MiB", $2 / 1024 }' "/proc/$HOOKD_PID/status" 2>/dev/null || echo "n/a")
 	fi
@@ -121,6 +135,17 @@ fg() {
 	return "$rc"
 }
 
+# stop_child PID: stops one child we started (TERM, up to 5 s, then KILL) and forgets it.
+stop_child() {
+	local p=$1 q rest=()
+	kill -TERM "$p" 2>/dev/null || true
+	for _ in $(seq 50); do alive "$p" || break; sleep 0.1; done
+	kill -KILL "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+	for q in "${PIDS[@]}"; do [ "$q" = "$p" ] || rest+=("$q"); done
+	PIDS=("${rest[@]}")
+}
+
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: FAILED: $*" >&2; write_report "$*"; exit 1; }
 # alive PID: true while PID runs (a zombie child does not count).
@@ -135,6 +160,14 @@ us_ms() { awk -v u="$1" 'BEGIN { printf "%.2f ms", u / 1000 }'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 CURL=(curl -s --noproxy '*' -m 10)
+
+# ---- 0. the peer's software, installed before anything is measured ----
+# shellcheck source-path=SCRIPTDIR source=peers/bullmq/peer.sh
+. "$HERE/peers/bullmq/peer.sh"
+PEER_OK=0
+if [ "$PEER" = 1 ]; then
+	if peer_prepare; then PEER_OK=1; else log "peer: not available ($PEER_WHY)"; fi
+fi
 
 # ---- 1. sink ----
 "$BIN/sink" --port 0 --max-seconds 600 >"$TMP/sink.out" 2>"$TMP/sink.err" &
@@ -220,6 +253,68 @@ metrics() {
 }
 # mval NAME FILE: one counter from a metrics file (0 when absent).
 mval() { awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }' "$2"; }
+# The steps every pass takes, whatever delivers (hookd, or the peer in bench/peers/):
+# publish_run URL M OUT: bench/publish, M publishes at PUB_C (open loop at PUB_RATE when set),
+# its result line in OUT and its stderr in OUT.err. Returns 1 (PUB_FAIL says why) when it
+# produced no result line.
+publish_run() {
+	local prc=0
+	fg timeout 180 "$BIN/publish" --url "$1" --key "$KEY" -n "$2" \
+		-c "$PUB_C" --pad 1024 --deadline 120 ${PUB_RATE:+--rate "$PUB_RATE"} \
+		>"$3" 2>"$3.err" || prc=$?
+	PUB_FAIL="publish produced no result (exit $prc): $(cat "$3.err")"
+	[ -n "$(kv accepted "$3")" ]
+}
+# sink_drain EXPECTED STATS PID...: polls the sink (its stats into STATS) until it counted
+# EXPECTED deliveries, one of the PIDs died, or DRAIN_S passed. Sets DRAIN_COUNT, and
+# DRAIN_ALIVE (no when a PID died).
+sink_drain() {
+	local expected=$1 st=$2 deadline=$((SECONDS + DRAIN_S)) p
+	shift 2
+	DRAIN_COUNT=0 DRAIN_ALIVE=yes
+	while :; do
+		sink_stats "$st" || true
+		DRAIN_COUNT=$(jnum count "$st")
+		DRAIN_COUNT=${DRAIN_COUNT:-0}
+		[ "$DRAIN_COUNT" -ge "$expected" ] && break
+		for p in "$@"; do alive "$p" || DRAIN_ALIVE=no; done
+		[ "$DRAIN_ALIVE" = yes ] || break
+		[ "$SECONDS" -ge "$deadline" ] && break
+		sleep 0.1
+	done
+}
+# sink_tally PUB STATS STATS2 EXPECTED: after sink_drain, waits 1 s for late duplicates (the
+# sink's stats then into STATS2) and sets the pass's figures: T_SECS (first publish -> last
+# receipt), T_RATE (deliveries/s over that), T_DUPS and T_MISSING.
+sink_tally() {
+	local pub=$1 st=$2 st2=$3 expected=$4 first last unique
+	# Anything that arrives after the last expected delivery is a duplicate; give it 1 s.
+	sleep 1
+	sink_stats "$st2" || cp "$st" "$st2"
+	first=$(kv first_start_ns "$pub")
+	last=$(jnum last_ns "$st")
+	T_SECS=$(fdiv "$((last - first))" 1000000000 3)
+	T_RATE=$(fdiv "$DRAIN_COUNT" "$T_SECS" 0)
+	unique=$(jnum unique "$st2")
+	T_DUPS=$(($(jnum count "$st2") - $(jnum no_id "$st2") - unique))
+	T_MISSING=$((expected > unique ? expected - unique : 0))
+}
+# pass_lines PUB STATS STATS2 M EXPECTED [NOTE]: the report's publish, end-to-end,
+# publish->receipt and duplicates lines of a pass (after sink_tally); NOTE ends the last one.
+pass_lines() {
+	local pub=$1 st=$2 st2=$3 m=$4 expected=$5 note=${6:-} nonok statuses=""
+	nonok=$(($(kv non202 "$pub") + $(kv transport_errors "$pub") + $(kv unfinished "$pub")))
+	if grep -q '^status ' "$pub"; then
+		statuses=" ($(awk '/^status /{ printf "%s%s x%s", sep, ($2 == 0 ? "transport error" : "HTTP " $2), $3; sep = ", " }' "$pub"))"
+	fi
+	echo "  publish:          $(kv accepted "$pub") of $m accepted with 202; not 202: $nonok$statuses
+                    $(kv publish_per_s "$pub") publishes/s; latency p50 $(us_ms "$(kv p50_us "$pub")"), p99 $(us_ms "$(kv p99_us "$pub")"), max $(us_ms "$(kv max_us "$pub")")
+  end to end:       $DRAIN_COUNT of $expected deliveries in $T_SECS s (first publish -> last receipt; last 202 -> last receipt: $(fdiv "$(($(jnum last_ns "$st") - $(kv last_done_ns "$pub")))" 1000000 1) ms)
+                    = $T_RATE deliveries/s = $(fdiv "$T_RATE" "${BASE_BEST[event]}") x bare libcurl event mode, $(fdiv "$T_RATE" "${BASE_BEST[poll]}") x poll mode
+  publish->receipt: p50 $(us_ms "$(jnum p50_us "$st")"), p99 $(us_ms "$(jnum p99_us "$st")"), max $(us_ms "$(jnum max_us "$st")") ($(jnum samples "$st") samples)
+  duplicates:       $T_DUPS; missing: $T_MISSING$([ "$(jnum no_id "$st2")" = 0 ] || echo "; WITHOUT webhook-id: $(jnum no_id "$st2")")$note"
+}
+
 # run_pass NAME APP N_ENDPOINTS M [POLICY_JSON]
 # The app and its endpoints are created by the first pass that uses APP. With QUIET=1 the
 # pass adds nothing to the report (its rate is still kept in PASS_RATE).
@@ -235,47 +330,24 @@ run_pass() {
 		APP_MADE[$app]=1
 	fi
 	sink_reset
-	local cpu0 pub=$TMP/publish-$app.txt prc=0
+	local cpu0 pub=$TMP/publish-$app.txt
 	metrics "$TMP/metrics0-$app.txt"
 	cpu0=$(cpu_ticks "$HOOKD_PID")
 	log "$name: publishing $m messages (concurrency $PUB_C) to $neps endpoint(s)"
-	fg timeout 180 "$BIN/publish" --url "$API/v1/apps/$app/messages" --key "$KEY" -n "$m" \
-		-c "$PUB_C" --pad 1024 --deadline 120 ${PUB_RATE:+--rate "$PUB_RATE"} \
-		>"$pub" 2>"$TMP/publish-$app.err" || prc=$?
-	local accepted expected
-	accepted=$(kv accepted "$pub")
-	[ -n "$accepted" ] || die "publish produced no result (exit $prc): $(cat "$TMP/publish-$app.err")"
-	expected=$((accepted * neps))
+	publish_run "$API/v1/apps/$app/messages" "$m" "$pub" || die "$PUB_FAIL"
+	local expected=$(($(kv accepted "$pub") * neps))
 
 	# Wait for every delivery of every accepted message.
-	local st=$TMP/stats-$app.json count=0 deadline=$((SECONDS + DRAIN_S)) alive=yes
-	while :; do
-		sink_stats "$st" || true
-		count=$(jnum count "$st")
-		count=${count:-0}
-		[ "$count" -ge "$expected" ] && break
-		alive "$HOOKD_PID" || { alive=no; break; }
-		[ "$SECONDS" -ge "$deadline" ] && break
-		sleep 0.1
-	done
+	local st=$TMP/stats-$app.json st2=$TMP/stats2-$app.json count alive
+	sink_drain "$expected" "$st" "$HOOKD_PID"
+	count=$DRAIN_COUNT alive=$DRAIN_ALIVE
 	local cpu1
 	cpu1=$(cpu_ticks "$HOOKD_PID")
 	metrics "$TMP/metrics1-$app.txt"
-	# Anything that arrives after the last expected delivery is a duplicate; give it 1 s.
-	sleep 1
-	local st2=$TMP/stats2-$app.json
-	sink_stats "$st2" || cp "$st" "$st2"
+	sink_tally "$pub" "$st" "$st2" "$expected"
 
-	local first last secs rate unique dups missing hz
-	first=$(kv first_start_ns "$pub")
-	last=$(jnum last_ns "$st")
-	secs=$(fdiv "$((last - first))" 1000000000 3)
-	rate=$(fdiv "$count" "$secs" 0)
-	unique=$(jnum unique "$st2")
-	dups=$(($(jnum count "$st2") - $(jnum no_id "$st2") - unique))
-	missing=$((expected > unique ? expected - unique : 0))
+	local secs=$T_SECS rate=$T_RATE hz cpu_s
 	hz=$(getconf CLK_TCK)
-	local cpu_s
 	cpu_s=$(fdiv "$((cpu1 - cpu0))" "$hz" 2)
 
 	# Store and dispatch counters over the pass, when hookd exposes /metrics.
@@ -292,23 +364,13 @@ run_pass() {
   hookd attempts:   $att, of which failed $fail"
 	fi
 
-	local nonok statuses=""
-	nonok=$(($(kv non202 "$pub") + $(kv transport_errors "$pub") + $(kv unfinished "$pub")))
-	if grep -q '^status ' "$pub"; then
-		statuses=" ($(awk '/^status /{ printf "%s%s x%s", sep, ($2 == 0 ? "transport error" : "HTTP " $2), $3; sep = ", " }' "$pub"))"
-	fi
-
 	[ "${QUIET:-0}" = 1 ] || REPORT_PASSES+="
 $name: $neps endpoint(s) per message, $m publishes, $(if [ -n "${PUB_RATE:-}" ]; then echo "offered at $PUB_RATE/s (open loop, at most $PUB_C in flight)"; else echo "concurrency $PUB_C"; fi), ~1 KiB payload
-  publish:          $accepted of $m accepted with 202; not 202: $nonok$statuses
-                    $(kv publish_per_s "$pub") publishes/s; latency p50 $(us_ms "$(kv p50_us "$pub")"), p99 $(us_ms "$(kv p99_us "$pub")"), max $(us_ms "$(kv max_us "$pub")")
-  end to end:       $count of $expected deliveries in $secs s (first publish -> last receipt; last 202 -> last receipt: $(fdiv "$((last - $(kv last_done_ns "$pub")))" 1000000 1) ms)
-                    = $rate deliveries/s = $(fdiv "$rate" "${BASE_BEST[event]}") x bare libcurl event mode, $(fdiv "$rate" "${BASE_BEST[poll]}") x poll mode
-  publish->receipt: p50 $(us_ms "$(jnum p50_us "$st")"), p99 $(us_ms "$(jnum p99_us "$st")"), max $(us_ms "$(jnum max_us "$st")") ($(jnum samples "$st") samples)
-  duplicates:       $dups; missing: $missing$([ "$(jnum no_id "$st2")" = 0 ] || echo "; WITHOUT webhook-id: $(jnum no_id "$st2")")$([ "$alive" = yes ] || echo "; HOOKD DIED (see bench/results/hookd-latest.log)")
+$(pass_lines "$pub" "$st" "$st2" "$m" "$expected" "$([ "$alive" = yes ] || echo "; HOOKD DIED (see bench/results/hookd-latest.log)")")
   hookd CPU:        $cpu_s s ($(fdiv "$(awk -v s="$cpu_s" 'BEGIN { print s * 1e6 }')" "$count" 1) us per delivery)$storeline
 "
 	PASS_RATE[$app]=$rate
+	PASS_CPU_US[$app]=$(fdiv "$(awk -v s="$cpu_s" 'BEGIN { print s * 1e6 }')" "$count" 1)
 	log "$name: $count/$expected delivered, $rate deliveries/s"
 	[ "$alive" = yes ] || die "hookd died during $name; log tail:
 $(tail -n 30 "$TMP/hookd.log")"
@@ -316,6 +378,12 @@ $(tail -n 30 "$TMP/hookd.log")"
 
 run_pass "pass 1" bench1 1 "$PUB_M"
 P1_RATE=${PASS_RATE[bench1]}
+P1_CPU_US=${PASS_CPU_US[bench1]}
+# Pass 1's publish figures, for the peer's ratios (later passes on bench1 overwrite the file).
+P1_PUB=$TMP/publish-pass1.txt
+cp "$TMP/publish-bench1.txt" "$P1_PUB"
+# ... and hookd's peak RSS so far, after the same M publishes the peer gets.
+P1_HWM=$(hwm_kib "$HOOKD_PID")
 OPEN_RATE=${BENCH_OPEN_RATE:-5000}
 OPEN_S=${BENCH_OPEN_S:-5}
 if [ "$OPEN_RATE" -gt 0 ] && [ "$OPEN_S" -gt 0 ]; then
@@ -325,6 +393,13 @@ if [ "$OPEN_RATE" -gt 0 ] && [ "$OPEN_S" -gt 0 ]; then
 fi
 if [ "$FANOUT" -gt 0 ] && [ "$FAN_M" -gt 0 ]; then
 	run_pass "pass 2 (fan-out)" "bench$FANOUT" "$FANOUT" "$FAN_M"
+fi
+if [ "$FAN100" -gt 0 ] && [ "$FAN100_M" -gt 0 ]; then
+	# Issue 9: one message to 100 endpoints costs under 100x one delivery in CPU (pass 1's
+	# CPU per delivery, which includes its publish, is the one delivery).
+	run_pass "pass 2b (fan-out to $FAN100)" "benchwide" "$FAN100" "$FAN100_M"
+	REPORT_PASSES+="  fan-out cost:     one message to $FAN100 endpoints = $(awk -v w="${PASS_CPU_US[benchwide]}" -v n="$FAN100" 'BEGIN { printf "%.0f", w * n }') us of hookd CPU = $(awk -v w="${PASS_CPU_US[benchwide]}" -v n="$FAN100" -v o="${PASS_CPU_US[bench1]}" 'BEGIN { if (o > 0) printf "%.1f", w * n / o; else print "n/a" }') x one delivery of pass 1 (${PASS_CPU_US[bench1]} us); target under $FAN100 x
+"
 fi
 
 if [ "${BENCH_POLICY:-1}" = 1 ]; then
@@ -348,10 +423,35 @@ if [ "${BENCH_POLICY:-1}" = 1 ]; then
 		log "policy_bench: cost per policy call"
 		REPORT_PASSES+="
 policy cost per call (bench/policy_bench, no network, best of 5):
-$(cd "$ROOT" && timeout 120 "$BIN/policy_bench" 2>&1 | sed 's/^/  /')
+$(cd "$ROOT" && { timeout 120 "$BIN/policy_bench" 2>&1 || echo "policy_bench: FAILED with exit status $?"; } | sed 's/^/  /')
 "
 	fi
 fi
 
-# ---- 6. report ----
+# ---- 6. the peer ----
+if [ "$PEER" != 1 ]; then
+	REPORT_PASSES+="
+peer: skipped (BENCH_PEER=0)
+"
+elif [ "$PEER_OK" = 1 ]; then
+	peer_pass
+else
+	REPORT_PASSES+="
+peer: not available ($PEER_WHY)
+"
+fi
+
+# ---- 7. the backlog: memory and restart with BENCH_BACKLOG pending (its own sink and hookd) ----
+if [ "$BACKLOG" -gt 0 ]; then
+	log "backlog: $BACKLOG pending deliveries (bench/backlog.sh)"
+	REPORT_PASSES+="
+$(BENCH_BACKLOG=$BACKLOG BENCH_BACKLOG_H=${BENCH_BACKLOG_H:-20000} timeout 2400 "$HERE/backlog.sh" "$BUILD" 2>>"$TMP/backlog.err" || echo "backlog: FAILED with exit status $?: $(tail -n 5 "$TMP/backlog.err")")
+"
+else
+	REPORT_PASSES+="
+backlog: skipped (BENCH_BACKLOG=0)
+"
+fi
+
+# ---- 8. report ----
 write_report
