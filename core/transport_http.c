@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Free easy handles kept for reuse (saves curl_easy_init's allocations per attempt). */
+/* Free easy handles kept for reuse, with their options set (http_xfer_new). */
 #define HTTP_POOL_MAX 256
 /* Response header bytes accepted per attempt (status line, every header line, 1xx
  * responses and trailers together). libcurl 7.88 refuses one line over 100 KiB
@@ -218,6 +218,43 @@ static curl_socket_t http_opensocket_cb(void *arg, curlsocktype purpose, struct 
 	return socket(a->family, a->socktype, a->protocol);
 }
 
+/* A new easy handle with the options every attempt shares, set once: a handle is reused
+ * for attempt after attempt (the pool) and keeps them, so an attempt sets only what
+ * differs (http_send). Resetting the handle per attempt instead (curl_easy_reset) frees
+ * and re-copies every string option curl holds, its defaults included. */
+static struct http_xfer *http_xfer_new(struct http_transport *t)
+{
+	struct http_xfer *x = calloc(1, sizeof(*x));
+	CURL *e;
+	if (!x)
+		return NULL;
+	x->t = t;
+	x->easy = e = curl_easy_init();
+	if (!e) {
+		free(x);
+		return NULL;
+	}
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "hookd/" HOOKD_VERSION);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_opensocket_cb);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* No proxy, whatever the environment says: curl would otherwise take http_proxy,
+	 * https_proxy or all_proxy from it, open its socket to the proxy, and the destination
+	 * policy (which sees only that socket) would check the proxy instead of the receiver.
+	 * An empty string disables proxies, environment included (CURLOPT_PROXY(3)). */
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	return x;
+}
+
 static void http_xfer_release(struct http_transport *t, struct http_xfer *x)
 {
 	curl_slist_free_all(x->headers);
@@ -284,18 +321,11 @@ static int http_send(struct transport *base, const struct transport_request *req
 	if (x) {
 		t->pool = x->next_free;
 		t->pool_n--;
-		curl_easy_reset(x->easy);
 	} else {
-		x = calloc(1, sizeof(*x));
+		x = http_xfer_new(t);
 		if (!x)
 			return HOOKD_ENOMEM;
-		x->easy = curl_easy_init();
-		if (!x->easy) {
-			free(x);
-			return HOOKD_ENOMEM;
-		}
 	}
-	x->t = t;
 	x->blocked = 0;
 	x->body_cut = 0;
 	x->header_too_large = 0;
@@ -318,31 +348,14 @@ static int http_send(struct transport *base, const struct transport_request *req
 	hl = curl_slist_append(hl, "Expect:");
 	x->headers = hl;
 
+	/* What differs between attempts; the rest was set once by http_xfer_new. */
 	CURL *e = x->easy;
 	curl_easy_setopt(e, CURLOPT_URL, req->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "hookd/" HOOKD_VERSION);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_opensocket_cb);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	/* No proxy, whatever the environment says: curl would otherwise take http_proxy,
-	 * https_proxy or all_proxy from it, open its socket to the proxy, and the destination
-	 * policy (which sees only that socket) would check the proxy instead of the receiver.
-	 * An empty string disables proxies, environment included (CURLOPT_PROXY(3)). */
-	curl_easy_setopt(e, CURLOPT_PROXY, "");
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	x->started_ns = clock_mono_ns();
 	if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
 		http_xfer_release(t, x);
