@@ -35,7 +35,12 @@ struct http_transport;
 struct http_xfer {
 	struct http_transport *t;
 	CURL *easy;
-	struct curl_slist *headers;
+	/* The request's header list (CURLOPT_HTTPHEADER): nodes and their text are kept with
+	 * the handle and reused, grown only when an attempt has more (http_xfer_headers). */
+	struct curl_slist *hnodes;
+	size_t hnodes_cap;
+	char *htext;
+	size_t htext_cap;
 	void (*done)(void *arg, const struct transport_result *res);
 	void *arg;
 	int64_t started_ns;
@@ -255,18 +260,64 @@ static struct http_xfer *http_xfer_new(struct http_transport *t)
 	return x;
 }
 
+static void http_xfer_free(struct http_xfer *x)
+{
+	curl_easy_cleanup(x->easy);
+	free(x->hnodes);
+	free(x->htext);
+	free(x);
+}
+
 static void http_xfer_release(struct http_transport *t, struct http_xfer *x)
 {
-	curl_slist_free_all(x->headers);
-	x->headers = NULL;
 	if (t->pool_n < HTTP_POOL_MAX) {
 		x->next_free = t->pool;
 		t->pool = x;
 		t->pool_n++;
 	} else {
-		curl_easy_cleanup(x->easy);
-		free(x);
+		http_xfer_free(x);
 	}
+}
+
+/* An empty Expect stops curl from waiting for "100 Continue" on bodies over 1 KiB: a full
+ * round trip per delivery otherwise. */
+static const char http_expect_none[] = "Expect:";
+
+/* Copies the request's header lines, and http_expect_none after them, into x's own list
+ * for CURLOPT_HTTPHEADER. The nodes are curl's public struct curl_slist filled in here
+ * rather than by curl_slist_append, which would allocate a node and a copy of the text
+ * per line per attempt; curl only reads the list, until the transfer ends. */
+static int http_xfer_headers(struct http_xfer *x, const struct transport_request *req)
+{
+	size_t n = req->n_headers + 1, text_len = sizeof(http_expect_none);
+	char *p;
+
+	for (size_t i = 0; i < req->n_headers; i++)
+		text_len += strlen(req->headers[i]) + 1;
+	if (n > x->hnodes_cap) {
+		struct curl_slist *nodes = realloc(x->hnodes, n * sizeof(*nodes));
+		if (!nodes)
+			return HOOKD_ENOMEM;
+		x->hnodes = nodes;
+		x->hnodes_cap = n;
+	}
+	if (text_len > x->htext_cap) {
+		char *text = realloc(x->htext, text_len);
+		if (!text)
+			return HOOKD_ENOMEM;
+		x->htext = text;
+		x->htext_cap = text_len;
+	}
+	p = x->htext;
+	for (size_t i = 0; i < n; i++) {
+		const char *line = i < req->n_headers ? req->headers[i] : http_expect_none;
+		size_t len = strlen(line) + 1;
+		memcpy(p, line, len);
+		x->hnodes[i].data = p;
+		x->hnodes[i].next = i + 1 < n ? &x->hnodes[i + 1] : NULL;
+		p += len;
+	}
+	return HOOKD_OK;
 }
 
 static void http_check_done(struct http_transport *t)
@@ -316,7 +367,6 @@ static int http_send(struct transport *base, const struct transport_request *req
 {
 	struct http_transport *t = (struct http_transport *)base;
 	struct http_xfer *x = t->pool;
-	struct curl_slist *hl = NULL;
 
 	if (x) {
 		t->pool = x->next_free;
@@ -334,26 +384,17 @@ static int http_send(struct transport *base, const struct transport_request *req
 	x->resp_len = 0;
 	x->done = req->done;
 	x->arg = req->arg;
-	for (size_t i = 0; i < req->n_headers; i++) {
-		struct curl_slist *n = curl_slist_append(hl, req->headers[i]);
-		if (!n) {
-			curl_slist_free_all(hl);
-			http_xfer_release(t, x);
-			return HOOKD_ENOMEM;
-		}
-		hl = n;
+	if (http_xfer_headers(x, req) != HOOKD_OK) {
+		http_xfer_release(t, x);
+		return HOOKD_ENOMEM;
 	}
-	/* An empty Expect stops curl from waiting for "100 Continue" on bodies over 1 KiB:
-	 * a full round trip per delivery otherwise. */
-	hl = curl_slist_append(hl, "Expect:");
-	x->headers = hl;
 
 	/* What differs between attempts; the rest was set once by http_xfer_new. */
 	CURL *e = x->easy;
 	curl_easy_setopt(e, CURLOPT_URL, req->url);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hnodes);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
 	x->started_ns = clock_mono_ns();
@@ -379,14 +420,11 @@ static void http_destroy(struct transport *base)
 	for (x = t->active; x; x = next) {
 		next = x->next_active;
 		curl_multi_remove_handle(t->multi, x->easy);
-		curl_slist_free_all(x->headers);
-		curl_easy_cleanup(x->easy);
-		free(x);
+		http_xfer_free(x);
 	}
 	for (x = t->pool; x; x = next) {
 		next = x->next_free;
-		curl_easy_cleanup(x->easy);
-		free(x);
+		http_xfer_free(x);
 	}
 	if (t->multi)
 		curl_multi_cleanup(t->multi);
