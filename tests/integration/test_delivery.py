@@ -34,6 +34,7 @@ class DeliveryTest(h.HookdCase):
         req = recv.wait_for(1, path="/hook")[0]
         self.assertEqual(req.method, "POST")
         self.assertIn("application/json", req.headers.get("content-type", ""))
+        self.assertRegex(req.headers.get("user-agent", ""), r"^hookd/[0-9]+\.[0-9]+\.[0-9]+$")
 
         # Body: exactly the Standard Webhooks envelope (no "source": it was not set).
         body = req.json()
