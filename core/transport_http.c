@@ -56,10 +56,21 @@ struct http_xfer {
 	struct http_xfer *prev_active, *next_active; /* in flight, for cleanup at shutdown */
 };
 
+/* A socket curl waits on. Those we opened (http_opensocket_cb) are known until curl
+ * closes them through http_closesocket_cb, so when a transfer ends and curl stops waiting
+ * on its connection (CURL_POLL_REMOVE: the connection goes idle into curl's cache) the
+ * event is left in the loop, "parked", and the next transfer on that connection, which
+ * waits for the same readability, finds it there: no epoll_ctl to delete and re-add it and
+ * no allocation per request. Sockets curl opened itself (a resolver's wake-up pair) are
+ * closed without telling us, so they are deleted at CURL_POLL_REMOVE as before. */
 struct http_sock {
 	struct event ev; /* embedded: changing what we wait for re-arms it, no allocation */
+	struct http_transport *t;
 	curl_socket_t fd;
 	short kind;
+	int added;       /* ev is in the loop */
+	int owned;       /* opened by us, in t->socks until http_closesocket_cb */
+	int parked;      /* curl does not wait on it now (idle in its connection cache) */
 };
 
 struct http_transport {
@@ -71,6 +82,8 @@ struct http_transport {
 	struct http_xfer *pool;
 	size_t pool_n;
 	struct http_xfer *active;
+	struct http_sock **socks; /* the sockets we opened and curl has not closed, by fd */
+	size_t socks_cap;
 };
 
 static void http_active_unlink(struct http_transport *t, struct http_xfer *x)
@@ -86,10 +99,31 @@ static void http_active_unlink(struct http_transport *t, struct http_xfer *x)
 
 static void http_check_done(struct http_transport *t);
 
+static void http_sock_unloop(struct http_sock *s)
+{
+	if (s->added)
+		event_del(&s->ev);
+	s->added = 0;
+}
+
+/* The socket we opened as fd, or NULL. */
+static struct http_sock *http_sock_find(struct http_transport *t, curl_socket_t fd)
+{
+	return fd >= 0 && (size_t)fd < t->socks_cap ? t->socks[fd] : NULL;
+}
+
 static void http_event_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct http_transport *t = arg;
+	struct http_sock *s = arg;
+	struct http_transport *t = s->t; /* s may be freed inside curl_multi_socket_action */
 	int running, flags = 0;
+	if (s->parked) {
+		/* Its idle connection became readable (the receiver closed it or sent something
+		 * unasked): curl is not waiting on it and finds out when it next looks at the
+		 * connection. Out of the loop, or this would fire again at once. */
+		http_sock_unloop(s);
+		return;
+	}
 	if (what & EV_READ)
 		flags |= CURL_CSELECT_IN;
 	if (what & EV_WRITE)
@@ -125,29 +159,41 @@ static int http_socket_fn(CURL *easy, curl_socket_t fd, int what, void *arg, voi
 	short kind;
 
 	if (what == CURL_POLL_REMOVE) {
-		if (s) {
-			event_del(&s->ev);
+		if (!s)
+			return 0;
+		curl_multi_assign(t->multi, fd, NULL);
+		if (!s->owned) {
+			http_sock_unloop(s);
 			free(s);
-			curl_multi_assign(t->multi, fd, NULL);
+			return 0;
 		}
+		s->parked = 1;
+		if (s->kind & EV_WRITE)
+			http_sock_unloop(s); /* an idle socket is writable: it would fire at once */
 		return 0;
 	}
 	kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
 	       ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
 	if (!s) {
-		s = calloc(1, sizeof(*s));
-		if (!s)
-			return -1;
-		s->fd = fd;
+		s = http_sock_find(t, fd); /* ours, parked or not yet waited on */
+		if (!s) {
+			s = calloc(1, sizeof(*s));
+			if (!s)
+				return -1;
+			s->t = t;
+			s->fd = fd;
+		}
 		curl_multi_assign(t->multi, fd, s);
-	} else if (s->kind == kind) {
-		return 0; /* unchanged: no epoll_ctl */
-	} else {
-		event_del(&s->ev);
 	}
+	s->parked = 0;
+	if (s->added && s->kind == kind)
+		return 0; /* unchanged, or parked waiting for the same: no epoll_ctl */
+	http_sock_unloop(s);
 	s->kind = kind;
-	event_assign(&s->ev, t->evbase, fd, kind, http_event_cb, t);
-	event_add(&s->ev, NULL);
+	event_assign(&s->ev, t->evbase, fd, kind, http_event_cb, s);
+	if (event_add(&s->ev, NULL) != 0)
+		return -1;
+	s->added = 1;
 	return 0;
 }
 
@@ -204,6 +250,8 @@ static int http_curl_header_too_large(struct http_xfer *x, CURLcode rc)
 	return curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent > 0;
 }
 
+static curl_socket_t http_sock_open(struct http_transport *t, const struct curl_sockaddr *a);
+
 static curl_socket_t http_opensocket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 {
 	struct http_xfer *x = arg;
@@ -220,7 +268,54 @@ static curl_socket_t http_opensocket_cb(void *arg, curlsocktype purpose, struct 
 			 text, ssrf_class_name(cls));
 		return CURL_SOCKET_BAD;
 	}
-	return socket(a->family, a->socktype, a->protocol);
+	return http_sock_open(x->t, a);
+}
+
+/* Opens the socket for a connection and records it in t->socks (see struct http_sock). */
+static curl_socket_t http_sock_open(struct http_transport *t, const struct curl_sockaddr *a)
+{
+	struct http_sock *s;
+	curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	if ((size_t)fd >= t->socks_cap) {
+		size_t cap = t->socks_cap ? t->socks_cap : 64;
+		struct http_sock **socks;
+		while (cap <= (size_t)fd)
+			cap *= 2;
+		socks = realloc(t->socks, cap * sizeof(*socks));
+		if (!socks)
+			goto fail;
+		memset(socks + t->socks_cap, 0, (cap - t->socks_cap) * sizeof(*socks));
+		t->socks = socks;
+		t->socks_cap = cap;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		goto fail;
+	s->t = t;
+	s->fd = fd;
+	s->owned = 1;
+	t->socks[fd] = s;
+	return fd;
+fail:
+	close(fd);
+	return CURL_SOCKET_BAD;
+}
+
+/* curl closes a socket we opened: out of the loop first (libevent must not keep an fd
+ * that may be reused for anything else), then closed. */
+static int http_closesocket_cb(void *arg, curl_socket_t fd)
+{
+	struct http_transport *t = arg;
+	struct http_sock *s = http_sock_find(t, fd);
+	if (s) {
+		http_sock_unloop(s);
+		t->socks[fd] = NULL;
+		free(s);
+	}
+	return close(fd);
 }
 
 /* A new easy handle with the options every attempt shares, set once: a handle is reused
@@ -248,6 +343,10 @@ static struct http_xfer *http_xfer_new(struct http_transport *t)
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_opensocket_cb);
 	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+	/* A connection keeps the close callback of the handle that opened it, and outlives
+	 * that handle's transfer: its data is the transport, not x. */
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_closesocket_cb);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, t);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	/* No proxy, whatever the environment says: curl would otherwise take http_proxy,
@@ -427,7 +526,14 @@ static void http_destroy(struct transport *base)
 		http_xfer_free(x);
 	}
 	if (t->multi)
-		curl_multi_cleanup(t->multi);
+		curl_multi_cleanup(t->multi); /* closes the cached connections (http_closesocket_cb) */
+	for (size_t fd = 0; fd < t->socks_cap; fd++) {
+		if (t->socks[fd]) { /* not closed by curl: cannot happen, but do not leak it */
+			http_sock_unloop(t->socks[fd]);
+			free(t->socks[fd]);
+		}
+	}
+	free(t->socks);
 	if (t->timer)
 		event_free(t->timer);
 	free(t);
