@@ -146,6 +146,15 @@ stop_child() {
 	PIDS=("${rest[@]}")
 }
 
+# random_port: a port below the kernel's ephemeral range. One inside it may be the local
+# port of a client connection in TIME_WAIT (after a pass, thousands), which a listener
+# cannot bind even with SO_REUSEADDR.
+random_port() {
+	local lo
+	lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	[ "$lo" -gt 11000 ] || lo=32768
+	echo $((10000 + RANDOM % (lo - 10000)))
+}
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: FAILED: $*" >&2; write_report "$*"; exit 1; }
 # alive PID: true while PID runs (a zombie child does not count).
@@ -227,7 +236,7 @@ start_hookd() {
 HOOKD_PORT=""
 for _ in 1 2 3; do
 	# A random high port that nothing answers on; retried if hookd still cannot bind it.
-	port=$((20000 + RANDOM % 40000))
+	port=$(random_port)
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
 	if start_hookd "$port"; then HOOKD_PORT=$port; break; fi
 	kill -TERM "$HOOKD_PID" 2>/dev/null || true

@@ -284,8 +284,15 @@ static int serve_admin_key(struct daemon *d, char generated[2 * SERVE_ADMIN_KEY_
  * apps and endpoints (stored, then declared in the config), and the policies. */
 static int serve_open_store(struct daemon *d, char *err, size_t errlen)
 {
+	struct event_config *ecfg;
 	evthread_use_pthreads();
-	d->base = event_base_new();
+	/* epoll's change list: an event deleted and added again within one loop pass (evhttp
+	 * does that on every request it reads and answers) costs one epoll_ctl, or none. */
+	if ((ecfg = event_config_new())) {
+		event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		d->base = event_base_new_with_config(ecfg);
+		event_config_free(ecfg);
+	}
 	if (!d->base) {
 		snprintf(err, errlen, "cannot create the event loop");
 		return HOOKD_ENOMEM;
