@@ -24,6 +24,7 @@
 #   BENCH_DRAIN_S [60]                        how long to wait for the deliveries of a pass
 #   BENCH_RATIO_ROUNDS [5] BENCH_RATIO_M [15000]  policy ratio: pairs of passes, publishes each
 #   BENCH_POLICY_COST [1]                     0 skips bench/policy_bench
+#   BENCH_POLICY_THREADS [hookd's default]    policies.threads of the daemon
 #   BENCH_OPEN_RATE [5000] BENCH_OPEN_S [5]   open-loop pass: publishes offered per second, for
 #                                             how long (latency at a fixed rate; 0 skips it)
 #   BENCH_FAN100 [100] BENCH_FAN100_M [BENCH_M/100]  pass 2b: one message to 100 endpoints, its
@@ -107,7 +108,7 @@ write_report() {
 		echo "hookd benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 		echo "machine: $(nproc) cores, $(uname -sr); hookd $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- core 2>/dev/null || echo ' (core/ modified)'); build $BUILD"
 		echo "load average before the run (1/5/15 min): $LOAD0 (above ~0.5: other work shared the cores)"
-		echo "command: bench/run.sh $BUILD_ARG  (BENCH_BASE_N=$BASE_N BENCH_BASE_C=$BASE_C BENCH_M=$PUB_M BENCH_C=$PUB_C BENCH_FANOUT=$FANOUT BENCH_FAN_M=$FAN_M BENCH_RATIO_ROUNDS=$RATIO_ROUNDS BENCH_RATIO_M=$RATIO_M)"
+		echo "command: bench/run.sh $BUILD_ARG  (BENCH_BASE_N=$BASE_N BENCH_BASE_C=$BASE_C BENCH_M=$PUB_M BENCH_C=$PUB_C BENCH_FANOUT=$FANOUT BENCH_FAN_M=$FAN_M BENCH_RATIO_ROUNDS=$RATIO_ROUNDS BENCH_RATIO_M=$RATIO_M${BENCH_POLICY_THREADS:+ BENCH_POLICY_THREADS=$BENCH_POLICY_THREADS})"
 		echo
 		echo "baseline: bare libcurl multi -> sink, $BASE_N POSTs of ~1 KiB, concurrency $BASE_C, keep-alive (best of $BASE_ROUNDS)"
 		for b in event poll; do
@@ -222,6 +223,7 @@ start_hookd() {
 	    - "127.0.0.0/8"
 	policies:
 	  dir: "$ROOT/policies"
+	$([ -z "${BENCH_POLICY_THREADS:-}" ] || echo "  threads: $BENCH_POLICY_THREADS")
 	EOF
 	HOOKD_ADMIN_KEY=$KEY "$HOOKD" serve --config "$TMP/hookd.yaml" >>"$TMP/hookd.log" 2>&1 &
 	HOOKD_PID=$!
