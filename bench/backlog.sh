@@ -44,6 +44,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# random_port: a port below the kernel's ephemeral range. One inside it may be the local
+# port of a client connection in TIME_WAIT (after a pass, thousands), which a listener
+# cannot bind even with SO_REUSEADDR.
+random_port() {
+	local lo
+	lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	[ "$lo" -gt 11000 ] || lo=32768
+	echo $((10000 + RANDOM % (lo - 10000)))
+}
 log() { echo "backlog: $*" >&2; }
 die() { echo "backlog: FAILED: $*"; echo "backlog: FAILED: $*" >&2; exit 1; }
 alive() { local s; s=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) && [ -n "$s" ] && [ "$s" != Z ]; }
@@ -68,7 +77,7 @@ SINK=http://127.0.0.1:$SINK_PORT
 # A loopback port nothing listens on: connections are refused at once (the endpoint is down).
 DOWN_PORT=""
 for _ in $(seq 20); do
-	p=$((20000 + RANDOM % 40000))
+	p=$(random_port)
 	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then DOWN_PORT=$p; break; fi
 done
 [ -n "$DOWN_PORT" ] || die "no closed port found"
@@ -80,7 +89,7 @@ START_NS=0
 start_hookd() {
 	local i
 	for i in 1 2 3; do
-		[ -n "$PORT" ] || PORT=$((20000 + RANDOM % 40000))
+		[ -n "$PORT" ] || PORT=$(random_port)
 		cat >"$TMP/hookd.yaml" <<-EOF
 		listen: "127.0.0.1:$PORT"
 		data_dir: "$TMP/data"

@@ -1,7 +1,9 @@
 /* policy_bench.c - per-call overhead of the policy engine (policy_run), for the figures
  * in docs/policies.md: no policy functions, a trivial filter, a filter reading a payload
- * field, a header-only transform, and the redact-pii transform on a ~1 KiB payload; and
- * what the policy thread does per delivery with redact-pii (run, serialize the output).
+ * field, a header-only transform, and the redact-pii transform on a ~1 KiB payload; what
+ * a policy thread does per delivery with redact-pii (run, serialize the output); and that
+ * job on 1 and 2 threads at once on one engine (jobs per second of wall time, and CPU time
+ * per job: the policy threads of the daemon share the engine the same way).
  *
  * Build and run (it links the core library of any build directory):
  *   cmake --build build --target hookd_core
@@ -14,9 +16,11 @@
 #include "jsontext.h"
 #include "policy.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static uint64_t mono_ns(void)
@@ -43,6 +47,77 @@ static const char *PAYLOAD =
 	"\"method\":\"express\",\"carrier\":\"dhl\",\"tracking\":\"JD014600003828\"},"
 	"\"created_at\":\"2024-05-01T11:59:58Z\"}}";
 
+/* Process CPU time (all threads), user + system. */
+static uint64_t cpu_ns(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
+	       ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
+}
+
+/* One policy thread's work: jobs runs of redact-pii, each output serialized. */
+struct par_arg {
+	struct policy_engine *e;
+	const struct policy_input *in;
+	long jobs;
+	int failed;
+};
+
+static void *par_main(void *arg)
+{
+	struct par_arg *a = arg;
+
+	for (long n = 0; n < a->jobs && !a->failed; n++) {
+		struct policy_result r;
+		struct jsontext_buf out = {0};
+		if (policy_run(a->e, "redact-pii", a->in, &r) != 0 || r.action != POLICY_DELIVER ||
+		    jsontext_json(&out, r.envelope) != 0) {
+			fprintf(stderr, "parallel job: action %d: %s\n", (int)r.action, r.reason);
+			a->failed = 1;
+		}
+		jsontext_free(&out);
+		policy_result_free(&r);
+	}
+	return NULL;
+}
+
+/* total jobs split over threads running at once; best of 5 rounds by wall time. */
+static int bench_parallel(struct policy_engine *e, const struct policy_input *in, long total,
+			  int threads)
+{
+	uint64_t best = UINT64_MAX, best_cpu = 0;
+	struct par_arg args[16];
+	pthread_t tids[16];
+
+	for (int round = 0; round < 6; round++) {
+		uint64_t t0 = mono_ns(), c0 = cpu_ns(), dt, dc;
+		for (int t = 0; t < threads; t++) {
+			args[t] = (struct par_arg){e, in, total / threads, 0};
+			if (pthread_create(&tids[t], NULL, par_main, &args[t]) != 0)
+				return 1;
+		}
+		for (int t = 0; t < threads; t++) {
+			pthread_join(tids[t], NULL);
+			if (args[t].failed) {
+				fprintf(stderr, "parallel job failed\n");
+				return 1;
+			}
+		}
+		dt = mono_ns() - t0;
+		dc = cpu_ns() - c0;
+		if (round > 0 && dt < best) {
+			best = dt;
+			best_cpu = dc;
+		}
+	}
+	printf("redact-pii job on %d thread(s) at once  %8.0f jobs/s, %6.2f us CPU/job\n", threads,
+	       (double)(total / threads * threads) * 1e9 / (double)best,
+	       (double)best_cpu / (double)(total / threads * threads) / 1000.0);
+	return 0;
+}
+
 struct bench_case {
 	const char *label;
 	const char *source;
@@ -65,7 +140,10 @@ static const struct bench_case CASES[] = {
 
 int main(int argc, char **argv)
 {
-	struct policy_limits limits = {.cpu_ms = 50, .memory_bytes = 32u << 20};
+	/* The budget is wall time: on a machine busy with other work a thread can wait 50 ms
+	 * for a core in the middle of a 15 us call (seen here at a load of 7 on 2 cores), and
+	 * a killed call would end the run. One second measures the same calls. */
+	struct policy_limits limits = {.cpu_ms = 1000, .memory_bytes = 32u << 20};
 	long iterations = argc > 1 ? strtol(argv[1], NULL, 10) : 200000;
 	struct policy_engine *e = NULL;
 	json_t *env = json_loads(PAYLOAD, 0, NULL), *params;
@@ -144,6 +222,9 @@ int main(int argc, char **argv)
 		}
 		printf("%-40s %8.3f us/job\n", "redact-pii: run + serialize the output",
 		       (double)best / (double)jobs / 1000.0);
+		for (int threads = 1; threads <= 2; threads++)
+			if (bench_parallel(e, &in, jobs, threads) != 0)
+				return 1;
 		json_decref(params);
 	}
 	json_decref(env);

@@ -24,6 +24,7 @@
 #   BENCH_DRAIN_S [60]                        how long to wait for the deliveries of a pass
 #   BENCH_RATIO_ROUNDS [5] BENCH_RATIO_M [15000]  policy ratio: pairs of passes, publishes each
 #   BENCH_POLICY_COST [1]                     0 skips bench/policy_bench
+#   BENCH_POLICY_THREADS [hookd's default]    policies.threads of the daemon
 #   BENCH_OPEN_RATE [5000] BENCH_OPEN_S [5]   open-loop pass: publishes offered per second, for
 #                                             how long (latency at a fixed rate; 0 skips it)
 #   BENCH_FAN100 [100] BENCH_FAN100_M [BENCH_M/100]  pass 2b: one message to 100 endpoints, its
@@ -107,7 +108,7 @@ write_report() {
 		echo "hookd benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 		echo "machine: $(nproc) cores, $(uname -sr); hookd $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- core 2>/dev/null || echo ' (core/ modified)'); build $BUILD"
 		echo "load average before the run (1/5/15 min): $LOAD0 (above ~0.5: other work shared the cores)"
-		echo "command: bench/run.sh $BUILD_ARG  (BENCH_BASE_N=$BASE_N BENCH_BASE_C=$BASE_C BENCH_M=$PUB_M BENCH_C=$PUB_C BENCH_FANOUT=$FANOUT BENCH_FAN_M=$FAN_M BENCH_RATIO_ROUNDS=$RATIO_ROUNDS BENCH_RATIO_M=$RATIO_M)"
+		echo "command: bench/run.sh $BUILD_ARG  (BENCH_BASE_N=$BASE_N BENCH_BASE_C=$BASE_C BENCH_M=$PUB_M BENCH_C=$PUB_C BENCH_FANOUT=$FANOUT BENCH_FAN_M=$FAN_M BENCH_RATIO_ROUNDS=$RATIO_ROUNDS BENCH_RATIO_M=$RATIO_M${BENCH_POLICY_THREADS:+ BENCH_POLICY_THREADS=$BENCH_POLICY_THREADS})"
 		echo
 		echo "baseline: bare libcurl multi -> sink, $BASE_N POSTs of ~1 KiB, concurrency $BASE_C, keep-alive (best of $BASE_ROUNDS)"
 		for b in event poll; do
@@ -146,6 +147,15 @@ stop_child() {
 	PIDS=("${rest[@]}")
 }
 
+# random_port: a port below the kernel's ephemeral range. One inside it may be the local
+# port of a client connection in TIME_WAIT (after a pass, thousands), which a listener
+# cannot bind even with SO_REUSEADDR.
+random_port() {
+	local lo
+	lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	[ "$lo" -gt 11000 ] || lo=32768
+	echo $((10000 + RANDOM % (lo - 10000)))
+}
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: FAILED: $*" >&2; write_report "$*"; exit 1; }
 # alive PID: true while PID runs (a zombie child does not count).
@@ -213,6 +223,7 @@ start_hookd() {
 	    - "127.0.0.0/8"
 	policies:
 	  dir: "$ROOT/policies"
+	$([ -z "${BENCH_POLICY_THREADS:-}" ] || echo "  threads: $BENCH_POLICY_THREADS")
 	EOF
 	HOOKD_ADMIN_KEY=$KEY "$HOOKD" serve --config "$TMP/hookd.yaml" >>"$TMP/hookd.log" 2>&1 &
 	HOOKD_PID=$!
@@ -227,7 +238,7 @@ start_hookd() {
 HOOKD_PORT=""
 for _ in 1 2 3; do
 	# A random high port that nothing answers on; retried if hookd still cannot bind it.
-	port=$((20000 + RANDOM % 40000))
+	port=$(random_port)
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
 	if start_hookd "$port"; then HOOKD_PORT=$port; break; fi
 	kill -TERM "$HOOKD_PID" 2>/dev/null || true

@@ -71,6 +71,8 @@ struct config {
 	char *policy_dir;            /* policies.dir; default NULL (no directory) */
 	uint32_t policy_cpu_ms;      /* policies.cpu_limit_ms per call; default 50 */
 	uint64_t policy_memory_limit;/* policies.memory_limit per state; default 32 MiB */
+	uint32_t policy_threads;     /* policies.threads: threads running publishes' policies,
+	                              * 1..16; default the CPUs this process may use, at most 16 */
 
 	struct config_app *apps;     /* apps: declared tenants and their endpoints */
 	size_t n_apps;

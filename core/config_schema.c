@@ -9,11 +9,14 @@
 #include "id.h"
 #include "log.h"
 #include "ssrf.h"
+#include "worker.h"
 
 #include <arpa/inet.h>
+#include <sched.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- checks of string values -------------------------------------------------------- */
 
@@ -198,6 +201,9 @@ static const struct cfg_field policies_fields[] = {
 	{.key = "memory_limit", .kind = CFG_SIZE,
 	 .off = offsetof(struct config, policy_memory_limit), .min = 1ull << 20,
 	 .max = 4ull << 30},
+	/* The pool's own limit (worker.h says why 16). */
+	{.key = "threads", .kind = CFG_U32, .off = offsetof(struct config, policy_threads),
+	 .min = 1, .max = WORKER_THREADS_MAX},
 	{0},
 };
 
@@ -251,6 +257,23 @@ int config_fill_allocated_defaults(struct config *c)
 	return HOOKD_OK;
 }
 
+/* One policy thread per CPU this process may run on (its affinity mask: a container or
+ * taskset limit counts), within 1..WORKER_THREADS_MAX: on a machine with spare
+ * cores a policy on every endpoint then costs the publish path little throughput. */
+static uint32_t config_default_policy_threads(void)
+{
+	cpu_set_t set;
+	long n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return n > WORKER_THREADS_MAX ? WORKER_THREADS_MAX : (uint32_t)n;
+}
+
 void config_defaults(struct config *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -278,6 +301,7 @@ void config_defaults(struct config *c)
 	c->window_per_endpoint = 256;
 	c->policy_cpu_ms = 50;
 	c->policy_memory_limit = 32ull << 20;
+	c->policy_threads = config_default_policy_threads();
 	if (config_fill_allocated_defaults(c))
 		log_error("config: out of memory while setting defaults");
 }

@@ -1026,7 +1026,6 @@ struct dispatch_reading {
 	struct store_batch *stale; /* index entries to drop */
 	int64_t horizon;           /* entries due later stay in the store */
 	int64_t next_at;           /* where the read stopped: the first entry left, or NONE */
-	int full;                  /* stopped: more remain */
 	int rc;
 };
 
@@ -1039,7 +1038,6 @@ static int dispatch_read_one(void *arg, int64_t at_ms, const char *id)
 	struct delivery *dv = NULL;
 	int rc;
 	if (l->de->live_n >= d->window || at_ms > l->horizon) {
-		l->full = 1;
 		l->next_at = at_ms;
 		return STORE_WALK_STOP;
 	}
@@ -1059,8 +1057,7 @@ static int dispatch_read_one(void *arg, int64_t at_ms, const char *id)
 	}
 	if (dispatch_live_put(d, dv) != HOOKD_OK) {
 		delivery_free(dv);
-		l->full = 1; /* out of memory: the rest stays stored, read again later */
-		l->next_at = at_ms;
+		l->next_at = at_ms; /* out of memory: the rest stays stored, read again later */
 		return STORE_WALK_STOP;
 	}
 	if (ep->deleted) {
@@ -1070,7 +1067,6 @@ static int dispatch_read_one(void *arg, int64_t at_ms, const char *id)
 	if (heap_push(d, dv) != HOOKD_OK) {
 		dispatch_live_del(d, dv);
 		delivery_free(dv);
-		l->full = 1;
 		l->next_at = at_ms;
 		return STORE_WALK_STOP;
 	}

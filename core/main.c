@@ -284,8 +284,15 @@ static int serve_admin_key(struct daemon *d, char generated[2 * SERVE_ADMIN_KEY_
  * apps and endpoints (stored, then declared in the config), and the policies. */
 static int serve_open_store(struct daemon *d, char *err, size_t errlen)
 {
+	struct event_config *ecfg;
 	evthread_use_pthreads();
-	d->base = event_base_new();
+	/* epoll's change list: an event deleted and added again within one loop pass (evhttp
+	 * does that on every request it reads and answers) costs one epoll_ctl, or none. */
+	if ((ecfg = event_config_new())) {
+		event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		d->base = event_base_new_with_config(ecfg);
+		event_config_free(ecfg);
+	}
 	if (!d->base) {
 		snprintf(err, errlen, "cannot create the event loop");
 		return HOOKD_ENOMEM;
@@ -308,7 +315,7 @@ static int serve_open_store(struct daemon *d, char *err, size_t errlen)
 }
 
 /* The delivery side (transport, scheduler with the pending deliveries, interrupted
- * fan-outs), the writer, the janitor, the policy thread and the API, which starts
+ * fan-outs), the writer, the janitor, the policy threads and the API, which starts
  * accepting on the socket bound at the start. */
 static int serve_start(struct daemon *d, char *err, size_t errlen)
 {
@@ -320,7 +327,7 @@ static int serve_start(struct daemon *d, char *err, size_t errlen)
 	    dispatch_load(d->disp, err, errlen) != HOOKD_OK ||
 	    daemon_recover_fanouts(d) != HOOKD_OK || store_start(d->store, d->base) != HOOKD_OK ||
 	    janitor_new(d->base, d->store, d->cfg.retention_days, &d->janitor) != HOOKD_OK ||
-	    worker_new(d->base, &d->worker) != HOOKD_OK ||
+	    worker_new(d->base, d->cfg.policy_threads, &d->worker) != HOOKD_OK ||
 	    api_new(d->base, d->store, &d->reg, d->disp, d->policies, d->worker, &d->cfg,
 		    &d->api) != HOOKD_OK) {
 		if (!err[0])
@@ -346,7 +353,7 @@ static void serve_teardown(struct daemon *d)
 	if (d->listen_fd >= 0)
 		close(d->listen_fd);
 	api_close(d->api);
-	/* Jobs on the policy thread finish and hand their commits to the writer first. */
+	/* Jobs on the policy threads finish and hand their commits to the writer first. */
 	worker_free(d->worker);
 	if (d->store)
 		store_stop(d->store);

@@ -5,16 +5,24 @@
  * The sandbox itself (allocator, CPU hook, environment, hookd.* helpers) is in
  * policy_sandbox.c; JSON <-> Lua in policy_json.c; bounded patterns in policy_pattern.c.
  *
- * After a call that hit the CPU or memory limit, the policy's state is thrown away and
- * rebuilt from its source (by the thread that ran the call, before it releases the
- * engine's lock), so whatever the aborted call left behind (a half-built table bomb held
- * in an upvalue, a state at its memory cap) cannot break the next call. Other errors leave
- * the state as it is: Lua unwinds cleanly and policy code has no globals to leave
+ * States. A Lua state runs on one thread at a time, so a policy has as many states as
+ * calls of it have run at once: a run takes an idle state of the policy (or compiles a
+ * new one from the source), calls it without any lock, and gives it back. With N policy
+ * threads plus the loop's dry runs a policy has at most N + 1 states, each within the
+ * CPU and memory limits; a single-threaded caller always gets the same state back.
+ *
+ * After a call that hit the CPU or memory limit, its state is thrown away and a new one
+ * is built from the source (by the thread that ran the call, before it gives the state
+ * back), so whatever the aborted call left behind (a half-built table bomb held in an
+ * upvalue, a state at its memory cap) cannot break a later call. Other errors leave the
+ * state as it is: Lua unwinds cleanly and policy code has no globals to leave
  * half-updated.
  *
- * The engine owns each struct policy and, through it, the policy's Lua state; states are
- * created, used, replaced and freed with the engine's lock held (see policy.h for which
- * thread calls what), or freed by policy_engine_free once no thread uses the engine. */
+ * Versions. A put installs a new struct policy (source and states) under the name; runs
+ * in progress keep the version they started with (a reference each) and their states
+ * are freed when given back, and the old version is freed with its last run. The
+ * engine's lock guards the table of names, the idle states and the reference counts,
+ * and is never held across a Lua call or a compile. */
 #include "policy.h"
 
 #include "err.h"
@@ -46,23 +54,29 @@
 #define POLICY_SOURCE_MAX (1u << 20)
 #define POLICY_NAME_MAX 64
 
+/* One version of a named policy: its source and the idle states compiled from it. */
 struct policy {
 	char name[POLICY_NAME_MAX + 1];
-	char *source;             /* NUL-terminated copy */
+	char *source;             /* NUL-terminated copy; immutable while the version lives */
 	size_t len;
-	struct policy_vm *vm;     /* owned; replaced by a put or a rebuild, NULL while a
-				   * rebuild keeps failing */
+	struct policy_vm **idle;  /* owned states no call is using (the last given back on
+				   * top); a current version with none builds one per run */
+	size_t n_idle, cap_idle;
+	/* The engine's reference while this is the name's current version, plus one per run
+	 * in progress; the version is freed when it drops to 0. */
+	unsigned refs;
+	bool current;
 };
 
 struct policy_engine {
-	/* Held by every locked entry point (the end of this file) for its whole call: runs
-	 * come from the policy thread (a publish's fan-out) and the loop thread (dry runs,
-	 * redrives), puts, reloads and listings from the loop thread. It is recursive, which
-	 * only a policy_engine_each callback that calls the engine would need: the entry
-	 * points never nest (engine_load_dir calls the unlocked engine_put). */
+	/* Guards items, every version's idle states, refs and current; held only for those
+	 * few instructions, never across a Lua call or a compile. Runs come from the policy
+	 * threads (a publish's fan-out) and the loop thread (dry runs, redrives), puts,
+	 * reloads and listings from the loop thread. It is recursive for a
+	 * policy_engine_each callback that calls the engine. */
 	pthread_mutex_t lock;
-	struct policy_limits limits;
-	struct policy **items;    /* sorted by name */
+	struct policy_limits limits; /* read-only after policy_engine_new */
+	struct policy **items;    /* current versions, sorted by name */
 	size_t n, cap;
 };
 
@@ -108,13 +122,25 @@ int policy_engine_new(const struct policy_limits *limits, struct policy_engine *
 	return HOOKD_OK;
 }
 
+/* Frees a version and its idle states (no reference left, or the engine being freed). */
 static void policy_free(struct policy *p)
 {
+	size_t i;
+
 	if (p == NULL)
 		return;
-	policy_vm_free(p->vm);
+	for (i = 0; i < p->n_idle; i++)
+		policy_vm_free(p->idle[i]);
+	free(p->idle);
 	free(p->source);
 	free(p);
+}
+
+/* Drops one reference to p (lock held); returns p if that was the last one, for the
+ * caller to free once the lock is released (closing Lua states takes a while). */
+static struct policy *policy_unref(struct policy *p)
+{
+	return --p->refs == 0 ? p : NULL;
 }
 
 void policy_engine_free(struct policy_engine *e)
@@ -265,14 +291,45 @@ static int policy_vm_compile(const struct policy_limits *limits, const char *nam
 	return HOOKD_OK;
 }
 
-static int engine_put(struct policy_engine *e, const char *name, const char *source, size_t len,
+/* Installs p as the current version of its name (lock held): the previous version, if
+ * any, loses the engine's reference. Returns the version to free after unlocking (or
+ * NULL); HOOKD_ENOMEM in *rc when the table cannot grow (nothing changed then). */
+static struct policy *engine_install(struct policy_engine *e, struct policy *p, int *rc)
+{
+	struct policy *old;
+	bool found;
+	size_t at = engine_find(e, p->name, &found);
+
+	*rc = HOOKD_OK;
+	if (found) {
+		old = e->items[at];
+		old->current = false;
+		e->items[at] = p;
+		return policy_unref(old);
+	}
+	if (e->n == e->cap) {
+		size_t cap = e->cap ? e->cap * 2 : 16;
+		struct policy **items = realloc(e->items, cap * sizeof(*items));
+		if (items == NULL) {
+			*rc = HOOKD_ENOMEM;
+			return NULL;
+		}
+		e->items = items;
+		e->cap = cap;
+	}
+	memmove(e->items + at + 1, e->items + at, (e->n - at) * sizeof(*e->items));
+	e->items[at] = p;
+	e->n++;
+	return NULL;
+}
+
+/* Compiles the first state of the new version without the lock (a run of another policy,
+ * or of this one's running version, goes on meanwhile), then installs it. */
+int policy_engine_put(struct policy_engine *e, const char *name, const char *source, size_t len,
 		      char *err, size_t errlen)
 {
 	struct policy_vm *vm = NULL;
-	struct policy *p = NULL;
-	char *copy = NULL;
-	size_t at;
-	bool found;
+	struct policy *p = NULL, *old;
 	int rc;
 
 	if (errlen > 0)
@@ -288,40 +345,29 @@ static int engine_put(struct policy_engine *e, const char *name, const char *sou
 	rc = policy_vm_compile(&e->limits, name, source, len, &vm, err, errlen);
 	if (rc != HOOKD_OK)
 		return rc;
-	copy = malloc(len + 1);
-	if (copy == NULL)
+	p = calloc(1, sizeof(*p));
+	if (p == NULL || (p->source = malloc(len + 1)) == NULL ||
+	    (p->idle = malloc(sizeof(*p->idle))) == NULL)
 		goto nomem;
-	memcpy(copy, source, len);
-	copy[len] = '\0';
-	at = engine_find(e, name, &found);
-	if (found) {
-		p = e->items[at];
-		policy_vm_free(p->vm);
-		free(p->source);
-	} else {
-		if (e->n == e->cap) {
-			size_t cap = e->cap ? e->cap * 2 : 16;
-			struct policy **items = realloc(e->items, cap * sizeof(*items));
-			if (items == NULL)
-				goto nomem;
-			e->items = items;
-			e->cap = cap;
-		}
-		p = calloc(1, sizeof(*p));
-		if (p == NULL)
-			goto nomem;
-		snprintf(p->name, sizeof(p->name), "%s", name);
-		memmove(e->items + at + 1, e->items + at, (e->n - at) * sizeof(*e->items));
-		e->items[at] = p;
-		e->n++;
-	}
-	p->vm = vm;
-	p->source = copy;
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	memcpy(p->source, source, len);
+	p->source[len] = '\0';
 	p->len = len;
+	p->idle[0] = vm;
+	p->n_idle = p->cap_idle = 1;
+	vm = NULL;
+	p->refs = 1;
+	p->current = true;
+	pthread_mutex_lock(&e->lock);
+	old = engine_install(e, p, &rc);
+	pthread_mutex_unlock(&e->lock);
+	if (rc != HOOKD_OK)
+		goto nomem;
+	policy_free(old);
 	return HOOKD_OK;
 nomem:
 	policy_vm_free(vm);
-	free(copy);
+	policy_free(p);
 	snprintf(err, errlen, "out of memory");
 	return HOOKD_ENOMEM;
 }
@@ -368,7 +414,7 @@ cleanup:
 	return rc;
 }
 
-static int engine_load_dir(struct policy_engine *e, const char *dir, char *err, size_t errlen)
+int policy_engine_load_dir(struct policy_engine *e, const char *dir, char *err, size_t errlen)
 {
 	DIR *d;
 	struct dirent *de;
@@ -403,7 +449,7 @@ static int engine_load_dir(struct policy_engine *e, const char *dir, char *err, 
 			if (r != HOOKD_OK)
 				snprintf(msg, sizeof(msg), "%s", hookd_strerror(r));
 			else
-				r = engine_put(e, name, src, len, msg, sizeof(msg));
+				r = policy_engine_put(e, name, src, len, msg, sizeof(msg));
 			free(src);
 		}
 		if (r != HOOKD_OK) {
@@ -733,7 +779,7 @@ static int call_transform(lua_State *L, struct call *c, int msg, int ctx)
 }
 
 /* The whole call, under lua_cpcall: any Lua error (the script's, a kill, a refused
- * allocation) unwinds to engine_run, which reads the outcome from c. */
+ * allocation) unwinds to policy_run, which reads the outcome from c. */
 static int run_protected(lua_State *L)
 {
 	struct call *c = lua_touserdata(L, 1);
@@ -757,17 +803,67 @@ static int run_protected(lua_State *L)
 	return call_transform(L, c, msg, ctx);
 }
 
-static int policy_rebuild(struct policy_engine *e, struct policy *p)
+/* Builds a state of p from its source (no lock: the source is immutable while the caller
+ * holds a reference). why says what for, in the log line of a failure. */
+static struct policy_vm *policy_state_build(struct policy_engine *e, struct policy *p,
+					    const char *why)
 {
+	struct policy_vm *vm = NULL;
 	char err[256];
-	int rc;
 
-	policy_vm_free(p->vm);
-	p->vm = NULL;
-	rc = policy_vm_compile(&e->limits, p->name, p->source, p->len, &p->vm, err, sizeof(err));
-	if (rc != HOOKD_OK)
-		log_warn("policy %s: rebuilding its state failed: %s", p->name, err);
-	return rc;
+	if (policy_vm_compile(&e->limits, p->name, p->source, p->len, &vm, err, sizeof(err)) !=
+	    HOOKD_OK)
+		log_warn("policy %s: %s failed: %s", p->name, why, err);
+	return vm;
+}
+
+/* Takes the current version of name and one of its idle states (*vm, NULL if none is
+ * idle: the caller builds one), with a reference to the version. NULL if not loaded. */
+static struct policy *engine_checkout(struct policy_engine *e, const char *name,
+				      struct policy_vm **vm)
+{
+	struct policy *p = NULL;
+	bool found;
+	size_t at;
+
+	*vm = NULL;
+	pthread_mutex_lock(&e->lock);
+	at = engine_find(e, name, &found);
+	if (found) {
+		p = e->items[at];
+		p->refs++;
+		if (p->n_idle > 0)
+			*vm = p->idle[--p->n_idle];
+	}
+	pthread_mutex_unlock(&e->lock);
+	return p;
+}
+
+/* Gives vm (may be NULL) back to p and drops the run's reference. A state of a version
+ * that a put replaced meanwhile is freed, as is the version with its last run. */
+static void engine_checkin(struct policy_engine *e, struct policy *p, struct policy_vm *vm)
+{
+	struct policy *dead;
+
+	pthread_mutex_lock(&e->lock);
+	if (vm != NULL && p->current) {
+		if (p->n_idle == p->cap_idle) {
+			size_t cap = p->cap_idle ? p->cap_idle * 2 : 2;
+			struct policy_vm **idle = realloc(p->idle, cap * sizeof(*idle));
+			if (idle != NULL) {
+				p->idle = idle;
+				p->cap_idle = cap;
+			}
+		}
+		if (p->n_idle < p->cap_idle) {
+			p->idle[p->n_idle++] = vm;
+			vm = NULL;
+		}
+	}
+	dead = policy_unref(p);
+	pthread_mutex_unlock(&e->lock);
+	policy_vm_free(vm);
+	policy_free(dead);
 }
 
 /* Prepares c for a call of vm on in, with the outcome going to out: the lazy fields point
@@ -836,37 +932,38 @@ static void call_forget(struct policy_vm *vm)
 	vm->json_pending = NULL;
 }
 
-static int engine_run(struct policy_engine *e, const char *name, const struct policy_input *in,
-		      struct policy_result *out)
+/* Runs the call on a state of its own: any number of threads may run the same policy at
+ * once, each on a different state. */
+int policy_run(struct policy_engine *e, const char *name, const struct policy_input *in,
+	       struct policy_result *out)
 {
 	struct policy_vm *vm;
 	struct policy *p;
 	struct call c;
-	bool found, rebuild;
-	size_t at;
+	bool rebuild;
 	int rc;
 
-	at = engine_find(e, name, &found);
-	if (!found)
+	p = engine_checkout(e, name, &vm);
+	if (p == NULL)
 		return HOOKD_ENOTFOUND;
-	p = e->items[at];
 	memset(out, 0, sizeof(*out));
 	if (in == NULL || !json_is_object(in->envelope)) {
 		out->action = POLICY_ERROR;
 		snprintf(out->reason, sizeof(out->reason), "no message envelope");
-		return HOOKD_OK;
+		goto done;
 	}
-	if (p->vm == NULL && policy_rebuild(e, p) != HOOKD_OK) {
+	/* No idle state: every other one is running, or the last call hit a limit and its
+	 * rebuild failed. */
+	if (vm == NULL && (vm = policy_state_build(e, p, "building a state")) == NULL) {
 		out->action = POLICY_ERROR;
 		snprintf(out->reason, sizeof(out->reason),
 			 "the policy's state could not be rebuilt (see the log)");
-		return HOOKD_OK;
+		goto done;
 	}
-	vm = p->vm;
 	if (vm->ref_filter == LUA_NOREF && vm->ref_transform == LUA_NOREF) {
 		out->action = POLICY_DELIVER;
 		out->envelope = json_incref((json_t *)in->envelope);
-		return HOOKD_OK;
+		goto done;
 	}
 
 	call_begin(&c, vm, in, out);
@@ -874,8 +971,12 @@ static int engine_run(struct policy_engine *e, const char *name, const struct po
 	call_outcome(&c, rc);
 	rebuild = vm->killing || vm->mem_refused;
 	call_forget(vm);
-	if (rebuild)
-		policy_rebuild(e, p);
+	if (rebuild) {
+		policy_vm_free(vm);
+		vm = policy_state_build(e, p, "rebuilding its state");
+	}
+done:
+	engine_checkin(e, p, vm);
 	return HOOKD_OK;
 }
 
@@ -888,24 +989,10 @@ void policy_result_free(struct policy_result *r)
 	r->envelope = r->headers = NULL;
 }
 
-/* ---- locked public entry points ---- */
+/* ---- entry points that hold the lock throughout ---- */
 
-int policy_engine_put(struct policy_engine *e, const char *name, const char *source, size_t len,
-		      char *err, size_t errlen)
-{
-	pthread_mutex_lock(&e->lock);
-	int rc = engine_put(e, name, source, len, err, errlen);
-	pthread_mutex_unlock(&e->lock);
-	return rc;
-}
-
-int policy_engine_load_dir(struct policy_engine *e, const char *dir, char *err, size_t errlen)
-{
-	pthread_mutex_lock(&e->lock);
-	int rc = engine_load_dir(e, dir, err, errlen);
-	pthread_mutex_unlock(&e->lock);
-	return rc;
-}
+/* (policy_engine_put and policy_engine_load_dir take the lock only to install each
+ * compiled version, policy_run only to take and give back a state.) */
 
 const char *policy_engine_source(struct policy_engine *e, const char *name, size_t *len)
 {
@@ -921,13 +1008,4 @@ void policy_engine_each(struct policy_engine *e,
 	pthread_mutex_lock(&e->lock);
 	engine_each(e, fn, arg);
 	pthread_mutex_unlock(&e->lock);
-}
-
-int policy_run(struct policy_engine *e, const char *name, const struct policy_input *in,
-	       struct policy_result *out)
-{
-	pthread_mutex_lock(&e->lock);
-	int rc = engine_run(e, name, in, out);
-	pthread_mutex_unlock(&e->lock);
-	return rc;
 }

@@ -1,21 +1,22 @@
 /* policy.h - per-endpoint routing policies in a LuaJIT sandbox.
  *
  * A policy is a Lua file returning a table with optional filter(msg, ctx) and
- * transform(msg, ctx). One Lua state per policy name, shared by the endpoints that use
- * it (their params come in ctx). Every call is bounded in CPU and every state in memory;
- * a failing call yields POLICY_ERROR with a message, never a crash.
+ * transform(msg, ctx), shared by the endpoints that use it (their params come in ctx).
+ * Every call is bounded in CPU and every Lua state in memory; a failing call yields
+ * POLICY_ERROR with a message, never a crash.
  *
- * Threads. The engine owns the policies and their Lua states, and two threads use it:
- * policy_run is called on the policy thread (worker.h) for the deliveries of a publish
+ * Threads. Every entry point may be called from any thread, at the same time. A Lua state
+ * runs one call at a time, so a policy has one state per call of it in progress (made
+ * when needed, kept for the next call: see policy.c), and runs of one policy on several
+ * threads proceed in parallel without waiting for each other. In the daemon, policy_run
+ * is called on the policy threads (worker.h) for the deliveries of a publish
  * (fanout_defer), and on the loop thread for a dry run (POST /v1/policies/{name}/test)
  * and a dead-letter redrive; puts, directory loads, listings and source reads happen on
- * the loop thread. At startup the same thread, before the loop and the worker start,
+ * the loop thread. At startup the same thread, before the loop and the workers start,
  * loads the policies and re-runs interrupted fan-outs inline (fanout_recover); `hookd
- * policy test` has an engine of its own on its one thread. put, load_dir, source, each
- * and run hold the engine's lock for their whole duration, so a Lua state is used by one
- * thread at a time, and each thread can wait for the other's call in progress: a run is
- * bounded by the CPU limit (plus rebuilding its state after it hit a limit), a SIGHUP
- * reload compiles the whole directory. */
+ * policy test` has an engine of its own on its one thread. A put (or a SIGHUP reload)
+ * compiles without blocking runs: runs that started before it finish on the previous
+ * version, later ones use the new one. */
 #ifndef HOOKD_POLICY_H
 #define HOOKD_POLICY_H
 
@@ -67,14 +68,14 @@ bool policy_name_valid(const char *name);
 
 int policy_engine_new(const struct policy_limits *limits, struct policy_engine **out);
 /* Frees the engine, its policies and their Lua states. No call may be in progress or
- * follow: the daemon frees it after stopping the policy thread (worker_free). */
+ * follow: the daemon frees it after stopping the policy threads (worker_free). */
 void policy_engine_free(struct policy_engine *e);
 
 /* Compiles source as policy `name` (names: [a-z0-9_-]{1,64}) in a new Lua state, running
  * its top level on the calling thread. On a compile error (or a top level that does not
  * return a table) returns HOOKD_EPOLICY with "line N: message" in err and the running
- * version, if any, stays. Bytecode is refused. A put waits for a run in progress; the
- * next run uses the new version. */
+ * version, if any, stays. Bytecode is refused. Runs in progress finish on the version
+ * they started with; every run that starts after the put returns uses the new one. */
 int policy_engine_put(struct policy_engine *e, const char *name, const char *source, size_t len,
 		      char *err, size_t errlen);
 
@@ -84,8 +85,8 @@ int policy_engine_put(struct policy_engine *e, const char *name, const char *sou
 int policy_engine_load_dir(struct policy_engine *e, const char *dir, char *err, size_t errlen);
 
 /* Source of a loaded policy, or NULL. Owned by the engine and valid until the next put of
- * that name (directly or by load_dir); the lock is released on return, so call it on the
- * thread that puts and loads (the loop thread). */
+ * that name (directly or by load_dir), so call it on the thread that puts and loads (the
+ * loop thread). */
 const char *policy_engine_source(struct policy_engine *e, const char *name, size_t *len);
 
 /* Calls fn(name, source_len, arg) for each loaded policy, in name order, with the engine's
@@ -93,9 +94,9 @@ const char *policy_engine_source(struct policy_engine *e, const char *name, size
 void policy_engine_each(struct policy_engine *e,
 			void (*fn)(const char *name, size_t source_len, void *arg), void *arg);
 
-/* Runs filter then transform of policy `name` on in, on the calling thread (see Threads
- * above). HOOKD_ENOTFOUND if no such policy (out untouched); otherwise HOOKD_OK with the
- * outcome in out (free with policy_result_free). */
+/* Runs filter then transform of policy `name` on in, on the calling thread, in a state no
+ * other call is using (see Threads above). HOOKD_ENOTFOUND if no such policy (out
+ * untouched); otherwise HOOKD_OK with the outcome in out (free with policy_result_free). */
 int policy_run(struct policy_engine *e, const char *name, const struct policy_input *in,
 	       struct policy_result *out);
 

@@ -2,13 +2,13 @@
  * policy_sandbox.c (the environment and the hookd.* C helpers), policy_json.c (JSON <->
  * Lua) and policy_pattern.c (CPU-bounded string patterns). Not for use outside policy*.c.
  *
- * One struct policy_vm per policy: one lua_State, its counting allocator, its CPU
- * deadline and the state of the call in progress. The engine owns every vm (policy.c's
- * struct policy) and creates, calls, rebuilds and frees it with the engine's lock held
- * (or in policy_engine_free, once no thread uses the engine), so a vm is used by one
- * thread at a time, though not always the same one: runs come from the policy thread
- * and the loop thread (policy.h says which calls each makes). That is why nothing in a
- * vm is locked or atomic. */
+ * One struct policy_vm per Lua state: one lua_State, its counting allocator, its CPU
+ * deadline and the state of the call in progress. A policy has one or more (one per call
+ * of it in progress, policy.c). The engine owns every vm and hands each to one call at a
+ * time (taken from and given back to the policy's idle states under the engine's lock),
+ * so a vm is used by one thread at a time, though not always the same one: calls come
+ * from the policy threads and the loop thread (policy.h says which calls each makes).
+ * That is why nothing in a vm is locked or atomic. */
 #ifndef HOOKD_POLICY_LUA_H
 #define HOOKD_POLICY_LUA_H
 

@@ -1,4 +1,4 @@
-/* policy_sandbox.c - one sandboxed LuaJIT state per policy: the counting allocator, the
+/* policy_sandbox.c - a policy's sandboxed LuaJIT states: the counting allocator, the
  * CPU deadline hook, the environment (built by the embedded lua/sandbox.lua from an
  * allow-list) and the hookd.* helpers written in C.
  *
@@ -17,8 +17,9 @@
  *   again at its next instruction. C functions run no hooks: the string pattern functions
  *   are replaced by policy_pattern.c, which checks the deadline as it backtracks; the rest
  *   do work linear (sort: n log n) in data that the memory cap bounds.
- * - Threads: a state is used by one thread at a time, under the engine's lock (policy.c),
- *   so the allocator's counters, the deadline and the log bucket need no lock of their own. */
+ * - Threads: a state runs one call at a time (the engine hands it to one call, policy.c),
+ *   so the allocator's counters, the deadline and the log bucket need no lock of their own.
+ *   Nothing here is global: states on different threads run in parallel. */
 #include "policy_lua.h"
 
 #include "err.h"
@@ -45,8 +46,9 @@ extern const size_t hookd_lua_hookd_len;
 #define POLICY_HOOK_INSTRUCTIONS 1000
 
 /* hookd.log: a token bucket of POLICY_LOG_RATE lines per second with a burst of as many,
- * per policy. Ten lines a second is plenty for debugging a policy and keeps a policy that
- * logs on every message at 10k msg/s from flooding the daemon's log. */
+ * per state (so per policy and call of it in parallel: at most policies.threads + 1 of
+ * them). Ten lines a second is plenty for debugging a policy and keeps a policy that logs
+ * on every message at 10k msg/s from flooding the daemon's log. */
 #define POLICY_LOG_RATE 10.0
 #define POLICY_LOG_LINE_MAX 512
 

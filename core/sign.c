@@ -171,6 +171,8 @@ int sign_key_parse(const char *text, struct sign_key *out, char *err, size_t err
 	out->kind = prefix->kind;
 	out->len = bin_len;
 	memcpy(out->key, bin, bin_len);
+	if (out->kind == SIGN_HMAC)
+		crypto_auth_hmacsha256_init(&out->hmac, bin, bin_len);
 
 cleanup:
 	sodium_memzero(bin, sizeof(bin));
@@ -228,14 +230,14 @@ int sign_key_public_text(const struct sign_key *key, char *out, size_t outlen)
 	return HOOKD_EINVAL;
 }
 
-/* HMAC-SHA256 over id "." ts "." body, fed in pieces: no copy of the body. */
+/* HMAC-SHA256 over id "." ts "." body, fed in pieces: no copy of the body. Starts from the
+ * key's keyed state (sign_key_parse). */
 static void sign_hmac_content(const struct sign_key *key, const char *id, const char *ts,
 			      const void *body, size_t body_len,
 			      unsigned char mac[crypto_auth_hmacsha256_BYTES])
 {
-	crypto_auth_hmacsha256_state st;
+	crypto_auth_hmacsha256_state st = key->hmac;
 
-	crypto_auth_hmacsha256_init(&st, key->key, key->len);
 	crypto_auth_hmacsha256_update(&st, (const unsigned char *)id, strlen(id));
 	crypto_auth_hmacsha256_update(&st, (const unsigned char *)".", 1);
 	crypto_auth_hmacsha256_update(&st, (const unsigned char *)ts, strlen(ts));

@@ -11,12 +11,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sodium/crypto_auth_hmacsha256.h>
+
 enum sign_kind { SIGN_HMAC = 1, SIGN_ED25519 = 2, SIGN_ED25519_PUBLIC = 3 };
 
+/* Filled in by sign_key_parse only (a key built by hand has no hmac state). Holds key
+ * material: zero it (sodium_memzero) when done with it. */
 struct sign_key {
 	enum sign_kind kind;
 	size_t len;              /* bytes used in key */
 	unsigned char key[64];   /* HMAC key, or Ed25519 seed‖public (64) or public (32) */
+	/* HMAC: the MAC's state with the key already absorbed (its inner and outer padded
+	 * blocks, one SHA-256 compression each), so that each signature starts from a copy
+	 * instead of hashing the key again. Unused for Ed25519. */
+	crypto_auth_hmacsha256_state hmac;
 };
 
 /* Longest text a secret or one signature entry can take, NUL included. */

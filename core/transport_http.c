@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Free easy handles kept for reuse (saves curl_easy_init's allocations per attempt). */
+/* Free easy handles kept for reuse, with their options set (http_xfer_new). */
 #define HTTP_POOL_MAX 256
 /* Response header bytes accepted per attempt (status line, every header line, 1xx
  * responses and trailers together). libcurl 7.88 refuses one line over 100 KiB
@@ -35,7 +35,12 @@ struct http_transport;
 struct http_xfer {
 	struct http_transport *t;
 	CURL *easy;
-	struct curl_slist *headers;
+	/* The request's header list (CURLOPT_HTTPHEADER): nodes and their text are kept with
+	 * the handle and reused, grown only when an attempt has more (http_xfer_headers). */
+	struct curl_slist *hnodes;
+	size_t hnodes_cap;
+	char *htext;
+	size_t htext_cap;
 	void (*done)(void *arg, const struct transport_result *res);
 	void *arg;
 	int64_t started_ns;
@@ -51,10 +56,21 @@ struct http_xfer {
 	struct http_xfer *prev_active, *next_active; /* in flight, for cleanup at shutdown */
 };
 
+/* A socket curl waits on. Those we opened (http_opensocket_cb) are known until curl
+ * closes them through http_closesocket_cb, so when a transfer ends and curl stops waiting
+ * on its connection (CURL_POLL_REMOVE: the connection goes idle into curl's cache) the
+ * event is left in the loop, "parked", and the next transfer on that connection, which
+ * waits for the same readability, finds it there: no epoll_ctl to delete and re-add it and
+ * no allocation per request. Sockets curl opened itself (a resolver's wake-up pair) are
+ * closed without telling us, so they are deleted at CURL_POLL_REMOVE as before. */
 struct http_sock {
 	struct event ev; /* embedded: changing what we wait for re-arms it, no allocation */
+	struct http_transport *t;
 	curl_socket_t fd;
 	short kind;
+	int added;       /* ev is in the loop */
+	int owned;       /* opened by us, in t->socks until http_closesocket_cb */
+	int parked;      /* curl does not wait on it now (idle in its connection cache) */
 };
 
 struct http_transport {
@@ -66,6 +82,8 @@ struct http_transport {
 	struct http_xfer *pool;
 	size_t pool_n;
 	struct http_xfer *active;
+	struct http_sock **socks; /* the sockets we opened and curl has not closed, by fd */
+	size_t socks_cap;
 };
 
 static void http_active_unlink(struct http_transport *t, struct http_xfer *x)
@@ -81,10 +99,31 @@ static void http_active_unlink(struct http_transport *t, struct http_xfer *x)
 
 static void http_check_done(struct http_transport *t);
 
+static void http_sock_unloop(struct http_sock *s)
+{
+	if (s->added)
+		event_del(&s->ev);
+	s->added = 0;
+}
+
+/* The socket we opened as fd, or NULL. */
+static struct http_sock *http_sock_find(struct http_transport *t, curl_socket_t fd)
+{
+	return fd >= 0 && (size_t)fd < t->socks_cap ? t->socks[fd] : NULL;
+}
+
 static void http_event_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct http_transport *t = arg;
+	struct http_sock *s = arg;
+	struct http_transport *t = s->t; /* s may be freed inside curl_multi_socket_action */
 	int running, flags = 0;
+	if (s->parked) {
+		/* Its idle connection became readable (the receiver closed it or sent something
+		 * unasked): curl is not waiting on it and finds out when it next looks at the
+		 * connection. Out of the loop, or this would fire again at once. */
+		http_sock_unloop(s);
+		return;
+	}
 	if (what & EV_READ)
 		flags |= CURL_CSELECT_IN;
 	if (what & EV_WRITE)
@@ -120,29 +159,41 @@ static int http_socket_fn(CURL *easy, curl_socket_t fd, int what, void *arg, voi
 	short kind;
 
 	if (what == CURL_POLL_REMOVE) {
-		if (s) {
-			event_del(&s->ev);
+		if (!s)
+			return 0;
+		curl_multi_assign(t->multi, fd, NULL);
+		if (!s->owned) {
+			http_sock_unloop(s);
 			free(s);
-			curl_multi_assign(t->multi, fd, NULL);
+			return 0;
 		}
+		s->parked = 1;
+		if (s->kind & EV_WRITE)
+			http_sock_unloop(s); /* an idle socket is writable: it would fire at once */
 		return 0;
 	}
 	kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
 	       ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
 	if (!s) {
-		s = calloc(1, sizeof(*s));
-		if (!s)
-			return -1;
-		s->fd = fd;
+		s = http_sock_find(t, fd); /* ours, parked or not yet waited on */
+		if (!s) {
+			s = calloc(1, sizeof(*s));
+			if (!s)
+				return -1;
+			s->t = t;
+			s->fd = fd;
+		}
 		curl_multi_assign(t->multi, fd, s);
-	} else if (s->kind == kind) {
-		return 0; /* unchanged: no epoll_ctl */
-	} else {
-		event_del(&s->ev);
 	}
+	s->parked = 0;
+	if (s->added && s->kind == kind)
+		return 0; /* unchanged, or parked waiting for the same: no epoll_ctl */
+	http_sock_unloop(s);
 	s->kind = kind;
-	event_assign(&s->ev, t->evbase, fd, kind, http_event_cb, t);
-	event_add(&s->ev, NULL);
+	event_assign(&s->ev, t->evbase, fd, kind, http_event_cb, s);
+	if (event_add(&s->ev, NULL) != 0)
+		return -1;
+	s->added = 1;
 	return 0;
 }
 
@@ -199,6 +250,8 @@ static int http_curl_header_too_large(struct http_xfer *x, CURLcode rc)
 	return curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent > 0;
 }
 
+static curl_socket_t http_sock_open(struct http_transport *t, const struct curl_sockaddr *a);
+
 static curl_socket_t http_opensocket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 {
 	struct http_xfer *x = arg;
@@ -215,21 +268,155 @@ static curl_socket_t http_opensocket_cb(void *arg, curlsocktype purpose, struct 
 			 text, ssrf_class_name(cls));
 		return CURL_SOCKET_BAD;
 	}
-	return socket(a->family, a->socktype, a->protocol);
+	return http_sock_open(x->t, a);
+}
+
+/* Opens the socket for a connection and records it in t->socks (see struct http_sock). */
+static curl_socket_t http_sock_open(struct http_transport *t, const struct curl_sockaddr *a)
+{
+	struct http_sock *s;
+	curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	if ((size_t)fd >= t->socks_cap) {
+		size_t cap = t->socks_cap ? t->socks_cap : 64;
+		struct http_sock **socks;
+		while (cap <= (size_t)fd)
+			cap *= 2;
+		socks = realloc(t->socks, cap * sizeof(*socks));
+		if (!socks)
+			goto fail;
+		memset(socks + t->socks_cap, 0, (cap - t->socks_cap) * sizeof(*socks));
+		t->socks = socks;
+		t->socks_cap = cap;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		goto fail;
+	s->t = t;
+	s->fd = fd;
+	s->owned = 1;
+	t->socks[fd] = s;
+	return fd;
+fail:
+	close(fd);
+	return CURL_SOCKET_BAD;
+}
+
+/* curl closes a socket we opened: out of the loop first (libevent must not keep an fd
+ * that may be reused for anything else), then closed. */
+static int http_closesocket_cb(void *arg, curl_socket_t fd)
+{
+	struct http_transport *t = arg;
+	struct http_sock *s = http_sock_find(t, fd);
+	if (s) {
+		http_sock_unloop(s);
+		t->socks[fd] = NULL;
+		free(s);
+	}
+	return close(fd);
+}
+
+/* A new easy handle with the options every attempt shares, set once: a handle is reused
+ * for attempt after attempt (the pool) and keeps them, so an attempt sets only what
+ * differs (http_send). Resetting the handle per attempt instead (curl_easy_reset) frees
+ * and re-copies every string option curl holds, its defaults included. */
+static struct http_xfer *http_xfer_new(struct http_transport *t)
+{
+	struct http_xfer *x = calloc(1, sizeof(*x));
+	CURL *e;
+	if (!x)
+		return NULL;
+	x->t = t;
+	x->easy = e = curl_easy_init();
+	if (!e) {
+		free(x);
+		return NULL;
+	}
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "hookd/" HOOKD_VERSION);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_opensocket_cb);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+	/* A connection keeps the close callback of the handle that opened it, and outlives
+	 * that handle's transfer: its data is the transport, not x. */
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_closesocket_cb);
+	curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, t);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	/* No proxy, whatever the environment says: curl would otherwise take http_proxy,
+	 * https_proxy or all_proxy from it, open its socket to the proxy, and the destination
+	 * policy (which sees only that socket) would check the proxy instead of the receiver.
+	 * An empty string disables proxies, environment included (CURLOPT_PROXY(3)). */
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	return x;
+}
+
+static void http_xfer_free(struct http_xfer *x)
+{
+	curl_easy_cleanup(x->easy);
+	free(x->hnodes);
+	free(x->htext);
+	free(x);
 }
 
 static void http_xfer_release(struct http_transport *t, struct http_xfer *x)
 {
-	curl_slist_free_all(x->headers);
-	x->headers = NULL;
 	if (t->pool_n < HTTP_POOL_MAX) {
 		x->next_free = t->pool;
 		t->pool = x;
 		t->pool_n++;
 	} else {
-		curl_easy_cleanup(x->easy);
-		free(x);
+		http_xfer_free(x);
 	}
+}
+
+/* An empty Expect stops curl from waiting for "100 Continue" on bodies over 1 KiB: a full
+ * round trip per delivery otherwise. */
+static const char http_expect_none[] = "Expect:";
+
+/* Copies the request's header lines, and http_expect_none after them, into x's own list
+ * for CURLOPT_HTTPHEADER. The nodes are curl's public struct curl_slist filled in here
+ * rather than by curl_slist_append, which would allocate a node and a copy of the text
+ * per line per attempt; curl only reads the list, until the transfer ends. */
+static int http_xfer_headers(struct http_xfer *x, const struct transport_request *req)
+{
+	size_t n = req->n_headers + 1, text_len = sizeof(http_expect_none);
+	char *p;
+
+	for (size_t i = 0; i < req->n_headers; i++)
+		text_len += strlen(req->headers[i]) + 1;
+	if (n > x->hnodes_cap) {
+		struct curl_slist *nodes = realloc(x->hnodes, n * sizeof(*nodes));
+		if (!nodes)
+			return HOOKD_ENOMEM;
+		x->hnodes = nodes;
+		x->hnodes_cap = n;
+	}
+	if (text_len > x->htext_cap) {
+		char *text = realloc(x->htext, text_len);
+		if (!text)
+			return HOOKD_ENOMEM;
+		x->htext = text;
+		x->htext_cap = text_len;
+	}
+	p = x->htext;
+	for (size_t i = 0; i < n; i++) {
+		const char *line = i < req->n_headers ? req->headers[i] : http_expect_none;
+		size_t len = strlen(line) + 1;
+		memcpy(p, line, len);
+		x->hnodes[i].data = p;
+		x->hnodes[i].next = i + 1 < n ? &x->hnodes[i + 1] : NULL;
+		p += len;
+	}
+	return HOOKD_OK;
 }
 
 static void http_check_done(struct http_transport *t)
@@ -279,23 +466,15 @@ static int http_send(struct transport *base, const struct transport_request *req
 {
 	struct http_transport *t = (struct http_transport *)base;
 	struct http_xfer *x = t->pool;
-	struct curl_slist *hl = NULL;
 
 	if (x) {
 		t->pool = x->next_free;
 		t->pool_n--;
-		curl_easy_reset(x->easy);
 	} else {
-		x = calloc(1, sizeof(*x));
+		x = http_xfer_new(t);
 		if (!x)
 			return HOOKD_ENOMEM;
-		x->easy = curl_easy_init();
-		if (!x->easy) {
-			free(x);
-			return HOOKD_ENOMEM;
-		}
 	}
-	x->t = t;
 	x->blocked = 0;
 	x->body_cut = 0;
 	x->header_too_large = 0;
@@ -304,45 +483,19 @@ static int http_send(struct transport *base, const struct transport_request *req
 	x->resp_len = 0;
 	x->done = req->done;
 	x->arg = req->arg;
-	for (size_t i = 0; i < req->n_headers; i++) {
-		struct curl_slist *n = curl_slist_append(hl, req->headers[i]);
-		if (!n) {
-			curl_slist_free_all(hl);
-			http_xfer_release(t, x);
-			return HOOKD_ENOMEM;
-		}
-		hl = n;
+	if (http_xfer_headers(x, req) != HOOKD_OK) {
+		http_xfer_release(t, x);
+		return HOOKD_ENOMEM;
 	}
-	/* An empty Expect stops curl from waiting for "100 Continue" on bodies over 1 KiB:
-	 * a full round trip per delivery otherwise. */
-	hl = curl_slist_append(hl, "Expect:");
-	x->headers = hl;
 
+	/* What differs between attempts; the rest was set once by http_xfer_new. */
 	CURL *e = x->easy;
 	curl_easy_setopt(e, CURLOPT_URL, req->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
 	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hl);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "hookd/" HOOKD_VERSION);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_header_cb);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_opensocket_cb);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hnodes);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	/* No proxy, whatever the environment says: curl would otherwise take http_proxy,
-	 * https_proxy or all_proxy from it, open its socket to the proxy, and the destination
-	 * policy (which sees only that socket) would check the proxy instead of the receiver.
-	 * An empty string disables proxies, environment included (CURLOPT_PROXY(3)). */
-	curl_easy_setopt(e, CURLOPT_PROXY, "");
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	x->started_ns = clock_mono_ns();
 	if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
 		http_xfer_release(t, x);
@@ -366,17 +519,21 @@ static void http_destroy(struct transport *base)
 	for (x = t->active; x; x = next) {
 		next = x->next_active;
 		curl_multi_remove_handle(t->multi, x->easy);
-		curl_slist_free_all(x->headers);
-		curl_easy_cleanup(x->easy);
-		free(x);
+		http_xfer_free(x);
 	}
 	for (x = t->pool; x; x = next) {
 		next = x->next_free;
-		curl_easy_cleanup(x->easy);
-		free(x);
+		http_xfer_free(x);
 	}
 	if (t->multi)
-		curl_multi_cleanup(t->multi);
+		curl_multi_cleanup(t->multi); /* closes the cached connections (http_closesocket_cb) */
+	for (size_t fd = 0; fd < t->socks_cap; fd++) {
+		if (t->socks[fd]) { /* not closed by curl: cannot happen, but do not leak it */
+			http_sock_unloop(t->socks[fd]);
+			free(t->socks[fd]);
+		}
+	}
+	free(t->socks);
 	if (t->timer)
 		event_free(t->timer);
 	free(t);

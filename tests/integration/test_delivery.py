@@ -11,6 +11,50 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hookdtest as h  # noqa: E402
 
 
+class ClosingReceiver(h.RawServer):
+    """Answers each connection's first request with a 200, then closes the connection.
+    Without announce, the answer is keep-alive (no "Connection: close"): what a receiver
+    whose idle keep-alive timeout is shorter than the gap between deliveries does, so hookd
+    sees the close while the connection is idle. With announce, the answer says
+    "Connection: close" and hookd closes the connection itself when the transfer ends.
+    Counts connections and requests."""
+
+    def __init__(self, announce=False):
+        self.requests = 0
+        self.announce = announce
+        super().__init__()
+
+    def serve(self, c):
+        c.settimeout(30)
+        buf = b""
+        try:
+            while b"\r\n\r\n" not in buf:
+                part = c.recv(65536)
+                if not part:
+                    return
+                buf += part
+            head, _, body = buf.partition(b"\r\n\r\n")
+            n = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    n = int(v.strip())
+            while len(body) < n:
+                part = c.recv(65536)
+                if not part:
+                    return
+                body += part
+            with self.lock:
+                self.requests += 1
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+                      + (b"Connection: close\r\n" if self.announce else b"") + b"\r\nok")
+            time.sleep(0.05)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
 class DeliveryTest(h.HookdCase):
 
     def test_happy_path_signed_delivery(self):
@@ -34,6 +78,7 @@ class DeliveryTest(h.HookdCase):
         req = recv.wait_for(1, path="/hook")[0]
         self.assertEqual(req.method, "POST")
         self.assertIn("application/json", req.headers.get("content-type", ""))
+        self.assertRegex(req.headers.get("user-agent", ""), r"^hookd/[0-9]+\.[0-9]+\.[0-9]+$")
 
         # Body: exactly the Standard Webhooks envelope (no "source": it was not set).
         body = req.json()
@@ -184,6 +229,30 @@ class DeliveryTest(h.HookdCase):
         sys.stderr.write(f"keep-alive: {n} deliveries over {distinct} connection(s)\n")
         self.assertLess(distinct, n, f"no connection reuse: ports {ports}")
         self.assertLessEqual(distinct, 3, f"connections are not reused: ports {ports}")
+
+    def test_receiver_closing_connections(self):
+        # The transport keeps an idle connection's socket in the event loop between requests
+        # and must let go of it when the connection is closed, by the receiver while idle or
+        # by hookd after "Connection: close" (a socket number is reused at once, so a stale
+        # registration would leave the next connection unwatched): every delivery still
+        # succeeds at its first attempt, each on a new connection.
+        d = self.daemon()
+        n = 5
+        for announce in (False, True):
+            app = h.create_app(d)  # one endpoint per app: each receiver gets only its own
+            recv = ClosingReceiver(announce)
+            self.addCleanup(recv.close)
+            path = "/announced" if announce else "/idle-closed"
+            ep = h.create_endpoint(d, app, recv.url(path), retry_schedule=[3600])
+            for i in range(n):
+                mid = h.publish(d, app, "ping.sent", {"i": i})["id"]
+                dl = h.wait_delivery_state(d, app, mid, ep["id"], "succeeded", attempts=1)
+                self.assertEqual(dl.get("last_status"), 200, dl)
+                time.sleep(0.3)  # the receiver's close arrives while the connection is idle
+            with recv.lock:
+                self.assertEqual((recv.connections, recv.requests), (n, n), path)
+        st, _ = d.api("GET", "/healthz", auth=False)
+        self.assertEqual(st, 200)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,10 @@ static void test_defaults(void)
 	CHECK(c.policy_dir == NULL);
 	CHECK(c.policy_cpu_ms == 50);
 	CHECK(c.policy_memory_limit == 32ull << 20);
+	/* One policy thread per CPU this process may use, within 1..16. */
+	cpu_set_t cpus;
+	long ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+	CHECK(c.policy_threads == (uint32_t)(ncpu < 1 ? 1 : ncpu > 16 ? 16 : ncpu));
 	CHECK(c.apps == NULL && c.n_apps == 0);
 	config_free(&c);
 
@@ -212,6 +217,7 @@ static void test_full_file(void)
 	CHECK_STR(c.policy_dir, "./policies");
 	CHECK(c.policy_cpu_ms == 20);
 	CHECK(c.policy_memory_limit == 64ull << 20);
+	CHECK(c.policy_threads == 3);
 
 	CHECK(c.n_apps == 2);
 	if (c.n_apps != 2)
@@ -219,13 +225,13 @@ static void test_full_file(void)
 	struct config_app *a = &c.apps[0];
 	CHECK_STR(a->id, "app_demo");
 	CHECK_STR(a->name, "Demo Inc.");
-	CHECK(a->line == 30);
+	CHECK(a->line == 31);
 	CHECK(a->n_endpoints == 2);
 	if (a->n_endpoints == 2) {
 		struct config_endpoint *e = &a->endpoints[0];
 		CHECK_STR(e->id, "ep_demo");
 		CHECK_STR(ep_str(e, "url"), "http://127.0.0.1:9000/hook");
-		CHECK(e->line == 33);
+		CHECK(e->line == 34);
 		CHECK_STR(dump(ep_field(e, "event_types")), "[\"invoice.paid\",\"order.*\"]");
 		CHECK_STR(ep_str(e, "secret"), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
 		CHECK_STR(ep_str(e, "secret_type"), "hmac");

@@ -112,7 +112,7 @@ peer_start() {
 	mkdir -p "$TMP/redis"
 	for _ in 1 2 3; do
 		# A random high port that nothing answers on; retried if Redis still cannot bind it.
-		port=$((20000 + RANDOM % 40000))
+		port=$(random_port)
 		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue; fi
 		redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes --dir "$TMP/redis" \
 			--appendonly yes --appendfsync "$PEER_FSYNC" --save '' --daemonize no \
