@@ -409,7 +409,7 @@ if [ "$FAN100" -gt 0 ] && [ "$FAN100_M" -gt 0 ]; then
 	# Issue 9: one message to 100 endpoints costs under 100x one delivery in CPU (pass 1's
 	# CPU per delivery, which includes its publish, is the one delivery).
 	run_pass "pass 2b (fan-out to $FAN100)" "benchwide" "$FAN100" "$FAN100_M"
-	REPORT_PASSES+="  fan-out cost:     one message to $FAN100 endpoints = $(awk -v w="${PASS_CPU_US[benchwide]}" -v n="$FAN100" 'BEGIN { printf "%.0f", w * n }') us of hookd CPU = $(awk -v w="${PASS_CPU_US[benchwide]}" -v n="$FAN100" -v o="${PASS_CPU_US[bench1]}" 'BEGIN { if (o > 0) printf "%.1f", w * n / o; else print "n/a" }') x one delivery of pass 1 (${PASS_CPU_US[bench1]} us); target under $FAN100 x
+	REPORT_PASSES+="  fan-out cost:     one message to $FAN100 endpoints = $(awk -v w="${PASS_CPU_US[benchwide]}" -v n="$FAN100" 'BEGIN { printf "%.0f", w * n }') us of hookd CPU = $(awk -v w="${PASS_CPU_US[benchwide]}" -v n="$FAN100" -v o="$P1_CPU_US" 'BEGIN { if (o > 0) printf "%.1f", w * n / o; else print "n/a" }') x one delivery of pass 1 ($P1_CPU_US us); target under $FAN100 x
 "
 fi
 

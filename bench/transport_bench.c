@@ -194,7 +194,7 @@ int main(int argc, char **argv)
 	b.base = event_base_new();
 	if (!b.body || !b.base)
 		goto out;
-	b.tr = transport_http_new(b.base, &ssrf, err, sizeof(err));
+	b.tr = transport_http_new(b.base, &ssrf, (unsigned)c, err, sizeof(err));
 	if (!b.tr) {
 		fprintf(stderr, "transport_bench: %s\n", err);
 		goto out;

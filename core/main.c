@@ -321,7 +321,7 @@ static int serve_start(struct daemon *d, char *err, size_t errlen)
 {
 	int rc;
 	err[0] = '\0';
-	d->transport = transport_http_new(d->base, &d->ssrf, err, errlen);
+	d->transport = transport_http_new(d->base, &d->ssrf, d->cfg.max_inflight, err, errlen);
 	if (!d->transport ||
 	    dispatch_new(d->base, d->store, &d->reg, &d->cfg, d->transport, &d->disp) != HOOKD_OK ||
 	    dispatch_load(d->disp, err, errlen) != HOOKD_OK ||

@@ -13,9 +13,10 @@
  * the API): enough for an error page's message, bounded so a receiver streaming megabytes
  * back cannot grow the store. */
 #define TRANSPORT_RESPONSE_MAX 4096
-/* Idle receiver connections the HTTP transport keeps open (curl's connection cache): a few
- * per busy endpoint; past this curl closes the oldest. 256 covers a few hundred active
- * endpoints without hoarding file descriptors (the API's connection cap reserves them). */
+/* Idle receiver connections the HTTP transport keeps open (curl's connection cache) beside
+ * the ones in use: a few per busy endpoint; past this curl closes the oldest. 256 covers a
+ * few hundred active endpoints without hoarding file descriptors (the API's connection cap
+ * reserves them). */
 #define TRANSPORT_HTTP_MAX_CONNECTS 256
 
 struct transport_result {
@@ -49,8 +50,9 @@ struct transport {
 struct event_base;
 struct ssrf_policy;
 
-/* The HTTP(S) transport. ssrf is borrowed and must outlive the transport. */
+/* The HTTP(S) transport. ssrf is borrowed and must outlive the transport. max_inflight is
+ * the most requests the caller has in flight at once (delivery.max_inflight). */
 struct transport *transport_http_new(struct event_base *base, const struct ssrf_policy *ssrf,
-				     char *err, size_t errlen);
+				     unsigned max_inflight, char *err, size_t errlen);
 
 #endif
