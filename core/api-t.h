@@ -16,6 +16,7 @@ struct evhttp_request;
 struct event_base;
 struct evhttp_connection;
 struct api_conns;
+struct body;
 struct delivery;
 struct app;
 struct store_read;
@@ -53,7 +54,7 @@ struct api_pending {
 	char id[ID_MAX + 80];
 	int64_t now_ms;
 	/* publish: what the commit needs, and the policy half of the fan-out (fanout_defer) */
-	json_t *envelope; /* the envelope as a tree, for the policies (only when there are some) */
+	struct body *envelope; /* the envelope's bytes for the policies (only when there are some) */
 	char *text;
 	char *idem;
 	struct delivery **policy_dvs;

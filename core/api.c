@@ -104,7 +104,7 @@ void api_pending_free(struct api_pending *p)
 		delivery_free(p->policy_dvs[i]);
 	free(p->policy_dvs);
 	json_decref(p->json);
-	json_decref(p->envelope);
+	body_unref(p->envelope);
 	free(p->text);
 	free(p->idem);
 	free(p);

@@ -2,11 +2,13 @@
 #include "api-t.h"
 
 #include "clock.h"
+#include "config.h"
 #include "delivery.h"
 #include "dispatch.h"
 #include "err.h"
 #include "fanout.h"
 #include "id.h"
+#include "json_scan.h"
 #include "jsontext.h"
 #include "policy.h"
 #include "record.h"
@@ -31,6 +33,8 @@
 /* An Idempotency-Key is remembered this long: a repeat within 24 h gets the first answer. */
 #define API_IDEMPOTENCY_MS (24LL * 3600 * 1000)
 #define API_IDEMPOTENCY_KEY_MAX 256
+/* The longest "source" label accepted, in bytes (the limit the API has always had). */
+#define API_SOURCE_MAX 128
 
 static void api_published(struct store_batch *b)
 {
@@ -47,7 +51,7 @@ static void api_published(struct store_batch *b)
 		if (req)
 			api_send(req, 202, json_incref(p->json));
 		if (p->n_policy) {
-			fanout_defer(&a->fanout, p->app->id, p->id, json_incref(p->envelope),
+			fanout_defer(&a->fanout, p->app->id, p->id, body_ref(p->envelope),
 				     p->policy_dvs, p->n_policy);
 			p->policy_dvs = NULL;
 			p->n_policy = 0;
@@ -90,100 +94,102 @@ static void api_publish_commit(struct api_pending *p)
 	}
 }
 
-/* The body every endpoint without a policy receives: the envelope's own fields, then the
- * producer's "data" bytes exactly as they arrived (no second serialization of the tree, and
- * numbers keep their spelling). head holds the fields without data. Falls back to dumping the
- * parsed data when the member cannot be found as plain text (a \u-escaped key). */
-static char *api_envelope_text(struct evhttp_request *req, const json_t *head, json_t *data)
-{
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in), off, vlen;
-	const char *raw = (const char *)evbuffer_pullup(in, -1);
-	char *h = json_dumps(head, JSON_COMPACT | JSON_PRESERVE_ORDER), *out = NULL;
-	struct jsontext_buf b = {0};
-
-	if (!h)
-		return NULL;
-	if (raw && jsontext_member(raw, len, "data", &off, &vlen) == HOOKD_OK) {
-		jsontext_raw(&b, h, strlen(h) - 1); /* without the closing brace */
-		jsontext_cstr(&b, ",\"data\":");
-		jsontext_raw(&b, raw + off, vlen);
-		jsontext_cstr(&b, "}");
-		out = b.failed ? NULL : b.data;
-		if (!out)
-			jsontext_free(&b);
-	} else {
-		json_t *full = json_deep_copy(head);
-		json_object_set(full, "data", data);
-		out = json_dumps(full, JSON_COMPACT | JSON_PRESERVE_ORDER);
-		json_decref(full);
-	}
-	free(h);
-	return out;
-}
-
-/* A publish request once read and checked (api_publish_read): type, source and data point
- * into the request body and live as long as it; idem is the Idempotency-Key header (NULL when
+/* A publish request once read and checked (api_publish_read). The members of sc point into
+ * body (the request's input buffer, len bytes, as long as the request lives); type and, when
+ * given, version and source are decoded here; idem is the Idempotency-Key header (NULL when
  * absent), owned by the request. id, iso and now_ms are the message's id and time, given once
  * the request is accepted. */
 struct api_publish_msg {
-	const char *type, *source, *idem;
-	json_t *data;
+	const char *body;
+	struct json_scan sc;
+	const struct json_member *data, *version_m, *source_m;
+	const char *idem;
+	char type[REGISTRY_TYPE_MAX + 1];
 	char version[64];
+	char source[API_SOURCE_MAX + 1];
 	char id[ID_MAX], iso[CLOCK_ISO_LEN];
 	int64_t now_ms;
 };
 
-/* Checks one member of the request body into m. HOOKD_EINVAL once it answered 400. */
-static int api_publish_field(struct evhttp_request *req, const char *key, json_t *v,
+/* Decodes string value v of the body into out (cap bytes with the NUL). 1 if it is a string
+ * of at most cap - 1 bytes once decoded, 0 else; *n is its decoded length either way. */
+static int api_publish_string(const struct api_publish_msg *m, const struct json_member *v,
+			      char *out, size_t cap, size_t *n)
+{
+	*n = 0;
+	if (m->body[v->value.off] != '"')
+		return 0;
+	*n = json_scan_string(m->body + v->value.off + 1, v->value.len - 2, out, cap - 1);
+	if (*n >= cap)
+		return 0;
+	out[*n] = 0;
+	return 1;
+}
+
+/* Checks one member of the request body into m. HOOKD_EINVAL once it answered 400 (or 500
+ * when out of memory). The checks and their words are those of the tree-based reader this
+ * replaced: a string's length is its decoded length. */
+static int api_publish_field(struct evhttp_request *req, const struct json_member *v,
 			     struct api_publish_msg *m)
 {
+	/* The longest name, "version", and its NUL: a longer key is unknown whatever it holds. */
+	char key[8];
+	size_t n = json_scan_string(m->body + v->key.off, v->key.len, key, sizeof(key) - 1);
+
+	key[n < sizeof(key) ? n : 0] = 0;
 	if (strcmp(key, "type") == 0) {
-		if (!json_is_string(v) || !registry_type_valid(json_string_value(v))) {
+		if (!api_publish_string(m, v, m->type, sizeof(m->type), &n) ||
+		    !registry_type_valid(m->type)) {
 			api_error(req, 400, "invalid_field", "type",
 				  "type must be segments of [A-Za-z0-9_-] joined by '.', at most 128 bytes");
 			return HOOKD_EINVAL;
 		}
-		m->type = json_string_value(v);
 	} else if (strcmp(key, "data") == 0) {
-		if (!json_is_object(v)) {
+		if (m->body[v->value.off] != '{') {
 			api_error(req, 400, "invalid_field", "data", "data must be a JSON object");
 			return HOOKD_EINVAL;
 		}
 		m->data = v;
 	} else if (strcmp(key, "version") == 0) {
-		if (json_is_string(v) && *json_string_value(v) && strlen(json_string_value(v)) < sizeof(m->version))
-			snprintf(m->version, sizeof(m->version), "%s", json_string_value(v));
-		else {
+		if (!api_publish_string(m, v, m->version, sizeof(m->version), &n) || n == 0) {
 			api_error(req, 400, "invalid_field", "version", "version must be a non-empty string of at most %zu bytes", sizeof(m->version) - 1);
 			return HOOKD_EINVAL;
 		}
+		m->version_m = v;
 	} else if (strcmp(key, "source") == 0) {
-		if (!json_is_string(v) || strlen(json_string_value(v)) > 128) {
-			api_error(req, 400, "invalid_field", "source", "source must be a string of at most 128 bytes");
+		if (!api_publish_string(m, v, m->source, sizeof(m->source), &n)) {
+			api_error(req, 400, "invalid_field", "source", "source must be a string of at most %d bytes", API_SOURCE_MAX);
 			return HOOKD_EINVAL;
 		}
-		m->source = json_string_value(v);
+		m->source_m = v;
 	} else {
-		api_error(req, 400, "invalid_field", key, "unknown field '%.80s' (expected type, data, version, source)", key);
+		/* The whole key, decoded, names the field (the message shows its first 80 bytes). */
+		char *name = malloc(v->key.len + 1);
+		if (!name) {
+			api_error(req, 500, "internal", NULL, "out of memory");
+			return HOOKD_EINVAL;
+		}
+		name[json_scan_string(m->body + v->key.off, v->key.len, name, v->key.len)] = 0;
+		api_error(req, 400, "invalid_field", name, "unknown field '%.80s' (expected type, data, version, source)", name);
+		free(name);
 		return HOOKD_EINVAL;
 	}
 	return HOOKD_OK;
 }
 
-/* Reads the request body's fields and the Idempotency-Key header into m, in that order, so
- * the first mistake is the one named. HOOKD_EINVAL once it answered 400. */
-static int api_publish_read(struct evhttp_request *req, json_t *body, struct api_publish_msg *m)
+/* Reads the request body's fields, in their order, and the Idempotency-Key header into m,
+ * so the first mistake is the one named. HOOKD_EINVAL once it answered 400. */
+static int api_publish_read(struct evhttp_request *req, struct api_publish_msg *m)
 {
-	const char *key;
-	json_t *v;
-
 	m->idem = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
-	json_object_foreach(body, key, v) {
-		if (api_publish_field(req, key, v, m) != HOOKD_OK)
+	/* Only the first JSON_SCAN_MEMBERS members are recorded, and that is enough: keys are
+	 * unique, so of any five members one is not type, data, version or source, and the
+	 * walk stops at the first mistake. */
+	for (size_t i = 0; i < m->sc.n_members && i < JSON_SCAN_MEMBERS; i++) {
+		if (api_publish_field(req, &m->sc.member[i], m) != HOOKD_OK)
 			return HOOKD_EINVAL;
 	}
-	if (!m->type) {
+	if (!m->type[0]) {
 		api_error(req, 400, "missing_field", "type", "type is required");
 		return HOOKD_EINVAL;
 	}
@@ -199,19 +205,102 @@ static int api_publish_read(struct evhttp_request *req, json_t *body, struct api
 	return HOOKD_OK;
 }
 
-/* Names the accepted message (m->id, m->iso) and returns its envelope without data, or NULL
- * when out of memory. The caller owns it. */
-static json_t *api_publish_envelope(struct api_publish_msg *m)
+/* Scans the request body into m->sc. HOOKD_OK, or HOOKD_EINVAL once it answered 400/413.
+ * Every refused body is handed to api_body_json, which words the answer exactly as for any
+ * other route (jansson's line, column and reason): json_scan refuses exactly what jansson
+ * refuses (json_scan.h), and refusals are rare enough for a second parse. */
+static int api_publish_scan(struct api *a, struct evhttp_request *req, struct api_publish_msg *m)
 {
-	json_t *envelope;
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	json_t *j;
 
-	id_make("msg_", m->now_ms, m->id);
-	clock_iso8601(m->now_ms, m->iso);
-	envelope = json_pack("{s:s, s:s, s:s, s:s}", "id", m->id, "type", m->type, "timestamp",
-			     m->iso, "version", m->version);
-	if (m->source)
-		json_object_set_new(envelope, "source", json_string(m->source));
-	return envelope;
+	m->body = len ? (const char *)evbuffer_pullup(in, -1) : NULL;
+	if (m->body && len <= a->cfg->max_payload_bytes &&
+	    json_scan(m->body, len, &m->sc) == HOOKD_OK && m->sc.top == '{')
+		return HOOKD_OK;
+	if (!(j = api_body_json(a, req, 1)))
+		return HOOKD_EINVAL;
+	/* jansson took what the scanner refused: a NUL byte after a number or a literal, which
+	 * jansson skips and the scanner does not (json_scan.h), answered in the scanner's
+	 * words. (Anything else would be a scanner defect, which test_json_scan's differential
+	 * cases and fuzz_json_scan look for.) */
+	json_decref(j);
+	if (m->sc.err)
+		api_error(req, 400, "invalid_json", NULL, "invalid JSON at position %zu: %s",
+			  m->sc.err_pos, m->sc.err);
+	else
+		api_error(req, 500, "internal", NULL, "out of memory");
+	return HOOKD_EINVAL;
+}
+
+/* Appends string member v as json_dumps writes it: its own bytes when it holds no escape
+ * (valid UTF-8 with no control character, quote or backslash, which json_dumps writes as
+ * they are), else the decoded text s written by jansson. */
+static void api_envelope_string(struct jsontext_buf *b, const struct api_publish_msg *m,
+				const struct json_member *v, const char *s)
+{
+	json_t *j;
+	char *t;
+
+	if (!v->value_escaped) {
+		jsontext_raw(b, m->body + v->value.off, v->value.len);
+		return;
+	}
+	j = json_string(s);
+	t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+	if (t)
+		jsontext_cstr(b, t);
+	else
+		b->failed = 1;
+	free(t);
+	json_decref(j);
+}
+
+/* The body every endpoint without a policy receives, and the stored message: the envelope's
+ * own fields, then the producer's "data" bytes exactly as they arrived (numbers keep their
+ * spelling). Byte for byte what dumping the envelope tree with jansson wrote before; a "data"
+ * key written with escapes still gets its value dumped by jansson, as then. NULL when out of
+ * memory; the caller frees it. */
+static char *api_envelope_text(const struct api_publish_msg *m)
+{
+	struct jsontext_buf b = {0};
+
+	/* id, type and timestamp are of characters JSON writes as they are. */
+	jsontext_cstr(&b, "{\"id\":\"");
+	jsontext_cstr(&b, m->id);
+	jsontext_cstr(&b, "\",\"type\":\"");
+	jsontext_cstr(&b, m->type);
+	jsontext_cstr(&b, "\",\"timestamp\":\"");
+	jsontext_cstr(&b, m->iso);
+	jsontext_cstr(&b, "\",\"version\":");
+	if (m->version_m)
+		api_envelope_string(&b, m, m->version_m, m->version);
+	else
+		jsontext_cstr(&b, "\"1\"");
+	if (m->source_m) {
+		jsontext_cstr(&b, ",\"source\":");
+		api_envelope_string(&b, m, m->source_m, m->source);
+	}
+	jsontext_cstr(&b, ",\"data\":");
+	if (!m->data->key_escaped) {
+		jsontext_raw(&b, m->body + m->data->value.off, m->data->value.len);
+	} else {
+		json_t *d = json_loadb(m->body + m->data->value.off, m->data->value.len, 0, NULL);
+		char *t = d ? json_dumps(d, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+		if (t)
+			jsontext_cstr(&b, t);
+		else
+			b.failed = 1;
+		free(t);
+		json_decref(d);
+	}
+	jsontext_cstr(&b, "}");
+	if (b.failed) {
+		jsontext_free(&b);
+		return NULL;
+	}
+	return b.data;
 }
 
 /* Plans the fan-out of m (the endpoints it goes to, as deliveries of bytes) into p, with what
@@ -234,17 +323,15 @@ static int api_publish_plan(struct api *a, struct app *app, const struct api_pub
 }
 
 /* Sets the policy deliveries of p apart (p->policy_dvs) from the plain ones, which are stored
- * with the message; the policy ones come after, from the envelope with its data. HOOKD_OK or
+ * with the message; the policy ones come after, from the envelope bytes. HOOKD_OK or
  * HOOKD_ENOMEM (p frees what it got). */
-static int api_publish_defer(struct api_pending *p, json_t *envelope, json_t *data)
+static int api_publish_defer(struct api_pending *p, struct body *envelope)
 {
 	size_t m = 0;
 
-	/* The policy thread reads this tree (parsing the text again there would cost
-	 * ~20 us per message: jansson is slow on long strings). It is freed here, on
-	 * the loop that allocated it, once the policies ran (fanout_job_free). */
-	json_object_set(envelope, "data", data);
-	p->envelope = json_incref(envelope);
+	/* The policies read the envelope as a tree: it is parsed from these bytes where they
+	 * run (fanout_defer), so a publish whose endpoints have no policy never builds one. */
+	p->envelope = body_ref(envelope);
 	p->policy_dvs = calloc(p->n_dvs, sizeof(*p->policy_dvs));
 	if (!p->policy_dvs)
 		return HOOKD_ENOMEM;
@@ -260,19 +347,17 @@ static int api_publish_defer(struct api_pending *p, json_t *envelope, json_t *da
 
 void api_messages_create(struct api *a, struct evhttp_request *req, const struct api_args *args)
 {
-	json_t *body = api_body_json(a, req, 1), *envelope = NULL;
-	struct api_publish_msg m = {.version = "1", .now_ms = clock_now_ms()};
+	struct api_publish_msg m = {.now_ms = clock_now_ms()};
 	struct api_pending *p = NULL;
 	struct body *bytes = NULL;
 	char *text = NULL;
 	int needs_policy = 0;
 
-	if (!body)
+	if (api_publish_scan(a, req, &m) != HOOKD_OK || api_publish_read(req, &m) != HOOKD_OK)
 		return;
-	if (api_publish_read(req, body, &m) != HOOKD_OK)
-		goto out;
-	envelope = api_publish_envelope(&m);
-	text = api_envelope_text(req, envelope, m.data);
+	id_make("msg_", m.now_ms, m.id);
+	clock_iso8601(m.now_ms, m.iso);
+	text = api_envelope_text(&m);
 	p = api_pending_new(a, req);
 	if (!text || !p || !(bytes = body_new(text, strlen(text))))
 		goto oom;
@@ -280,7 +365,7 @@ void api_messages_create(struct api *a, struct evhttp_request *req, const struct
 		goto oom;
 	p->text = text;
 	text = NULL;
-	if (needs_policy && api_publish_defer(p, envelope, m.data) != HOOKD_OK)
+	if (needs_policy && api_publish_defer(p, bytes) != HOOKD_OK)
 		goto oom;
 	api_publish_commit(p);
 	p = NULL;
@@ -294,8 +379,6 @@ out:
 	}
 	body_unref(bytes);
 	free(text);
-	json_decref(envelope);
-	json_decref(body);
 }
 
 /* One delivery as the API shows it: the stored record r, overlaid with the live copy. r may

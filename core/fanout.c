@@ -236,7 +236,8 @@ struct fanout_job {
 	struct worker_job job; /* first */
 	struct fanout_ctx *ctx;
 	char app_id[80], msg_id[ID_MAX];
-	json_t *envelope; /* read by the policy thread, released on the loop */
+	struct body *envelope; /* parsed on the policy thread, released on the loop */
+	int unread;            /* the envelope could not be parsed (out of memory) */
 	struct delivery **dvs;
 	size_t n;
 	struct fanout_stats stats; /* counted on the policy thread, added on the loop */
@@ -247,7 +248,7 @@ static void fanout_job_free(struct fanout_job *fj)
 	for (size_t i = 0; i < fj->n; i++)
 		delivery_free(fj->dvs[i]);
 	free(fj->dvs);
-	json_decref(fj->envelope);
+	body_unref(fj->envelope);
 	free(fj);
 }
 
@@ -275,7 +276,15 @@ static struct store_batch *fanout_job_batch(struct fanout_job *fj, int64_t now_m
 static void fanout_job_run(struct worker_job *job)
 {
 	struct fanout_job *fj = (struct fanout_job *)job;
-	fanout_run_policies(fj->ctx->policies, fj->envelope, fj->dvs, fj->n, &fj->stats);
+	/* The tree the policies read is built here, off the loop, and freed here: nothing of a
+	 * policy's outcome refers to it once fanout_run_policies returns (policy.h). */
+	json_t *env = json_loadb(fj->envelope->data, fj->envelope->len, 0, NULL);
+	if (!env) {
+		fj->unread = 1;
+		return;
+	}
+	fanout_run_policies(fj->ctx->policies, env, fj->dvs, fj->n, &fj->stats);
+	json_decref(env);
 }
 
 /* The policies ran: the deliveries to send go out at once and are stored with their first
@@ -283,6 +292,13 @@ static void fanout_job_run(struct worker_job *job)
 static void fanout_job_done(struct worker_job *job)
 {
 	struct fanout_job *fj = (struct fanout_job *)job;
+	if (fj->unread) {
+		/* As when the job could not be made: the marker stays, the next start redoes it. */
+		log_error("fanout: out of memory reading %s; its policy deliveries wait for a "
+			  "restart", fj->msg_id);
+		fanout_job_free(fj);
+		return;
+	}
 	if (fj->ctx->stats) {
 		fj->ctx->stats->filtered += fj->stats.filtered;
 		fj->ctx->stats->policy_errors += fj->stats.policy_errors;
@@ -294,7 +310,7 @@ static void fanout_job_done(struct worker_job *job)
 }
 
 void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id,
-		  json_t *envelope, struct delivery **dvs, size_t n)
+		  struct body *envelope, struct delivery **dvs, size_t n)
 {
 	struct fanout_job *fj = calloc(1, sizeof(*fj));
 	if (!fj) {
@@ -303,7 +319,7 @@ void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id
 		for (size_t i = 0; i < n; i++)
 			delivery_free(dvs[i]);
 		free(dvs);
-		json_decref(envelope);
+		body_unref(envelope);
 		return;
 	}
 	fj->ctx = ctx;

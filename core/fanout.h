@@ -89,10 +89,11 @@ int fanout_publish(struct store *s, const struct fanout_publish *pub,
 
 /* Loop thread, after the publish committed: runs the policies of dvs (all carrying one) on
  * the policy thread, then hands them to dispatch_add_unstored. Takes the deliveries (and
- * the array) and a reference to envelope (only read on the policy thread, released on the
- * loop). */
+ * the array) and a reference to envelope, the stored envelope's bytes: the policy thread
+ * parses them into the tree the policies read (the publish path itself builds none), and
+ * the reference is released on the loop. */
 void fanout_defer(struct fanout_ctx *ctx, const char *app_id, const char *msg_id,
-		  json_t *envelope, struct delivery **dvs, size_t n);
+		  struct body *envelope, struct delivery **dvs, size_t n);
 
 /* Startup, before the writer thread starts: finishes every fan-out whose marker is still
  * stored (for endpoints with no stored delivery of the message yet), storing the

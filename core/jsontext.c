@@ -1,4 +1,4 @@
-/* jsontext.c - JSON member spans and an escaping writer. */
+/* jsontext.c - an escaping JSON writer. */
 #include "jsontext.h"
 
 #include "err.h"
@@ -7,83 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static size_t skip_ws(const char *b, size_t i, size_t len)
-{
-	while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
-		i++;
-	return i;
-}
-
-/* i at the opening quote; returns the index after the closing quote. */
-static size_t skip_string(const char *b, size_t i, size_t len)
-{
-	for (i++; i < len; i++) {
-		if (b[i] == '\\')
-			i++;
-		else if (b[i] == '"')
-			return i + 1;
-	}
-	return len;
-}
-
-/* i at a value; returns the index after it. */
-static size_t skip_value(const char *b, size_t i, size_t len)
-{
-	int depth = 0;
-	if (i >= len)
-		return len;
-	if (b[i] == '"')
-		return skip_string(b, i, len);
-	if (b[i] != '{' && b[i] != '[') {
-		while (i < len && !strchr(",}] \t\r\n", b[i]))
-			i++;
-		return i;
-	}
-	for (; i < len; i++) {
-		char c = b[i];
-		if (c == '"') {
-			i = skip_string(b, i, len) - 1;
-		} else if (c == '{' || c == '[') {
-			depth++;
-		} else if (c == '}' || c == ']') {
-			if (--depth == 0)
-				return i + 1;
-		}
-	}
-	return len;
-}
-
-int jsontext_member(const char *buf, size_t len, const char *key, size_t *off, size_t *vlen)
-{
-	size_t klen = strlen(key), i = skip_ws(buf, 0, len);
-	if (i >= len || buf[i] != '{')
-		return HOOKD_EINVAL;
-	i++;
-	for (;;) {
-		size_t ks, ke, vs;
-		i = skip_ws(buf, i, len);
-		if (i >= len || buf[i] != '"')
-			return HOOKD_ENOTFOUND; /* '}' of an empty object, or the end */
-		ks = i + 1;
-		i = skip_string(buf, i, len);
-		ke = i - 1;
-		i = skip_ws(buf, i, len);
-		if (i >= len || buf[i] != ':')
-			return HOOKD_EINVAL;
-		vs = skip_ws(buf, i + 1, len);
-		i = skip_value(buf, vs, len);
-		if (ke - ks == klen && memcmp(buf + ks, key, klen) == 0) {
-			*off = vs;
-			*vlen = i - vs;
-			return HOOKD_OK;
-		}
-		i = skip_ws(buf, i, len);
-		if (i >= len || buf[i] != ',')
-			return HOOKD_ENOTFOUND;
-		i++;
-	}
-}
 
 static int reserve(struct jsontext_buf *b, size_t more)
 {

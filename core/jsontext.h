@@ -1,20 +1,11 @@
 /* jsontext.h - small JSON text helpers for the hot paths, where building and dumping a
- * jansson tree would cost more than the work itself.
- *
- * jsontext_member finds the bytes of one member's value in an object text that jansson has
- * already validated: a publish splices the producer's own "data" bytes into the envelope
- * instead of serializing the parsed tree again (and numbers keep their exact spelling).
- * jsontext_string appends a quoted, escaped JSON string, for records written per attempt. */
+ * jansson tree would cost more than the work itself: a growable buffer, and writers of
+ * escaped strings (records written per attempt), numbers, and a jansson tree's compact text.
+ * (Finding the members of a publish body is json_scan.h's.) */
 #ifndef HOOKD_JSONTEXT_H
 #define HOOKD_JSONTEXT_H
 
 #include <stddef.h>
-
-/* Finds top-level member key (matched byte for byte: a key written with \u escapes is not
- * found, and the caller falls back to serializing) in the object text buf. Returns HOOKD_OK
- * with the value's offset and length, HOOKD_ENOTFOUND, or HOOKD_EINVAL if buf is not an
- * object. buf must be valid JSON. */
-int jsontext_member(const char *buf, size_t len, const char *key, size_t *off, size_t *vlen);
 
 /* A growable output buffer (curl's dynbuf idea, minimal). */
 struct jsontext_buf {

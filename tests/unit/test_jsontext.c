@@ -1,4 +1,4 @@
-/* test_jsontext.c - member spans and the escaping writer, checked against jansson. */
+/* test_jsontext.c - the escaping writer, checked against jansson. */
 #include "check.h"
 
 #include "err.h"
@@ -7,37 +7,6 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void span_case(const char *text, const char *key, const char *expect)
-{
-	size_t off, len;
-	int rc = jsontext_member(text, strlen(text), key, &off, &len);
-	if (!expect) {
-		CHECK(rc == HOOKD_ENOTFOUND);
-		return;
-	}
-	CHECK(rc == HOOKD_OK);
-	if (rc == HOOKD_OK) {
-		char got[512];
-		snprintf(got, sizeof(got), "%.*s", (int)len, text + off);
-		CHECK_STR(got, expect);
-	}
-}
-
-static void test_member(void)
-{
-	span_case("{\"type\":\"a\",\"data\":{\"x\":[1,{\"y\":\"}\"}]}}", "data", "{\"x\":[1,{\"y\":\"}\"}]}");
-	span_case(" { \"data\" :\n [1, 2] , \"z\": 1}", "data", "[1, 2]");
-	span_case("{\"a\":\"da\\\"ta\",\"data\":17}", "data", "17");
-	span_case("{\"nested\":{\"data\":1},\"data\":2}", "data", "2");
-	span_case("{\"s\":\"{\\\\\",\"data\":true}", "data", "true");
-	span_case("{\"data\":\"x\\\"y\"}", "data", "\"x\\\"y\"");
-	span_case("{\"d\\u0061ta\":1}", "data", NULL); /* escaped key: caller falls back */
-	span_case("{}", "data", NULL);
-	span_case("{\"type\":\"a\"}", "data", NULL);
-	size_t off, len;
-	CHECK(jsontext_member("[1]", 3, "data", &off, &len) == HOOKD_EINVAL);
-}
 
 static void test_string(void)
 {
@@ -121,7 +90,6 @@ static void test_json_matches_jansson(void)
 
 int main(void)
 {
-	test_member();
 	test_string();
 	test_json_matches_jansson();
 	return check_done();
