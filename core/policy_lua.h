@@ -47,9 +47,12 @@ struct policy_vm {
 	bool mem_unbounded;       /* while the host builds or closes the state */
 
 	/* CPU: the count hook and the pattern matcher compare the monotonic clock with
-	 * deadline; once past it, killing stays set and the hook fires on every
-	 * instruction so no pcall can swallow the kill. */
+	 * deadline (cheap, through the vDSO); once it passes, the thread's CPU clock says
+	 * whether the call really used cpu_ms (a thread waiting for a core on a busy machine
+	 * has not: the deadline moves on by what is left). Past both, killing stays set and
+	 * the hook fires on every instruction so no pcall can swallow the kill. */
 	struct timespec deadline;
+	int64_t cpu_start_ns;     /* the thread's CPU clock when the call was armed */
 	uint32_t cpu_ms;
 	bool killing;
 

@@ -11,8 +11,9 @@
  *   before a call when the state is over half its cap and rebuilds it after a refusal.
  * - CPU: Debian's LuaJIT never runs hooks inside JIT-compiled traces, so the JIT is off for
  *   policy states (and `jit` is never reachable). A count hook every
- *   POLICY_HOOK_INSTRUCTIONS bytecodes compares the monotonic clock with the deadline. Once
- *   past it the hook re-arms itself to fire on every instruction and keeps raising, so a
+ *   POLICY_HOOK_INSTRUCTIONS bytecodes compares the monotonic clock with the deadline;
+ *   when that passes, the thread's CPU clock decides (a call that waited for a core gets
+ *   the rest of its CPU budget: vm_past_deadline). Once past both, the hook re-arms itself to fire on every instruction and keeps raising, so a
  *   pcall (or coroutine.resume, or an xpcall handler) that catches the error runs into it
  *   again at its next instruction. C functions run no hooks: the string pattern functions
  *   are replaced by policy_pattern.c, which checks the deadline as it backtracks; the rest
@@ -88,14 +89,42 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	return p;
 }
 
-static bool vm_past_deadline(const struct policy_vm *vm)
+static int64_t vm_thread_cpu_ns(void)
+{
+	struct timespec t;
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) != 0)
+		return -1;
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void vm_set_deadline(struct policy_vm *vm, int64_t in_ns)
+{
+	clock_gettime(CLOCK_MONOTONIC, &vm->deadline);
+	vm->deadline.tv_sec += (time_t)(in_ns / 1000000000LL);
+	vm->deadline.tv_nsec += (long)(in_ns % 1000000000LL);
+	if (vm->deadline.tv_nsec >= 1000000000L) {
+		vm->deadline.tv_sec++;
+		vm->deadline.tv_nsec -= 1000000000L;
+	}
+}
+
+/* The wall-clock deadline is checked often and costs ~20 ns; only once it has passed is the
+ * thread's CPU clock read (a system call, ~0.5 us): if the call used less than its limit
+ * (the thread was waiting for a core), the deadline moves on by what is left. */
+static bool vm_past_deadline(struct policy_vm *vm)
 {
 	struct timespec now;
+	int64_t cpu, limit = (int64_t)vm->cpu_ms * 1000000LL;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (now.tv_sec != vm->deadline.tv_sec)
-		return now.tv_sec > vm->deadline.tv_sec;
-	return now.tv_nsec >= vm->deadline.tv_nsec;
+	if (now.tv_sec != vm->deadline.tv_sec ? now.tv_sec < vm->deadline.tv_sec
+					      : now.tv_nsec < vm->deadline.tv_nsec)
+		return false;
+	cpu = vm_thread_cpu_ns();
+	if (cpu < 0 || vm->cpu_start_ns < 0 || cpu - vm->cpu_start_ns >= limit)
+		return true;
+	vm_set_deadline(vm, limit - (cpu - vm->cpu_start_ns));
+	return false;
 }
 
 static void vm_hook(lua_State *L, lua_Debug *ar)
@@ -128,13 +157,8 @@ void policy_vm_check_cpu(lua_State *L)
 
 void policy_vm_arm(struct policy_vm *vm)
 {
-	clock_gettime(CLOCK_MONOTONIC, &vm->deadline);
-	vm->deadline.tv_sec += vm->cpu_ms / 1000;
-	vm->deadline.tv_nsec += (long)(vm->cpu_ms % 1000) * 1000000L;
-	if (vm->deadline.tv_nsec >= 1000000000L) {
-		vm->deadline.tv_sec++;
-		vm->deadline.tv_nsec -= 1000000000L;
-	}
+	vm->cpu_start_ns = vm_thread_cpu_ns();
+	vm_set_deadline(vm, (int64_t)vm->cpu_ms * 1000000LL);
 	if (vm->killing)
 		lua_sethook(vm->L, vm_hook, LUA_MASKCOUNT, POLICY_HOOK_INSTRUCTIONS);
 	vm->killing = false;

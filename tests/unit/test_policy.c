@@ -5,6 +5,7 @@
 #include "check.h"
 #include "err.h"
 #include "policy.h"
+#include "policy_lua.h"
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -970,6 +971,44 @@ static void test_cli(void)
 	CHECK(cli("return {}", "{\"type\":\"t\",\"data\":{}}", "[1]", out, sizeof(out)) == 2);
 }
 
+static int call_check_cpu(lua_State *L)
+{
+	policy_vm_check_cpu(L);
+	return 0;
+}
+
+static int64_t thread_cpu_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* The CPU limit is CPU time: a call whose thread waits for a core (here: sleeps) past the
+ * limit's wall time is not killed; one that uses the CPU is. */
+static void test_cpu_limit_is_cpu_time(void)
+{
+	struct policy_vm *vm = NULL;
+	struct timespec sleep60 = {0, 60 * 1000000L};
+	int64_t t0;
+
+	CHECK(policy_vm_new("cpu-time", 20, 8u << 20, &vm) == HOOKD_OK);
+	if (!vm)
+		return;
+	policy_vm_arm(vm);
+	nanosleep(&sleep60, NULL); /* 60 ms of wall time, almost no CPU */
+	lua_pushcfunction(vm->L, call_check_cpu);
+	CHECK(lua_pcall(vm->L, 0, 0, 0) == 0);
+	t0 = thread_cpu_ns();
+	while (thread_cpu_ns() - t0 < 30 * 1000000LL)
+		;
+	lua_pushcfunction(vm->L, call_check_cpu);
+	CHECK(lua_pcall(vm->L, 0, 0, 0) != 0);
+	CHECK(strstr(lua_tostring(vm->L, -1), "cpu limit exceeded") != NULL);
+	lua_pop(vm->L, 1);
+	policy_vm_free(vm);
+}
+
 int main(void)
 {
 	struct policy_limits limits = {.cpu_ms = TEST_CPU_MS, .memory_bytes = TEST_MEMORY};
@@ -992,6 +1031,7 @@ int main(void)
 	test_patterns();
 	test_shipped();
 	test_cli();
+	test_cpu_limit_is_cpu_time();
 	policy_engine_free(E);
 	return check_done();
 }
