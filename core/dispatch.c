@@ -652,18 +652,28 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 
 /* Routes a due delivery: start it, or park it in its endpoint's FIFO. */
 /* Records dv as dead because its endpoint is gone (no attempt), then forgets it. */
-static void dispatch_bury(struct dispatch *d, struct delivery *dv)
+/* Writes dv's current state (no attempt); with forget it is dropped from memory once that
+ * is committed. KEEP: like an outcome, it waits for space rather than failing when the
+ * store is full (it may also be the write that removes a fan-out marker). */
+static int dispatch_write_state(struct dispatch *d, struct delivery *dv, int forget)
 {
 	struct store_batch *b = store_batch_new();
-	dv->dispatch = d;
+	int rc = b ? dispatch_persist(b, dv, clock_now_ms()) : HOOKD_ENOMEM;
+	if (rc != HOOKD_OK) {
+		store_batch_free(b);
+		return rc;
+	}
+	dv->dispatch = d; /* dispatch_recorded finds its dispatcher there */
+	store_batch_submit(d->store, b, STORE_OP_KEEP, forget ? dispatch_recorded : NULL, dv);
+	return HOOKD_OK;
+}
+
+static void dispatch_bury(struct dispatch *d, struct delivery *dv)
+{
 	dv->state = DLV_DEAD;
 	delivery_set_error(dv, "endpoint deleted");
-	if (b && dispatch_persist(b, dv, clock_now_ms()) == HOOKD_OK) {
-		store_batch_submit(d->store, b, STORE_OP_KEEP, dispatch_recorded, dv);
-		return;
-	}
-	store_batch_free(b);
-	dispatch_forget(d, dv);
+	if (dispatch_write_state(d, dv, 1) != HOOKD_OK)
+		dispatch_forget(d, dv);
 }
 
 /* A held delivery (its endpoint is disabled) that was never stored, a policy delivery
@@ -673,14 +683,8 @@ static void dispatch_bury(struct dispatch *d, struct delivery *dv)
  * subscription. No attempt is recorded: holding costs none. */
 static void dispatch_store_held(struct dispatch *d, struct delivery *dv)
 {
-	struct store_batch *b = store_batch_new();
-	/* KEEP: like an outcome, it waits for space rather than failing when the store is
-	 * full (its write may also be the one that removes the fan-out marker). */
-	if (b && dispatch_persist(b, dv, clock_now_ms()) == HOOKD_OK) {
-		store_batch_submit(d->store, b, STORE_OP_KEEP, NULL, NULL);
+	if (dispatch_write_state(d, dv, 0) == HOOKD_OK)
 		return;
-	}
-	store_batch_free(b);
 	log_error("dispatch: cannot store held delivery %s now (its fan-out marker keeps it)",
 		  dv->id);
 }
@@ -729,13 +733,8 @@ static void dispatch_timer_cb(evutil_socket_t fd, short what, void *arg)
  * dropped from memory once that is committed (the due index then has it). */
 static void dispatch_store_unstored(struct dispatch *d, struct delivery *dv)
 {
-	struct store_batch *b = store_batch_new();
-	if (dispatch_live_put(d, dv) == HOOKD_OK && b &&
-	    dispatch_persist(b, dv, clock_now_ms()) == HOOKD_OK) {
-		store_batch_submit(d->store, b, STORE_OP_KEEP, dispatch_recorded, dv);
+	if (dispatch_live_put(d, dv) == HOOKD_OK && dispatch_write_state(d, dv, 1) == HOOKD_OK)
 		return;
-	}
-	store_batch_free(b);
 	log_error("dispatch: cannot store policy delivery %s now (its fan-out marker keeps it "
 		  "for the next start)", dv->id);
 	dispatch_forget(d, dv);

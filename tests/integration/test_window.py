@@ -156,6 +156,30 @@ class WindowTest(h.HookdCase):
         self.assertEqual([r.webhook_id for r in recv.get(path="/down")], first + later)
         h.wait_delivery_state(d, app, later[-1], ep["id"], "pending", attempts=1)
 
+    def test_policy_deliveries_beyond_the_window_are_stored_then_delivered(self):
+        """A policy delivery is scheduled before it is ever stored; one that does not fit its
+        endpoint's window is written to the store at once and read back later, with the
+        policy's output."""
+        recv = self.receiver()
+        d = self.daemon(delivery=DELIVERY)
+        src = ('return { transform = function(m) m.headers["x-seen"] = "yes" return m end }')
+        st, _ = d.api("PUT", "/v1/policies/mark", raw=src.encode(),
+                      headers={"Content-Type": "text/x-lua"})
+        self.assertEqual(st, 200)
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, recv.url("/pol"), policy={"name": "mark"})
+        set_disabled(d, app, ep, True)
+        ids = [h.publish(d, app, "order.placed", {"n": i})["id"] for i in range(20)]
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 20,
+                     message="the 20 policy deliveries stored and held")
+        self.assertLessEqual(h.metric(d, "hookd_scheduled"), WINDOW)
+        set_disabled(d, app, ep, False)
+        reqs = recv.wait_for(20, path="/pol", timeout=30)
+        self.assertEqual([r.webhook_id for r in reqs], ids)
+        for r in reqs:
+            self.assertEqual(r.headers.get("x-seen"), "yes")
+        h.wait_until(lambda: h.metric(d, "hookd_pending") == 0, message="hookd_pending to 0")
+
     def test_deleting_an_endpoint_buries_its_whole_backlog(self):
         recv = self.receiver()
         d = self.daemon(delivery=DELIVERY)
