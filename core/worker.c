@@ -157,8 +157,8 @@ static void worker_flush_cb(evutil_socket_t fd, short what, void *arg)
 	worker_flush(arg);
 }
 
-/* Stops and joins the threads started so far, and frees w (nothing may be queued). */
-static void worker_destroy(struct worker *w)
+/* Stops and joins the threads started so far (they run what is queued first). */
+static void worker_join(struct worker *w)
 {
 	pthread_mutex_lock(&w->lock);
 	w->stopping = 1;
@@ -166,6 +166,13 @@ static void worker_destroy(struct worker *w)
 	pthread_mutex_unlock(&w->lock);
 	for (unsigned i = 0; i < w->n_threads; i++)
 		pthread_join(w->threads[i], NULL);
+	w->n_threads = 0;
+}
+
+/* Stops and joins the threads started so far, and frees w (nothing may be queued). */
+static void worker_destroy(struct worker *w)
+{
+	worker_join(w);
 	if (w->done_ev)
 		event_free(w->done_ev);
 	if (w->flush_ev)
@@ -237,13 +244,7 @@ void worker_free(struct worker *w)
 	if (!w)
 		return;
 	worker_flush(w);
-	pthread_mutex_lock(&w->lock);
-	w->stopping = 1;
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-	for (unsigned i = 0; i < w->n_threads; i++)
-		pthread_join(w->threads[i], NULL);
-	w->n_threads = 0;
+	worker_join(w);
 	/* Every job has run: the whole list is the finished prefix. */
 	worker_run_done(w);
 	worker_destroy(w);
