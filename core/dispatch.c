@@ -1131,8 +1131,7 @@ static void dispatch_refill_cb(evutil_socket_t fd, short what, void *arg)
 /* dispatch_load's walk of the endpoints that have due entries. */
 struct dispatch_loading {
 	struct dispatch *d;
-	struct endpoint **eps;         /* known ones, references held */
-	size_t n_eps, cap_eps;
+	size_t n_eps;                  /* known ones, queued for their first read */
 	char **orphans;                /* app, endpoint pairs no longer registered (owned) */
 	size_t n_orphans, cap_orphans;
 	int rc;
@@ -1143,16 +1142,14 @@ static int dispatch_load_endpoint(void *arg, const char *app_id, const char *ep_
 	struct dispatch_loading *l = arg;
 	struct endpoint *ep = registry_endpoint(l->d->reg, app_id, ep_id);
 	if (ep) {
-		if (l->n_eps == l->cap_eps) {
-			size_t cap = l->cap_eps ? l->cap_eps * 2 : 64;
-			struct endpoint **n = realloc(l->eps, cap * sizeof(*n));
-			if (!n)
-				return HOOKD_ENOMEM;
-			l->eps = n;
-			l->cap_eps = cap;
-		}
-		endpoint_ref(ep);
-		l->eps[l->n_eps++] = ep;
+		/* Its window is read once the loop runs: a backlog of any size costs a seek per
+		 * endpoint here, not a walk of the backlog. */
+		struct dispatch_ep *de = dispatch_ep_get(l->d, ep);
+		if (!de)
+			return HOOKD_ENOMEM;
+		de->stored_at = INT64_MIN; /* unknown until the first read */
+		dispatch_want(l->d, de);
+		l->n_eps++;
 		return 0;
 	}
 	if (l->n_orphans == l->cap_orphans) {
@@ -1238,21 +1235,10 @@ int dispatch_load(struct dispatch *d, char *err, size_t errlen)
 		free(app);
 		free(ep);
 	}
-	/* Every endpoint with due entries gets its window read once the loop runs: a backlog
-	 * of any size costs a seek per endpoint here, not a walk of the backlog. */
-	for (size_t i = 0; i < l.n_eps; i++) {
-		struct dispatch_ep *de;
-		if (rc == HOOKD_OK && (de = dispatch_ep_get(d, l.eps[i]))) {
-			de->stored_at = INT64_MIN; /* unknown until the first read */
-			dispatch_want(d, de);
-		}
-		endpoint_unref(l.eps[i]);
-	}
 	if (rc != HOOKD_OK)
 		snprintf(err, errlen, "storage error: reading the due index: %s", hookd_strerror(rc));
 	else
 		log_info("dispatch: %zu endpoints with pending deliveries", l.n_eps);
-	free(l.eps);
 	free(l.orphans);
 	return rc;
 }
