@@ -28,37 +28,17 @@ H=${BENCH_BACKLOG_H:-20000}
 C=${BENCH_BACKLOG_C:-64}
 KEY=bench-backlog-key-$$
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hookd-backlog.XXXXXX")
-CURL=(curl -s --noproxy '*' -m 10)
-
-PIDS=()
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 cleanup() {
-	local p i
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do
-		for i in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
+	stop_children
 	[ -n "${BENCH_KEEP:-}" ] && echo "backlog: kept $TMP" >&2 || rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# random_port: a port below the kernel's ephemeral range. One inside it may be the local
-# port of a client connection in TIME_WAIT (after a pass, thousands), which a listener
-# cannot bind even with SO_REUSEADDR.
-random_port() {
-	local lo
-	lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-	[ "$lo" -gt 11000 ] || lo=32768
-	echo $((10000 + RANDOM % (lo - 10000)))
-}
 log() { echo "backlog: $*" >&2; }
 die() { echo "backlog: FAILED: $*"; echo "backlog: FAILED: $*" >&2; exit 1; }
-alive() { local s; s=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) && [ -n "$s" ] && [ "$s" != Z ]; }
-jnum() { sed -n "s/.*\"$1\":\([-0-9.]*\).*/\1/p" "$2" | head -1; }
-kv() { tr ' ' '\n' <"$2" | sed -n "s/^$1=//p" | head -1; }
-fdiv() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "n/a"; else printf "%.*f\n", d, a / b }'; }
 now_ns() { date +%s%N; }
 # mem PID: "VmRSS x MiB (anonymous y MiB, file z MiB)" from /proc/PID/status.
 mem() {

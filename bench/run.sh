@@ -75,17 +75,12 @@ done
 mkdir -p "$RESULTS"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/hookd-bench.XXXXXX")
 
-PIDS=()
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 HOOKD_PID=""
-# Stops every child we started (by pid), waits up to 5 s each, then SIGKILLs.
+# Stops every child we started, keeps hookd's log, removes the temp dir.
 cleanup() {
-	local p i
-	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do
-		for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
+	stop_children
 	if [ -s "$TMP/hookd.log" ]; then cp "$TMP/hookd.log" "$RESULTS/hookd-latest.log"; fi
 	rm -rf "$TMP"
 }
@@ -147,29 +142,8 @@ stop_child() {
 	PIDS=("${rest[@]}")
 }
 
-# random_port: a port below the kernel's ephemeral range. One inside it may be the local
-# port of a client connection in TIME_WAIT (after a pass, thousands), which a listener
-# cannot bind even with SO_REUSEADDR.
-random_port() {
-	local lo
-	lo=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-	[ "$lo" -gt 11000 ] || lo=32768
-	echo $((10000 + RANDOM % (lo - 10000)))
-}
 log() { echo "bench: $*" >&2; }
 die() { echo "bench: FAILED: $*" >&2; write_report "$*"; exit 1; }
-# alive PID: true while PID runs (a zombie child does not count).
-alive() { local s; s=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) && [ -n "$s" ] && [ "$s" != Z ]; }
-# jnum KEY FILE: a numeric field of a flat JSON object (the sink's /_stats).
-jnum() { sed -n "s/.*\"$1\":\([-0-9.]*\).*/\1/p" "$2" | head -1; }
-# kv KEY FILE: a key=value field of a bench tool's result line.
-kv() { tr ' ' '\n' <"$2" | sed -n "s/^$1=//p" | head -1; }
-# fdiv A B [DECIMALS]: A / B in floating point.
-fdiv() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "n/a"; else printf "%.*f\n", d, a / b }'; }
-us_ms() { awk -v u="$1" 'BEGIN { printf "%.2f ms", u / 1000 }'; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-
-CURL=(curl -s --noproxy '*' -m 10)
 
 # ---- 0. the peer's software, installed before anything is measured ----
 # shellcheck source-path=SCRIPTDIR source=peers/bullmq/peer.sh
