@@ -36,32 +36,13 @@ class HostileReceiver(h.RawServer):
         self.requests = 0
         super().__init__()
 
-    def _read_request(self, c, buf):
-        while b"\r\n\r\n" not in buf:
-            part = c.recv(65536)
-            if not part:
-                return None, buf
-            buf += part
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        n = 0
-        for line in head.split(b"\r\n")[1:]:
-            k, _, v = line.partition(b":")
-            if k.strip().lower() == b"content-length":
-                n = int(v.strip())
-        while len(rest) < n:
-            part = c.recv(65536)
-            if not part:
-                return None, b""
-            rest += part
-        return head, rest[n:]
-
     def serve(self, c):
         c.settimeout(60)
         buf = b""
         n = 0
         try:
             while not self.stopping:
-                head, buf = self._read_request(c, buf)
+                head, buf = self.read_request(c, buf)
                 if head is None:
                     break
                 n += 1

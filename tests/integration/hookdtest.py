@@ -648,6 +648,29 @@ class RawServer:
     def serve(self, conn):
         raise NotImplementedError
 
+    @staticmethod
+    def read_request(c, buf=b""):
+        """Reads one HTTP request (headers, then a Content-Length body) from c, starting with
+        the bytes already in buf: (head, bytes after the request), or (None, ...) when the
+        peer closed first."""
+        while b"\r\n\r\n" not in buf:
+            part = c.recv(65536)
+            if not part:
+                return None, buf
+            buf += part
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        n = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                n = int(v.strip())
+        while len(rest) < n:
+            part = c.recv(65536)
+            if not part:
+                return None, b""
+            rest += part
+        return head, rest[n:]
+
     def close(self):
         self.stopping = True
         self.sock.close()

@@ -26,24 +26,10 @@ class ClosingReceiver(h.RawServer):
 
     def serve(self, c):
         c.settimeout(30)
-        buf = b""
         try:
-            while b"\r\n\r\n" not in buf:
-                part = c.recv(65536)
-                if not part:
-                    return
-                buf += part
-            head, _, body = buf.partition(b"\r\n\r\n")
-            n = 0
-            for line in head.split(b"\r\n")[1:]:
-                k, _, v = line.partition(b":")
-                if k.strip().lower() == b"content-length":
-                    n = int(v.strip())
-            while len(body) < n:
-                part = c.recv(65536)
-                if not part:
-                    return
-                body += part
+            head, _ = self.read_request(c)
+            if head is None:
+                return
             with self.lock:
                 self.requests += 1
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
