@@ -64,6 +64,9 @@ struct config {
 	uint32_t window_per_endpoint; /* delivery.window_per_endpoint: deliveries of one endpoint
 				       * the scheduler holds in memory; default 256 (at least
 				       * 2 x max_inflight_per_endpoint is used) */
+	char *proxy;                 /* delivery.proxy: "http://HOST:PORT" every delivery goes
+	                              * through (an endpoint's "proxy" overrides it); NULL or ""
+	                              * = direct; default NULL */
 
 	char **allow_destinations;   /* security.allow_destinations: CIDRs; default empty */
 	size_t n_allow_destinations;

@@ -9,6 +9,7 @@
 #include "id.h"
 #include "log.h"
 #include "ssrf.h"
+#include "url.h"
 #include "worker.h"
 
 #include <arpa/inet.h>
@@ -101,6 +102,17 @@ static int cfg_check_cidr(const char *text, char *why, size_t whylen)
 	return HOOKD_EINVAL;
 }
 
+/* delivery.proxy: url.h's proxy rules, shared with an endpoint's "proxy"; "" is no proxy,
+ * as null is. */
+static int cfg_check_proxy(const char *text, char *why, size_t whylen)
+{
+	char show[ERR_QUOTE_MAX], reason[200];
+	if (text[0] == '\0' || url_proxy_check(text, reason, sizeof(reason)) == HOOKD_OK)
+		return HOOKD_OK;
+	err_set(why, whylen, "%s, got %s", reason, err_quote(text, show, sizeof(show)));
+	return HOOKD_EINVAL;
+}
+
 /* ---- tables ------------------------------------------------------------------------- */
 
 /* The limits below are each the documented range of a key (docs/configuration.md). */
@@ -178,6 +190,8 @@ static const struct cfg_field delivery_fields[] = {
 	 * 1,048,576 of ~2 KiB each is already 2 GiB for one endpoint: a cap, not a target. */
 	{.key = "window_per_endpoint", .kind = CFG_U32,
 	 .off = offsetof(struct config, window_per_endpoint), .min = 1, .max = 1048576},
+	{.key = "proxy", .kind = CFG_STRING, .off = offsetof(struct config, proxy),
+	 .flags = CFG_NULLABLE, .check = cfg_check_proxy},
 	{0},
 };
 
@@ -356,6 +370,7 @@ void config_free(struct config *c)
 	free(c->data_dir);
 	free(c->admin_key);
 	free(c->retry_schedule);
+	free(c->proxy);
 	config_strlist_free(c->allow_destinations, c->n_allow_destinations);
 	free(c->policy_dir);
 	config_apps_free(c->apps, c->n_apps);

@@ -9,6 +9,7 @@
 #include "policy.h"
 #include "registry.h"
 #include "sign.h"
+#include "tls_text.h"
 #include "url.h"
 
 #include <stdarg.h>
@@ -27,6 +28,16 @@
 #define ENDPOINT_MAX_DELAY_S 604800 /* one week: longer waits are an outage, not a retry */
 /* A note for operators, shown in listings; a paragraph, not a document. */
 #define ENDPOINT_MAX_DESCRIPTION 1024
+/* TLS material, as PEM text. A client certificate with its intermediates is 2-8 KiB; an
+ * RSA-8192 key 6.4 KiB; a private CA's bundle (root and a few intermediates) a few KiB,
+ * while the whole system bundle is 200 KiB, which is the default anyway. Each is copied
+ * into the request of every attempt to the endpoint (curl's blob options), so the bounds
+ * also bound that cost. */
+#define ENDPOINT_TLS_CERT_MAX (32 * 1024)
+#define ENDPOINT_TLS_KEY_MAX (16 * 1024)
+#define ENDPOINT_TLS_CA_MAX (64 * 1024)
+/* TLS_TEXT_PINS_MAX entries of "sha256//" + 44 base64 characters, with their ';'. */
+#define ENDPOINT_TLS_PIN_MAX (TLS_TEXT_PINS_MAX * 53)
 
 static int schema_fail(struct endpoint_error *e, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -232,6 +243,86 @@ static int check_policy_name(const struct endpoint_field *f, const char *path, c
 		return schema_fail(e, path, "expected 1 to 64 of a-z 0-9 _ -, got %s",
 				   err_quote(json_string_value(v), show, sizeof(show)));
 	return HOOKD_OK;
+}
+
+static int check_tls_cert(const struct endpoint_field *f, const char *path, const json_t *v,
+			  struct endpoint_error *e)
+{
+	char why[200];
+	if (tls_text_check_certs(json_string_value(v), NULL, why, sizeof(why)) != HOOKD_OK)
+		return schema_fail(e, path, "%s", why);
+	return HOOKD_OK;
+}
+
+static int check_tls_key(const struct endpoint_field *f, const char *path, const json_t *v,
+			 struct endpoint_error *e)
+{
+	char why[200];
+	if (tls_text_check_key(json_string_value(v), why, sizeof(why)) != HOOKD_OK)
+		return schema_fail(e, path, "%s", why);
+	return HOOKD_OK;
+}
+
+static int check_tls_pin(const struct endpoint_field *f, const char *path, const json_t *v,
+			 struct endpoint_error *e)
+{
+	char why[200];
+	if (tls_text_check_pins(json_string_value(v), why, sizeof(why)) != HOOKD_OK)
+		return schema_fail(e, path, "%s", why);
+	return HOOKD_OK;
+}
+
+static bool tls_member_set(const json_t *tls, const char *name)
+{
+	return json_is_string(json_object_get(tls, name));
+}
+
+/* A client certificate is useless without its key and a key without its certificate:
+ * both or neither (the other members stand alone). */
+static int check_tls(const struct endpoint_field *f, const char *path, const json_t *v,
+		     struct endpoint_error *e)
+{
+	char sub[ENDPOINT_FIELD_PATH_MAX];
+	bool cert = tls_member_set(v, "client_cert"), key = tls_member_set(v, "client_key");
+	if (cert && !key)
+		return schema_fail(e, schema_path_key(sub, sizeof(sub), path, "client_key"),
+				   "required with tls.client_cert (the certificate's private key)");
+	if (key && !cert)
+		return schema_fail(e, schema_path_key(sub, sizeof(sub), path, "client_cert"),
+				   "required with tls.client_key (the key's certificate)");
+	return HOOKD_OK;
+}
+
+/* "" goes direct, whatever delivery.proxy says; otherwise url.h's proxy rules, the same as
+ * delivery.proxy's. */
+static int check_proxy(const struct endpoint_field *f, const char *path, const json_t *v,
+		       struct endpoint_error *e)
+{
+	const char *s = json_string_value(v);
+	char why[200], show[ERR_QUOTE_MAX];
+	if (s[0] == '\0' || url_proxy_check(s, why, sizeof(why)) == HOOKD_OK)
+		return HOOKD_OK;
+	return schema_fail(e, path, "%s, got %s (\"\" to go direct, null for delivery.proxy)",
+			   why, err_quote(s, show, sizeof(show)));
+}
+
+/* TLS options need a TLS connection: on an http:// URL they would silently do nothing. Checked
+ * on the whole endpoint (a create, or the stored JSON after a patch), since either the url or
+ * the tls may be the one that changed. */
+static int check_tls_needs_https(const json_t *obj, struct endpoint_error *e)
+{
+	const json_t *tls = json_object_get(obj, "tls");
+	const char *url = json_string_value(json_object_get(obj, "url"));
+	static const char *const members[] = {"client_cert", "client_key", "ca", "pin"};
+	bool any = false;
+
+	for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++)
+		any = any || tls_member_set(tls, members[i]);
+	if (!any || !url || strncasecmp(url, "https://", 8) == 0)
+		return HOOKD_OK;
+	return schema_fail(e, "tls",
+			   "TLS options apply to https:// URLs only, and the url is not one "
+			   "(change the url to https:// or set tls to null)");
 }
 
 /* ---- stored forms -------------------------------------------------------------------- */
@@ -457,11 +548,56 @@ static void release_policy(struct endpoint *ep)
 	ep->policy_params = NULL;
 }
 
+/* Borrowed from the stored JSON (ep->json once installed), like policy_params: the
+ * transport copies what it needs when an attempt starts. */
+static const char *apply_tls_member(const json_t *tls, const char *name)
+{
+	return json_string_value(json_object_get(tls, name));
+}
+
+static int apply_tls(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
+{
+	json_t *tls = json_object_get(stored, "tls");
+	ep->tls_cert_pem = apply_tls_member(tls, "client_cert");
+	ep->tls_key_pem = apply_tls_member(tls, "client_key");
+	ep->tls_ca_pem = apply_tls_member(tls, "ca");
+	ep->tls_pin = apply_tls_member(tls, "pin");
+	return HOOKD_OK;
+}
+
+static void release_tls(struct endpoint *ep)
+{
+	ep->tls_cert_pem = ep->tls_key_pem = ep->tls_ca_pem = ep->tls_pin = NULL;
+}
+
+static int apply_proxy(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
+{
+	ep->proxy = json_string_value(json_object_get(stored, "proxy"));
+	return HOOKD_OK;
+}
+
+static void release_proxy(struct endpoint *ep)
+{
+	ep->proxy = NULL;
+}
+
 /* ---- the table ----------------------------------------------------------------------- */
 
 static const struct endpoint_field policy_fields[] = {
 	{.name = "name", .type = EPF_STRING, .flags = EPF_REQUIRED, .check = check_policy_name},
 	{.name = "params", .type = EPF_ANY_OBJECT, .flags = EPF_NULLABLE, .dflt = "{}"},
+	{0},
+};
+
+static const struct endpoint_field tls_fields[] = {
+	{.name = "client_cert", .type = EPF_STRING, .flags = EPF_NULLABLE,
+	 .max = ENDPOINT_TLS_CERT_MAX, .dflt = "null", .check = check_tls_cert},
+	{.name = "client_key", .type = EPF_STRING, .flags = EPF_NULLABLE,
+	 .max = ENDPOINT_TLS_KEY_MAX, .dflt = "null", .check = check_tls_key},
+	{.name = "ca", .type = EPF_STRING, .flags = EPF_NULLABLE, .max = ENDPOINT_TLS_CA_MAX,
+	 .dflt = "null", .check = check_tls_cert},
+	{.name = "pin", .type = EPF_STRING, .flags = EPF_NULLABLE, .max = ENDPOINT_TLS_PIN_MAX,
+	 .dflt = "null", .check = check_tls_pin},
 	{0},
 };
 
@@ -493,6 +629,10 @@ const struct endpoint_field endpoint_fields[] = {
 	 .apply = apply_disabled},
 	{.name = "policy", .type = EPF_OBJECT, .flags = EPF_NULLABLE, .dflt = "null",
 	 .sub = policy_fields, .apply = apply_policy, .release = release_policy},
+	{.name = "tls", .type = EPF_OBJECT, .flags = EPF_NULLABLE, .dflt = "null",
+	 .sub = tls_fields, .check = check_tls, .apply = apply_tls, .release = release_tls},
+	{.name = "proxy", .type = EPF_STRING, .flags = EPF_NULLABLE, .max = URL_MAX,
+	 .dflt = "null", .check = check_proxy, .apply = apply_proxy, .release = release_proxy},
 	{0},
 };
 
@@ -703,6 +843,8 @@ int endpoint_schema_check_whole(const json_t *req, bool creating, struct endpoin
 	for (const struct endpoint_field *f = endpoint_fields; f->name; f++)
 		if ((f->flags & EPF_REQUIRED) && !json_object_get(req, f->name))
 			return schema_fail(e, f->name, "required");
+	if (check_tls_needs_https(req, e) != HOOKD_OK)
+		return HOOKD_EINVAL;
 	return endpoint_schema_check_secret_pair(req, e);
 }
 
@@ -796,7 +938,8 @@ json_t *endpoint_schema_merge(const json_t *base, const json_t *req, const char 
 		return NULL;
 	}
 	clock_iso8601(now_ms, iso);
-	if (merge_fields(req, creating, now_ms, out, e) != HOOKD_OK)
+	if (merge_fields(req, creating, now_ms, out, e) != HOOKD_OK ||
+	    check_tls_needs_https(out, e) != HOOKD_OK)
 		goto fail;
 	if (creating && (store_set(out, "app_id", json_string(app_id)) ||
 			 store_set(out, "created_at", json_string(iso)))) {

@@ -5,6 +5,7 @@
 #include "err.h"
 #include "log.h"
 #include "store.h"
+#include "tls_text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,7 +216,14 @@ json_t *endpoint_api_view(const struct endpoint *ep)
 {
 	json_t *v = json_deep_copy(ep->json);
 	char pk[SIGN_TEXT_MAX];
+	json_t *tls = json_object_get(v, "tls");
 	json_object_del(v, "secrets");
+	if (ep->tls_key_pem && json_is_object(tls)) {
+		char prefix[80];
+		json_object_set_new(tls, "client_key",
+				    json_string(tls_text_key_prefix(ep->tls_key_pem, prefix,
+								    sizeof(prefix))));
+	}
 	if (ep->n_secrets) {
 		json_object_set_new(v, "secret", json_string(ep->secrets[0].text));
 		if (ep->secrets[0].key.kind == SIGN_ED25519 &&

@@ -37,6 +37,17 @@ struct transport_request {
 	size_t body_len;
 	uint32_t connect_timeout_ms;
 	uint32_t timeout_ms;
+	/* TLS options of the endpoint (https only), each NULL when not set; copied by send().
+	 * PEM text: the client certificate (with its intermediates) and its unencrypted key
+	 * (both or neither), the CAs trusted instead of the system's; tls_pin is curl's
+	 * CURLOPT_PINNEDPUBLICKEY list ("sha256//<base64>;..."). */
+	const char *tls_cert_pem;
+	const char *tls_key_pem;
+	const char *tls_ca_pem;
+	const char *tls_pin;
+	/* "http://HOST:PORT" to go through (the request is tunnelled with CONNECT to the
+	 * receiver's checked address); NULL or "" = direct. Copied by send(). */
+	const char *proxy;
 	void (*done)(void *arg, const struct transport_result *res);
 	void *arg;
 };

@@ -3,7 +3,13 @@
  * One multi handle for the process: its connection cache gives keep-alive and reuse per
  * host across deliveries. Sockets are opened by us (CURLOPT_OPENSOCKETFUNCTION) so the
  * destination policy sees the address curl is about to connect to, after DNS: a host name
- * that resolves or rebinds to a private address is refused there. */
+ * that resolves or rebinds to a private address is refused there.
+ *
+ * Two kinds of endpoints cost more, and only they: those with TLS options (their PEM text
+ * is copied into the handle per attempt, http_xfer_tls) and those that go through an
+ * egress proxy (the receiver's name is resolved and checked here first, http_proxy_begin,
+ * since curl would only resolve and connect to the proxy). Everything else sets exactly
+ * the options it set before. */
 #include "transport.h"
 
 #include "clock.h"
@@ -11,11 +17,14 @@
 #include "log.h"
 #include "retry.h"
 #include "ssrf.h"
+#include "url.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <event2/util.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +40,13 @@
 #define HTTP_RESPONSE_HEADER_MAX (100 * 1024)
 
 struct http_transport;
+struct http_xfer;
+
+/* What a name resolution in progress calls back with: x, or NULL once x is gone (shutdown
+ * cancels the resolution; libevent may still call back later, and frees nothing of ours). */
+struct http_dns_wait {
+	struct http_xfer *x;
+};
 
 struct http_xfer {
 	struct http_transport *t;
@@ -45,7 +61,20 @@ struct http_xfer {
 	void *arg;
 	int64_t started_ns;
 	int blocked;
-	char blocked_msg[200];
+	char blocked_msg[200];     /* why it was blocked, or why a proxied one failed early */
+	int tls_set;               /* the handle carries TLS options (http_xfer_tls) */
+	int proxy_set;             /* the handle carries proxy options (http_proxy_begin) */
+	int proxied;               /* this attempt goes through the proxy */
+	/* A proxied attempt: the resolution of the receiver's name in progress, the
+	 * CURLOPT_CONNECT_TO entry that pins the checked address, and the event that ends an
+	 * attempt refused before curl saw it (done() must not run inside send()). */
+	struct evdns_getaddrinfo_request *dns;
+	struct http_dns_wait *dns_wait;
+	struct curl_slist connect_to;
+	char connect_to_text[INET6_ADDRSTRLEN + 8];
+	char target[256];          /* the receiver's host name, for messages */
+	struct event early;
+	int early_assigned;
 	int body_cut;              /* stopped reading: the excerpt was full */
 	int header_too_large;      /* stopped reading: over HTTP_RESPONSE_HEADER_MAX */
 	int header_end;            /* the blank line after the last response's headers came */
@@ -84,6 +113,8 @@ struct http_transport {
 	struct http_xfer *active;
 	struct http_sock **socks; /* the sockets we opened and curl has not closed, by fd */
 	size_t socks_cap;
+	const char *capath;       /* curl's built-in CURLOPT_CAPATH (static in libcurl) */
+	struct evdns_base *dns;   /* created by the first proxied attempt (http_proxy_begin) */
 };
 
 static void http_active_unlink(struct http_transport *t, struct http_xfer *x)
@@ -264,7 +295,10 @@ static curl_socket_t http_opensocket_cb(void *arg, curlsocktype purpose, struct 
 			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&a->addr)->sin6_addr, text, sizeof(text));
 		x->blocked = 1;
 		snprintf(x->blocked_msg, sizeof(x->blocked_msg),
-			 "destination blocked: %s is a %s address (not in security.allow_destinations)",
+			 x->proxied ? "proxy blocked: %s is a %s address (not in "
+				      "security.allow_destinations)"
+				    : "destination blocked: %s is a %s address (not in "
+				      "security.allow_destinations)",
 			 text, ssrf_class_name(cls));
 		return CURL_SOCKET_BAD;
 	}
@@ -361,6 +395,8 @@ static struct http_xfer *http_xfer_new(struct http_transport *t)
 
 static void http_xfer_free(struct http_xfer *x)
 {
+	if (x->early_assigned)
+		event_del(&x->early);
 	curl_easy_cleanup(x->easy);
 	free(x->hnodes);
 	free(x->htext);
@@ -462,6 +498,216 @@ static void http_check_done(struct http_transport *t)
 	}
 }
 
+/* Sets the endpoint's TLS options on the handle, or clears those a previous attempt left
+ * there: a handle serves every endpoint in turn, and one endpoint's certificate, CAs or pin
+ * must never apply to another's attempt. The blobs are copied by curl (CURL_BLOB_COPY): the
+ * endpoint may be changed while the attempt runs. Given CAs replace the system's: CAINFO_BLOB
+ * overrides the CAINFO bundle, and CAPATH (the system's hashed directory, which OpenSSL
+ * would search too) is cleared for the attempt and restored after. curl does not reuse a
+ * connection, nor resume a TLS session, made with another client certificate, CA blob or
+ * pin: they are part of the SSL config it compares (tests/integration/test_tls.py checks
+ * this). */
+static void http_xfer_tls(struct http_transport *t, struct http_xfer *x,
+			  const struct transport_request *req)
+{
+	CURL *e = x->easy;
+	struct curl_blob cert = {(void *)req->tls_cert_pem, 0, CURL_BLOB_COPY};
+	struct curl_blob key = {(void *)req->tls_key_pem, 0, CURL_BLOB_COPY};
+	struct curl_blob ca = {(void *)req->tls_ca_pem, 0, CURL_BLOB_COPY};
+
+	cert.len = cert.data ? strlen(req->tls_cert_pem) : 0;
+	key.len = key.data ? strlen(req->tls_key_pem) : 0;
+	ca.len = ca.data ? strlen(req->tls_ca_pem) : 0;
+	curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, cert.data ? &cert : NULL);
+	curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, key.data ? &key : NULL);
+	curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, ca.data ? &ca : NULL);
+	curl_easy_setopt(e, CURLOPT_CAPATH, ca.data ? NULL : t->capath);
+	curl_easy_setopt(e, CURLOPT_PINNEDPUBLICKEY, req->tls_pin);
+	x->tls_set = cert.data || key.data || ca.data || req->tls_pin;
+}
+
+static int http_xfer_start(struct http_transport *t, struct http_xfer *x)
+{
+	x->started_ns = clock_mono_ns();
+	if (curl_multi_add_handle(t->multi, x->easy) != CURLM_OK)
+		return HOOKD_EIO;
+	return HOOKD_OK;
+}
+
+static void http_active_link(struct http_transport *t, struct http_xfer *x)
+{
+	x->next_active = t->active;
+	x->prev_active = NULL;
+	if (t->active)
+		t->active->prev_active = x;
+	t->active = x;
+}
+
+/* Ends a proxied attempt that never reached curl (refused by the guard, name not
+ * resolved, or the handle not accepted): x->blocked and x->blocked_msg say why. */
+static void http_early_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_xfer *x = arg;
+	struct http_transport *t = x->t;
+	struct transport_result res;
+
+	http_active_unlink(t, x);
+	memset(&res, 0, sizeof(res));
+	res.retry_after_s = -1;
+	res.duration_ms = (clock_mono_ns() - x->started_ns) / 1000000;
+	res.blocked = x->blocked;
+	snprintf(res.error, sizeof(res.error), "%s", x->blocked_msg);
+	res.response = x->resp;
+	x->done(x->arg, &res);
+	http_xfer_release(t, x);
+}
+
+static void http_early_fail(struct http_xfer *x)
+{
+	static const struct timeval now = {0, 0};
+	if (!x->early_assigned) {
+		evtimer_assign(&x->early, x->t->evbase, http_early_cb, x);
+		x->early_assigned = 1;
+	}
+	evtimer_add(&x->early, &now);
+}
+
+/* The receiver's address is known: checked by the guard like a direct connection's, then
+ * pinned with CURLOPT_CONNECT_TO, so curl asks the proxy to CONNECT to this address (not
+ * the name, which the proxy would resolve again and might get another answer for: the
+ * rebinding the guard exists to stop). TLS still verifies the URL's host name. */
+static void http_proxy_target(struct http_xfer *x, const struct sockaddr *sa)
+{
+	char text[INET6_ADDRSTRLEN] = "?";
+	enum ssrf_class cls;
+	const void *addr = sa->sa_family == AF_INET6
+				   ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+				   : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+
+	inet_ntop(sa->sa_family, addr, text, sizeof(text));
+	if (!ssrf_policy_check(x->t->ssrf, sa, &cls)) {
+		x->blocked = 1;
+		snprintf(x->blocked_msg, sizeof(x->blocked_msg),
+			 "destination blocked: %.100s is a %s address (not in "
+			 "security.allow_destinations; not passed to the proxy)",
+			 text, ssrf_class_name(cls));
+		http_early_fail(x);
+		return;
+	}
+	/* "::ADDR:" = any host and port of this handle's URL, connect to ADDR on the URL's
+	 * port. */
+	snprintf(x->connect_to_text, sizeof(x->connect_to_text),
+		 sa->sa_family == AF_INET6 ? "::[%s]:" : "::%s:", text);
+	x->connect_to.data = x->connect_to_text;
+	x->connect_to.next = NULL;
+	curl_easy_setopt(x->easy, CURLOPT_CONNECT_TO, &x->connect_to);
+	if (http_xfer_start(x->t, x) != HOOKD_OK) {
+		snprintf(x->blocked_msg, sizeof(x->blocked_msg), "cannot start the request");
+		http_early_fail(x);
+	}
+}
+
+/* The answer for the receiver's name: the first address the guard allows is used (as curl
+ * would try the addresses in turn, skipping refused ones); if none is, the first one is
+ * reported as refused. */
+static void http_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct http_dns_wait *w = arg;
+	struct http_xfer *x = w->x;
+	struct evutil_addrinfo *ai, *pick = NULL;
+
+	free(w);
+	if (!x) {
+		if (res)
+			evutil_freeaddrinfo(res);
+		return;
+	}
+	x->dns = NULL;
+	x->dns_wait = NULL;
+	if (result != 0 || !res) {
+		snprintf(x->blocked_msg, sizeof(x->blocked_msg), "could not resolve host %.100s: %s",
+			 x->target, evutil_gai_strerror(result));
+		http_early_fail(x);
+		if (res)
+			evutil_freeaddrinfo(res);
+		return;
+	}
+	for (ai = res; ai && !pick; ai = ai->ai_next)
+		if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+		    ssrf_policy_check(x->t->ssrf, ai->ai_addr, NULL))
+			pick = ai;
+	http_proxy_target(x, pick ? pick->ai_addr : res->ai_addr);
+	evutil_freeaddrinfo(res);
+}
+
+/* A proxied attempt: the proxy itself is checked by the guard when curl opens its socket
+ * (http_opensocket_cb); the receiver's host is resolved here, without blocking the loop
+ * (libevent's resolver: /etc/hosts, then the nameservers of /etc/resolv.conf), checked, and
+ * its address handed to the proxy (http_proxy_target). Every request is tunnelled with
+ * CONNECT, http:// ones too: the proxy relays bytes and never sees or changes a signed
+ * request. x is on the active list meanwhile, so shutdown finds it. */
+static int http_proxy_begin(struct http_transport *t, struct http_xfer *x,
+			    const struct transport_request *req)
+{
+	struct evdns_getaddrinfo_request *req_dns;
+	struct http_dns_wait *w;
+	struct evutil_addrinfo hints;
+	struct sockaddr_in6 sin6;
+	struct sockaddr_in sin;
+	unsigned port;
+
+	if (url_endpoint_host(req->url, x->target, sizeof(x->target), &port) != HOOKD_OK)
+		return HOOKD_EINVAL;
+	curl_easy_setopt(x->easy, CURLOPT_PROXY, req->proxy);
+	curl_easy_setopt(x->easy, CURLOPT_HTTPPROXYTUNNEL, 1L);
+	x->proxy_set = 1;
+	x->started_ns = clock_mono_ns();
+	http_active_link(t, x);
+	memset(&sin, 0, sizeof(sin));
+	memset(&sin6, 0, sizeof(sin6));
+	if (inet_pton(AF_INET, x->target, &sin.sin_addr) == 1) {
+		sin.sin_family = AF_INET;
+		http_proxy_target(x, (struct sockaddr *)&sin);
+		return HOOKD_OK;
+	}
+	if (inet_pton(AF_INET6, x->target, &sin6.sin6_addr) == 1) {
+		sin6.sin6_family = AF_INET6;
+		http_proxy_target(x, (struct sockaddr *)&sin6);
+		return HOOKD_OK;
+	}
+	if (!t->dns && !(t->dns = evdns_base_new(t->evbase, EVDNS_BASE_INITIALIZE_NAMESERVERS))) {
+		snprintf(x->blocked_msg, sizeof(x->blocked_msg),
+			 "could not resolve host %.100s: cannot start the resolver", x->target);
+		http_early_fail(x);
+		return HOOKD_OK;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	if (!(w = malloc(sizeof(*w)))) {
+		http_active_unlink(t, x);
+		return HOOKD_ENOMEM;
+	}
+	w->x = x;
+	x->dns_wait = w;
+	/* May answer at once (a name in /etc/hosts), calling http_dns_cb (which frees w and
+	 * clears x->dns_wait) before it returns NULL. */
+	req_dns = evdns_getaddrinfo(t->dns, x->target, NULL, &hints, http_dns_cb, w);
+	if (x->dns_wait)
+		x->dns = req_dns;
+	return HOOKD_OK;
+}
+
+/* Back to a direct attempt on a handle a proxied one used. */
+static void http_proxy_clear(struct http_xfer *x)
+{
+	curl_easy_setopt(x->easy, CURLOPT_PROXY, "");
+	curl_easy_setopt(x->easy, CURLOPT_HTTPPROXYTUNNEL, 0L);
+	curl_easy_setopt(x->easy, CURLOPT_CONNECT_TO, NULL);
+	x->proxy_set = 0;
+}
+
 static int http_send(struct transport *base, const struct transport_request *req)
 {
 	struct http_transport *t = (struct http_transport *)base;
@@ -476,6 +722,7 @@ static int http_send(struct transport *base, const struct transport_request *req
 			return HOOKD_ENOMEM;
 	}
 	x->blocked = 0;
+	x->blocked_msg[0] = '\0';
 	x->body_cut = 0;
 	x->header_too_large = 0;
 	x->header_end = 0;
@@ -496,15 +743,22 @@ static int http_send(struct transport *base, const struct transport_request *req
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hnodes);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
-	x->started_ns = clock_mono_ns();
-	if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
+	if (x->tls_set || req->tls_cert_pem || req->tls_key_pem || req->tls_ca_pem || req->tls_pin)
+		http_xfer_tls(t, x, req);
+	x->proxied = req->proxy && req->proxy[0];
+	if (x->proxy_set && !x->proxied)
+		http_proxy_clear(x);
+	if (x->proxied) {
+		int rc = http_proxy_begin(t, x, req);
+		if (rc != HOOKD_OK)
+			http_xfer_release(t, x);
+		return rc;
+	}
+	if (http_xfer_start(t, x) != HOOKD_OK) {
 		http_xfer_release(t, x);
 		return HOOKD_EIO;
 	}
-	x->next_active = t->active;
-	if (t->active)
-		t->active->prev_active = x;
-	t->active = x;
+	http_active_link(t, x);
 	return HOOKD_OK;
 }
 
@@ -518,9 +772,15 @@ static void http_destroy(struct transport *base)
 	 * in the store and are sent again after the restart (at-least-once). */
 	for (x = t->active; x; x = next) {
 		next = x->next_active;
+		if (x->dns_wait) {
+			x->dns_wait->x = NULL;
+			evdns_getaddrinfo_cancel(x->dns);
+		}
 		curl_multi_remove_handle(t->multi, x->easy);
 		http_xfer_free(x);
 	}
+	if (t->dns)
+		evdns_base_free(t->dns, 0);
 	for (x = t->pool; x; x = next) {
 		next = x->next_free;
 		http_xfer_free(x);
@@ -554,6 +814,13 @@ struct transport *transport_http_new(struct event_base *base, const struct ssrf_
 	t->ssrf = ssrf;
 	t->multi = curl_multi_init();
 	t->timer = evtimer_new(base, http_timer_cb, t);
+	if (t->multi) {
+		CURL *probe = curl_easy_init();
+		char *capath = NULL;
+		if (probe && curl_easy_getinfo(probe, CURLINFO_CAPATH, &capath) == CURLE_OK)
+			t->capath = capath;
+		curl_easy_cleanup(probe);
+	}
 	if (!t->multi || !t->timer) {
 		snprintf(err, errlen, "cannot create the HTTP client");
 		http_destroy(&t->base);

@@ -242,3 +242,95 @@ cleanup:
 		err_set(why_out, whylen, "%s", why);
 	return rc;
 }
+
+int url_proxy_check(const char *url, char *why_out, size_t whylen)
+{
+	const char *why = NULL, *rest, *port = NULL;
+	size_t len = strlen(url), alen;
+	bool host_ok;
+
+	if (len > URL_MAX) {
+		err_set(why_out, whylen, "longer than %d bytes", URL_MAX);
+		return HOOKD_EINVAL;
+	}
+	why = url_chars_why(url, len);
+	if (why)
+		goto fail;
+	if (strncasecmp(url, "http://", 7) != 0) {
+		why = strncasecmp(url, "https://", 8) == 0
+			      ? "an https:// proxy is not supported; give the proxy as "
+				"http://HOST:PORT (https deliveries are tunnelled through it with "
+				"CONNECT, end to end encrypted)"
+			      : "expected http://HOST:PORT";
+		goto fail;
+	}
+	rest = url + 7;
+	alen = strcspn(rest, "/?#");
+	if (memchr(rest, '@', alen)) {
+		why = "user names and passwords (user:pass@) are not supported in the proxy URL";
+		goto fail;
+	}
+	if (rest[alen] != '\0' && strcmp(rest + alen, "/") != 0) {
+		why = "expected http://HOST:PORT without a path";
+		goto fail;
+	}
+	if (alen > 0 && rest[0] == '[')
+		host_ok = url_ipv6_host(rest, alen, &port, &why);
+	else
+		host_ok = url_name_host(rest, alen, &port, &why);
+	if (!host_ok)
+		goto fail;
+	if (!port) {
+		why = "the proxy URL needs a port (http://HOST:PORT)";
+		goto fail;
+	}
+	if (!url_port_valid(port, (size_t)(rest + alen - port))) {
+		why = "the port must be 1..65535";
+		goto fail;
+	}
+	return HOOKD_OK;
+fail:
+	err_set(why_out, whylen, "%s", why);
+	return HOOKD_EINVAL;
+}
+
+int url_endpoint_host(const char *url, char *host, size_t hostlen, unsigned *port)
+{
+	const char *rest = url_after_scheme(url), *h, *colon = NULL;
+	size_t alen, hlen;
+	unsigned p = 0;
+
+	if (!rest)
+		return HOOKD_EINVAL;
+	alen = strcspn(rest, "/?#");
+	if (alen > 0 && rest[0] == '[') {
+		const char *close = memchr(rest, ']', alen);
+		if (!close)
+			return HOOKD_EINVAL;
+		h = rest + 1;
+		hlen = (size_t)(close - h);
+		if (close + 1 < rest + alen && close[1] == ':')
+			colon = close + 1;
+	} else {
+		h = rest;
+		colon = memchr(rest, ':', alen);
+		hlen = colon ? (size_t)(colon - rest) : alen;
+	}
+	if (hlen == 0 || hlen >= hostlen)
+		return HOOKD_EINVAL;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	if (colon) {
+		for (const char *c = colon + 1; c < rest + alen; c++) {
+			if (!url_is_digit(*c) || p > 65535)
+				return HOOKD_EINVAL;
+			p = p * 10 + (unsigned)(*c - '0');
+		}
+	} else {
+		p = rest - url == 8 ? 443 : 80;
+	}
+	if (p < 1 || p > 65535)
+		return HOOKD_EINVAL;
+	*port = p;
+	return HOOKD_OK;
+}

@@ -28,4 +28,17 @@
  * caller frames it its own way: "url: <why>", "file:line: key: <why>, got '...'"). */
 int url_endpoint_check(const char *url, char *why, size_t whylen);
 
+/* HOOKD_OK when url is an acceptable egress proxy (delivery.proxy, an endpoint's "proxy"):
+ * exactly http://HOST:PORT, optionally with a final '/', HOST by the endpoint URL's rules
+ * and the port required (a proxy has no conventional one). No user:pass@ (the URL is shown
+ * by the API and logged), no path, no https:// proxy. HOOKD_EINVAL with the reason in why
+ * otherwise. The empty string is not a URL: callers that take "" for "no proxy" test it
+ * first. */
+int url_proxy_check(const char *url, char *why, size_t whylen);
+
+/* The host of an accepted endpoint URL (checked by url_endpoint_check) without IPv6
+ * brackets, into host (hostlen bytes), and its port (the scheme's, 80 or 443, when it has
+ * none). HOOKD_EINVAL if url is not one (or the host does not fit). */
+int url_endpoint_host(const char *url, char *host, size_t hostlen, unsigned *port);
+
 #endif

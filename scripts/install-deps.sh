@@ -29,3 +29,13 @@ fi
 if [ "${1:-}" = "--test" ] && [ -f tests/js/package.json ] && [ ! -d tests/js/node_modules/standardwebhooks ]; then
   (cd tests/js && npm ci --no-audit --no-fund --silent)
 fi
+
+# TLS and proxy tests (tests/integration/test_tls.py, test_proxy.py) make their CA, server and
+# client certificates with the openssl CLI.
+if ! dpkg-query -W -f='${Status}' openssl 2>/dev/null | grep -q "install ok installed"; then
+  echo "install-deps: installing openssl"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends openssl
+fi

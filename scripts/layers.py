@@ -21,7 +21,8 @@ ROWS = [
     ["registry", "endpoint_schema", "transport_http"],
     ["policy", "policy_*", "worker", "sign", "url", "ssrf", "retry", "datadir"],
     ["store", "store_*", "record"],
-    ["clock", "id", "log", "jsontext", "json_scan", "ratelimit", "strmap", "header", "cli"],
+    ["clock", "id", "log", "jsontext", "json_scan", "ratelimit", "strmap", "header", "cli",
+     "tls_text"],
     ["err"],
 ]
 FAMILIES = [
