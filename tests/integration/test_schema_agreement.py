@@ -174,6 +174,36 @@ CASES = [
     case("colour", "red", False, r"unknown"),
 ]
 
+
+# tls and proxy (docs/api.md "Endpoint fields"). The table's URL is http://, so the only
+# tls accepted here is null; a valid tls on it is refused by both sides on "tls" (TLS
+# options need an https:// URL); test_tls.py covers the accepted ones end to end.
+def _test_ca():
+    out = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                          "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "/dev/null",
+                          "-subj", "/CN=agreement", "-days", "1"],
+                         capture_output=True, check=True, timeout=30)
+    return out.stdout.decode()
+
+
+CA_PEM = _test_ca()
+CASES += [
+    case("proxy", None, True),
+    case("proxy", "", True),
+    case("proxy", "http://127.0.0.1:3128", True),
+    case("proxy", "http://[::1]:3128/", True),
+    case("proxy", "https://127.0.0.1:3128", False, r"https:// proxy is not supported"),
+    case("proxy", "http://proxy.internal", False, r"needs a port"),
+    case("proxy", "http://u:p@127.0.0.1:3128", False, r"user names and passwords"),
+    case("tls", None, True),
+    case("tls", {"ca": CA_PEM}, False, r"https:// URLs only"),
+    case("tls", {"ca": "not pem"}, False, r"not a PEM certificate"),
+    case("tls", {"pin": "sha256//x"}, False, r"expected sha256//<base64 of 32 bytes>"),
+    case("tls", {"client_cert": CA_PEM}, False, r"required with tls.client_cert"),
+    case("tls", {"verify": False}, False, r"unknown"),
+    case("tls", "yes", False),
+]
+
 ENDPOINT_LINE = 8  # "      - id: ..." of the endpoint in every generated file
 
 
