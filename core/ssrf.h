@@ -2,7 +2,9 @@
  *
  * Checked on the address curl is about to connect to (after DNS), so a hostname that
  * resolves, or rebinds, to a private address is refused. Anything not public is refused
- * unless an allow-list CIDR (security.allow_destinations) covers it. */
+ * unless an allow-list CIDR (security.allow_destinations) covers it. Through an egress proxy
+ * the proxy's address is checked there, and transport_http.c resolves and checks the
+ * receiver's host itself before handing the proxy its address. */
 #ifndef HOOKD_SSRF_H
 #define HOOKD_SSRF_H
 

@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 #include <stdlib.h>
+#include <strings.h>
 
 struct good {
 	const char *url, *host, *port; /* port NULL: none in the URL */
@@ -144,11 +145,67 @@ static void test_reasons(void)
 	CHECK(url_endpoint_check("http://x:0/", NULL, 0) == HOOKD_EINVAL);
 }
 
+/* url_endpoint_host: the host the proxied path resolves and the port it connects to, for
+ * every accepted URL of the table (brackets of IPv6 hosts dropped, the scheme's port when
+ * the URL has none). */
+static void test_endpoint_host(void)
+{
+	char host[256], want[256];
+	unsigned port = 0;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		const char *h = good[i].host;
+		size_t n = strlen(h);
+		snprintf(want, sizeof(want), "%.*s", h[0] == '[' ? (int)n - 2 : (int)n,
+			 h[0] == '[' ? h + 1 : h);
+		CHECK(url_endpoint_host(good[i].url, host, sizeof(host), &port) == HOOKD_OK);
+		CHECK_STR(host, want);
+		if (good[i].port)
+			CHECK(port == (unsigned)strtoul(good[i].port, NULL, 10));
+		else
+			CHECK(port == (strncasecmp(good[i].url, "https", 5) == 0 ? 443u : 80u));
+	}
+	CHECK(url_endpoint_host("ftp://x/", host, sizeof(host), &port) == HOOKD_EINVAL);
+	CHECK(url_endpoint_host("http://example.com/", host, 5, &port) == HOOKD_EINVAL);
+}
+
+static void test_proxy_urls(void)
+{
+	static const char *const ok[] = {"http://127.0.0.1:3128", "HTTP://proxy.internal:8080/",
+					 "http://[::1]:3128", "http://[2001:db8::1]:1/"};
+	static const struct {
+		const char *url, *why;
+	} no[] = {
+		{"", "expected http://HOST:PORT"},
+		{"socks5://127.0.0.1:1080", "expected http://HOST:PORT"},
+		{"http://proxy", "the proxy URL needs a port (http://HOST:PORT)"},
+		{"http://proxy:0", "the port must be 1..65535"},
+		{"http://proxy:3128/x", "expected http://HOST:PORT without a path"},
+		{"http://proxy:3128?x", "expected http://HOST:PORT without a path"},
+		{"http://u:p@proxy:3128", "user names and passwords (user:pass@) are not supported in "
+					  "the proxy URL"},
+		{"http://127.1:3128", NULL},
+		{"http://[::1:3128", "bad IPv6 address in brackets"},
+		{"http://a b:1", "spaces and control characters must be percent-encoded"},
+	};
+	char why[300];
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		CHECK(url_proxy_check(ok[i], why, sizeof(why)) == HOOKD_OK);
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+		CHECK(url_proxy_check(no[i].url, why, sizeof(why)) == HOOKD_EINVAL);
+		if (no[i].why)
+			CHECK_STR(why, no[i].why);
+	}
+	CHECK(url_proxy_check("https://p:1", why, sizeof(why)) == HOOKD_EINVAL);
+	CHECK(strstr(why, "an https:// proxy is not supported") == why);
+}
+
 int main(void)
 {
 	test_good_urls_parse_in_curl();
 	test_bad_urls_refused();
 	test_lengths();
 	test_reasons();
+	test_endpoint_host();
+	test_proxy_urls();
 	return check_done();
 }
