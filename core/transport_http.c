@@ -73,8 +73,13 @@ struct http_xfer {
 	struct curl_slist connect_to;
 	char connect_to_text[INET6_ADDRSTRLEN + 8];
 	char target[256];          /* the receiver's host name, for messages */
-	struct event early;
+	struct event early;        /* also the attempt's deadline while the name resolves */
 	int early_assigned;
+	uint32_t timeout_ms;       /* the attempt's, for what is left of it after resolving */
+	/* curl's detail of a failure (CURLOPT_ERRORBUFFER): added to the error of TLS and
+	 * proxied attempts, whose generic texts ("Failure when receiving data from the peer")
+	 * do not say that the proxy refused the tunnel or which certificate check failed. */
+	char curl_err[CURL_ERROR_SIZE];
 	int body_cut;              /* stopped reading: the excerpt was full */
 	int header_too_large;      /* stopped reading: over HTTP_RESPONSE_HEADER_MAX */
 	int header_end;            /* the blank line after the last response's headers came */
@@ -390,6 +395,7 @@ static struct http_xfer *http_xfer_new(struct http_transport *t)
 	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
 	return x;
 }
 
@@ -488,6 +494,13 @@ static void http_check_done(struct http_transport *t)
 			snprintf(res.error, sizeof(res.error),
 				 "response header too large (over %d KiB)",
 				 HTTP_RESPONSE_HEADER_MAX / 1024);
+		} else if ((x->proxied || x->tls_set) && x->curl_err[0]) {
+			const char *generic = curl_easy_strerror(m->data.result);
+			if (strstr(x->curl_err, generic)) /* the detail already says it */
+				snprintf(res.error, sizeof(res.error), "%.255s", x->curl_err);
+			else
+				snprintf(res.error, sizeof(res.error), "%.60s (%.180s)", generic,
+					 x->curl_err);
 		} else {
 			snprintf(res.error, sizeof(res.error), "%s", curl_easy_strerror(m->data.result));
 		}
@@ -544,13 +557,23 @@ static void http_active_link(struct http_transport *t, struct http_xfer *x)
 }
 
 /* Ends a proxied attempt that never reached curl (refused by the guard, name not
- * resolved, or the handle not accepted): x->blocked and x->blocked_msg say why. */
+ * resolved, or the handle not accepted): x->blocked and x->blocked_msg say why. Or the
+ * attempt's timeout came while its name was still resolving: the resolution is abandoned
+ * (its callback finds the wait orphaned). */
 static void http_early_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_xfer *x = arg;
 	struct http_transport *t = x->t;
 	struct transport_result res;
 
+	if (x->dns_wait) {
+		x->dns_wait->x = NULL;
+		x->dns_wait = NULL;
+		evdns_getaddrinfo_cancel(x->dns);
+		x->dns = NULL;
+		snprintf(x->blocked_msg, sizeof(x->blocked_msg),
+			 "resolving host %.100s timed out after %u ms", x->target, x->timeout_ms);
+	}
 	http_active_unlink(t, x);
 	memset(&res, 0, sizeof(res));
 	res.retry_after_s = -1;
@@ -562,14 +585,20 @@ static void http_early_cb(evutil_socket_t fd, short what, void *arg)
 	http_xfer_release(t, x);
 }
 
-static void http_early_fail(struct http_xfer *x)
+/* Arms x->early to fire after ms (0: on the loop's next turn). */
+static void http_early_arm(struct http_xfer *x, uint32_t ms)
 {
-	static const struct timeval now = {0, 0};
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	if (!x->early_assigned) {
 		evtimer_assign(&x->early, x->t->evbase, http_early_cb, x);
 		x->early_assigned = 1;
 	}
-	evtimer_add(&x->early, &now);
+	evtimer_add(&x->early, &tv);
+}
+
+static void http_early_fail(struct http_xfer *x)
+{
+	http_early_arm(x, 0);
 }
 
 /* The receiver's address is known: checked by the guard like a direct connection's, then
@@ -580,6 +609,7 @@ static void http_proxy_target(struct http_xfer *x, const struct sockaddr *sa)
 {
 	char text[INET6_ADDRSTRLEN] = "?";
 	enum ssrf_class cls;
+	int64_t started;
 	const void *addr = sa->sa_family == AF_INET6
 				   ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
 				   : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
@@ -601,10 +631,17 @@ static void http_proxy_target(struct http_xfer *x, const struct sockaddr *sa)
 	x->connect_to.data = x->connect_to_text;
 	x->connect_to.next = NULL;
 	curl_easy_setopt(x->easy, CURLOPT_CONNECT_TO, &x->connect_to);
+	if (x->timeout_ms) { /* what the resolution left of the attempt's time */
+		int64_t spent = (clock_mono_ns() - x->started_ns) / 1000000;
+		int64_t left = (int64_t)x->timeout_ms - spent;
+		curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, (long)(left > 1 ? left : 1));
+	}
+	started = x->started_ns;
 	if (http_xfer_start(x->t, x) != HOOKD_OK) {
 		snprintf(x->blocked_msg, sizeof(x->blocked_msg), "cannot start the request");
 		http_early_fail(x);
 	}
+	x->started_ns = started; /* the attempt's duration includes the resolution */
 }
 
 /* The answer for the receiver's name: the first address the guard allows is used (as curl
@@ -624,6 +661,8 @@ static void http_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	}
 	x->dns = NULL;
 	x->dns_wait = NULL;
+	if (x->early_assigned)
+		event_del(&x->early); /* the deadline; curl's own timeout takes over */
 	if (result != 0 || !res) {
 		snprintf(x->blocked_msg, sizeof(x->blocked_msg), "could not resolve host %.100s: %s",
 			 x->target, evutil_gai_strerror(result));
@@ -675,7 +714,14 @@ static int http_proxy_begin(struct http_transport *t, struct http_xfer *x,
 		http_proxy_target(x, (struct sockaddr *)&sin6);
 		return HOOKD_OK;
 	}
-	if (!t->dns && !(t->dns = evdns_base_new(t->evbase, EVDNS_BASE_INITIALIZE_NAMESERVERS))) {
+	if (!t->dns) {
+		t->dns = evdns_base_new(t->evbase, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+		/* libevent's default mixes the case of the name (DNS 0x20) and checks the answer
+		 * has it back; some resolvers and middleboxes do not keep it. */
+		if (t->dns)
+			evdns_base_set_option(t->dns, "randomize-case:", "0");
+	}
+	if (!t->dns) {
 		snprintf(x->blocked_msg, sizeof(x->blocked_msg),
 			 "could not resolve host %.100s: cannot start the resolver", x->target);
 		http_early_fail(x);
@@ -694,8 +740,10 @@ static int http_proxy_begin(struct http_transport *t, struct http_xfer *x,
 	/* May answer at once (a name in /etc/hosts), calling http_dns_cb (which frees w and
 	 * clears x->dns_wait) before it returns NULL. */
 	req_dns = evdns_getaddrinfo(t->dns, x->target, NULL, &hints, http_dns_cb, w);
-	if (x->dns_wait)
+	if (x->dns_wait) {
 		x->dns = req_dns;
+		http_early_arm(x, x->timeout_ms); /* the attempt's timeout covers resolving too */
+	}
 	return HOOKD_OK;
 }
 
@@ -730,6 +778,7 @@ static int http_send(struct transport *base, const struct transport_request *req
 	x->resp_len = 0;
 	x->done = req->done;
 	x->arg = req->arg;
+	x->timeout_ms = req->timeout_ms;
 	if (http_xfer_headers(x, req) != HOOKD_OK) {
 		http_xfer_release(t, x);
 		return HOOKD_ENOMEM;

@@ -114,6 +114,21 @@ class ProxyTest(h.HookdCase):
         self.assertEqual(p.seen(), [f"127.0.0.1:{recv.port}"])
         h.wait_delivery_state(d, app, m2, named["id"], "succeeded", attempts=1)
 
+    def test_ipv6_target_and_proxy_refusal(self):
+        """An IPv6 receiver is asked for as [addr]:port; a proxy that refuses the tunnel
+        (here: nothing listens there, 502) fails the attempt with curl's reason."""
+        p = self.proxy()
+        port = h.free_port()
+        d = self.daemon(delivery={"proxy": p.url()})
+        app = h.create_app(d)
+        h.create_endpoint(d, app, f"http://[::1]:{port}/v6", retry_schedule=[600])
+        m = h.publish(d, app, "a.b", {})["id"]
+        a = self.first_attempt(d, app, m)
+        sys.stderr.write(f"tunnel refused: {a['error']!r}\n")
+        self.assertIsNone(a["status"], a)
+        self.assertIn("502", a["error"])
+        self.assertEqual(p.seen(), [f"[::1]:{port}"])
+
     def test_name_resolving_only_to_refused_addresses(self):
         recv = self.receiver()
         p = self.proxy()
