@@ -6,7 +6,6 @@
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define TLS_PEM_BEGIN "-----BEGIN "
@@ -54,24 +53,33 @@ static enum tls_pem_step tls_pem_next(const char **pos, struct tls_pem_block *b)
 	return TLS_PEM_BLOCK;
 }
 
-/* true when the block's body is base64 (whitespace ignored) of DER, which starts with a
- * SEQUENCE (0x30). A body with RFC 1421 headers ("Proc-Type: 4,ENCRYPTED") is not. */
+/* true when the block's body is base64 (whitespace ignored, '=' padding only at the end)
+ * of DER, which starts with a SEQUENCE (0x30). A body with RFC 1421 headers ("Proc-Type:
+ * 4,ENCRYPTED") is not. Only the first group is decoded: no allocation, whatever the size. */
 static bool tls_pem_body_der(const struct tls_pem_block *b)
 {
-	unsigned char *bin;
-	size_t bin_len = 0;
-	const char *end = NULL;
-	bool ok;
+	char head[4];
+	unsigned char bin[3];
+	size_t nhead = 0, n = 0, pad = 0, bin_len = 0;
 
-	if (memchr(b->body, ':', b->body_len))
+	for (size_t i = 0; i < b->body_len; i++) {
+		char c = b->body[i];
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			continue;
+		if (c == '=')
+			pad++;
+		else if (pad || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+				  (c >= '0' && c <= '9') || c == '+' || c == '/'))
+			return false;
+		if (nhead < sizeof(head))
+			head[nhead++] = c;
+		n++;
+	}
+	if (n == 0 || n % 4 != 0 || pad > 2 || nhead < sizeof(head))
 		return false;
-	if (!(bin = malloc(b->body_len + 1)))
-		return false;
-	ok = sodium_base642bin(bin, b->body_len + 1, b->body, b->body_len, " \t\r\n", &bin_len,
-			       &end, sodium_base64_VARIANT_ORIGINAL) == 0 &&
-	     end == b->body + b->body_len && bin_len > 0 && bin[0] == 0x30;
-	free(bin);
-	return ok;
+	return sodium_base642bin(bin, sizeof(bin), head, sizeof(head), NULL, &bin_len, NULL,
+				 sodium_base64_VARIANT_ORIGINAL) == 0 &&
+	       bin_len > 0 && bin[0] == 0x30;
 }
 
 static bool tls_label_is_key(const char *label)

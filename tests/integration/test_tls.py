@@ -228,8 +228,14 @@ class TlsTest(h.HookdCase):
         for text in (json.dumps(ep), json.dumps(one), json.dumps(listing), json.dumps(patched)):
             for ln in key_lines(PKI.client_key):
                 self.assertNotIn(ln, text)
-        # The key is kept: a patch that leaves tls alone still delivers with it (see above),
-        # and the stored key is the real one, not the prefix.
+        # Sending the answer's tls back is refused on the key (a tls object replaces the
+        # stored one, and the masked form is no key).
+        st, b = d.api("PATCH", f"{path}/{ep['id']}", {"tls": one["tls"]})
+        self.assertEqual(st, 400, b)
+        self.assertEqual(h.error_of(b)["field"], "tls.client_key", b)
+        self.assertIn("not a PEM private key", h.error_of(b)["message"])
+        # The key is kept: a patch that leaves tls alone still delivers with it, and the
+        # stored key is the real one, not the prefix.
         recv = self.tls_receiver("required")
         st, b = d.api("PATCH", f"{path}/{ep['id']}", {"url": recv.url("/kept")})
         self.assertEqual(st, 200, b)
