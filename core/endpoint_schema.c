@@ -306,18 +306,23 @@ static int check_proxy(const struct endpoint_field *f, const char *path, const j
 			   why, err_quote(s, show, sizeof(show)));
 }
 
-/* TLS options need a TLS connection: on an http:// URL they would silently do nothing. Checked
- * on the whole endpoint (a create, or the stored JSON after a patch), since either the url or
- * the tls may be the one that changed. */
-static int check_tls_needs_https(const json_t *obj, struct endpoint_error *e)
+/* Options of the HTTP transport need a URL it delivers: TLS options an https:// one (on an
+ * http:// URL they would silently do nothing), a proxy an http(s):// one (a plugin
+ * transport's URL would ignore it). Checked on the whole endpoint (a create, or the stored
+ * JSON after a patch), since either the url or the option may be the one that changed. */
+static int check_transport_options(const json_t *obj, struct endpoint_error *e)
 {
+	static const char *const members[] = {"client_cert", "client_key", "ca", "pin"};
 	const json_t *tls = json_object_get(obj, "tls");
 	const char *url = json_string_value(json_object_get(obj, "url"));
-	static const char *const members[] = {"client_cert", "client_key", "ca", "pin"};
+	const char *proxy = json_string_value(json_object_get(obj, "proxy"));
 	bool any = false;
 
 	for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++)
 		any = any || tls_member_set(tls, members[i]);
+	if (proxy && proxy[0] && url && strncasecmp(url, "http://", 7) != 0 &&
+	    strncasecmp(url, "https://", 8) != 0)
+		return schema_fail(e, "proxy", "a proxy applies to http:// and https:// URLs only");
 	if (!any || !url || strncasecmp(url, "https://", 8) == 0)
 		return HOOKD_OK;
 	return schema_fail(e, "tls",
@@ -843,7 +848,7 @@ int endpoint_schema_check_whole(const json_t *req, bool creating, struct endpoin
 	for (const struct endpoint_field *f = endpoint_fields; f->name; f++)
 		if ((f->flags & EPF_REQUIRED) && !json_object_get(req, f->name))
 			return schema_fail(e, f->name, "required");
-	if (check_tls_needs_https(req, e) != HOOKD_OK)
+	if (check_transport_options(req, e) != HOOKD_OK)
 		return HOOKD_EINVAL;
 	return endpoint_schema_check_secret_pair(req, e);
 }
@@ -939,7 +944,7 @@ json_t *endpoint_schema_merge(const json_t *base, const json_t *req, const char 
 	}
 	clock_iso8601(now_ms, iso);
 	if (merge_fields(req, creating, now_ms, out, e) != HOOKD_OK ||
-	    check_tls_needs_https(out, e) != HOOKD_OK)
+	    check_transport_options(out, e) != HOOKD_OK)
 		goto fail;
 	if (creating && (store_set(out, "app_id", json_string(app_id)) ||
 			 store_set(out, "created_at", json_string(iso)))) {
