@@ -41,6 +41,17 @@ static int cfg_check_nonempty(const char *text, char *why, size_t whylen)
 	return HOOKD_EINVAL;
 }
 
+/* delivery.proxy: url.h's proxy rules, shared with an endpoint's "proxy"; "" is no proxy,
+ * as null is. */
+static int cfg_check_proxy(const char *text, char *why, size_t whylen)
+{
+	char show[ERR_QUOTE_MAX], reason[200];
+	if (text[0] == '\0' || url_proxy_check(text, reason, sizeof(reason)) == HOOKD_OK)
+		return HOOKD_OK;
+	err_set(why, whylen, "%s, got %s", reason, err_quote(text, show, sizeof(show)));
+	return HOOKD_EINVAL;
+}
+
 /* A display name: any text a log line can carry. */
 static int cfg_check_name(const char *text, char *why, size_t whylen)
 {
@@ -99,17 +110,6 @@ static int cfg_check_cidr(const char *text, char *why, size_t whylen)
 				? (c.family == AF_INET ? ": the prefix must be 0..32"
 						       : ": the prefix must be 0..128")
 				: "");
-	return HOOKD_EINVAL;
-}
-
-/* delivery.proxy: url.h's proxy rules, shared with an endpoint's "proxy"; "" is no proxy,
- * as null is. */
-static int cfg_check_proxy(const char *text, char *why, size_t whylen)
-{
-	char show[ERR_QUOTE_MAX], reason[200];
-	if (text[0] == '\0' || url_proxy_check(text, reason, sizeof(reason)) == HOOKD_OK)
-		return HOOKD_OK;
-	err_set(why, whylen, "%s, got %s", reason, err_quote(text, show, sizeof(show)));
 	return HOOKD_EINVAL;
 }
 

@@ -201,48 +201,6 @@ static bool url_name_host(const char *host, size_t alen, const char **port, cons
 	return url_dns_name(host, hlen, why);
 }
 
-int url_endpoint_check(const char *url, char *why_out, size_t whylen)
-{
-	const char *why, *rest, *port = NULL;
-	size_t len = strlen(url), alen;
-	bool host_ok;
-	int rc = HOOKD_EINVAL;
-
-	if (len > URL_MAX) {
-		err_set(why_out, whylen, "longer than %d bytes", URL_MAX);
-		return HOOKD_ETOOBIG;
-	}
-	why = url_chars_why(url, len);
-	if (why)
-		goto cleanup;
-	rest = url_after_scheme(url);
-	if (!rest) {
-		why = "expected an http:// or https:// URL";
-		goto cleanup;
-	}
-	alen = strcspn(rest, "/?#");
-	if (memchr(rest, '@', alen)) {
-		why = "user names and passwords (user:pass@) are not allowed in the URL; send "
-		      "credentials in an endpoint header";
-		goto cleanup;
-	}
-	if (alen > 0 && rest[0] == '[')
-		host_ok = url_ipv6_host(rest, alen, &port, &why);
-	else
-		host_ok = url_name_host(rest, alen, &port, &why);
-	if (!host_ok)
-		goto cleanup;
-	if (port && !url_port_valid(port, (size_t)(rest + alen - port))) {
-		why = "the port must be 1..65535";
-		goto cleanup;
-	}
-	rc = HOOKD_OK;
-cleanup:
-	if (rc != HOOKD_OK)
-		err_set(why_out, whylen, "%s", why);
-	return rc;
-}
-
 int url_proxy_check(const char *url, char *why_out, size_t whylen)
 {
 	const char *why = NULL, *rest, *port = NULL;
@@ -333,4 +291,46 @@ int url_endpoint_host(const char *url, char *host, size_t hostlen, unsigned *por
 		return HOOKD_EINVAL;
 	*port = p;
 	return HOOKD_OK;
+}
+
+int url_endpoint_check(const char *url, char *why_out, size_t whylen)
+{
+	const char *why, *rest, *port = NULL;
+	size_t len = strlen(url), alen;
+	bool host_ok;
+	int rc = HOOKD_EINVAL;
+
+	if (len > URL_MAX) {
+		err_set(why_out, whylen, "longer than %d bytes", URL_MAX);
+		return HOOKD_ETOOBIG;
+	}
+	why = url_chars_why(url, len);
+	if (why)
+		goto cleanup;
+	rest = url_after_scheme(url);
+	if (!rest) {
+		why = "expected an http:// or https:// URL";
+		goto cleanup;
+	}
+	alen = strcspn(rest, "/?#");
+	if (memchr(rest, '@', alen)) {
+		why = "user names and passwords (user:pass@) are not allowed in the URL; send "
+		      "credentials in an endpoint header";
+		goto cleanup;
+	}
+	if (alen > 0 && rest[0] == '[')
+		host_ok = url_ipv6_host(rest, alen, &port, &why);
+	else
+		host_ok = url_name_host(rest, alen, &port, &why);
+	if (!host_ok)
+		goto cleanup;
+	if (port && !url_port_valid(port, (size_t)(rest + alen - port))) {
+		why = "the port must be 1..65535";
+		goto cleanup;
+	}
+	rc = HOOKD_OK;
+cleanup:
+	if (rc != HOOKD_OK)
+		err_set(why_out, whylen, "%s", why);
+	return rc;
 }

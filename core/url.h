@@ -23,11 +23,6 @@
  * delivery's request line costly. */
 #define URL_MAX 2048
 
-/* HOOKD_OK when url is an acceptable endpoint URL. Otherwise HOOKD_ETOOBIG (over URL_MAX)
- * or HOOKD_EINVAL, with the reason in why (without the field name or the URL, so each
- * caller frames it its own way: "url: <why>", "file:line: key: <why>, got '...'"). */
-int url_endpoint_check(const char *url, char *why, size_t whylen);
-
 /* HOOKD_OK when url is an acceptable egress proxy (delivery.proxy, an endpoint's "proxy"):
  * exactly http://HOST:PORT, optionally with a final '/', HOST by the endpoint URL's rules
  * and the port required (a proxy has no conventional one). No user:pass@ (the URL is shown
@@ -40,5 +35,10 @@ int url_proxy_check(const char *url, char *why, size_t whylen);
  * brackets, into host (hostlen bytes), and its port (the scheme's, 80 or 443, when it has
  * none). HOOKD_EINVAL if url is not one (or the host does not fit). */
 int url_endpoint_host(const char *url, char *host, size_t hostlen, unsigned *port);
+
+/* HOOKD_OK when url is an acceptable endpoint URL. Otherwise HOOKD_ETOOBIG (over URL_MAX)
+ * or HOOKD_EINVAL, with the reason in why (without the field name or the URL, so each
+ * caller frames it its own way: "url: <why>", "file:line: key: <why>, got '...'"). */
+int url_endpoint_check(const char *url, char *why, size_t whylen);
 
 #endif
