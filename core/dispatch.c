@@ -632,13 +632,13 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	req.n_headers = n_lines;
 	req.body = dv->body->data;
 	req.body_len = dv->body->len;
-	req.connect_timeout_ms = d->cfg->connect_timeout_ms;
-	req.timeout_ms = d->cfg->timeout_ms;
 	req.tls_cert_pem = ep->tls_cert_pem;
 	req.tls_key_pem = ep->tls_key_pem;
 	req.tls_ca_pem = ep->tls_ca_pem;
 	req.tls_pin = ep->tls_pin;
 	req.proxy = ep->proxy ? ep->proxy : d->cfg->proxy;
+	req.connect_timeout_ms = d->cfg->connect_timeout_ms;
+	req.timeout_ms = d->cfg->timeout_ms;
 	req.done = dispatch_done;
 	req.arg = dv;
 

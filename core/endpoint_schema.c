@@ -23,11 +23,6 @@
 
 /* Matched against every published type; 256 patterns is plenty for one subscription. */
 #define ENDPOINT_MAX_TYPES 256
-/* 50 entries of at most 7 days: a month-long schedule fits, a runaway one does not. */
-#define ENDPOINT_MAX_SCHEDULE 50
-#define ENDPOINT_MAX_DELAY_S 604800 /* one week: longer waits are an outage, not a retry */
-/* A note for operators, shown in listings; a paragraph, not a document. */
-#define ENDPOINT_MAX_DESCRIPTION 1024
 /* TLS material, as PEM text. A client certificate with its intermediates is 2-8 KiB; an
  * RSA-8192 key 6.4 KiB; a private CA's bundle (root and a few intermediates) a few KiB,
  * while the whole system bundle is 200 KiB, which is the default anyway. Each is copied
@@ -38,6 +33,11 @@
 #define ENDPOINT_TLS_CA_MAX (64 * 1024)
 /* TLS_TEXT_PINS_MAX entries of "sha256//" + 44 base64 characters, with their ';'. */
 #define ENDPOINT_TLS_PIN_MAX (TLS_TEXT_PINS_MAX * 53)
+/* 50 entries of at most 7 days: a month-long schedule fits, a runaway one does not. */
+#define ENDPOINT_MAX_SCHEDULE 50
+#define ENDPOINT_MAX_DELAY_S 604800 /* one week: longer waits are an outage, not a retry */
+/* A note for operators, shown in listings; a paragraph, not a document. */
+#define ENDPOINT_MAX_DESCRIPTION 1024
 
 static int schema_fail(struct endpoint_error *e, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -235,16 +235,6 @@ static int check_secret_type(const struct endpoint_field *f, const char *path, c
 	return HOOKD_OK;
 }
 
-static int check_policy_name(const struct endpoint_field *f, const char *path, const json_t *v,
-			 struct endpoint_error *e)
-{
-	char show[ERR_QUOTE_MAX];
-	if (!policy_name_valid(json_string_value(v)))
-		return schema_fail(e, path, "expected 1 to 64 of a-z 0-9 _ -, got %s",
-				   err_quote(json_string_value(v), show, sizeof(show)));
-	return HOOKD_OK;
-}
-
 static int check_tls_cert(const struct endpoint_field *f, const char *path, const json_t *v,
 			  struct endpoint_error *e)
 {
@@ -328,6 +318,16 @@ static int check_transport_options(const json_t *obj, struct endpoint_error *e)
 	return schema_fail(e, "tls",
 			   "TLS options apply to https:// URLs only, and the url is not one "
 			   "(change the url to https:// or set tls to null)");
+}
+
+static int check_policy_name(const struct endpoint_field *f, const char *path, const json_t *v,
+			 struct endpoint_error *e)
+{
+	char show[ERR_QUOTE_MAX];
+	if (!policy_name_valid(json_string_value(v)))
+		return schema_fail(e, path, "expected 1 to 64 of a-z 0-9 _ -, got %s",
+				   err_quote(json_string_value(v), show, sizeof(show)));
+	return HOOKD_OK;
 }
 
 /* ---- stored forms -------------------------------------------------------------------- */
@@ -533,26 +533,6 @@ static int apply_disabled(struct endpoint *ep, json_t *stored, char *err, size_t
 	return HOOKD_OK;
 }
 
-static int apply_policy(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
-{
-	json_t *pol = json_object_get(stored, "policy");
-	ep->policy_name = NULL;
-	ep->policy_params = NULL;
-	if (!json_is_object(pol))
-		return HOOKD_OK;
-	if (!(ep->policy_name = strdup(json_string_value(json_object_get(pol, "name")) ?: "")))
-		return apply_nomem(err, errlen);
-	ep->policy_params = json_object_get(pol, "params"); /* borrowed from ep->json */
-	return HOOKD_OK;
-}
-
-static void release_policy(struct endpoint *ep)
-{
-	free(ep->policy_name);
-	ep->policy_name = NULL;
-	ep->policy_params = NULL;
-}
-
 /* Borrowed from the stored JSON (ep->json once installed), like policy_params: the
  * transport copies what it needs when an attempt starts. */
 static const char *apply_tls_member(const json_t *tls, const char *name)
@@ -584,6 +564,26 @@ static int apply_proxy(struct endpoint *ep, json_t *stored, char *err, size_t er
 static void release_proxy(struct endpoint *ep)
 {
 	ep->proxy = NULL;
+}
+
+static int apply_policy(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
+{
+	json_t *pol = json_object_get(stored, "policy");
+	ep->policy_name = NULL;
+	ep->policy_params = NULL;
+	if (!json_is_object(pol))
+		return HOOKD_OK;
+	if (!(ep->policy_name = strdup(json_string_value(json_object_get(pol, "name")) ?: "")))
+		return apply_nomem(err, errlen);
+	ep->policy_params = json_object_get(pol, "params"); /* borrowed from ep->json */
+	return HOOKD_OK;
+}
+
+static void release_policy(struct endpoint *ep)
+{
+	free(ep->policy_name);
+	ep->policy_name = NULL;
+	ep->policy_params = NULL;
 }
 
 /* ---- the table ----------------------------------------------------------------------- */
@@ -632,12 +632,12 @@ const struct endpoint_field endpoint_fields[] = {
 	 .apply = apply_headers, .release = release_headers},
 	{.name = "disabled", .type = EPF_BOOL, .dflt = "false", .store = store_disabled,
 	 .apply = apply_disabled},
-	{.name = "policy", .type = EPF_OBJECT, .flags = EPF_NULLABLE, .dflt = "null",
-	 .sub = policy_fields, .apply = apply_policy, .release = release_policy},
 	{.name = "tls", .type = EPF_OBJECT, .flags = EPF_NULLABLE, .dflt = "null",
 	 .sub = tls_fields, .check = check_tls, .apply = apply_tls, .release = release_tls},
 	{.name = "proxy", .type = EPF_STRING, .flags = EPF_NULLABLE, .max = URL_MAX,
 	 .dflt = "null", .check = check_proxy, .apply = apply_proxy, .release = release_proxy},
+	{.name = "policy", .type = EPF_OBJECT, .flags = EPF_NULLABLE, .dflt = "null",
+	 .sub = policy_fields, .apply = apply_policy, .release = release_policy},
 	{0},
 };
 

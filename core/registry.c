@@ -216,19 +216,19 @@ json_t *endpoint_api_view(const struct endpoint *ep)
 {
 	json_t *v = json_deep_copy(ep->json);
 	char pk[SIGN_TEXT_MAX];
-	json_t *tls = json_object_get(v, "tls");
 	json_object_del(v, "secrets");
-	if (ep->tls_key_pem && json_is_object(tls)) {
-		char prefix[80];
-		json_object_set_new(tls, "client_key",
-				    json_string(tls_text_key_prefix(ep->tls_key_pem, prefix,
-								    sizeof(prefix))));
-	}
 	if (ep->n_secrets) {
 		json_object_set_new(v, "secret", json_string(ep->secrets[0].text));
 		if (ep->secrets[0].key.kind == SIGN_ED25519 &&
 		    sign_key_public_text(&ep->secrets[0].key, pk, sizeof(pk)) == HOOKD_OK)
 			json_object_set_new(v, "public_key", json_string(pk));
+	}
+	/* tls.client_key is a secret: its PEM header line and "…" only (tls_text.h). */
+	if (ep->tls_key_pem && json_is_object(json_object_get(v, "tls"))) {
+		char prefix[80];
+		json_object_set_new(json_object_get(v, "tls"), "client_key",
+				    json_string(tls_text_key_prefix(ep->tls_key_pem, prefix,
+								    sizeof(prefix))));
 	}
 	return v;
 }

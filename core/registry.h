@@ -42,12 +42,12 @@ struct endpoint {
 	size_t n_schedule;
 	char **header_lines;      /* "Name: value", ready for the transport */
 	size_t n_headers;
-	bool disabled;
-	char *policy_name;        /* NULL = no policy */
-	json_t *policy_params;    /* borrowed from json */
 	/* "tls": PEM text and the pin list, each NULL when not set; borrowed from json. */
 	const char *tls_cert_pem, *tls_key_pem, *tls_ca_pem, *tls_pin;
 	const char *proxy;        /* NULL = delivery.proxy, "" = direct; borrowed from json */
+	bool disabled;
+	char *policy_name;        /* NULL = no policy */
+	json_t *policy_params;    /* borrowed from json */
 
 	/* lifetime */
 	int refs;                 /* registry + live deliveries + the scheduler's runtime */
@@ -102,8 +102,7 @@ char *registry_endpoint_set_disabled(struct registry *r, struct endpoint *ep, bo
 void endpoint_ref(struct endpoint *ep);
 void endpoint_unref(struct endpoint *ep);
 
-/* The API view: the stored JSON minus the secrets list, plus secret and public_key, with
- * tls.client_key cut to its prefix (tls_text_key_prefix). New ref. */
+/* The API view: the stored JSON minus the secrets list, plus secret and public_key. New ref. */
 json_t *endpoint_api_view(const struct endpoint *ep);
 
 /* true if ep subscribes to type (exact, "prefix.*", or "*"; no filter = everything). */

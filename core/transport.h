@@ -35,8 +35,6 @@ struct transport_request {
 	size_t n_headers;
 	const char *body;         /* must stay valid until done() */
 	size_t body_len;
-	uint32_t connect_timeout_ms;
-	uint32_t timeout_ms;
 	/* TLS options of the endpoint (https only), each NULL when not set; copied by send().
 	 * PEM text: the client certificate (with its intermediates) and its unencrypted key
 	 * (both or neither), the CAs trusted instead of the system's; tls_pin is curl's
@@ -48,6 +46,8 @@ struct transport_request {
 	/* "http://HOST:PORT" to go through (the request is tunnelled with CONNECT to the
 	 * receiver's checked address); NULL or "" = direct. Copied by send(). */
 	const char *proxy;
+	uint32_t connect_timeout_ms;
+	uint32_t timeout_ms;
 	void (*done)(void *arg, const struct transport_result *res);
 	void *arg;
 };
