@@ -50,7 +50,11 @@ const struct plugin_auth *plugins_auth(const struct plugins *p, const char *name
 
 /* What the host table's auth_add_header, auth_client_cert and auth_resume do: the auth
  * path (core/auth.c) provides them once, at start, before any plugin runs a callback (the
- * table is copied). Until then those calls are ignored with a log line. */
+ * table is copied; NULL clears it). Until then those calls are ignored with a log line.
+ * The host passes the plugin's arguments through unchanged: out is whatever core/auth.c
+ * put in struct hookd_auth_request.out (struct hookd_auth_out is its type to define), and
+ * token whatever it put in hookd_auth_request.token; resume may come from any thread, so
+ * core/auth.c hands it to the loop itself (as plugin.c does for complete()). */
 struct plugin_auth_hooks {
 	/* During decorate only (loop thread). */
 	void (*add_header)(struct hookd_auth_out *out, const char *name, const char *value);
