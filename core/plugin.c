@@ -1073,6 +1073,16 @@ void plugins_each_counter(const struct plugins *p,
 			   atomic_load_explicit(&c->value, memory_order_relaxed));
 }
 
+void plugins_each_plugin(const struct plugins *p,
+			 void (*fn)(void *arg, const char *name, const char *version,
+				    int64_t alloc_bytes),
+			 void *arg)
+{
+	for (const struct hookd_plugin_ctx *ctx = p ? p->ctxs : NULL; ctx; ctx = ctx->next)
+		fn(arg, ctx->name, ctx->version,
+		   atomic_load_explicit(&ctx->mem_bytes, memory_order_relaxed));
+}
+
 const char *plugins_default_dir(void)
 {
 #if defined(HOOKD_PLUGIN_BUILD_DIR) && defined(HOOKD_BUILD_BIN_DIR)

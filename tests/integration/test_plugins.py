@@ -248,6 +248,11 @@ class TransportTest(PluginCase):
         st, text = self.d.api("GET", "/metrics")
         self.assertIn("# TYPE hookd_plugin_testtr_sent_total counter", text)
         self.assertIn("# HELP hookd_plugin_testtr_sent_total Attempts the fixture completed", text)
+        self.assertIn("# TYPE hookd_plugin_alloc_bytes gauge", text)
+        # The thread's host->alloc'd block is freed right after it completes.
+        h.wait_until(lambda: h.metric(self.d, 'hookd_plugin_alloc_bytes{plugin="testtr"}') == 0,
+                     message="testtr's allocations to be freed")
+        self.assertEqual(h.metric(self.d, 'hookd_plugin_alloc_bytes{plugin="old10"}'), 0)
 
     def test_previous_minor_loads_and_delivers(self):
         self.start()
