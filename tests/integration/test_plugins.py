@@ -238,8 +238,12 @@ class TransportTest(PluginCase):
         self.assertGreaterEqual(gap, 2.5, at)
 
     def test_options_and_counters(self):
-        self.start(plugins={"options": {"testtr": {"greeting": "hi there", "n": 5}}})
+        self.start(plugins={"options": {"testtr": {"greeting": "hi there", "n": 5},
+                                        "testrt": {"greeting": "typo"}}})
         self.assertIn("plugin testtr: greeting option: hi there", self.d.log())
+        self.assertIn("warn plugins.options.testrt: no plugin called 'testrt' is loaded",
+                      self.d.log())
+        self.assertNotIn("plugins.options.testtr:", self.d.log())
         self.assertEqual(h.metric(self.d, "hookd_plugin_testtr_sent_total"), 0)
         self.deliver("testtr:///ok", "succeeded", 1)
         self.deliver("testtr:///thread", "succeeded", 1)
