@@ -96,6 +96,16 @@ class RefusalTest(PluginCase):
         self.refused({"dir": d}, r"dupb\.so refused: transport scheme 'dup' is already "
                                  r"registered by plugin dupa \(\S*dupa\.so\)")
 
+    def test_auth_name_claimed_twice(self):
+        d = self.plugin_dir("autha", "authb")
+        self.refused({"dir": d}, r"authb\.so refused: auth scheme 'same' is already "
+                                 r"registered by plugin autha \(\S*autha\.so\)")
+
+    def test_malformed_scheme(self):
+        d = self.plugin_dir("badscheme")
+        self.refused({"dir": d}, r"badscheme\.so refused: transport scheme 'Bad_Scheme' is "
+                                 r"not \[a-z\]\[a-z0-9\+\.-\]\*")
+
     def test_missing_explicit_dir(self):
         d = os.path.join(self.plugin_dir(), "nope")
         self.refused({"dir": d}, r"plugins\.dir: cannot open \S*nope: No such file")
