@@ -254,85 +254,67 @@ fail:
 
 int url_endpoint_host(const char *url, char *host, size_t hostlen, unsigned *port)
 {
-	const char *rest = url_after_scheme(url), *h, *colon = NULL;
-	size_t alen, hlen;
-	unsigned p = 0;
+	const char *rest = url_after_scheme(url);
+	struct url_parts p;
+	size_t hlen;
 
-	if (!rest)
+	if (!rest || url_split(url, &p) != HOOKD_OK || p.port > 65535)
 		return HOOKD_EINVAL;
-	alen = strcspn(rest, "/?#");
-	if (alen > 0 && rest[0] == '[') {
-		const char *close = memchr(rest, ']', alen);
-		if (!close)
-			return HOOKD_EINVAL;
-		h = rest + 1;
-		hlen = (size_t)(close - h);
-		if (close + 1 < rest + alen && close[1] == ':')
-			colon = close + 1;
-	} else {
-		h = rest;
-		colon = memchr(rest, ':', alen);
-		hlen = colon ? (size_t)(colon - rest) : alen;
-	}
+	hlen = strlen(p.host);
 	if (hlen == 0 || hlen >= hostlen)
 		return HOOKD_EINVAL;
-	memcpy(host, h, hlen);
-	host[hlen] = '\0';
-	if (colon) {
-		for (const char *c = colon + 1; c < rest + alen; c++) {
-			if (!url_is_digit(*c) || p > 65535)
-				return HOOKD_EINVAL;
-			p = p * 10 + (unsigned)(*c - '0');
-		}
-	} else {
-		p = rest - url == 8 ? 443 : 80;
-	}
-	if (p < 1 || p > 65535)
-		return HOOKD_EINVAL;
-	*port = p;
-	return HOOKD_OK;
+	memcpy(host, p.host, hlen + 1);
+	*port = p.port ? (unsigned)p.port : rest - url == 8 ? 443 : 80;
+	return *port >= 1 ? HOOKD_OK : HOOKD_EINVAL;
 }
 
-int url_endpoint_check(const char *url, char *why_out, size_t whylen)
+/* Checks the authority at rest (up to the first '/', '?' or '#') by the endpoint rules: a
+ * DNS name, a strict IPv4 address or a bracketed IPv6 one, no userinfo, an optional port
+ * 1..65535. HOOKD_EINVAL with the reason in why_out otherwise; creds says where credentials
+ * go instead of the URL. */
+static int url_authority_check(const char *rest, const char *creds, char *why_out,
+			       size_t whylen)
 {
-	const char *why, *rest, *port = NULL;
-	size_t len = strlen(url), alen;
+	const char *why = NULL, *port = NULL;
+	size_t alen = strcspn(rest, "/?#");
 	bool host_ok;
-	int rc = HOOKD_EINVAL;
 
-	if (len > URL_MAX) {
-		err_set(why_out, whylen, "longer than %d bytes", URL_MAX);
-		return HOOKD_ETOOBIG;
-	}
-	why = url_chars_why(url, len);
-	if (why)
-		goto cleanup;
-	rest = url_after_scheme(url);
-	if (!rest) {
-		why = "expected an http:// or https:// URL";
-		goto cleanup;
-	}
-	alen = strcspn(rest, "/?#");
 	if (memchr(rest, '@', alen)) {
-		why = "user names and passwords (user:pass@) are not allowed in the URL; send "
-		      "credentials in an endpoint header";
-		goto cleanup;
+		err_set(why_out, whylen,
+			"user names and passwords (user:pass@) are not allowed in the URL; %s", creds);
+		return HOOKD_EINVAL;
 	}
 	if (alen > 0 && rest[0] == '[')
 		host_ok = url_ipv6_host(rest, alen, &port, &why);
 	else
 		host_ok = url_name_host(rest, alen, &port, &why);
-	if (!host_ok)
-		goto cleanup;
-	if (port && !url_port_valid(port, (size_t)(rest + alen - port))) {
+	if (host_ok && port && !url_port_valid(port, (size_t)(rest + alen - port))) {
+		host_ok = false;
 		why = "the port must be 1..65535";
-		goto cleanup;
 	}
-	rc = HOOKD_OK;
-cleanup:
-	if (rc != HOOKD_OK)
+	if (host_ok)
+		return HOOKD_OK;
+	err_set(why_out, whylen, "%s", why);
+	return HOOKD_EINVAL;
+}
+
+int url_endpoint_check(const char *url, char *why_out, size_t whylen)
+{
+	size_t len = strlen(url);
+	const char *why = url_chars_why(url, len), *rest = url_after_scheme(url);
+
+	if (len > URL_MAX) {
+		err_set(why_out, whylen, "longer than %d bytes", URL_MAX);
+		return HOOKD_ETOOBIG;
+	}
+	if (!why && !rest)
+		why = "expected an http:// or https:// URL";
+	if (why) {
 		err_set(why_out, whylen, "%s", why);
-	return rc;
+		return HOOKD_EINVAL;
+	}
+	return url_authority_check(rest, "send credentials in an endpoint header", why_out,
+				   whylen);
 }
 
 bool url_scheme(const char *url, char out[URL_SCHEME_MAX + 1])
@@ -358,10 +340,9 @@ bool url_scheme(const char *url, char out[URL_SCHEME_MAX + 1])
 
 int url_plugin_check(const char *url, bool needs_address, char *why_out, size_t whylen)
 {
-	const char *why, *rest, *port = NULL;
+	const char *why, *rest;
 	char scheme[URL_SCHEME_MAX + 1];
 	size_t len = strlen(url), alen;
-	bool host_ok;
 
 	if (len > URL_MAX) {
 		err_set(why_out, whylen, "longer than %d bytes", URL_MAX);
@@ -382,22 +363,8 @@ int url_plugin_check(const char *url, bool needs_address, char *why_out, size_t 
 		}
 		return HOOKD_OK;
 	}
-	if (memchr(rest, '@', alen)) {
-		why = "user names and passwords (user:pass@) are not allowed in the URL; give "
-		      "credentials in the plugin's options";
-		goto fail;
-	}
-	if (alen > 0 && rest[0] == '[')
-		host_ok = url_ipv6_host(rest, alen, &port, &why);
-	else
-		host_ok = url_name_host(rest, alen, &port, &why);
-	if (!host_ok)
-		goto fail;
-	if (port && !url_port_valid(port, (size_t)(rest + alen - port))) {
-		why = "the port must be 1..65535";
-		goto fail;
-	}
-	return HOOKD_OK;
+	return url_authority_check(rest, "give credentials in the plugin's options", why_out,
+				   whylen);
 fail:
 	err_set(why_out, whylen, "%s", why);
 	return HOOKD_EINVAL;
