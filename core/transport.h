@@ -37,6 +37,9 @@ struct transport_request {
 	size_t body_len;
 	uint32_t connect_timeout_ms;
 	uint32_t timeout_ms;
+	/* A client certificate and its key (PEM file paths) an auth scheme gave (auth.h), or
+	 * NULL; read by send() only. */
+	const char *auth_cert_path, *auth_key_path;
 	void (*done)(void *arg, const struct transport_result *res);
 	void *arg;
 };

@@ -496,6 +496,9 @@ static int http_send(struct transport *base, const struct transport_request *req
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hnodes);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+	/* Set on every attempt, NULL included: the handle is reused for other endpoints. */
+	curl_easy_setopt(e, CURLOPT_SSLCERT, req->auth_cert_path);
+	curl_easy_setopt(e, CURLOPT_SSLKEY, req->auth_key_path);
 	x->started_ns = clock_mono_ns();
 	if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
 		http_xfer_release(t, x);
