@@ -46,9 +46,4 @@ const struct plugin_transport *plugins_transport(const struct plugins *p, const 
 /* The auth scheme called name, or NULL. */
 const struct plugin_auth *plugins_auth(const struct plugins *p, const char *name);
 
-/* Appended for the auth path: the names of the loaded auth schemes, in load order, for
- * the message about an unknown one. Writes at most max pointers into names (borrowed,
- * valid until plugins_free) and returns how many it wrote. */
-size_t plugins_auth_names(const struct plugins *p, const char **names, size_t max);
-
 #endif
