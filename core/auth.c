@@ -43,6 +43,8 @@ struct auth_try {
 	struct transport *t;
 	struct endpoint_auth *ea;  /* reference held */
 	char *url, *app_id, *ep_id;
+	char *msg_id, *dlv_id, *event_type; /* handed on to a plugin transport; may be NULL */
+	uint32_t attempt;
 	char **lines;              /* the request's own header lines (owned copies) */
 	struct hookd_header *hdrs; /* the same split into name and value, for the plugin */
 	size_t n_lines;
@@ -169,6 +171,9 @@ static void auth_try_free(struct auth_try *t)
 	free(t->url);
 	free(t->app_id);
 	free(t->ep_id);
+	free(t->msg_id);
+	free(t->dlv_id);
+	free(t->event_type);
 	free(t);
 }
 
@@ -178,7 +183,9 @@ static void auth_try_end(struct auth_try *t)
 {
 	struct transport_result res;
 	memset(&res, 0, sizeof(res));
+	res.verdict = TRANSPORT_RETRY;
 	res.retry_after_s = -1;
+	res.retry_after_ms = -1;
 	snprintf(res.error, sizeof(res.error), "%s", t->error);
 	t->done(t->arg, &res);
 	auth_try_free(t);
@@ -215,7 +222,8 @@ static void auth_try_sent(void *arg, const struct transport_result *res)
 	struct auth_try *t = arg;
 	const struct plugin_auth *pa = t->ea->pa;
 
-	if (res->status == 401 && !t->refreshed && pa && pa->a->refresh_on_401) {
+	if (res->verdict == TRANSPORT_BY_STATUS && res->status == 401 && !t->refreshed && pa &&
+	    pa->a->refresh_on_401) {
 		/* Credentials the receiver no longer takes (a revoked token): fresh ones, and the
 		 * same request again, before the attempt counts. */
 		t->refreshed = 1;
@@ -261,6 +269,12 @@ static void auth_try_send(struct auth_try *t)
 	req.auth_key_path = t->out.key;
 	req.done = auth_try_sent;
 	req.arg = t;
+	req.app_id = t->app_id;
+	req.endpoint_id = t->ep_id;
+	req.message_id = t->msg_id;
+	req.delivery_id = t->dlv_id;
+	req.event_type = t->event_type;
+	req.attempt = t->attempt;
 	t->state = AUTH_SENDING;
 	if (t->t->send(t->t, &req) != HOOKD_OK)
 		auth_try_fail(t, "could not start the request");
@@ -322,6 +336,13 @@ static void auth_try_decorate(struct auth_try *t, int refresh)
 	auth_try_fail(t, "auth scheme %s: %s", t->ea->scheme, err[0] ? err : "failed");
 }
 
+/* A copy of s, or of NULL: 0 when out of memory. */
+static int auth_dup(char **dst, const char *s)
+{
+	*dst = s ? strdup(s) : NULL;
+	return !s || *dst;
+}
+
 /* Copies the request's lines, and each split at its first ':' for the plugin. */
 static int auth_try_copy_lines(struct auth_try *t, const struct transport_request *req)
 {
@@ -368,8 +389,11 @@ int auth_send(struct auth *a, struct transport *tr, const struct endpoint *ep,
 	if (a->tries)
 		a->tries->prev = t;
 	a->tries = t;
+	t->attempt = req->attempt;
 	if (!(t->url = strdup(req->url)) || !(t->app_id = strdup(ep->app_id)) ||
-	    !(t->ep_id = strdup(ep->id)) || auth_try_copy_lines(t, req) != HOOKD_OK ||
+	    !(t->ep_id = strdup(ep->id)) || !auth_dup(&t->msg_id, req->message_id) ||
+	    !auth_dup(&t->dlv_id, req->delivery_id) ||
+	    !auth_dup(&t->event_type, req->event_type) || auth_try_copy_lines(t, req) != HOOKD_OK ||
 	    !(t->timer = evtimer_new(a->base, auth_try_timer_cb, t))) {
 		auth_try_free(t);
 		return HOOKD_ENOMEM;
@@ -450,6 +474,19 @@ static void auth_resume_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- lifetime ------------------------------------------------------------------------- */
 
+/* The host table's functions (core/plugin.c) land here. Tokens are this file's own, one
+ * counter for every plugin, so the plugin's ctx is not needed to find the attempt. */
+static void auth_hook_resume(struct hookd_plugin_ctx *ctx, uint64_t token, const char *error)
+{
+	auth_resume(token, error);
+}
+
+static const struct plugin_auth_hooks auth_hooks = {
+	.add_header = auth_out_add_header,
+	.client_cert = auth_out_client_cert,
+	.resume = auth_hook_resume,
+};
+
 int auth_new(struct event_base *base, struct auth **out)
 {
 	struct auth *a = calloc(1, sizeof(*a));
@@ -463,6 +500,7 @@ int auth_new(struct event_base *base, struct auth **out)
 	pthread_mutex_lock(&auth_lock);
 	auth_current = a;
 	pthread_mutex_unlock(&auth_lock);
+	plugins_set_auth_hooks(&auth_hooks);
 	*out = a;
 	return HOOKD_OK;
 }
@@ -472,6 +510,7 @@ void auth_free(struct auth *a)
 	struct auth_resumed *r;
 	if (!a)
 		return;
+	plugins_set_auth_hooks(NULL);
 	pthread_mutex_lock(&auth_lock);
 	if (auth_current == a)
 		auth_current = NULL;
