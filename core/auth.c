@@ -41,6 +41,7 @@ enum auth_try_state {
 struct auth_try {
 	struct auth *a;
 	struct transport *t;
+	const struct endpoint *ep; /* the caller's delivery holds it until done */
 	struct endpoint_auth *ea;  /* reference held */
 	char *url, *app_id, *ep_id;
 	char *msg_id, *dlv_id, *event_type; /* handed on to a plugin transport; may be NULL */
@@ -292,6 +293,13 @@ static void auth_try_decorate(struct auth_try *t, int refresh)
 			      t->ea->scheme);
 		return;
 	}
+	if (t->ep->deleted) {
+		/* Deleted while this attempt waited (for credentials, or for the resend after a
+		 * 401): nothing more goes to it. */
+		auth_try_fail(t, "endpoint deleted while its auth scheme %s was getting "
+			      "credentials", t->ea->scheme);
+		return;
+	}
 	auth_out_clear(&t->out);
 	memset(&r, 0, sizeof(r));
 	r.size = sizeof(r);
@@ -377,6 +385,7 @@ int auth_send(struct auth *a, struct transport *tr, const struct endpoint *ep,
 		return HOOKD_ENOMEM;
 	t->a = a;
 	t->t = tr;
+	t->ep = ep;
 	t->ea = ep->auth;
 	endpoint_auth_ref(t->ea);
 	t->body = req->body;

@@ -17,8 +17,9 @@
  *     refresh = 1 and the request is sent again, in the same attempt; the second answer is
  *     the attempt's, whatever it is.
  * The attempt keeps its own copies of the URL and header lines and a reference to the
- * endpoint's auth object, so a PATCH or DELETE of the endpoint while it waits changes
- * nothing for it. auth_free() abandons the attempts in progress without calling done, as
+ * endpoint's auth object, so a PATCH of the endpoint while it waits changes nothing for
+ * it; an endpoint deleted meanwhile gets nothing more: the attempt ends with an error
+ * instead of the next decorate. auth_free() abandons the attempts in progress without calling done, as
  * the HTTP transport abandons its transfers at shutdown (the deliveries stay pending in
  * the store).
  *
@@ -44,7 +45,8 @@ int auth_new(struct event_base *base, struct auth **out);
 void auth_free(struct auth *a);
 
 /* Sends req through t decorated by ep's auth scheme (ep->auth must be set). req's header
- * lines and URL are copied; req->body must stay valid until done, as for t->send. */
+ * lines, URL and ids are copied; req->body and ep must stay valid until done (the
+ * scheduler's delivery holds both). */
 int auth_send(struct auth *a, struct transport *t, const struct endpoint *ep,
 	      const struct transport_request *req);
 

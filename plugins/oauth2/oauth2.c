@@ -44,6 +44,9 @@
 #define OAUTH2_DEFAULT_TTL_S 300
 /* The token endpoint's answer is a small JSON object; 64 KiB is far above any real one. */
 #define OAUTH2_RESPONSE_MAX 65536
+/* The longest access_token taken: "Bearer " and it must fit a header value, which receivers
+ * cap at 8 KiB (a JWT with many claims is 1-2 KiB). */
+#define OAUTH2_TOKEN_MAX 8000
 /* A fetch is given this long (connect included); the attempts waiting for it end at their
  * own timeout anyway. */
 #define OAUTH2_FETCH_TIMEOUT_MS 10000
@@ -192,7 +195,7 @@ static char *o2_parse(const char *resp, size_t len, int64_t *ttl_s, char *err, s
 	type = json_object_get(j, "token_type");
 	exp = json_object_get(j, "expires_in");
 	if (!json_is_string(tok) || !json_string_length(tok) ||
-	    !auth_value_ok(json_string_value(tok))) {
+	    json_string_length(tok) > OAUTH2_TOKEN_MAX || !auth_value_ok(json_string_value(tok))) {
 		snprintf(err, errlen, "token endpoint answer has no usable access_token");
 		goto done;
 	}
@@ -448,7 +451,7 @@ static enum hookd_auth_status o2_decorate(void *state, const struct hookd_auth_r
 					  char *err, size_t errlen)
 {
 	struct o2 *o2 = state;
-	char *key = o2_key(r), line[8192 + 8];
+	char *key = o2_key(r), line[OAUTH2_TOKEN_MAX + sizeof("Bearer ")];
 	struct o2_entry *e;
 	struct o2_waiter *w;
 

@@ -36,6 +36,7 @@ class TokenServer:
         self.client_secret = client_secret
         self.expires_in = expires_in
         self.status = 200      # what a token request gets (200: a token)
+        self.delay = 0.0       # seconds before answering (a slow token service)
         self.lock = threading.Lock()
         self.requests = []     # (headers, form) of each token request
         self.issued = []
@@ -89,6 +90,8 @@ class TokenServer:
                 form = dict(urllib.parse.parse_qsl(body))
                 hdrs = {k.lower(): v for k, v in self.headers.items()}
                 status, obj = srv._answer(hdrs, form)
+                if srv.delay:
+                    time.sleep(srv.delay)
                 data = json.dumps(obj).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

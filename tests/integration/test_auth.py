@@ -176,12 +176,12 @@ class StaticSchemesTest(AuthCase):
 
 class OAuth2Test(AuthCase):
 
-    def oauth_endpoint(self, d, app, url, ts, **extra):
+    def oauth_endpoint(self, d, app, url, ts, scope="webhooks:write", **extra):
         return h.create_endpoint(d, app, url, retry_schedule=[1, 1, 1, 1, 1, 1, 1, 1],
                                  auth={"scheme": "oauth2", "token_url": ts.url,
                                        "client_id": ts.client_id,
                                        "client_secret": ts.client_secret,
-                                       "scope": "webhooks:write"}, **extra)
+                                       "scope": scope}, **extra)
 
     def token_server(self, **kw):
         ts = peers_auth.TokenServer(**kw)
@@ -279,6 +279,49 @@ class OAuth2Test(AuthCase):
         h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", timeout=30)
         got = recv.get(path="/down", webhook_id=msg_id)
         self.assertEqual([r.headers.get("authorization") for r in got], ["Bearer tok-1"])
+
+    def test_slow_token_server_times_the_attempt_out(self):
+        ts = self.token_server()
+        ts.delay = 2.0
+        recv = self.receiver()
+        d = self.daemon(delivery={"timeout_ms": 500})
+        app = h.create_app(d)
+        ep = self.oauth_endpoint(d, app, recv.url("/slow"), ts)
+        msg_id = h.publish(d, app, "a.b", {})["id"]
+        at = self.wait_attempts(d, app, msg_id, lambda a: len(a) >= 1, "a timed-out attempt")
+        self.assertIsNone(at[0]["status"], at)
+        self.assertIn("auth scheme oauth2: no credentials within 500 ms", at[0]["error"], at)
+        # The fetch went on and its token is cached: a retry uses it.
+        ts.delay = 0
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", timeout=20)
+        self.assertEqual([r.headers.get("authorization") for r in recv.get(path="/slow")],
+                         ["Bearer tok-1"])
+        self.assertEqual(ts.count(), 1)
+
+    def test_delete_and_shutdown_while_waiting_for_a_token(self):
+        ts = self.token_server()
+        ts.delay = 1.5
+        recv = self.receiver()
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = self.oauth_endpoint(d, app, recv.url("/gone"), ts)
+        msg_id = h.publish(d, app, "a.b", {})["id"]
+        h.wait_until(lambda: ts.count() == 1, 10, message="the token request")
+        st, body = d.api("DELETE", f"/v1/apps/{app['id']}/endpoints/{ep['id']}")
+        self.assertEqual(st, 204, body)
+        # The attempt waiting for the token ends, and there is nothing to retry to.
+        dl = h.wait_delivery_state(d, app, msg_id, ep["id"], "dead", timeout=20)
+        self.assertIn("endpoint deleted", dl.get("last_error") or "", dl)
+
+        # Shutdown with an attempt waiting: a clean exit (the harness checks the exit code
+        # and, in the sanitizer build, leaks).
+        ts.delay = 30
+        # (another scope: another cache key, so a fetch of its own)
+        ep2 = self.oauth_endpoint(d, app, recv.url("/stop"), ts, scope="other", id="ep_stop")
+        h.publish(d, app, "a.c", {})
+        h.wait_until(lambda: ts.count() == 2, 10, message="the second token request")
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(recv.count(path="/stop"), 0, ep2)
 
     def test_token_url_refused_by_the_destination_guard(self):
         recv = self.receiver()
