@@ -384,9 +384,10 @@ static const char *auth_scheme_names(const struct plugins *p, char *buf, size_t 
 }
 
 /* {"scheme": NAME, ...options}: NAME a scheme a loaded plugin registered, each option a
- * string, number or boolean, then the scheme's own check. The config file is read before
- * the plugins load: its endpoints get the scheme's checks when they are applied at start
- * (config_apply.c merges them through this table again). */
+ * string, number or boolean, then the scheme's own check. The daemon loads its plugins
+ * before it reads the rest of the config file; where none are loaded at all (no
+ * plugins_current(): a tool reading a config without the daemon) only the shape is
+ * checked here, and a daemon applying the endpoint checks it again, whole. */
 static int check_auth(const struct endpoint_field *f, const char *path, const json_t *v,
 		      struct endpoint_error *e)
 {
