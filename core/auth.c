@@ -281,10 +281,39 @@ static void auth_try_send(struct auth_try *t)
 		auth_try_fail(t, "could not start the request");
 }
 
+/* What the try that was answered 401 carried: the request's own headers but those the
+ * scheme replaced, then the scheme's (prev's lines, cut in place at their ':'), so a
+ * refresh can tell which credentials were refused (a token fetched since is kept).
+ * Returns how many it wrote into hdrs. */
+static size_t auth_try_sent_headers(const struct auth_try *t, struct hookd_auth_out *prev,
+				    struct hookd_header *hdrs)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < t->n_lines; i++) {
+		size_t j;
+		for (j = 0; j < prev->n && !auth_line_names(t->lines[i], prev->lines[j]); j++)
+			;
+		if (j == prev->n)
+			hdrs[n++] = t->hdrs[i];
+	}
+	for (size_t j = 0; j < prev->n; j++) {
+		char *line = prev->lines[j], *colon = strchr(line, ':');
+		if (!colon)
+			continue;
+		*colon = '\0';
+		hdrs[n].name = line;
+		hdrs[n].value = colon + 1 + (colon[1] == ' ');
+		n++;
+	}
+	return n;
+}
+
 static void auth_try_decorate(struct auth_try *t, int refresh)
 {
 	const struct plugin_auth *pa = t->ea->pa;
 	struct hookd_auth_request r;
+	struct hookd_auth_out prev;
+	struct hookd_header sent[t->n_lines + AUTH_MAX_HEADERS + 1];
 	char err[256] = "";
 	enum hookd_auth_status st;
 
@@ -300,7 +329,8 @@ static void auth_try_decorate(struct auth_try *t, int refresh)
 			      "credentials", t->ea->scheme);
 		return;
 	}
-	auth_out_clear(&t->out);
+	prev = t->out; /* what the last try carried: the refresh's headers */
+	memset(&t->out, 0, sizeof(t->out));
 	memset(&r, 0, sizeof(r));
 	r.size = sizeof(r);
 	r.token = t->token = ++t->a->next_token;
@@ -310,8 +340,8 @@ static void auth_try_decorate(struct auth_try *t, int refresh)
 	r.n_options = t->ea->n_opts;
 	r.method = "POST";
 	r.url = t->url;
-	r.headers = t->hdrs;
-	r.n_headers = t->n_lines;
+	r.headers = refresh ? sent : t->hdrs;
+	r.n_headers = refresh ? auth_try_sent_headers(t, &prev, sent) : t->n_lines;
 	r.body = t->body;
 	r.body_len = t->body_len;
 	r.refresh = refresh;
@@ -320,6 +350,7 @@ static void auth_try_decorate(struct auth_try *t, int refresh)
 	t->out.open = 1;
 	st = pa->a->decorate(pa->state, &r, err, sizeof(err));
 	t->out.open = 0;
+	auth_out_clear(&prev);
 	err[sizeof(err) - 1] = '\0';
 	switch (st) {
 	case HOOKD_AUTH_DONE:

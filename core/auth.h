@@ -14,8 +14,10 @@
  *     (retryable);
  *   - ERROR: the attempt ends as a transport error with the plugin's message;
  *   - a 401 answer when the scheme sets refresh_on_401: decorate() once more with
- *     refresh = 1 and the request is sent again, in the same attempt; the second answer is
- *     the attempt's, whatever it is.
+ *     refresh = 1, its headers those the refused request carried (the scheme's own
+ *     included, so it can tell whether the credentials refused are still the ones it
+ *     holds), and the request is sent again, in the same attempt; the second answer is the
+ *     attempt's, whatever it is.
  * The attempt keeps its own copies of the URL and header lines and a reference to the
  * endpoint's auth object, so a PATCH of the endpoint while it waits changes nothing for
  * it; an endpoint deleted meanwhile gets nothing more: the attempt ends with an error

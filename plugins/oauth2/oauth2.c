@@ -13,7 +13,9 @@
  * expires_in, for OAUTH2_DEFAULT_TTL_S. One fetch per cache key is in flight at a time:
  * attempts that need the token meanwhile wait for it (HOOKD_AUTH_PENDING), and the fetch
  * resumes them all. A decorate with refresh = 1 (the receiver answered 401) drops the
- * cached token and fetches another, unless a fetch is already under way.
+ * cached token and fetches another, unless a fetch is already under way or the token the
+ * receiver refused is not the cached one any more (another attempt's refresh replaced
+ * it).
  *
  * Fetches run on a thread the plugin owns, with libcurl's blocking interface, one at a
  * time in the order asked; the loop never waits for them. Every address curl is about to
@@ -447,6 +449,23 @@ static struct o2_entry *o2_entry_get(struct o2 *o2, char *key,
 	return e;
 }
 
+/* On a refresh, true if the token the receiver refused (the Authorization the request
+ * carried) is the cached one. A request that went out with an older token, answered 401
+ * after another attempt's refresh already fetched a new one, keeps the new one: a burst of
+ * 401s costs one token request, not one each. Under o2->lock. */
+static int o2_refused_is_cached(const struct hookd_auth_request *r, const struct o2_entry *e)
+{
+	if (!e->access_token)
+		return 0;
+	for (size_t i = 0; i < r->n_headers; i++) {
+		const char *v = r->headers[i].value;
+		if (strcasecmp(r->headers[i].name, "Authorization") != 0)
+			continue;
+		return strncmp(v, "Bearer ", 7) != 0 || strcmp(v + 7, e->access_token) == 0;
+	}
+	return 1; /* nothing says which: drop it */
+}
+
 static enum hookd_auth_status o2_decorate(void *state, const struct hookd_auth_request *r,
 					  char *err, size_t errlen)
 {
@@ -465,7 +484,7 @@ static enum hookd_auth_status o2_decorate(void *state, const struct hookd_auth_r
 		snprintf(err, errlen, "out of memory (or no token_url, client_id, client_secret)");
 		return HOOKD_AUTH_ERROR;
 	}
-	if (r->refresh && !e->fetching) {
+	if (r->refresh && !e->fetching && o2_refused_is_cached(r, e)) {
 		free(e->access_token); /* the receiver refused it: revoked, or expired early */
 		e->access_token = NULL;
 	}

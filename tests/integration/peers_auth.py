@@ -119,12 +119,18 @@ class BearerReceiver(h.Receiver):
     def __init__(self):
         super().__init__()
         self.revoked = set()
+        self.refusal_step = 0.0  # the n-th refusal is answered after n * this many seconds
+        self.refusals = 0
 
     def _decide(self, req):
         status, extra, body, delay = super()._decide(req)
         tok = (req.headers.get("authorization") or "").removeprefix("Bearer ")
         if tok in self.revoked:
-            return 401, {"WWW-Authenticate": 'Bearer error="invalid_token"'}, b"revoked", 0
+            with self.lock:
+                n = self.refusals
+                self.refusals += 1
+            return (401, {"WWW-Authenticate": 'Bearer error="invalid_token"'}, b"revoked",
+                    n * self.refusal_step)
         return status, extra, body, delay
 
 

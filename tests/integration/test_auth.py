@@ -241,6 +241,32 @@ class OAuth2Test(AuthCase):
         attempts = h.get_attempts(d, app, msg_id)
         self.assertEqual([(a["attempt"], a["status"]) for a in attempts], [(1, 200)])
 
+    def test_a_burst_of_401s_costs_one_token_request(self):
+        ts = self.token_server()
+        recv = peers_auth.BearerReceiver()
+        self._receivers.append(recv)
+        # The refusals come back one after another, so most of them arrive after the first
+        # refresh has fetched tok-2.
+        recv.refusal_step = 0.05
+        d = self.daemon(delivery={"max_inflight_per_endpoint": 16})
+        app = h.create_app(d)
+        ep = self.oauth_endpoint(d, app, recv.url("/burst"), ts)
+        first = h.publish(d, app, "a.b", {})["id"]
+        h.wait_delivery_state(d, app, first, ep["id"], "succeeded")
+        recv.revoked.add("tok-1")
+        # Held while the endpoint is disabled, then sent at once: all with tok-1.
+        path = f"/v1/apps/{app['id']}/endpoints/{ep['id']}"
+        self.assertEqual(d.api("PATCH", path, {"disabled": True})[0], 200)
+        ids = [h.publish(d, app, "a.c", {"i": i})["id"] for i in range(16)]
+        self.assertEqual(d.api("PATCH", path, {"disabled": False})[0], 200)
+        for m in ids:
+            dl = h.wait_delivery_state(d, app, m, ep["id"], "succeeded")
+            self.assertEqual(dl["attempts"], 1, dl)
+        # Every 401 was for tok-1; the refreshes after the first found tok-2 cached.
+        self.assertEqual(ts.count(), 2, ts.requests)
+        self.assertEqual({r.headers.get("authorization") for r in recv.get(path="/burst")
+                          if r.status == 401}, {"Bearer tok-1"})
+
     def test_a_second_401_fails_the_attempt(self):
         ts = self.token_server()
         recv = self.receiver()

@@ -71,6 +71,7 @@ enum fake_mode { MODE_DONE, MODE_PENDING, MODE_ERROR, MODE_RESERVED };
 struct fake_scheme {
 	enum fake_mode mode;
 	int decorates, refreshes;
+	char refused[64]; /* the Authorization a refresh was told the 401'd request carried */
 	uint64_t token;
 	char value[64];
 };
@@ -84,8 +85,14 @@ static enum hookd_auth_status fake_decorate(void *state, const struct hookd_auth
 	s->token = r->token;
 	CHECK(r->n_options == 1 && strcmp(r->options[0].name, "token") == 0);
 	CHECK(strcmp(r->method, "POST") == 0);
-	CHECK(r->n_headers == 2 && strcmp(r->headers[1].name, "webhook-signature") == 0 &&
-	      strcmp(r->headers[1].value, "v1,abc") == 0);
+	CHECK(r->n_headers == 2 && strcmp(r->headers[0].name, "webhook-signature") == 0 &&
+	      strcmp(r->headers[0].value, "v1,abc") == 0);
+	/* A refresh sees what was sent: the scheme's Authorization in place of the request's. */
+	CHECK(strcmp(r->headers[1].name, "Authorization") == 0);
+	if (r->refresh)
+		snprintf(s->refused, sizeof(s->refused), "%s", r->headers[1].value);
+	else
+		CHECK(strcmp(r->headers[1].value, "Basic old") == 0);
 	switch (s->mode) {
 	case MODE_PENDING:
 		s->mode = MODE_DONE; /* the next decorate, after the resume, has it */
@@ -171,7 +178,7 @@ static void fixture_free(struct fixture *fx)
 
 static int fixture_send(struct fixture *fx, uint32_t timeout_ms)
 {
-	static const char *lines[] = {"Authorization: Basic old", "webhook-signature: v1,abc"};
+	static const char *lines[] = {"webhook-signature: v1,abc", "Authorization: Basic old"};
 	struct transport_request req;
 	memset(&req, 0, sizeof(req));
 	req.url = "http://127.0.0.1:1/hook";
@@ -329,6 +336,7 @@ static void test_refresh_401(void)
 	/* Once more with refresh = 1, and sent again within the attempt. */
 	CHECK(fx.out.calls == 0);
 	CHECK(fx.scheme.decorates == 2 && fx.scheme.refreshes == 1);
+	CHECK_STR(fx.scheme.refused, "Bearer t1");
 	CHECK(fx.tr.sends == 2 && fake_has(&fx.tr, "Authorization: Bearer t2"));
 	fake_answer(&fx.tr, 200);
 	CHECK(fx.out.calls == 1 && fx.out.status == 200);
