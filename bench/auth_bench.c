@@ -56,7 +56,7 @@ static void bench_done(void *arg, const struct transport_result *res)
 int main(int argc, char **argv)
 {
 	const char *path = argc > 1 ? argv[1] : "build/plugins/bearer.so";
-	long n = argc > 2 ? atol(argv[2]) : 200000;
+	long n = argc > 2 ? strtol(argv[2], NULL, 10) : 200000;
 	static const char *lines[] = {
 		"Content-Type: application/json", "webhook-id: msg_01M8TQG2DQ6HVHAF198VE88MTW",
 		"webhook-timestamp: 1764662400",
