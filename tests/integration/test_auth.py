@@ -4,9 +4,13 @@ bad objects are refused naming the field, oauth2 against a local token server th
 its requests, hub-signature against Debian's `webhook` receiver. Loopback only."""
 
 import base64
+import hashlib
+import hmac
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import unittest
 
@@ -396,6 +400,27 @@ class HubSignatureTest(AuthCase):
         self.assertEqual(at[0]["status"], peers_auth.WebhookReceiver.MISMATCH_STATUS, at)
         self.assertEqual(w.runs(), ["invoice.paid"])
 
+    def test_plugin_transport_carries_the_signature(self):
+        # An endpoint on a plugin transport (file://) is decorated too: the scheme's header
+        # travels with the Standard Webhooks headers, and the ids reach the plugin.
+        out = tempfile.mkdtemp(prefix="hookd-auth-file-")
+        self.addCleanup(shutil.rmtree, out, True)
+        path = os.path.join(out, "events.jsonl")
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, "file://" + path,
+                               auth={"scheme": "hub-signature", "secret": "k-file"})
+        msg_id = h.publish(d, app, "a.b", {"x": 1})["id"]
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", attempts=1)
+        with open(path, "rb") as f:
+            raw = f.readline()
+        line = json.loads(raw)
+        body = raw[8:8 + line["body_length"]]  # the signed bytes (docs/plugins.md, file)
+        want = "sha256=" + hmac.new(b"k-file", body, hashlib.sha256).hexdigest()
+        self.assertEqual(line["headers"].get("X-Hub-Signature-256"), want, line)
+        self.assertEqual(line["webhook-id"], msg_id)
+        self.assertEqual((line["endpoint_id"], line["attempt"]), (ep["id"], 1))
+
     def test_header_option_renames_it(self):
         recv = self.receiver()
         d = self.daemon()
@@ -404,8 +429,6 @@ class HubSignatureTest(AuthCase):
                           auth={"scheme": "hub-signature", "secret": "k", "header": "X-Sig"})
         h.publish(d, app, "a.b", {"x": 1})
         got = recv.wait_for(1, path="/hs")[0]
-        import hashlib
-        import hmac
         want = "sha256=" + hmac.new(b"k", got.body, hashlib.sha256).hexdigest()
         self.assertEqual(got.headers.get("x-sig"), want)
         self.assertNotIn("x-hub-signature-256", got.headers)
