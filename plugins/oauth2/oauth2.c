@@ -17,8 +17,8 @@
  * receiver refused is not the cached one any more (another attempt's refresh replaced
  * it).
  *
- * Fetches run on a thread the plugin owns, with libcurl's blocking interface, one at a
- * time in the order asked; the loop never waits for them. Every address curl is about to
+ * Fetches run on threads the plugin owns (OAUTH2_THREADS), with libcurl's blocking
+ * interface, in the order asked; the loop never waits for them. Every address curl is about to
  * connect to is put to the host's destination guard first (CURLOPT_OPENSOCKETFUNCTION), so
  * a token_url cannot reach what a webhook URL could not; no proxy, no redirects. */
 #include <hookd/plugin.h>
@@ -52,6 +52,9 @@
 /* A fetch is given this long (connect included); the attempts waiting for it end at their
  * own timeout anyway. */
 #define OAUTH2_FETCH_TIMEOUT_MS 10000
+/* Fetches run at once: one slow token endpoint then holds up the others' only when four
+ * are slow together. Idle threads cost a stack and a condition wait, nothing else. */
+#define OAUTH2_THREADS 4
 
 struct o2_waiter {
 	uint64_t token;
@@ -76,8 +79,8 @@ struct o2 {
 	struct hookd_plugin_ctx *ctx;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	pthread_t thread;
-	int thread_started;
+	pthread_t threads[OAUTH2_THREADS];
+	int n_threads;
 	int stopping;
 	struct o2_entry *entries;
 	struct o2_entry *queue_head, *queue_tail; /* waiting for the thread */
@@ -536,8 +539,8 @@ static void o2_cleanup(void *state)
 	o2->stopping = 1;
 	pthread_cond_broadcast(&o2->cond);
 	pthread_mutex_unlock(&o2->lock);
-	if (o2->thread_started)
-		pthread_join(o2->thread, NULL);
+	for (int i = 0; i < o2->n_threads; i++)
+		pthread_join(o2->threads[i], NULL);
 	while (o2->entries) {
 		struct o2_entry *e = o2->entries;
 		o2->entries = e->next;
@@ -568,12 +571,14 @@ static int o2_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx, 
 	o2->ctx = ctx;
 	pthread_mutex_init(&o2->lock, NULL);
 	pthread_cond_init(&o2->cond, NULL);
-	if (pthread_create(&o2->thread, NULL, o2_thread, o2) != 0) {
-		o2_cleanup(o2);
-		snprintf(err, errlen, "cannot start the token thread");
-		return 1;
+	for (int i = 0; i < OAUTH2_THREADS; i++) {
+		if (pthread_create(&o2->threads[i], NULL, o2_thread, o2) != 0) {
+			o2_cleanup(o2);
+			snprintf(err, errlen, "cannot start the token threads");
+			return 1;
+		}
+		o2->n_threads++;
 	}
-	o2->thread_started = 1;
 	if (host->register_auth(ctx, &o2_auth) != 0) {
 		o2_cleanup(o2);
 		snprintf(err, errlen, "cannot register the auth scheme oauth2");

@@ -37,6 +37,7 @@ class TokenServer:
         self.expires_in = expires_in
         self.status = 200      # what a token request gets (200: a token)
         self.delay = 0.0       # seconds before answering (a slow token service)
+        self.gate = None       # a threading.Event: answers wait until it is set
         self.lock = threading.Lock()
         self.requests = []     # (headers, form) of each token request
         self.issued = []
@@ -92,6 +93,8 @@ class TokenServer:
                 status, obj = srv._answer(hdrs, form)
                 if srv.delay:
                     time.sleep(srv.delay)
+                if srv.gate is not None:
+                    srv.gate.wait(60)
                 data = json.dumps(obj).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -107,6 +110,8 @@ class TokenServer:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):
+        if self.gate is not None:
+            self.gate.set()
         if self.server:
             self.server.shutdown()
             self.server.server_close()

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -352,6 +353,28 @@ class OAuth2Test(AuthCase):
         h.wait_until(lambda: ts.count() == 2, 10, message="the second token request")
         self.assertEqual(d.stop(), 0)
         self.assertEqual(recv.count(path="/stop"), 0, ep2)
+
+    def test_a_stuck_token_endpoint_holds_up_no_other(self):
+        stuck = self.token_server()
+        stuck.gate = threading.Event()  # holds its answers until the test lets them go
+        fast = self.token_server()
+        recv = self.receiver()
+        d = self.daemon()
+        app = h.create_app(d)
+        ep_stuck = self.oauth_endpoint(d, app, recv.url("/stuck"), stuck)
+        stuck_msg = h.publish(d, app, "a.b", {})["id"]
+        h.wait_until(lambda: stuck.count() == 1, 10, message="the stuck token request")
+        ep_fast = self.oauth_endpoint(d, app, recv.url("/fast"), fast)
+        fast_msg = h.publish(d, app, "a.c", {})["id"]
+        # Delivered while the other endpoint's token request is still out: that one has
+        # not ended, so the stuck delivery has no attempt recorded yet. (Were the fetches
+        # one at a time, this one would wait until the stuck one gave up, 10 s, and the
+        # stuck delivery would have failed its attempt by then.)
+        h.wait_delivery_state(d, app, fast_msg, ep_fast["id"], "succeeded")
+        self.assertEqual(h.get_attempts(d, app, stuck_msg), [])
+        self.assertEqual(recv.count(path="/stuck"), 0)
+        stuck.gate.set()
+        h.wait_delivery_state(d, app, stuck_msg, ep_stuck["id"], "succeeded", timeout=30)
 
     def test_token_url_refused_by_the_destination_guard(self):
         recv = self.receiver()
