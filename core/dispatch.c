@@ -1,6 +1,7 @@
 /* dispatch.c - scheduling, sending, and recording deliveries. */
 #include "dispatch.h"
 
+#include "auth.h"
 #include "clock.h"
 #include "config.h"
 #include "err.h"
@@ -34,6 +35,7 @@ struct dispatch {
 	struct registry *reg;
 	const struct config *cfg;
 	struct transport *transport;
+	struct auth *auth;                /* attempts of endpoints with an auth scheme */
 	struct delivery **heap;
 	size_t heap_n, heap_cap;
 	struct strmap live;
@@ -665,7 +667,8 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	dv->dispatch = d;
 	ep->sched->inflight++;
 	d->inflight++;
-	if (d->transport->send(d->transport, &req) != HOOKD_OK) {
+	if ((ep->auth ? auth_send(d->auth, d->transport, ep, &req)
+		      : d->transport->send(d->transport, &req)) != HOOKD_OK) {
 		memset(&fail, 0, sizeof(fail));
 		fail.retry_after_s = -1;
 		fail.retry_after_ms = -1;
@@ -1308,9 +1311,11 @@ int dispatch_new(struct event_base *base, struct store *store, struct registry *
 		d->window = 2 * cfg->max_inflight_per_endpoint;
 	d->timer = evtimer_new(base, dispatch_timer_cb, d);
 	d->refill_ev = evtimer_new(base, dispatch_refill_cb, d);
-	if (!d->timer || !d->refill_ev) {
+	if (!d->timer || !d->refill_ev || auth_new(base, &d->auth) != HOOKD_OK) {
 		if (d->timer)
 			event_free(d->timer);
+		if (d->refill_ev)
+			event_free(d->refill_ev);
 		free(d);
 		return HOOKD_ENOMEM;
 	}
@@ -1334,6 +1339,8 @@ void dispatch_free(struct dispatch *d)
 {
 	if (!d)
 		return;
+	/* First: attempts waiting for credentials hold deliveries freed below. */
+	auth_free(d->auth);
 	strmap_each(&d->live, dispatch_free_live, NULL);
 	strmap_free(&d->live);
 	while (d->eps)

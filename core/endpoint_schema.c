@@ -6,6 +6,7 @@
 #include "err.h"
 #include "header.h"
 #include "id.h"
+#include "log.h"
 #include "plugin.h"
 #include "policy.h"
 #include "registry.h"
@@ -39,6 +40,14 @@
 #define ENDPOINT_MAX_DELAY_S 604800 /* one week: longer waits are an outage, not a retry */
 /* A note for operators, shown in listings; a paragraph, not a document. */
 #define ENDPOINT_MAX_DESCRIPTION 1024
+/* Options of an auth object: the shipped schemes take at most five (oauth2); sixteen leaves
+ * room for a third party's without letting one endpoint carry hundreds. */
+#define ENDPOINT_MAX_AUTH_OPTIONS 16
+/* An option's name: a word, like a config key. */
+#define ENDPOINT_MAX_AUTH_NAME 64
+/* An option's value: credentials end up in a header line, which receivers cap at 8 KiB
+ * (HEADER_VALUE_MAX); a longer one could never be sent. */
+#define ENDPOINT_MAX_AUTH_VALUE HEADER_VALUE_MAX
 
 static int schema_fail(struct endpoint_error *e, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -76,6 +85,12 @@ static const char *schema_path_key(char *buf, size_t len, const char *name, cons
 	if (n > 0 && (size_t)n < len)
 		err_copy(buf + n, len - (size_t)n, key);
 	return buf;
+}
+
+/* Sets out[name] to v (stolen); HOOKD_ENOMEM when v is NULL or the set fails. */
+static int store_set(json_t *out, const char *name, json_t *v)
+{
+	return v && json_object_set_new(out, name, v) == 0 ? HOOKD_OK : HOOKD_ENOMEM;
 }
 
 /* ---- rules of single fields ---------------------------------------------------------- */
@@ -367,12 +382,190 @@ static int check_policy_name(const struct endpoint_field *f, const char *path, c
 	return HOOKD_OK;
 }
 
-/* ---- stored forms -------------------------------------------------------------------- */
+/* ---- the auth object ------------------------------------------------------------------ */
 
-static int store_set(json_t *out, const char *name, json_t *v)
+/* An option's value as the plugin sees it (struct hookd_option): a string as is, a number
+ * or boolean as JSON writes it. malloc'd; NULL when out of memory. */
+static char *auth_option_text(const json_t *v)
 {
-	return v && json_object_set_new(out, name, v) == 0 ? HOOKD_OK : HOOKD_ENOMEM;
+	if (json_is_string(v))
+		return strdup(json_string_value(v));
+	return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 }
+
+static void auth_options_free(struct hookd_option *opts, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free((char *)opts[i].name);
+		free((char *)opts[i].value);
+	}
+	free(opts);
+}
+
+/* The members of a checked auth object but scheme, as options; HOOKD_ENOMEM leaves
+ * nothing allocated. */
+static int auth_options_from_json(const json_t *obj, struct hookd_option **out, size_t *n)
+{
+	struct hookd_option *opts = calloc(json_object_size(obj) + 1, sizeof(*opts));
+	const char *k;
+	json_t *v;
+	size_t count = 0;
+
+	if (!opts)
+		return HOOKD_ENOMEM;
+	json_object_foreach((json_t *)obj, k, v) {
+		if (strcmp(k, "scheme") == 0)
+			continue;
+		opts[count].name = strdup(k);
+		opts[count].value = auth_option_text(v);
+		count++;
+		if (!opts[count - 1].name || !opts[count - 1].value) {
+			auth_options_free(opts, count);
+			return HOOKD_ENOMEM;
+		}
+	}
+	*out = opts;
+	*n = count;
+	return HOOKD_OK;
+}
+
+/* Type and size of each option; which ones exist is the scheme's to say (its check). */
+static int check_auth_options(const char *path, const json_t *v, struct endpoint_error *e)
+{
+	char sub[ENDPOINT_FIELD_PATH_MAX];
+	const char *k;
+	json_t *m;
+
+	if (json_object_size(v) > ENDPOINT_MAX_AUTH_OPTIONS + 1)
+		return schema_fail(e, path, "has %zu options, at most %d are allowed",
+				   json_object_size(v) - 1, ENDPOINT_MAX_AUTH_OPTIONS);
+	json_object_foreach((json_t *)v, k, m) {
+		if (strcmp(k, "scheme") == 0)
+			continue;
+		schema_path_key(sub, sizeof(sub), path, k);
+		if (strlen(k) == 0 || strlen(k) > ENDPOINT_MAX_AUTH_NAME)
+			return schema_fail(e, sub, "option names are 1 to %d bytes long",
+					   ENDPOINT_MAX_AUTH_NAME);
+		if (!json_is_string(m) && !json_is_number(m) && !json_is_boolean(m))
+			return schema_fail(e, sub, "must be a string, a number or a boolean");
+		if (json_is_string(m) && json_string_length(m) > ENDPOINT_MAX_AUTH_VALUE)
+			return schema_fail(e, sub, "must be at most %d bytes long, got %zu",
+					   ENDPOINT_MAX_AUTH_VALUE, json_string_length(m));
+	}
+	return HOOKD_OK;
+}
+
+/* The schemes shipped with hookd (plugins/): the ones of them that are loaded are what a
+ * message about an unknown scheme lists. (core/plugin.h has no walk of every registered
+ * scheme; a third party's is found by name all the same, only not listed.) */
+static const char *const auth_shipped[] = {"basic", "bearer", "hub-signature", "oauth2", NULL};
+
+/* "basic, bearer": the loaded schemes, for a message about an unknown one. */
+static const char *auth_scheme_names(const struct plugins *p, char *buf, size_t len)
+{
+	size_t w = 0;
+	buf[0] = '\0';
+	for (const char *const *s = auth_shipped; *s && w < len; s++) {
+		int r;
+		if (!plugins_auth(p, *s))
+			continue;
+		r = snprintf(buf + w, len - w, "%s%s", w ? ", " : "", *s);
+		if (r < 0)
+			break;
+		w += (size_t)r;
+	}
+	if (w == 0)
+		snprintf(buf, len, "none of the shipped ones; see plugins.dir");
+	return buf;
+}
+
+/* {"scheme": NAME, ...options}: NAME a scheme a loaded plugin registered, each option a
+ * string, number or boolean, then the scheme's own check. The daemon loads its plugins
+ * before it reads the rest of the config file; where none are loaded at all (no
+ * plugins_current(): a tool reading a config without the daemon) only the shape is
+ * checked here, and a daemon applying the endpoint checks it again, whole. */
+static int check_auth(const struct endpoint_field *f, const char *path, const json_t *v,
+		      struct endpoint_error *e)
+{
+	const json_t *scheme = json_object_get(v, "scheme");
+	const struct plugins *p = plugins_current();
+	const struct plugin_auth *pa;
+	char sub[ENDPOINT_FIELD_PATH_MAX], names[256], show[ERR_QUOTE_MAX];
+	char field[ENDPOINT_FIELD_PATH_MAX / 2], why[sizeof(e->msg) - 64];
+	struct hookd_option *opts;
+	size_t n;
+	int rc;
+
+	schema_path_key(sub, sizeof(sub), path, "scheme");
+	if (!scheme)
+		return schema_fail(e, sub, "required: the name of an auth scheme (loaded: %s)",
+				   p ? auth_scheme_names(p, names, sizeof(names)) : "see plugins");
+	if (!json_is_string(scheme))
+		return schema_fail(e, sub, "must be a string");
+	if (check_auth_options(path, v, e) != HOOKD_OK)
+		return HOOKD_EINVAL;
+	if (!p)
+		return HOOKD_OK;
+	if (!(pa = plugins_auth(p, json_string_value(scheme))))
+		return schema_fail(e, sub, "unknown auth scheme %s (loaded: %s)",
+				   err_quote(json_string_value(scheme), show, sizeof(show)),
+				   auth_scheme_names(p, names, sizeof(names)));
+	if (!pa->a->check)
+		return HOOKD_OK;
+	if (auth_options_from_json(v, &opts, &n) != HOOKD_OK)
+		return schema_nomem(e);
+	field[0] = why[0] = '\0';
+	rc = pa->a->check(pa->state, opts, n, field, sizeof(field), why, sizeof(why));
+	auth_options_free(opts, n);
+	if (rc == 0)
+		return HOOKD_OK;
+	field[sizeof(field) - 1] = why[sizeof(why) - 1] = '\0';
+	if (field[0])
+		schema_path_key(sub, sizeof(sub), path, field);
+	else
+		snprintf(sub, sizeof(sub), "%s", path);
+	return schema_fail(e, sub, "%s", why[0] ? why : "refused by the auth scheme");
+}
+
+/* The object as given, but a secret option given back exactly as the API shows it (a
+ * client that PATCHes what it read) keeps the value stored for it, when the scheme stays
+ * the same: the mask is not a credential anyone means to set. out holds the stored JSON
+ * being patched (a copy of the base), so its "auth" is the one being replaced. */
+static int store_auth(const struct endpoint_field *f, const json_t *v, const json_t *req,
+		      int64_t now_ms, json_t *out, struct endpoint_error *e)
+{
+	json_t *old = json_object_get(out, f->name), *copy, *m;
+	const struct plugins *p = plugins_current();
+	const struct plugin_auth *pa;
+	const char *k, *scheme;
+	char mask[REGISTRY_MASK_MAX];
+
+	if (!v || json_is_null(v))
+		return store_set(out, f->name, json_null()) == HOOKD_OK ? HOOKD_OK
+									: schema_nomem(e);
+	if (!(copy = json_deep_copy(v)))
+		return schema_nomem(e);
+	scheme = json_string_value(json_object_get(v, "scheme"));
+	pa = p && scheme ? plugins_auth(p, scheme) : NULL;
+	if (json_is_object(old) && scheme &&
+	    strcmp(json_string_value(json_object_get(old, "scheme")) ?: "", scheme) == 0) {
+		json_object_foreach(copy, k, m) {
+			json_t *was = json_object_get(old, k);
+			if (strcmp(k, "scheme") == 0 || !json_is_string(m) || !json_is_string(was) ||
+			    !registry_auth_option_secret(pa, k))
+				continue;
+			registry_secret_mask(json_string_value(was), mask, sizeof(mask));
+			if (strcmp(mask, json_string_value(m)) == 0 &&
+			    json_object_set_new(copy, k, json_copy(was))) {
+				json_decref(copy);
+				return schema_nomem(e);
+			}
+		}
+	}
+	return store_set(out, f->name, copy) == HOOKD_OK ? HOOKD_OK : schema_nomem(e);
+}
+
+/* ---- stored forms -------------------------------------------------------------------- */
 
 /* Given, or generated ("ep_" + a sortable id) on a create that leaves it out. */
 static int store_id(const struct endpoint_field *f, const json_t *v, const json_t *req,
@@ -623,6 +816,39 @@ static void release_policy(struct endpoint *ep)
 	ep->policy_params = NULL;
 }
 
+/* The scheme is looked up now: an endpoint whose scheme is no longer loaded (its plugin
+ * removed) stays, and its attempts fail naming the scheme until it is back. */
+static int apply_auth(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
+{
+	json_t *obj = json_object_get(stored, "auth");
+	const struct plugins *p = plugins_current();
+	struct endpoint_auth *a;
+
+	ep->auth = NULL;
+	if (!json_is_object(obj))
+		return HOOKD_OK;
+	if (!(a = calloc(1, sizeof(*a))))
+		return apply_nomem(err, errlen);
+	a->refs = 1;
+	if (!(a->scheme = strdup(json_string_value(json_object_get(obj, "scheme")) ?: "")) ||
+	    auth_options_from_json(obj, &a->opts, &a->n_opts) != HOOKD_OK) {
+		endpoint_auth_unref(a);
+		return apply_nomem(err, errlen);
+	}
+	a->pa = p ? plugins_auth(p, a->scheme) : NULL;
+	if (!a->pa)
+		log_warn("endpoint %s/%s: auth scheme '%s' is not loaded; its attempts fail until "
+			 "it is", ep->app_id ?: "?", ep->id ?: "?", a->scheme);
+	ep->auth = a;
+	return HOOKD_OK;
+}
+
+static void release_auth(struct endpoint *ep)
+{
+	endpoint_auth_unref(ep->auth);
+	ep->auth = NULL;
+}
+
 /* ---- the table ----------------------------------------------------------------------- */
 
 static const struct endpoint_field policy_fields[] = {
@@ -675,6 +901,8 @@ const struct endpoint_field endpoint_fields[] = {
 	 .dflt = "null", .check = check_proxy, .apply = apply_proxy, .release = release_proxy},
 	{.name = "policy", .type = EPF_OBJECT, .flags = EPF_NULLABLE, .dflt = "null",
 	 .sub = policy_fields, .apply = apply_policy, .release = release_policy},
+	{.name = "auth", .type = EPF_ANY_OBJECT, .flags = EPF_NULLABLE, .dflt = "null",
+	 .check = check_auth, .store = store_auth, .apply = apply_auth, .release = release_auth},
 	{0},
 };
 

@@ -4,6 +4,7 @@
 #include "endpoint_schema.h"
 #include "err.h"
 #include "log.h"
+#include "plugin.h"
 #include "store.h"
 #include "tls_text.h"
 
@@ -212,11 +213,74 @@ char *registry_endpoint_set_disabled(struct registry *r, struct endpoint *ep, bo
 	return json_dumps(ep->json, JSON_COMPACT);
 }
 
+void endpoint_auth_ref(struct endpoint_auth *a)
+{
+	a->refs++;
+}
+
+void endpoint_auth_unref(struct endpoint_auth *a)
+{
+	if (!a || --a->refs > 0)
+		return;
+	for (size_t i = 0; i < a->n_opts; i++) {
+		free((char *)a->opts[i].name);
+		free((char *)a->opts[i].value);
+	}
+	free(a->opts);
+	free(a->scheme);
+	free(a);
+}
+
+const char *registry_secret_mask(const char *value, char *buf, size_t len)
+{
+	char head[REGISTRY_MASK_SHOWN + 1];
+	if (strlen(value) < REGISTRY_MASK_MIN) {
+		snprintf(buf, len, "***");
+		return buf;
+	}
+	err_copy(head, sizeof(head), value);
+	snprintf(buf, len, "%s\u2026", head);
+	return buf;
+}
+
+bool registry_auth_option_secret(const struct plugin_auth *pa, const char *name)
+{
+	const char *const *s;
+	if (!pa)
+		return true;
+	for (s = pa->a->secret_options; s && *s; s++)
+		if (strcmp(*s, name) == 0)
+			return true;
+	return false;
+}
+
+/* The auth object of a view: the secret options' values masked. */
+static void endpoint_view_auth(const struct endpoint *ep, json_t *auth)
+{
+	const struct plugin_auth *pa = ep->auth ? ep->auth->pa : NULL;
+	const char *k;
+	json_t *v;
+	char mask[REGISTRY_MASK_MAX];
+
+	json_object_foreach(auth, k, v) {
+		char *text;
+		if (strcmp(k, "scheme") == 0 || !registry_auth_option_secret(pa, k))
+			continue;
+		text = json_is_string(v) ? NULL : json_dumps(v, JSON_ENCODE_ANY);
+		registry_secret_mask(text ? text : json_string_value(v) ?: "", mask, sizeof(mask));
+		free(text);
+		json_object_set_new(auth, k, json_string(mask));
+	}
+}
+
 json_t *endpoint_api_view(const struct endpoint *ep)
 {
 	json_t *v = json_deep_copy(ep->json);
+	json_t *auth = json_object_get(v, "auth");
 	char pk[SIGN_TEXT_MAX];
 	json_object_del(v, "secrets");
+	if (json_is_object(auth))
+		endpoint_view_auth(ep, auth);
 	if (ep->n_secrets) {
 		json_object_set_new(v, "secret", json_string(ep->secrets[0].text));
 		if (ep->secrets[0].key.kind == SIGN_ED25519 &&

@@ -16,6 +16,8 @@
 
 struct store;
 struct dispatch_ep;
+struct hookd_option;
+struct plugin_auth;
 
 /* Kept signing secrets per endpoint: the current one plus up to 4 rotated-out ones still in
  * their grace period (a rotation every few hours with 24 h grace stays well under this). */
@@ -29,6 +31,23 @@ struct endpoint_secret {
 	char text[SIGN_TEXT_MAX];
 	int64_t expires_ms; /* 0 = current (never expires) */
 };
+
+/* An endpoint's "auth" object (endpoint_schema.c's auth row, docs/api.md), derived from
+ * its stored JSON. Reference counted: an attempt waiting for credentials (auth.c) keeps
+ * the version it started with while a PATCH installs another or the endpoint goes. */
+struct endpoint_auth {
+	int refs;
+	char *scheme;                   /* the scheme's name, as stored */
+	const struct plugin_auth *pa;   /* the loaded scheme; NULL when none is loaded by that
+					 * name now (attempts then fail, retryable, naming it) */
+	struct hookd_option *opts;      /* the object's members but scheme, values as text
+					 * (numbers and booleans as JSON writes them); owned */
+	size_t n_opts;
+};
+
+void endpoint_auth_ref(struct endpoint_auth *a);
+/* Frees a at its last reference; NULL is a no-op. */
+void endpoint_auth_unref(struct endpoint_auth *a);
 
 struct endpoint {
 	char *id, *app_id;
@@ -48,6 +67,7 @@ struct endpoint {
 	bool disabled;
 	char *policy_name;        /* NULL = no policy */
 	json_t *policy_params;    /* borrowed from json */
+	struct endpoint_auth *auth; /* NULL = no auth scheme; one reference owned */
 
 	/* lifetime */
 	int refs;                 /* registry + live deliveries + the scheduler's runtime */
@@ -102,8 +122,22 @@ char *registry_endpoint_set_disabled(struct registry *r, struct endpoint *ep, bo
 void endpoint_ref(struct endpoint *ep);
 void endpoint_unref(struct endpoint *ep);
 
-/* The API view: the stored JSON minus the secrets list, plus secret and public_key. New ref. */
+/* The API view: the stored JSON minus the secrets list, plus secret and public_key, with
+ * the values of the auth scheme's secret options shown as registry_secret_mask does. New
+ * ref. */
 json_t *endpoint_api_view(const struct endpoint *ep);
+
+/* What the API shows of a secret auth option's value (docs/api.md, "auth"): its first
+ * REGISTRY_MASK_SHOWN bytes (cut at a character boundary) followed by "…", or "***" when
+ * the value is shorter than REGISTRY_MASK_MIN bytes, where four bytes would be a third of
+ * it or more. Writes into buf (at least REGISTRY_MASK_MAX bytes); returns buf. */
+#define REGISTRY_MASK_SHOWN 4
+#define REGISTRY_MASK_MIN 12
+#define REGISTRY_MASK_MAX 16
+const char *registry_secret_mask(const char *value, char *buf, size_t len);
+/* true if option name of scheme pa is a secret (its secret_options). Every option is, for
+ * a scheme that is not loaded (pa NULL): nothing says which are safe to show. */
+bool registry_auth_option_secret(const struct plugin_auth *pa, const char *name);
 
 /* true if ep subscribes to type (exact, "prefix.*", or "*"; no filter = everything). */
 bool endpoint_matches(const struct endpoint *ep, const char *type);

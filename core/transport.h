@@ -59,6 +59,9 @@ struct transport_request {
 	const char *proxy;
 	uint32_t connect_timeout_ms;
 	uint32_t timeout_ms;
+	/* A client certificate and its key (PEM file paths) an auth scheme gave (auth.h), or
+	 * NULL; read by send() only. */
+	const char *auth_cert_path, *auth_key_path;
 	void (*done)(void *arg, const struct transport_result *res);
 	void *arg;
 	/* What a plugin transport hands on (struct hookd_send); HTTP sends them as headers

@@ -11,6 +11,8 @@ pkgs=(build-essential cmake pkg-config
 # Node.js runs the check against the official standardwebhooks library.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm  >/dev/null 2>&1 || pkgs+=(npm)
+# Debian's webhook receiver: tests/integration/test_auth.py checks hub-signature against it.
+pkgs+=(webhook)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -17,6 +17,7 @@ ROWS = [
     ["api", "api_*", "config_apply", "janitor", "plugin_load"],
     ["fanout"],
     ["dispatch", "delivery"],
+    ["auth"],
     ["config_read", "config_schema", "config_yaml"],
     ["registry", "endpoint_schema", "transport_http", "transport_plugin"],
     ["plugin"],

@@ -377,7 +377,12 @@ class ServeDefaultsTest(unittest.TestCase):
                 self.fail(f"hookd serve did not answer on 127.0.0.1:{DEFAULT_PORT}:\n{log()}")
             time.sleep(0.05)
         text = log()
-        first = "\n".join(text.splitlines()[:self.FIRST_LINES])
+        # The plugins load before the config is read (its endpoints may use their schemes),
+        # one "plugin NAME VERSION loaded from PATH" line each; the announcement follows
+        # them, first among the lines about this start's own choices.
+        first = "\n".join([ln for ln in text.splitlines()
+                           if not re.search(r" info plugin \S+ \S+ loaded from ", ln)]
+                          [:self.FIRST_LINES])
         sys.stderr.write(f"  first lines:\n{first}\n")
         data_dir = os.path.join(os.path.realpath(cwd), "data")
         self.assertTrue(os.path.isdir(data_dir))

@@ -168,6 +168,14 @@ CASES = [
     case("policy", {"name": "../x"}, False, r"a-z 0-9"),
     case("policy", {"params": {}}, False, r"required"),
     case("policy", {"name": "p", "parms": {}}, False, r"unknown"),
+    # auth (the scheme's own rules, which need the plugins loaded, are in test_auth.py)
+    case("auth", None, True),
+    case("auth", {"scheme": "bearer", "token": "tok_0123456789abcdef"}, True),
+    case("auth", {"token": "x"}, False, r"required"),
+    case("auth", {"scheme": "bearer", "token": {"a": 1}}, False,
+         r"a string, a number or a boolean"),
+    case("auth", {"scheme": "bearer", "token": [1]}, False, r"a string, a number or a boolean"),
+    case("auth", "bearer", False),
     case("policy", {"name": "p", "params": [1]}, False),
     case("policy", "p", False),
     # fields that do not exist
