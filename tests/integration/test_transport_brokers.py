@@ -1,0 +1,327 @@
+"""The broker transport plugins end to end: nats (core and JetStream), redis, mqtt.
+
+Each test starts the real hookd (which loads the plugins from the build tree) and the real
+server (nats-server, redis-server, mosquitto) on free loopback ports; the consumer side is
+peers_brokers' minimal clients. Every delivery is checked where it landed: the body, the
+message id and a signature that verifies, with Python's verifier and with `hookd verify`.
+The failure cases take the server away (or leave out the JetStream stream, or put a key of
+the wrong type where the Redis stream goes): the attempts fail and are recorded, then the
+server comes back on the same port and the message lands exactly once, with the same id.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hookdtest as h  # noqa: E402
+import peers_brokers as pb  # noqa: E402
+
+# Retries every second (with hookd's jitter), enough of them that the delivery is still
+# pending when the test brings the server back.
+SCHEDULE = [1] * 30
+
+
+class BrokerCase(h.HookdCase):
+
+    def peer(self, obj):
+        """Closes obj (a server or a client) after the test, printing a server's log when
+        the test failed."""
+        def done():
+            if isinstance(obj, pb._Server) and self._failed():
+                sys.stderr.write(f"\n----- {self.id()}: {obj.name} log -----\n{obj.log()}\n")
+            obj.close()
+        self.addCleanup(done)
+        return obj
+
+    def assertSigned(self, secret, headers, body, msg_id):
+        """headers (lower-case names) carry the Standard Webhooks headers for msg_id and a
+        signature of body that both verifiers accept."""
+        self.assertEqual(headers.get("webhook-id"), msg_id, headers)
+        self.assertTrue(headers.get("webhook-timestamp"), headers)
+        self.assertTrue(h.verify_v1(secret, headers, body),
+                        f"signature does not verify: {headers!r} {body[:200]!r}")
+        r = subprocess.run([h.hookd_bin(), "verify", "--secret", secret, "--id", msg_id,
+                            "--timestamp", headers["webhook-timestamp"],
+                            "--signature", headers["webhook-signature"]],
+                           input=body, capture_output=True, timeout=30 * h.SCALE)
+        self.assertEqual(r.returncode, 0, f"hookd verify refused it: {r.stdout!r} {r.stderr!r}")
+
+    def assertEnvelope(self, body, msg_id, type_, data):
+        env = json.loads(body)
+        self.assertEqual(env.get("type"), type_, env)
+        self.assertEqual(env.get("data"), data, env)
+
+    def wait_failed_attempts(self, d, app, msg_id, n, contains):
+        """Waits for n failed attempts whose error contains `contains`; returns them."""
+        def pred():
+            at = h.get_attempts(d, app, msg_id)
+            bad = [a for a in at if a.get("error")]
+            if len(bad) >= n:
+                return at
+            return None
+        at = h.wait_until(pred, timeout=30, interval=0.1,
+                          message=f"{n} failed attempts of {msg_id}")
+        for a in at:
+            self.assertIn(contains, a["error"] or "", at)
+        return at
+
+    def hold(self, d, app, ep, msg_id):
+        """Disables ep and waits until the delivery of msg_id is held (not in flight): the
+        next attempt is made only when the test re-enables the endpoint."""
+        st, b = d.api("PATCH", f"/v1/apps/{app['id']}/endpoints/{ep['id']}", {"disabled": True})
+        self.assertEqual(st, 200, b)
+
+        def held():
+            dl = h.delivery_for(h.get_message(d, app, msg_id), ep["id"])
+            return dl if dl and dl.get("waiting_for") == "endpoint_disabled" else None
+        h.wait_until(held, timeout=30, message=f"delivery of {msg_id} held")
+
+    def release(self, d, app, ep):
+        st, b = d.api("PATCH", f"/v1/apps/{app['id']}/endpoints/{ep['id']}", {"disabled": False})
+        self.assertEqual(st, 200, b)
+
+    def assertOneSuccessLast(self, d, app, msg_id, ep):
+        """The delivery succeeded on its last attempt, every earlier one failed."""
+        dl = h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", timeout=30)
+        at = h.get_attempts(d, app, msg_id)
+        self.assertEqual(len(at), dl["attempts"], at)
+        self.assertGreaterEqual(len(at), 3, at)
+        self.assertIsNone(at[-1]["error"], at)
+        for a in at[:-1]:
+            self.assertTrue(a["error"], at)
+        self.assertEqual([a["attempt"] for a in at], list(range(1, len(at) + 1)), at)
+        return at
+
+
+class NatsTest(BrokerCase):
+
+    def test_core_publish_delivered_with_headers(self):
+        srv = self.peer(pb.NatsServer())
+        sub = self.peer(pb.NatsClient(srv.port))
+        sid = sub.subscribe("orders.created")
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("orders.created"),
+                               headers={"X-Tenant": "acme"})
+        msg_id = h.publish(d, app, "order.created", {"order": 7})["id"]
+
+        m = sub.wait_messages(sid, 1)[0]
+        self.assertEqual(m.subject, "orders.created")
+        self.assertSigned(ep["secret"], m.headers, m.data, msg_id)
+        self.assertEqual(m.headers.get("nats-msg-id"), msg_id, m.headers)
+        self.assertEqual(m.headers.get("content-type"), "application/json", m.headers)
+        self.assertEqual(m.headers.get("x-tenant"), "acme", m.headers)
+        self.assertEnvelope(m.data, msg_id, "order.created", {"order": 7})
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", attempts=1)
+
+    def test_server_down_retried_then_delivered_once(self):
+        srv = self.peer(pb.NatsServer(start=False))
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("orders.paid"), retry_schedule=SCHEDULE)
+        msg_id = h.publish(d, app, "order.paid", {"order": 8})["id"]
+        self.wait_failed_attempts(d, app, msg_id, 2, f"cannot connect to nats://127.0.0.1:{srv.port}")
+
+        # Core NATS keeps nothing for a subscriber that is not there yet: hold the delivery
+        # while the server comes back and the subscriber subscribes.
+        self.hold(d, app, ep, msg_id)
+        srv.start()
+        sub = self.peer(pb.NatsClient(srv.port))
+        sid = sub.subscribe("orders.paid")
+        self.release(d, app, ep)
+
+        self.assertOneSuccessLast(d, app, msg_id, ep)
+        got = sub.messages(sid)
+        self.assertEqual(len(got), 1, got)
+        self.assertSigned(ep["secret"], got[0].headers, got[0].data, msg_id)
+
+    def test_server_restart_reconnects(self):
+        """A connection the server closed is replaced on the next attempt."""
+        srv = self.peer(pb.NatsServer())
+        sub = self.peer(pb.NatsClient(srv.port))
+        sid = sub.subscribe("orders.>")
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("orders.one"), retry_schedule=SCHEDULE)
+        first = h.publish(d, app, "order.one", {"n": 1})["id"]
+        sub.wait_messages(sid, 1)
+        h.wait_delivery_state(d, app, first, ep["id"], "succeeded", attempts=1)
+        sub.close()
+        srv.stop()
+        srv.start()
+        sub = self.peer(pb.NatsClient(srv.port))
+        sid = sub.subscribe("orders.>")
+        second = h.publish(d, app, "order.one", {"n": 2})["id"]
+        h.wait_delivery_state(d, app, second, ep["id"], "succeeded", timeout=30)
+        got = sub.wait_messages(sid, 1)
+        self.assertEqual([m.headers.get("webhook-id") for m in got], [second], got)
+
+    def test_jetstream_acked(self):
+        srv = self.peer(pb.NatsServer(jetstream=True))
+        cli = self.peer(pb.NatsClient(srv.port))
+        cli.stream_create("ORDERS", ["orders.>"])
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("orders.shipped", "jetstream=1"))
+        msg_id = h.publish(d, app, "order.shipped", {"order": 9})["id"]
+
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", attempts=1)
+        self.assertEqual(cli.stream_messages("ORDERS"), 1)
+        hdrs, data, subject = cli.stream_get("ORDERS", 1)
+        self.assertEqual(subject, "orders.shipped")
+        self.assertEqual(hdrs.get("nats-msg-id"), msg_id, hdrs)
+        self.assertSigned(ep["secret"], hdrs, data, msg_id)
+        self.assertEnvelope(data, msg_id, "order.shipped", {"order": 9})
+
+    def test_jetstream_without_stream_fails_until_there_is_one(self):
+        srv = self.peer(pb.NatsServer(jetstream=True))
+        cli = self.peer(pb.NatsClient(srv.port))
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("orders.refunded", "jetstream=1"),
+                               retry_schedule=SCHEDULE)
+        msg_id = h.publish(d, app, "order.refunded", {"order": 10})["id"]
+        # Core NATS would call this delivered (the server read it); JetStream has no stream
+        # to store it, so no ack: a failed attempt, retried.
+        self.wait_failed_attempts(d, app, msg_id, 2, "no stream stores the subject")
+
+        cli.stream_create("REFUNDS", ["orders.refunded"])
+        self.assertOneSuccessLast(d, app, msg_id, ep)
+        self.assertEqual(cli.stream_messages("REFUNDS"), 1)
+        hdrs, data, _ = cli.stream_get("REFUNDS", 1)
+        self.assertEqual(hdrs.get("nats-msg-id"), msg_id, hdrs)
+        self.assertSigned(ep["secret"], hdrs, data, msg_id)
+
+    def test_url_checks(self):
+        d = self.daemon()
+        app = h.create_app(d)
+        for url, why in (("nats://127.0.0.1:4222/", "the subject must not be empty"),
+                         ("nats://127.0.0.1:4222/orders.*", "wildcards"),
+                         ("nats://127.0.0.1:4222/orders..x", "empty token"),
+                         ("nats://127.0.0.1:4222/orders?jetstream=maybe", "jetstream must be"),
+                         ("nats://127.0.0.1:4222/orders?stream=x", "unknown URL parameter")):
+            st, b = d.api("POST", f"/v1/apps/{app['id']}/endpoints", {"url": url})
+            self.assertEqual(st, 400, (url, b))
+            e = h.error_of(b)
+            self.assertEqual(e["field"], "url", b)
+            self.assertIn(why, e["message"], (url, b))
+
+
+class RedisTest(BrokerCase):
+
+    def test_xadd_delivered(self):
+        srv = self.peer(pb.RedisServer())
+        cli = self.peer(pb.RedisClient(srv.port))
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hooks"))
+        msg_id = h.publish(d, app, "invoice.paid", {"invoice": 1})["id"]
+
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", attempts=1)
+        entries = cli.xrange("hooks")
+        self.assertEqual(len(entries), 1, entries)
+        fields = entries[0][1]
+        self.assertEqual(sorted(fields), ["body", "headers", "id", "type"], fields)
+        self.assertEqual(fields["id"].decode(), msg_id)
+        self.assertEqual(fields["type"].decode(), "invoice.paid")
+        headers = {k.lower(): v for k, v in json.loads(fields["headers"]).items()}
+        self.assertSigned(ep["secret"], headers, fields["body"], msg_id)
+        self.assertEnvelope(fields["body"], msg_id, "invoice.paid", {"invoice": 1})
+
+    def test_server_down_retried_then_delivered_once(self):
+        srv = self.peer(pb.RedisServer(start=False))
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hooks"), retry_schedule=SCHEDULE)
+        msg_id = h.publish(d, app, "invoice.paid", {"invoice": 2})["id"]
+        self.wait_failed_attempts(d, app, msg_id, 2, f"redis://127.0.0.1:{srv.port}")
+
+        srv.start()  # the stream lives in the server: no need to hold the delivery
+        self.assertOneSuccessLast(d, app, msg_id, ep)
+        cli = self.peer(pb.RedisClient(srv.port))
+        entries = cli.xrange("hooks")
+        self.assertEqual([e[1]["id"].decode() for e in entries], [msg_id], entries)
+        headers = json.loads(entries[0][1]["headers"])
+        self.assertSigned(ep["secret"], headers, entries[0][1]["body"], msg_id)
+
+    def test_error_reply_retried(self):
+        srv = self.peer(pb.RedisServer())
+        cli = self.peer(pb.RedisClient(srv.port))
+        cli.call("SET", "hooks", "not a stream")
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hooks"), retry_schedule=SCHEDULE)
+        msg_id = h.publish(d, app, "invoice.paid", {"invoice": 3})["id"]
+        self.wait_failed_attempts(d, app, msg_id, 2, "WRONGTYPE")
+
+        cli.call("DEL", "hooks")
+        self.assertOneSuccessLast(d, app, msg_id, ep)
+        self.assertEqual([e[1]["id"].decode() for e in cli.xrange("hooks")], [msg_id])
+
+    def test_url_checks(self):
+        d = self.daemon()
+        app = h.create_app(d)
+        for url, why in (("redis://127.0.0.1:6379/", "the stream must not be empty"),
+                         ("redis://127.0.0.1:6379/s?maxlen=-1", "maxlen must be"),
+                         ("redis://127.0.0.1:6379/s?db=2", "unknown URL parameter")):
+            st, b = d.api("POST", f"/v1/apps/{app['id']}/endpoints", {"url": url})
+            self.assertEqual(st, 400, (url, b))
+            e = h.error_of(b)
+            self.assertEqual(e["field"], "url", b)
+            self.assertIn(why, e["message"], (url, b))
+
+
+class MqttTest(BrokerCase):
+
+    def test_publish_qos1_delivered(self):
+        srv = self.peer(pb.Mosquitto())
+        sub = self.peer(pb.MqttSubscriber(srv.port, "hooks/#"))
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hooks/orders"))
+        msg_id = h.publish(d, app, "order.created", {"order": 11})["id"]
+
+        m = sub.wait_messages(1)[0]
+        self.assertEqual(m.topic, "hooks/orders")
+        self.assertEqual(m.qos, 1)
+        self.assertEqual(m.content_type, "application/json")
+        self.assertSigned(ep["secret"], m.headers, m.payload, msg_id)
+        self.assertEnvelope(m.payload, msg_id, "order.created", {"order": 11})
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", attempts=1)
+
+    def test_broker_down_retried_then_delivered_once(self):
+        srv = self.peer(pb.Mosquitto(start=False))
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hooks/paid"), retry_schedule=SCHEDULE)
+        msg_id = h.publish(d, app, "order.paid", {"order": 12})["id"]
+        self.wait_failed_attempts(d, app, msg_id, 2, f"mqtt://127.0.0.1:{srv.port}")
+
+        self.hold(d, app, ep, msg_id)
+        srv.start()
+        sub = self.peer(pb.MqttSubscriber(srv.port, "hooks/#"))
+        self.release(d, app, ep)
+
+        self.assertOneSuccessLast(d, app, msg_id, ep)
+        got = sub.messages()
+        self.assertEqual(len(got), 1, got)
+        self.assertSigned(ep["secret"], got[0].headers, got[0].payload, msg_id)
+
+    def test_url_checks(self):
+        d = self.daemon()
+        app = h.create_app(d)
+        for url, why in (("mqtt://127.0.0.1:1883/", "the topic must not be empty"),
+                         ("mqtt://127.0.0.1:1883/hooks/+/x", "wildcards"),
+                         ("mqtt://127.0.0.1:1883/hooks?qos=2", "no parameters")):
+            st, b = d.api("POST", f"/v1/apps/{app['id']}/endpoints", {"url": url})
+            self.assertEqual(st, 400, (url, b))
+            e = h.error_of(b)
+            self.assertEqual(e["field"], "url", b)
+            self.assertIn(why, e["message"], (url, b))
+
+
+if __name__ == "__main__":
+    h.main()
