@@ -2,10 +2,19 @@
 #include "api-t.h"
 
 #include "dispatch.h"
+#include "plugin.h"
 #include "store.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+
+/* A plugin's counter (host->counter): its help text was cleaned of newlines when made. */
+static void api_metrics_plugin_counter(void *arg, const char *metric, const char *help,
+				       uint64_t value)
+{
+	evbuffer_add_printf(arg, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metric, help,
+			    metric, metric, (unsigned long long)value);
+}
 
 void api_metrics(struct api *a, struct evhttp_request *req, const struct api_args *args)
 {
@@ -62,6 +71,7 @@ void api_metrics(struct api *a, struct evhttp_request *req, const struct api_arg
 			    (unsigned long long)sp.map_bytes, (unsigned long long)sp.used_bytes,
 			    (unsigned long long)sp.reserved_bytes, (unsigned long long)sp.budget_bytes,
 			    sp.full, (unsigned long long)sp.waiting_writes);
+	plugins_each_counter(plugins_current(), api_metrics_plugin_counter, buf);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, NULL, buf);

@@ -36,6 +36,16 @@ struct config_app {
 	int line;
 };
 
+/* plugins.options.NAME: the options handed to plugin NAME (host->option), values as
+ * written (numbers and booleans as text). */
+struct config_plugin_options {
+	char *name;                  /* [a-z0-9_-]{1,32}, as a plugin's name */
+	char **keys;
+	char **values;
+	size_t n;
+	int line;
+};
+
 struct config {
 	char *listen_host;           /* listen: "host:port"; default 127.0.0.1:8080 ([::1]:8080 for v6) */
 	uint16_t listen_port;
@@ -74,6 +84,13 @@ struct config {
 	uint32_t policy_threads;     /* policies.threads: threads running publishes' policies,
 	                              * 1..16; default the CPUs this process may use, at most 16 */
 
+	char *plugins_dir;           /* plugins.dir; default NULL: the directory hookd was built
+	                              * or installed with (plugin.h) */
+	char **plugins_optional;     /* plugins.optional: plugin names whose refusal is a warning */
+	size_t n_plugins_optional;
+	struct config_plugin_options *plugin_options; /* plugins.options, one per plugin named */
+	size_t n_plugin_options;
+
 	struct config_app *apps;     /* apps: declared tenants and their endpoints */
 	size_t n_apps;
 	uint32_t commit_delay_us;    /* storage.commit_delay_us: group-commit delay; default 0 */
@@ -98,6 +115,12 @@ int config_load_string(struct config *c, const char *text, size_t len, const cha
 /* Reads path and parses it as above (messages start with path); a missing or unreadable
  * file, or one over 4 MiB, is HOOKD_ECONFIG with a message naming the path. */
 int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
+
+/* Reads only the plugins and security sections of path (the other keys are neither read
+ * nor checked):
+ * the plugins are loaded before the whole file is read, so that declared endpoints with a
+ * plugin's URL scheme are checked against the loaded plugins. Errors as config_load_file. */
+int config_load_file_plugins(struct config *c, const char *path, char *err, size_t errlen);
 
 /* Applies environment overrides (HOOKD_ADMIN_KEY; empty counts as unset). */
 void config_apply_env(struct config *c);

@@ -701,6 +701,114 @@ static void cfg_apply_endpoints(struct cfg_ctx *ctx, const struct cfg_field *f,
 	}
 }
 
+/* ---- plugins.options --------------------------------------------------------------- */
+
+/* An option's key: what a plugin asks host->option for. */
+static bool cfg_plugin_option_key(const char *k)
+{
+	size_t len = strlen(k);
+	if (len == 0 || len > 64)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= 'A' && k[i] <= 'Z') ||
+		      (k[i] >= '0' && k[i] <= '9') || k[i] == '_' || k[i] == '-' || k[i] == '.'))
+			return false;
+	return true;
+}
+
+/* plugins.options: NAME: {key: scalar, ...}. Values are kept as written (a plugin reads
+ * "30" or "true" as text); lists, mappings and null are refused here, not by the plugin. */
+static void cfg_apply_plugin_options(struct cfg_ctx *ctx, const struct cfg_field *f,
+				     const struct ynode *v, void *base, const char *path)
+{
+	struct config *c = base;
+	struct config_plugin_options *opts = NULL;
+	size_t n = 0;
+	char why[256], show[64];
+
+	if (!ynode_is_null(v) && v->kind != YNODE_MAP) {
+		cfg_fail_type(ctx, v, path, "a mapping of plugin names to their options");
+		return;
+	}
+	if (ynode_is_null(v))
+		goto done;
+	if (cfg_check_dup_keys(ctx, v, path, false))
+		return;
+	if (v->n_kids / 2 > f->max_n) {
+		cfg_fail(ctx, v->line, path, "names %zu plugins, at most %zu are allowed",
+			 v->n_kids / 2, f->max_n);
+		return;
+	}
+	if (v->n_kids && !(opts = calloc(v->n_kids / 2, sizeof(*opts)))) {
+		cfg_nomem(ctx);
+		return;
+	}
+	for (; n < v->n_kids / 2; n++) {
+		const struct ynode *k = v->kids[2 * n], *m = v->kids[2 * n + 1];
+		struct config_plugin_options *o = &opts[n];
+		char sub[CFG_PATH_MAX];
+		cfg_path_key(sub, sizeof(sub), path, k->text);
+		if (config_check_plugin_name(k->text, why, sizeof(why)) != HOOKD_OK) {
+			cfg_fail(ctx, k->line, sub, "%s", why);
+			goto fail;
+		}
+		if (!(o->name = strdup(k->text))) {
+			cfg_nomem(ctx);
+			goto fail;
+		}
+		o->line = k->line;
+		if (ynode_is_null(m))
+			continue;
+		if (m->kind != YNODE_MAP) {
+			cfg_fail_type(ctx, m, sub, "a mapping of option names to values");
+			goto fail;
+		}
+		if (cfg_check_dup_keys(ctx, m, sub, false))
+			goto fail;
+		if (m->n_kids / 2 > f->max_n) {
+			cfg_fail(ctx, m->line, sub, "has %zu options, at most %zu are allowed",
+				 m->n_kids / 2, f->max_n);
+			goto fail;
+		}
+		if (m->n_kids && (!(o->keys = calloc(m->n_kids / 2, sizeof(char *))) ||
+				  !(o->values = calloc(m->n_kids / 2, sizeof(char *))))) {
+			cfg_nomem(ctx);
+			goto fail;
+		}
+		for (size_t i = 0; i + 1 < m->n_kids; i += 2) {
+			const struct ynode *ok = m->kids[i], *ov = m->kids[i + 1];
+			char osub[CFG_PATH_MAX];
+			cfg_path_key(osub, sizeof(osub), sub, ok->text);
+			if (!cfg_plugin_option_key(ok->text)) {
+				cfg_fail(ctx, ok->line, osub,
+					 "expected an option name (1 to 64 of A-Z a-z 0-9 _ - .), got %s",
+					 cfg_show(ok, show, sizeof(show)));
+				goto fail;
+			}
+			if (ov->kind != YNODE_SCALAR || ynode_is_null(ov)) {
+				cfg_fail_type(ctx, ov, osub, "a string, number or boolean");
+				goto fail;
+			}
+			if (!(o->keys[o->n] = strdup(ok->text)) ||
+			    !(o->values[o->n] = strdup(ov->text))) {
+				free(o->keys[o->n]);
+				o->keys[o->n] = NULL;
+				cfg_nomem(ctx);
+				goto fail;
+			}
+			o->n++;
+		}
+	}
+done:
+	config_plugin_options_free(c->plugin_options, c->n_plugin_options);
+	c->plugin_options = opts;
+	c->n_plugin_options = n;
+	return;
+fail:
+	/* calloc'ed: the entries not reached yet are empty. */
+	config_plugin_options_free(opts, opts ? v->n_kids / 2 : 0);
+}
+
 /* ---- apps and the walk over the tables ---------------------------------------------- */
 
 static void cfg_apply_apps(struct cfg_ctx *ctx, const struct cfg_field *f, const struct ynode *v,
@@ -796,6 +904,9 @@ static void cfg_apply_field(struct cfg_ctx *ctx, const struct cfg_field *f, cons
 	case CFG_ENDPOINTS:
 		cfg_apply_endpoints(ctx, f, v, base, path);
 		return;
+	case CFG_PLUGIN_OPTIONS:
+		cfg_apply_plugin_options(ctx, f, v, base, path);
+		return;
 	}
 }
 
@@ -810,6 +921,13 @@ static void cfg_apply_map(struct cfg_ctx *ctx, const struct ynode *map,
 	for (size_t i = 0; i + 1 < map->n_kids; i += 2) {
 		const struct ynode *k = map->kids[i], *v = map->kids[i + 1];
 		const struct cfg_field *f;
+		if (ctx->only && fields == config_top_fields) {
+			const char *const *o = ctx->only;
+			while (*o && strcmp(*o, k->text) != 0)
+				o++;
+			if (!*o)
+				continue;
+		}
 		for (f = fields; f->key; f++)
 			if (strcmp(f->key, k->text) == 0)
 				break;
@@ -839,10 +957,11 @@ static void cfg_apply_map(struct cfg_ctx *ctx, const struct ynode *map,
 
 /* ---- public ------------------------------------------------------------------------- */
 
-int config_load_string(struct config *c, const char *text, size_t len, const char *name,
-		       char *err, size_t errlen)
+static int cfg_load_string(struct config *c, const char *text, size_t len, const char *name,
+			   const char *const *only, char *err, size_t errlen)
 {
 	struct cfg_ctx ctx = {
+		.only = only,
 		.name = name ? name : "<config>",
 		.text = text ? text : "",
 		.len = text ? len : 0,
@@ -876,7 +995,14 @@ cleanup:
 	return ctx.rc;
 }
 
-int config_load_file(struct config *c, const char *path, char *err, size_t errlen)
+int config_load_string(struct config *c, const char *text, size_t len, const char *name,
+		       char *err, size_t errlen)
+{
+	return cfg_load_string(c, text, len, name, NULL, err, errlen);
+}
+
+static int cfg_load_file(struct config *c, const char *path, const char *const *only, char *err,
+			 size_t errlen)
 {
 	FILE *f = NULL;
 	char *buf = NULL;
@@ -924,7 +1050,7 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 			break;
 		}
 	}
-	rc = config_load_string(c, buf ? buf : "", len, path, err, errlen);
+	rc = cfg_load_string(c, buf ? buf : "", len, path, only, err, errlen);
 	goto cleanup;
 
 read_error:
@@ -938,3 +1064,14 @@ cleanup:
 	return rc;
 }
 
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen)
+{
+	return cfg_load_file(c, path, NULL, err, errlen);
+}
+
+int config_load_file_plugins(struct config *c, const char *path, char *err, size_t errlen)
+{
+	/* The destination guard too: plugins may ask it (destination_allowed). */
+	static const char *const only[] = {"plugins", "security", NULL};
+	return cfg_load_file(c, path, only, err, errlen);
+}

@@ -101,6 +101,23 @@ static int cfg_check_cidr(const char *text, char *why, size_t whylen)
 	return HOOKD_EINVAL;
 }
 
+/* A plugin's name as include/hookd/plugin.h defines it: it is also part of metric names
+ * and log lines. */
+int config_check_plugin_name(const char *text, char *why, size_t whylen)
+{
+	char show[ERR_QUOTE_MAX];
+	size_t len = strlen(text), i;
+	for (i = 0; i < len; i++)
+		if (!((text[i] >= 'a' && text[i] <= 'z') || (text[i] >= '0' && text[i] <= '9') ||
+		      text[i] == '_' || text[i] == '-'))
+			break;
+	if (len >= 1 && len <= 32 && i == len)
+		return HOOKD_OK;
+	err_set(why, whylen, "expected a plugin name (1 to 32 of a-z 0-9 _ -), got %s",
+		err_quote(text, show, sizeof(show)));
+	return HOOKD_EINVAL;
+}
+
 /* ---- tables ------------------------------------------------------------------------- */
 
 /* The limits below are each the documented range of a key (docs/configuration.md). */
@@ -207,6 +224,21 @@ static const struct cfg_field policies_fields[] = {
 	{0},
 };
 
+static const struct cfg_field plugins_fields[] = {
+	{.key = "dir", .kind = CFG_STRING, .off = offsetof(struct config, plugins_dir),
+	 .flags = CFG_NULLABLE, .check = cfg_check_nonempty},
+	/* Names of plugins, each at most once; 256 is far more than any directory holds. */
+	{.key = "optional", .kind = CFG_STRLIST, .off = offsetof(struct config, plugins_optional),
+	 .off_n = offsetof(struct config, n_plugins_optional), .max_n = 256,
+	 .flags = CFG_NULLABLE, .check = config_check_plugin_name},
+	/* 256 plugins, 256 options each: bounds what a config can make the host copy. */
+	{.key = "options", .kind = CFG_PLUGIN_OPTIONS,
+	 .off = offsetof(struct config, plugin_options),
+	 .off_n = offsetof(struct config, n_plugin_options), .max_n = 256,
+	 .flags = CFG_NULLABLE},
+	{0},
+};
+
 /* An app; its endpoints' keys are the rows of endpoint_fields (endpoint_schema.h). */
 static const struct cfg_field app_fields[] = {
 	{.key = "id", .kind = CFG_STRING, .off = offsetof(struct config_app, id),
@@ -228,6 +260,7 @@ const struct cfg_field config_top_fields[] = {
 	{.key = "delivery", .kind = CFG_SECTION, .sub = delivery_fields},
 	{.key = "security", .kind = CFG_SECTION, .sub = security_fields},
 	{.key = "policies", .kind = CFG_SECTION, .sub = policies_fields},
+	{.key = "plugins", .kind = CFG_SECTION, .sub = plugins_fields},
 	{.key = "apps", .kind = CFG_APPS, .off = offsetof(struct config, apps),
 	 .off_n = offsetof(struct config, n_apps), .flags = CFG_NULLABLE, .sub = app_fields},
 	{0},
@@ -334,6 +367,16 @@ void config_apps_free(struct config_app *apps, size_t n)
 	free(apps);
 }
 
+void config_plugin_options_free(struct config_plugin_options *o, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(o[i].name);
+		config_strlist_free(o[i].keys, o[i].n);
+		config_strlist_free(o[i].values, o[i].n);
+	}
+	free(o);
+}
+
 void config_apply_env(struct config *c)
 {
 	const char *key = getenv("HOOKD_ADMIN_KEY");
@@ -358,6 +401,9 @@ void config_free(struct config *c)
 	free(c->retry_schedule);
 	config_strlist_free(c->allow_destinations, c->n_allow_destinations);
 	free(c->policy_dir);
+	free(c->plugins_dir);
+	config_strlist_free(c->plugins_optional, c->n_plugins_optional);
+	config_plugin_options_free(c->plugin_options, c->n_plugin_options);
 	config_apps_free(c->apps, c->n_apps);
 	memset(c, 0, sizeof(*c));
 }

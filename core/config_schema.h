@@ -22,6 +22,7 @@ enum cfg_kind {
 	CFG_STRLIST,   /* char ** (off) + size_t (off_n), each item checked */
 	CFG_APPS,      /* struct config_app * + size_t; sub: an app's keys */
 	CFG_ENDPOINTS, /* struct config_endpoint * + size_t: rows of endpoint_fields */
+	CFG_PLUGIN_OPTIONS, /* struct config_plugin_options * + size_t: NAME -> {key: scalar} */
 };
 
 #define CFG_REQUIRED 0x1u /* the mapping must name this key */
@@ -51,5 +52,8 @@ int config_fill_allocated_defaults(struct config *c);
 void config_strlist_free(char **list, size_t n);
 void config_endpoint_clear(struct config_endpoint *e);
 void config_apps_free(struct config_app *apps, size_t n);
+void config_plugin_options_free(struct config_plugin_options *o, size_t n);
+/* A plugin name: [a-z0-9_-]{1,32} (include/hookd/plugin.h). */
+int config_check_plugin_name(const char *text, char *why, size_t whylen);
 
 #endif

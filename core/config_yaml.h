@@ -37,6 +37,7 @@ struct cfg_ctx {
 	size_t errlen;
 	int rc;               /* first failure; later ones are not reported */
 	struct config *root;  /* for checks across apps (endpoint ids are unique everywhere) */
+	const char *const *only; /* non-NULL: read only these top-level keys (NULL-ended) */
 };
 
 /* Parses ctx->text into *root (owned by the caller, ynode_free): NULL for an empty stream

@@ -509,14 +509,19 @@ static void dispatch_failed(struct dispatch *d, struct delivery *dv,
 			    const struct transport_result *res, int64_t now)
 {
 	struct endpoint *ep = dv->ep;
+	int http = res->verdict == TRANSPORT_BY_STATUS;
 
-	if (res->status)
+	if (http && res->status)
 		delivery_set_error(dv, "HTTP %d", res->status);
 	else
 		delivery_set_error(dv, "%s", res->error);
 	d->stats.failed++;
 	dv->cycle_failures++;
-	if (res->status == 410) {
+	if (res->verdict == TRANSPORT_PERMANENT) {
+		/* The transport knows no retry can succeed (a plugin's HOOKD_FAILED): dead now,
+		 * with its reason, and redrivable like any dead delivery. */
+		dv->state = DLV_DEAD;
+	} else if (http && res->status == 410) {
 		char why[128], iso[CLOCK_ISO_LEN];
 		clock_iso8601(now, iso);
 		snprintf(why, sizeof(why), "endpoint answered 410 Gone at %s", iso);
@@ -535,8 +540,15 @@ static void dispatch_failed(struct dispatch *d, struct delivery *dv,
 			delivery_set_error(dv, "retry schedule exhausted after %u attempts; last: %.400s",
 				 dv->cycle_failures, last);
 		} else {
-			if ((res->status == 429 || res->status == 503) && res->retry_after_s >= 0)
+			if (http && (res->status == 429 || res->status == 503) &&
+			    res->retry_after_s >= 0)
 				delay = retry_with_retry_after(delay, res->retry_after_s,
+							       d->cfg->retry_after_cap_s);
+			else if (!http && res->retry_after_ms >= 0)
+				/* A plugin's retry_after_ms: at least that long (rounded up to
+				 * whole seconds), capped as a Retry-After is. */
+				delay = retry_with_retry_after(delay,
+							       (res->retry_after_ms + 999) / 1000,
 							       d->cfg->retry_after_cap_s);
 			dv->state = DLV_PENDING;
 			dv->next_at_ms = now + delay;
@@ -558,7 +570,8 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	d->inflight--;
 	d->stats.attempts++;
 	dv->last_status = res->status;
-	if (res->status >= 200 && res->status < 300) {
+	if (res->verdict == TRANSPORT_SENT ||
+	    (res->verdict == TRANSPORT_BY_STATUS && res->status >= 200 && res->status < 300)) {
 		dv->state = DLV_SUCCEEDED;
 		delivery_clear_error(dv);
 		d->stats.succeeded++;
@@ -636,6 +649,11 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	req.timeout_ms = d->cfg->timeout_ms;
 	req.done = dispatch_done;
 	req.arg = dv;
+	req.app_id = dv->app_id;
+	req.endpoint_id = ep->id;
+	req.message_id = dv->msg_id;
+	req.delivery_id = dv->id;
+	req.attempt = dv->attempts + 1;
 
 	dv->state = DLV_INFLIGHT;
 	dv->attempts++;
@@ -645,6 +663,7 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	if (d->transport->send(d->transport, &req) != HOOKD_OK) {
 		memset(&fail, 0, sizeof(fail));
 		fail.retry_after_s = -1;
+		fail.retry_after_ms = -1;
 		snprintf(fail.error, sizeof(fail.error), "could not start the request");
 		dispatch_done(dv, &fail);
 	}

@@ -6,6 +6,7 @@
 #include "err.h"
 #include "header.h"
 #include "id.h"
+#include "plugin.h"
 #include "policy.h"
 #include "registry.h"
 #include "sign.h"
@@ -78,24 +79,60 @@ static int check_id(const struct endpoint_field *f, const char *path, const json
 	return HOOKD_OK;
 }
 
-/* http(s) URLs by url.h's rules. "plugin:NAME" (DESIGN.md) is refused until plugin
- * transports exist: the registry could store it, but nothing could deliver it. */
+/* http(s) URLs by url.h's rules; any other scheme selects the plugin transport that
+ * registered it (plugin.h): its authority is checked by url.h (a host and port when the
+ * transport connects to a server, none for a local one), then by the plugin's check_url.
+ * A scheme no loaded plugin serves is refused with the list of those that are loaded. */
 static int check_url(const struct endpoint_field *f, const char *path, const json_t *v,
 			 struct endpoint_error *e)
 {
 	const char *url = json_string_value(v);
-	char why[160], show[ERR_QUOTE_MAX];
+	char why[256], show[ERR_QUOTE_MAX], scheme[URL_SCHEME_MAX + 1];
+	const struct plugin_transport *pt = NULL;
 	int rc;
 
-	if (strncasecmp(url, "plugin:", 7) == 0)
-		return schema_fail(e, path,
-				   "plugin transports (plugin:NAME) are not available in this "
-				   "version of hookd; use an http:// or https:// URL");
+	if (url_scheme(url, scheme) && strcmp(scheme, "http") != 0 &&
+	    strcmp(scheme, "https") != 0 &&
+	    (pt = plugins_transport(plugins_current(), scheme))) {
+		rc = url_plugin_check(url, pt->t->needs_address != 0, why, sizeof(why));
+		if (rc == HOOKD_ETOOBIG)
+			return schema_fail(e, path, "%s", why);
+		if (rc != HOOKD_OK)
+			return schema_fail(e, path, "%s, got %s (a %s:// URL of plugin %s)", why,
+					   err_quote(url, show, sizeof(show)), scheme,
+					   plugins_ctx_name(pt->ctx));
+		why[0] = '\0';
+		if (pt->t->check_url && pt->t->check_url(pt->state, url, why, sizeof(why)) != 0) {
+			why[sizeof(why) - 1] = '\0';
+			return schema_fail(e, path, "%s, got %s (plugin %s)",
+					   why[0] ? why : "refused by the transport",
+					   err_quote(url, show, sizeof(show)), plugins_ctx_name(pt->ctx));
+		}
+		return HOOKD_OK;
+	}
 	rc = url_endpoint_check(url, why, sizeof(why));
 	if (rc == HOOKD_OK)
 		return HOOKD_OK;
 	if (rc == HOOKD_ETOOBIG)
 		return schema_fail(e, path, "%s (not a valid http or https endpoint URL)", why);
+	if (scheme[0] && strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+		char loaded[200];
+		plugins_schemes(plugins_current(), loaded, sizeof(loaded));
+		return schema_fail(e, path,
+				   "%s, got %s (not a valid http or https endpoint URL, and no "
+				   "loaded plugin serves the scheme '%s'; %s%s)",
+				   why, err_quote(url, show, sizeof(show)), scheme,
+				   loaded[0] ? "plugin schemes loaded: " : "no plugin transports are loaded",
+				   loaded);
+	}
+	if (!scheme[0]) {
+		char loaded[200];
+		plugins_schemes(plugins_current(), loaded, sizeof(loaded));
+		return schema_fail(e, path,
+				   "%s, got %s (not a valid http or https endpoint URL%s%s)", why,
+				   err_quote(url, show, sizeof(show)),
+				   loaded[0] ? "; plugin schemes loaded: " : "", loaded);
+	}
 	return schema_fail(e, path, "%s, got %s (not a valid http or https endpoint URL)", why,
 			   err_quote(url, show, sizeof(show)));
 }

@@ -12,6 +12,7 @@
 #include "fanout.h"
 #include "janitor.h"
 #include "log.h"
+#include "plugin.h"
 #include "policy.h"
 #include "registry.h"
 #include "sign.h"
@@ -151,6 +152,7 @@ struct daemon {
 	struct store *store;
 	struct registry reg;
 	struct ssrf_policy ssrf;
+	struct plugins *plugins;
 	struct transport *transport;
 	struct dispatch *disp;
 	struct policy_engine *policies;
@@ -248,9 +250,47 @@ static void serve_announce(const struct daemon *d, const char *config_path, uint
 	free(cfg);
 }
 
+/* The event loop, first: the plugins are given it when they load. */
+static int serve_loop_new(struct daemon *d, char *err, size_t errlen)
+{
+	struct event_config *ecfg;
+	evthread_use_pthreads();
+	/* epoll's change list: an event deleted and added again within one loop pass (evhttp
+	 * does that on every request it reads and answers) costs one epoll_ctl, or none. */
+	if ((ecfg = event_config_new())) {
+		event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+		d->base = event_base_new_with_config(ecfg);
+		event_config_free(ecfg);
+	}
+	if (!d->base) {
+		snprintf(err, errlen, "cannot create the event loop");
+		return HOOKD_ENOMEM;
+	}
+	return HOOKD_OK;
+}
+
+/* The plugins (plugins.dir, or the built-in directory), before the rest of the file is
+ * read: declared endpoints may name a plugin's URL scheme, which the endpoint schema
+ * checks against the loaded plugins. A refusal stops the start (plugin.h). */
+static int serve_plugins(struct daemon *d, const char *config_path, char *err, size_t errlen)
+{
+	struct config pre;
+	int rc = HOOKD_OK;
+	config_defaults(&pre);
+	if (config_path)
+		rc = config_load_file_plugins(&pre, config_path, err, errlen);
+	if (rc == HOOKD_OK)
+		rc = plugins_load(&d->plugins, d->base, &pre, err, errlen);
+	config_free(&pre);
+	return rc;
+}
+
 /* The configuration: embedded defaults, then the file (if any), then the environment. */
 static int serve_configure(struct daemon *d, const char *config_path, char *err, size_t errlen)
 {
+	if (serve_loop_new(d, err, errlen) != HOOKD_OK ||
+	    serve_plugins(d, config_path, err, errlen) != HOOKD_OK)
+		return HOOKD_EINVAL;
 	config_defaults(&d->cfg);
 	if (config_path && config_load_file(&d->cfg, config_path, err, errlen) != HOOKD_OK)
 		return HOOKD_EINVAL;
@@ -280,23 +320,10 @@ static int serve_admin_key(struct daemon *d, char generated[2 * SERVE_ADMIN_KEY_
 	return d->cfg.admin_key ? HOOKD_OK : HOOKD_ENOMEM;
 }
 
-/* The event loop, the store and what is loaded from it before anything is delivered:
+/* The store and what is loaded from it before anything is delivered:
  * apps and endpoints (stored, then declared in the config), and the policies. */
 static int serve_open_store(struct daemon *d, char *err, size_t errlen)
 {
-	struct event_config *ecfg;
-	evthread_use_pthreads();
-	/* epoll's change list: an event deleted and added again within one loop pass (evhttp
-	 * does that on every request it reads and answers) costs one epoll_ctl, or none. */
-	if ((ecfg = event_config_new())) {
-		event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-		d->base = event_base_new_with_config(ecfg);
-		event_config_free(ecfg);
-	}
-	if (!d->base) {
-		snprintf(err, errlen, "cannot create the event loop");
-		return HOOKD_ENOMEM;
-	}
 	if (store_open(d->cfg.data_dir, d->cfg.map_size, &d->store, err, errlen) != HOOKD_OK ||
 	    registry_load(&d->reg, d->store, err, errlen) != HOOKD_OK ||
 	    config_apply_declared(&d->cfg, &d->reg, d->store, err, errlen) != HOOKD_OK)
@@ -321,7 +348,10 @@ static int serve_start(struct daemon *d, char *err, size_t errlen)
 {
 	int rc;
 	err[0] = '\0';
-	d->transport = transport_http_new(d->base, &d->ssrf, d->cfg.max_inflight, err, errlen);
+	struct transport *http =
+		transport_http_new(d->base, &d->ssrf, d->cfg.max_inflight, err, errlen);
+	if (http)
+		d->transport = transport_plugin_new(d->base, http, d->plugins, &d->ssrf, err, errlen);
 	if (!d->transport ||
 	    dispatch_new(d->base, d->store, &d->reg, &d->cfg, d->transport, &d->disp) != HOOKD_OK ||
 	    dispatch_load(d->disp, err, errlen) != HOOKD_OK ||
@@ -360,8 +390,10 @@ static void serve_teardown(struct daemon *d)
 	janitor_free(d->janitor);
 	api_free(d->api);
 	dispatch_free(d->disp);
+	/* Cancels the plugins' sends in flight, before their cleanup (plugins_free). */
 	if (d->transport)
 		d->transport->destroy(d->transport);
+	plugins_free(d->plugins);
 	if (d->policies)
 		policy_engine_free(d->policies);
 	registry_free(&d->reg);

@@ -19,14 +19,25 @@
  * reserves them). */
 #define TRANSPORT_HTTP_MAX_CONNECTS 256
 
+/* How dispatch judges an attempt: HTTP's by its status (2xx succeeded, 410 disables the
+ * endpoint, 429/503 honour Retry-After); a plugin transport says so itself. */
+enum transport_verdict {
+	TRANSPORT_BY_STATUS = 0,  /* HTTP: status decides (a zeroed result is this) */
+	TRANSPORT_SENT,           /* delivered */
+	TRANSPORT_RETRY,          /* failed: error says why; retry on the schedule */
+	TRANSPORT_PERMANENT,      /* failed for good: the delivery goes to the dead letters */
+};
+
 struct transport_result {
-	int status;               /* HTTP status, 0 if no response */
+	enum transport_verdict verdict;
+	int status;               /* HTTP status, 0 if no response; a plugin's own status */
 	char error[256];          /* transport error ("" if a response came) */
 	int blocked;              /* refused by the destination policy */
 	const char *response;     /* first bytes of the body; valid during done() only */
 	size_t response_len;
 	int64_t duration_ms;
 	int64_t retry_after_s;    /* Retry-After in seconds, -1 if absent/unparseable */
+	int64_t retry_after_ms;   /* TRANSPORT_RETRY: wait at least this long; -1 = schedule */
 };
 
 struct transport_request {
@@ -39,6 +50,14 @@ struct transport_request {
 	uint32_t timeout_ms;
 	void (*done)(void *arg, const struct transport_result *res);
 	void *arg;
+	/* What a plugin transport hands on (struct hookd_send); HTTP sends them as headers
+	 * already. Borrowed, valid during send() only. */
+	const char *app_id;
+	const char *endpoint_id;
+	const char *message_id;
+	const char *delivery_id;
+	const char *event_type;
+	uint32_t attempt;         /* 1 for the first */
 };
 
 struct transport {
@@ -54,5 +73,18 @@ struct ssrf_policy;
  * the most requests the caller has in flight at once (delivery.max_inflight). */
 struct transport *transport_http_new(struct event_base *base, const struct ssrf_policy *ssrf,
 				     unsigned max_inflight, char *err, size_t errlen);
+
+struct plugins;
+
+/* The transport dispatch uses: http:// and https:// URLs go to http (owned from here on,
+ * destroyed with it), every other scheme to the plugin transport that registered it
+ * (plugins.h), under the request's timeout_ms enforced by a host timer. Before send(), a
+ * transport with needs_address has its URL's host resolved without blocking the loop and
+ * the address checked by ssrf, as HTTP's are. plugins (may be NULL: no plugins) and ssrf
+ * are borrowed and must outlive it. Destroying it cancels the plugin sends in flight
+ * (their deliveries stay pending in the store, as HTTP's do). */
+struct transport *transport_plugin_new(struct event_base *base, struct transport *http,
+				       struct plugins *plugins, const struct ssrf_policy *ssrf,
+				       char *err, size_t errlen);
 
 #endif

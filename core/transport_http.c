@@ -436,6 +436,7 @@ static void http_check_done(struct http_transport *t)
 		http_active_unlink(t, x);
 		memset(&res, 0, sizeof(res));
 		res.retry_after_s = -1;
+		res.retry_after_ms = -1;
 		res.duration_ms = (clock_mono_ns() - x->started_ns) / 1000000;
 		if (m->data.result == CURLE_OK ||
 		    (m->data.result == CURLE_WRITE_ERROR && x->body_cut)) {

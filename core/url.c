@@ -242,3 +242,118 @@ cleanup:
 		err_set(why_out, whylen, "%s", why);
 	return rc;
 }
+
+bool url_scheme(const char *url, char out[URL_SCHEME_MAX + 1])
+{
+	size_t i = 0;
+	out[0] = '\0';
+	if (!url || !((url[0] >= 'a' && url[0] <= 'z') || (url[0] >= 'A' && url[0] <= 'Z')))
+		return false;
+	for (; url[i] && url[i] != ':'; i++) {
+		char c = url[i];
+		if (i >= URL_SCHEME_MAX ||
+		    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || url_is_digit(c) ||
+		      c == '+' || c == '.' || c == '-'))
+			return false;
+	}
+	if (strncmp(url + i, "://", 3) != 0)
+		return false;
+	for (size_t k = 0; k < i; k++)
+		out[k] = (char)(url[k] >= 'A' && url[k] <= 'Z' ? url[k] - 'A' + 'a' : url[k]);
+	out[i] = '\0';
+	return true;
+}
+
+int url_plugin_check(const char *url, bool needs_address, char *why_out, size_t whylen)
+{
+	const char *why, *rest, *port = NULL;
+	char scheme[URL_SCHEME_MAX + 1];
+	size_t len = strlen(url), alen;
+	bool host_ok;
+
+	if (len > URL_MAX) {
+		err_set(why_out, whylen, "longer than %d bytes", URL_MAX);
+		return HOOKD_ETOOBIG;
+	}
+	if ((why = url_chars_why(url, len)))
+		goto fail;
+	if (!url_scheme(url, scheme)) {
+		why = "expected SCHEME://...";
+		goto fail;
+	}
+	rest = url + strlen(scheme) + 3;
+	alen = strcspn(rest, "/?#");
+	if (!needs_address) {
+		if (alen) {
+			why = "this transport takes no host: write SCHEME:///PATH (three slashes)";
+			goto fail;
+		}
+		return HOOKD_OK;
+	}
+	if (memchr(rest, '@', alen)) {
+		why = "user names and passwords (user:pass@) are not allowed in the URL; give "
+		      "credentials in the plugin's options";
+		goto fail;
+	}
+	if (alen > 0 && rest[0] == '[')
+		host_ok = url_ipv6_host(rest, alen, &port, &why);
+	else
+		host_ok = url_name_host(rest, alen, &port, &why);
+	if (!host_ok)
+		goto fail;
+	if (port && !url_port_valid(port, (size_t)(rest + alen - port))) {
+		why = "the port must be 1..65535";
+		goto fail;
+	}
+	return HOOKD_OK;
+fail:
+	err_set(why_out, whylen, "%s", why);
+	return HOOKD_EINVAL;
+}
+
+int url_split(const char *url, struct url_parts *out)
+{
+	char scheme[URL_SCHEME_MAX + 1];
+	const char *rest, *hend, *aend;
+	size_t alen, hlen;
+
+	memset(out, 0, sizeof(*out));
+	out->query = "";
+	if (!url_scheme(url, scheme))
+		return HOOKD_EINVAL;
+	rest = url + strlen(scheme) + 3;
+	alen = strcspn(rest, "/?#");
+	aend = rest + alen;
+	if (alen && rest[0] == '[') {
+		const char *close = memchr(rest, ']', alen);
+		if (!close)
+			return HOOKD_EINVAL;
+		hlen = (size_t)(close - rest - 1);
+		if (hlen >= sizeof(out->host))
+			return HOOKD_EINVAL;
+		memcpy(out->host, rest + 1, hlen);
+		hend = close + 1;
+	} else {
+		const char *colon = memchr(rest, ':', alen);
+		hend = colon ? colon : aend;
+		hlen = (size_t)(hend - rest);
+		if (hlen >= sizeof(out->host))
+			return HOOKD_EINVAL;
+		memcpy(out->host, rest, hlen);
+	}
+	out->host[hlen] = '\0';
+	if (hend < aend && *hend == ':') {
+		for (const char *c = hend + 1; c < aend; c++) {
+			if (!url_is_digit(*c) || out->port > 65535)
+				return HOOKD_EINVAL;
+			out->port = out->port * 10 + (*c - '0');
+		}
+	}
+	out->path = aend;
+	out->path_len = *aend == '/' ? strcspn(aend, "?#") : 0;
+	if (aend[out->path_len] == '?') {
+		out->query = aend + out->path_len + 1;
+		out->query_len = strcspn(out->query, "#");
+	}
+	return HOOKD_OK;
+}

@@ -16,6 +16,7 @@
 #ifndef HOOKD_URL_H
 #define HOOKD_URL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The longest URL accepted, in bytes: what browsers and CDNs conventionally accept, far
@@ -27,5 +28,30 @@
  * or HOOKD_EINVAL, with the reason in why (without the field name or the URL, so each
  * caller frames it its own way: "url: <why>", "file:line: key: <why>, got '...'"). */
 int url_endpoint_check(const char *url, char *why, size_t whylen);
+
+/* Longest URL scheme hookd reads (plugin transports' schemes are shorter). */
+#define URL_SCHEME_MAX 32
+
+/* The scheme of url, lower-cased into out (URL_SCHEME_MAX + 1 bytes), when url starts
+ * with [A-Za-z][A-Za-z0-9+.-]* followed by "://"; false (out "") otherwise. */
+bool url_scheme(const char *url, char out[URL_SCHEME_MAX + 1]);
+
+/* HOOKD_OK when url is acceptable for a plugin transport: printable ASCII within URL_MAX,
+ * "scheme://", then with needs_address a host by the same rules as http URLs (a DNS name,
+ * a strict IPv4 address or a bracketed IPv6 one, no userinfo) and an optional port
+ * 1..65535; without, an empty authority (file:///PATH). The reason in why otherwise. */
+int url_plugin_check(const char *url, bool needs_address, char *why, size_t whylen);
+
+/* A URL already accepted by url_plugin_check, split for struct hookd_send. host is written
+ * without brackets; path and query point into url (not NUL-terminated at their ends). */
+struct url_parts {
+	char host[256];
+	int port;                 /* 0 when the URL has none */
+	const char *path;         /* from the first '/' after the authority, up to '?' or '#' */
+	size_t path_len;
+	const char *query;        /* after '?', up to '#' ("" and 0 when none) */
+	size_t query_len;
+};
+int url_split(const char *url, struct url_parts *out);
 
 #endif

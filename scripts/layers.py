@@ -14,11 +14,12 @@ import sys
 # Keep in the same order as docs/architecture.md.
 ROWS = [
     ["main", "policy_cli", "verify"],
-    ["api", "api_*", "config_apply", "janitor"],
+    ["api", "api_*", "config_apply", "janitor", "plugin_load"],
     ["fanout"],
     ["dispatch", "delivery"],
     ["config_read", "config_schema", "config_yaml"],
-    ["registry", "endpoint_schema", "transport_http"],
+    ["registry", "endpoint_schema", "transport_http", "transport_plugin"],
+    ["plugin"],
     ["policy", "policy_*", "worker", "sign", "url", "ssrf", "retry", "datadir"],
     ["store", "store_*", "record"],
     ["clock", "id", "log", "jsontext", "json_scan", "ratelimit", "strmap", "header", "cli"],
@@ -28,6 +29,7 @@ FAMILIES = [
     ["api", "api_*"],
     ["dispatch", "delivery"],
     ["registry", "endpoint_schema"],
+    ["transport_http", "transport_plugin"],
     ["config_read", "config_schema", "config_yaml"],
     ["policy", "policy_*"],
     ["store", "store_*", "record"],
