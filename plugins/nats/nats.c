@@ -83,9 +83,11 @@ struct nats_conn {
 	int stop;
 	struct nats_pending *pending[NATS_PENDING_BUCKETS];
 
-	/* The worker's alone. */
+	/* The worker's connection, also under mu so cleanup can close it to cut short a
+	 * flush or ack wait of a server that stopped answering. */
 	natsConnection *nc;
 	jsCtx *js;
+	int closing_nc; /* cleanup is closing nc outside mu: the worker must not free it yet */
 };
 
 struct nats_plugin {
@@ -362,14 +364,19 @@ static void nats_on_closed(natsConnection *nc, void *closure)
 /* Drops the connection (worker thread). Its pending acks fail through nats_on_closed. */
 static void nats_conn_drop(struct nats_conn *c)
 {
-	if (c->js) {
-		jsCtx_Destroy(c->js);
-		c->js = NULL;
-	}
-	if (c->nc) {
-		natsConnection_Close(c->nc);
-		natsConnection_Destroy(c->nc);
-		c->nc = NULL;
+	pthread_mutex_lock(&c->mu);
+	while (c->closing_nc)
+		pthread_cond_wait(&c->cv, &c->mu);
+	natsConnection *nc = c->nc;
+	jsCtx *js = c->js;
+	c->nc = NULL;
+	c->js = NULL;
+	pthread_mutex_unlock(&c->mu);
+	if (js)
+		jsCtx_Destroy(js);
+	if (nc) {
+		natsConnection_Close(nc);
+		natsConnection_Destroy(nc);
 	}
 }
 
@@ -399,21 +406,28 @@ static int nats_conn_ensure(struct nats_conn *c, char *err, size_t errlen)
 		s = natsOptions_SetNoEcho(o, true);
 	if (s == NATS_OK)
 		s = natsOptions_SetClosedCB(o, nats_on_closed, c);
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
 	if (s == NATS_OK)
-		s = natsConnection_Connect(&c->nc, o);
+		s = natsConnection_Connect(&nc, o);
 	if (s == NATS_OK) {
 		jsOptions jo;
 		jsOptions_Init(&jo);
 		jo.PublishAsync.AckHandler = nats_on_ack;
 		jo.PublishAsync.AckHandlerClosure = c;
-		s = natsConnection_JetStream(&c->js, c->nc, &jo);
+		s = natsConnection_JetStream(&js, nc, &jo);
 	}
 	if (s != NATS_OK) {
 		snprintf(err, errlen, "cannot connect to %s: %s", url, nats_error_text(s));
-		nats_conn_drop(c);
+		jsCtx_Destroy(js);
+		natsConnection_Destroy(nc);
 		natsOptions_Destroy(o);
 		return -1;
 	}
+	pthread_mutex_lock(&c->mu);
+	c->nc = nc;
+	c->js = js;
+	pthread_mutex_unlock(&c->mu);
 	natsOptions_Destroy(o);
 	nats_log(p, HOOKD_LOG_INFO, "connected to %s", url);
 	return 0;
@@ -612,7 +626,7 @@ static int nats_send(void *state, const struct hookd_send *s)
 	pthread_mutex_lock(&c->mu);
 	*c->tail = j;
 	c->tail = &j->next;
-	pthread_cond_signal(&c->cv);
+	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 	return 0;
 }
@@ -675,7 +689,18 @@ static void nats_cleanup(void *state)
 	for (struct nats_conn *c = p->conns; c; c = c->next) {
 		pthread_mutex_lock(&c->mu);
 		c->stop = 1;
-		pthread_cond_signal(&c->cv);
+		natsConnection *nc = c->nc;
+		c->closing_nc = nc != NULL;
+		pthread_cond_broadcast(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		if (!nc)
+			continue;
+		/* A worker waiting on the server (a flush) returns at once. Not under mu:
+		 * libnats' threads take it in nats_on_ack and nats_on_closed. */
+		natsConnection_Close(nc);
+		pthread_mutex_lock(&c->mu);
+		c->closing_nc = 0;
+		pthread_cond_broadcast(&c->cv);
 		pthread_mutex_unlock(&c->mu);
 	}
 	for (struct nats_conn *c = p->conns; c; c = c->next)
