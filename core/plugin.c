@@ -118,7 +118,7 @@ struct plugin_completion {
 struct plugins {
 	struct event_base *base;
 	struct hookd_plugin_ctx *ctxs; /* load order */
-	struct plugin_reg *regs;       /* registration order */
+	struct plugin_reg *regs;       /* registration order (plugin_reg_append) */
 	struct ssrf_policy ssrf;
 	pthread_mutex_t mu;            /* the completion queue */
 	struct plugin_completion *q_head, *q_tail;
@@ -480,6 +480,16 @@ static struct plugin_reg *plugins_find_reg(const struct plugins *p, const char *
 	return NULL;
 }
 
+/* Registration order is the order of listings (plugins_schemes, the start-up line). */
+static void plugin_reg_append(struct plugins *p, struct plugin_reg *r)
+{
+	struct plugin_reg **rp = &p->regs;
+	while (*rp)
+		rp = &(*rp)->next;
+	r->next = NULL;
+	*rp = r;
+}
+
 /* Refuses a registration: the reason is kept and the plugin refused after init. */
 static int plugin_reg_refuse(struct hookd_plugin_ctx *ctx, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -524,8 +534,7 @@ static int host_register_transport(struct hookd_plugin_ctx *ctx, const struct ho
 	r->t.size = sizeof(r->t);
 	r->pt.t = &r->t;
 	r->pt.ctx = ctx;
-	r->next = ctx->p->regs;
-	ctx->p->regs = r;
+	plugin_reg_append(ctx->p, r);
 	return 0;
 }
 
@@ -555,8 +564,7 @@ static int host_register_auth(struct hookd_plugin_ctx *ctx, const struct hookd_a
 	r->pa.a = &r->a;
 	r->pa.ctx = ctx;
 	r->is_auth = 1;
-	r->next = ctx->p->regs;
-	ctx->p->regs = r;
+	plugin_reg_append(ctx->p, r);
 	return 0;
 }
 
@@ -1039,17 +1047,15 @@ void plugins_set_complete(struct plugins *p, plugins_complete_fn fn, void *arg)
 
 void plugins_schemes(const struct plugins *p, char *buf, size_t len)
 {
-	const struct plugin_reg *order[64];
-	size_t n = 0, off = 0;
+	size_t off = 0;
 	if (!len)
 		return;
 	buf[0] = '\0';
-	/* p->regs is newest first: list them in registration order. */
-	for (const struct plugin_reg *r = p ? p->regs : NULL; r && n < 64; r = r->next)
-		if (!r->is_auth)
-			order[n++] = r;
-	while (n--) {
-		int w = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", order[n]->t.scheme);
+	for (const struct plugin_reg *r = p ? p->regs : NULL; r; r = r->next) {
+		int w;
+		if (r->is_auth)
+			continue;
+		w = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", r->t.scheme);
 		if (w < 0 || (size_t)w >= len - off)
 			return;
 		off += (size_t)w;
