@@ -131,6 +131,7 @@ class NatsServer(_Server):
 
 class NatsMsg:
     def __init__(self, subject, reply, headers, status, data):
+        self.t_ns = time.time_ns()  # when it arrived (CLOCK_REALTIME, as bench/publish)
         self.subject = subject
         self.reply = reply
         self.headers = headers    # {lower-cased name: value}
