@@ -54,10 +54,12 @@ class BrokerCase(h.HookdCase):
         self.assertEqual(env.get("type"), type_, env)
         self.assertEqual(env.get("data"), data, env)
 
-    def wait_failed_attempts(self, d, app, msg_id, n, contains):
-        """Waits for n failed attempts whose error contains `contains`; returns them."""
+    def wait_failed_attempts(self, d, app, msg_id, n, contains, endpoint_id=None):
+        """Waits for n failed attempts (to endpoint_id, when given) whose error contains
+        `contains`; returns them."""
         def pred():
-            at = h.get_attempts(d, app, msg_id)
+            at = [a for a in h.get_attempts(d, app, msg_id)
+                  if endpoint_id is None or a["endpoint_id"] == endpoint_id]
             bad = [a for a in at if a.get("error")]
             if len(bad) >= n:
                 return at
@@ -194,6 +196,47 @@ class NatsTest(BrokerCase):
         hdrs, data, _ = cli.stream_get("REFUNDS", 1)
         self.assertEqual(hdrs.get("nats-msg-id"), msg_id, hdrs)
         self.assertSigned(ep["secret"], hdrs, data, msg_id)
+
+    def test_jetstream_by_plugin_option(self):
+        """plugins.options.nats.jetstream: true makes every nats endpoint JetStream unless
+        its URL says jetstream=0."""
+        srv = self.peer(pb.NatsServer(jetstream=True))
+        cli = self.peer(pb.NatsClient(srv.port))
+        sub = cli.subscribe("plain.>")
+        d = self.daemon(extra={"plugins": {"options": {"nats": {"jetstream": True}}}})
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("opt.js"), retry_schedule=SCHEDULE)
+        ep0 = h.create_endpoint(d, app, srv.url("plain.core", "jetstream=0"))
+        msg_id = h.publish(d, app, "order.created", {"order": 13})["id"]
+        self.wait_failed_attempts(d, app, msg_id, 1, "no stream stores the subject", ep["id"])
+        h.wait_delivery_state(d, app, msg_id, ep0["id"], "succeeded", attempts=1)
+        self.assertEqual([m.headers.get("webhook-id") for m in cli.messages(sub)], [msg_id])
+        cli.stream_create("OPT", ["opt.js"])
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", timeout=30)
+        self.assertEqual(cli.stream_messages("OPT"), 1)
+
+    def test_bad_plugin_option_refused_at_start(self):
+        d = self.daemon(start=False,
+                        extra={"plugins": {"options": {"nats": {"jetstream": "maybe"}}}})
+        with self.assertRaises(h.DaemonError) as cm:
+            d.start()
+        self.assertIn("plugins.options.nats.jetstream must be true or false", str(cm.exception))
+
+    def test_destination_guard_applies(self):
+        """Loopback not allowed: the attempt is refused before the plugin connects; the server
+        sees no client."""
+        srv = self.peer(pb.NatsServer())
+        sub = self.peer(pb.NatsClient(srv.port))
+        sid = sub.subscribe(">")
+        d = self.daemon(allow_destinations=["::1/128"])
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("guarded"), retry_schedule=[1])
+        msg_id = h.publish(d, app, "order.created", {"order": 14})["id"]
+        dl = h.wait_delivery_state(d, app, msg_id, ep["id"], "dead", attempts=2, timeout=30)
+        self.assertIn("destination blocked", dl["last_error"], dl)
+        sub.flush()
+        self.assertEqual(sub.messages(sid), [])
+        self.assertNotIn("connected to nats://", d.log())
 
     def test_url_checks(self):
         d = self.daemon()
