@@ -163,7 +163,8 @@ class TransportTest(PluginCase):
         _, msg_id, at = self.deliver("testtr:///ok", "succeeded", 1)
         self.assertEqual(len(at), 1, at)
         self.assertIsNone(at[0]["error"], at)
-        self.assertRegex(self.d.log(), rf"plugin testtr: send dlv_\S+ attempt 1 token \d+ \(/ok\)")
+        self.assertRegex(self.d.log(), r"plugin testtr: send dlv_\S+ attempt 1 token \d+ \(/ok\) "
+                                       r"type a\.b")
 
     def test_never_completes_times_out_then_retried(self):
         self.start()
@@ -406,6 +407,35 @@ class FilePluginTest(PluginCase):
             st, b = d.api("POST", f"/v1/apps/{app['id']}/endpoints", {"url": url})
             self.assertEqual(st, 400, (url, b))
             self.assertRegex(h.error_of(b)["message"], why)
+
+
+class ExampleTest(PluginCase):
+    """examples/plugins/hello.c, built the way docs/plugins.md says: the header installed
+    (its own install component), then one cc line against that include directory alone."""
+
+    def test_example_builds_against_installed_header_and_delivers(self):
+        prefix = tempfile.mkdtemp(prefix="hookd-prefix-")
+        self.addCleanup(shutil.rmtree, prefix, True)
+        r = h.subprocess.run(["cmake", "--install", BUILD, "--component", "hookd_plugin_dev",
+                              "--prefix", prefix], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        installed = sorted(os.path.relpath(os.path.join(dp, f), prefix)
+                           for dp, _, fs in os.walk(prefix) for f in fs)
+        self.assertEqual(installed, [os.path.join("include", "hookd", "plugin.h")])
+        pdir = self.plugin_dir()
+        cmd = [os.environ.get("CC") or "cc", "-std=c17", "-shared", "-fPIC",
+               "-I" + os.path.join(prefix, "include"), "-o", os.path.join(pdir, "hello.so"),
+               os.path.join(SOURCE, "examples", "plugins", "hello.c")]
+        r = h.subprocess.run(cmd, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, " ".join(cmd) + "\n" + r.stdout + r.stderr)
+        d = self.daemon(extra={"plugins": {"dir": pdir}})
+        self.assertRegex(d.log(), r"plugin hello 1\.0 loaded from \S*hello\.so: transport hello")
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, "hello:///world")
+        msg_id = h.publish(d, app, "greeting.sent", {"to": "world"})["id"]
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", attempts=1)
+        self.assertRegex(d.log(), rf"plugin hello: hello world: message {msg_id} "
+                                  rf"\(greeting\.sent\), attempt 1, \d+ bytes")
 
 
 if __name__ == "__main__":

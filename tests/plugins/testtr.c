@@ -71,8 +71,8 @@ static int tt_send(void *state, const struct hookd_send *s)
 {
 	struct tt *t = state;
 	const char *b = s->path;
-	t->host->log(t->ctx, HOOKD_LOG_INFO, "send %s attempt %u token %llu (%s)",
-		     s->delivery_id, s->attempt, (unsigned long long)s->token, b);
+	t->host->log(t->ctx, HOOKD_LOG_INFO, "send %s attempt %u token %llu (%s) type %s",
+		     s->delivery_id, s->attempt, (unsigned long long)s->token, b, s->event_type);
 	if (strcmp(b, "/ok") == 0 || (s->attempt > 1 && strcmp(b, "/fail") != 0 &&
 				      strcmp(b, "/never") != 0 && strcmp(b, "/twice") != 0)) {
 		tt_complete(t, s->token, HOOKD_SENT, NULL, -1);
