@@ -6,8 +6,6 @@
  *            plugins.options.redis.connect_timeout_ms default 2000
  *   command  XADD STREAM [MAXLEN ~ N] * id <webhook-id> type <event type> body <envelope>
  *                                       headers <the request's headers as a JSON object>
- *            (the event type is hookd_send.event_type, or when the host leaves that empty
- *            the envelope's top-level "type")
  *
  * The attempt succeeds on XADD's reply (the entry id): Redis has then applied it. An error
  * reply (WRONGTYPE, OOM, ...), a connection that fails or drops, or no connection within
@@ -520,68 +518,6 @@ static char *redis_headers_json(const struct hookd_send *s, size_t *out_len)
 	return b.p;
 }
 
-/* Skips one JSON string at *p (at its opening quote); returns past the closing quote, or
- * NULL if it does not end before e. */
-static const char *redis_json_skip_str(const char *p, const char *e)
-{
-	for (p++; p < e; p++) {
-		if (*p == '\\')
-			p++;
-		else if (*p == '"')
-			return p + 1;
-	}
-	return NULL;
-}
-
-/* The envelope's top-level "type" (the event type) copied into out, or "" if the body is
- * not an object with a plain string there. For hosts whose hookd_send.event_type is empty:
- * the envelope is what was signed, and its "type" is the event type. */
-static void redis_envelope_type(const char *body, size_t len, char *out, size_t outlen)
-{
-	const char *p = body, *e = body + len;
-	out[0] = '\0';
-	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	if (p >= e || *p++ != '{')
-		return;
-	int depth = 0, want = 0; /* want: the next value at depth 0 is the "type" */
-	int expect_key = 1;
-	while (p < e) {
-		char c = *p;
-		if (c == '"') {
-			const char *q = redis_json_skip_str(p, e);
-			if (!q)
-				return;
-			if (depth == 0 && expect_key) {
-				want = q - p == 6 && memcmp(p, "\"type\"", 6) == 0;
-				expect_key = 0;
-			} else if (depth == 0 && want) {
-				size_t n = (size_t)(q - p) - 2;
-				if (memchr(p + 1, '\\', n) || n >= outlen)
-					return;
-				memcpy(out, p + 1, n);
-				out[n] = '\0';
-				return;
-			}
-			p = q;
-			continue;
-		}
-		if (c == '{' || c == '[') {
-			depth++;
-		} else if (c == '}' || c == ']') {
-			if (depth-- == 0)
-				return;
-		} else if (c == ',' && depth == 0) {
-			expect_key = 1;
-			want = 0;
-		} else if (depth == 0 && want && c != ':' && c != ' ' && c != '\t' && c != '\n' &&
-			   c != '\r') {
-			return; /* "type" is not a string */
-		}
-		p++;
-	}
-}
-
 static struct redis_server *redis_server_get(struct redis_plugin *p, const char *address,
 					     int port)
 {
@@ -649,11 +585,7 @@ static int redis_send(void *state, const struct hookd_send *s)
 	REDIS_ARG("*", 1);
 	REDIS_ARG("id", 2);
 	REDIS_ARG(s->message_id, strlen(s->message_id));
-	char etype[256];
-	if (s->event_type && s->event_type[0])
-		snprintf(etype, sizeof etype, "%s", s->event_type);
-	else
-		redis_envelope_type(s->body, s->body_len, etype, sizeof etype);
+	const char *etype = s->event_type ? s->event_type : "";
 	REDIS_ARG("type", 4);
 	REDIS_ARG(etype, strlen(etype));
 	REDIS_ARG("body", 4);
