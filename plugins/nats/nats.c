@@ -32,6 +32,7 @@
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,7 @@ struct nats_plugin {
 	int jetstream_default;
 	int connect_timeout_ms;
 	struct nats_conn *conns; /* loop thread */
+	atomic_int closing;      /* cleanup began: the host is no longer waiting for anything */
 	struct hookd_counter *published, *acked, *failed;
 };
 
@@ -120,6 +122,8 @@ static void nats_complete(struct nats_plugin *p, uint64_t token, enum hookd_resu
 static void nats_complete(struct nats_plugin *p, uint64_t token, enum hookd_result result,
 			  const char *fmt, ...)
 {
+	if (atomic_load(&p->closing))
+		return;
 	char msg[512] = "";
 	if (fmt) {
 		va_list ap;
@@ -346,15 +350,13 @@ static void nats_on_closed(natsConnection *nc, void *closure)
 			gone = e;
 		}
 	}
-	int stopping = c->stop;
 	pthread_mutex_unlock(&c->mu);
 	while (gone) {
 		struct nats_pending *e = gone;
 		gone = e->next;
-		if (!stopping)
-			nats_complete(c->p, e->token, HOOKD_RETRY,
-				      "the connection to nats://%s:%d closed before JetStream "
-				      "acknowledged the publish", c->address, c->port);
+		nats_complete(c->p, e->token, HOOKD_RETRY,
+			      "the connection to nats://%s:%d closed before JetStream "
+			      "acknowledged the publish", c->address, c->port);
 		free(e);
 	}
 }
@@ -686,6 +688,7 @@ static void nats_cleanup(void *state)
 	struct nats_plugin *p = state;
 	if (!p)
 		return;
+	atomic_store(&p->closing, 1);
 	for (struct nats_conn *c = p->conns; c; c = c->next) {
 		pthread_mutex_lock(&c->mu);
 		c->stop = 1;

@@ -60,6 +60,14 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertRegex(out, r"(?m)^  with 300 pending: ", out[-3000:])
         self.assertRegex(out, r"(?m)delivered \d+ ms after the process started", out[-3000:])
         self.assertRegex(out, r"(?m)^ +then 300 pending", out[-3000:])
+        # The broker passes (bench/brokers.sh): every accepted publish arrived through each.
+        brokers = re.findall(r"(?m)^(nats \(core\)|nats \(JetStream\)|redis): 1 endpoint", out)
+        self.assertEqual(brokers, ["nats (core)", "nats (JetStream)", "redis"], out[-3000:])
+        arrived = re.findall(r"end to end: +(\d+) of (\d+) arrived in", out)
+        self.assertEqual(len(arrived), 3, out[-3000:])
+        for got, want in arrived:
+            self.assertEqual(got, want, out[-3000:])
+            self.assertEqual(want, "200", out[-3000:])
 
 
 if __name__ == "__main__":
