@@ -84,7 +84,11 @@ $(tail -n 30 "$TMP/hookd.log")"
 
 broker_passes() {
 	local port pid sub
-	if command -v nats-server >/dev/null 2>&1; then
+	if ! [ -f "$BUILD/plugins/nats.so" ]; then
+		REPORT_PASSES+="
+nats: skipped ($BUILD/plugins/nats.so was not built)
+"
+	elif command -v nats-server >/dev/null 2>&1; then
 		port=$(broker_free_port) || die "no free port for nats-server"
 		mkdir -p "$TMP/nats"
 		nats-server -a 127.0.0.1 -p "$port" -js -sd "$TMP/nats" >"$TMP/nats.log" 2>&1 &
@@ -110,7 +114,11 @@ broker_passes() {
 nats: skipped (nats-server is not installed; make test-deps installs it)
 "
 	fi
-	if command -v redis-server >/dev/null 2>&1; then
+	if ! [ -f "$BUILD/plugins/redis.so" ]; then
+		REPORT_PASSES+="
+redis: skipped ($BUILD/plugins/redis.so was not built)
+"
+	elif command -v redis-server >/dev/null 2>&1; then
 		port=$(broker_free_port) || die "no free port for redis-server"
 		mkdir -p "$TMP/redis"
 		redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \

@@ -35,6 +35,9 @@
 #                                             that many pending, healthy passes of H (0 skips)
 #   BENCH_PEER_FSYNC [always]                 the peer's Redis appendfsync (everysec: not durable,
 #                                             only to see what the fsyncs cost)
+#   BENCH_FILE [1] BENCH_FILE_M [BENCH_M]     file transport pass: as pass 1 through the file plugin
+#                                             (file:///TMP/...): deliveries/s beside HTTP's
+#                                             (0 skips it; skipped too when file.so is absent)
 #   BENCH_RESULTS [bench/results]             where the report and hookd's log are written
 #
 # Why these sizes: on a 2-core machine the bare client does 20k-65k req/s, so 50,000
@@ -370,6 +373,53 @@ P1_PUB=$TMP/publish-pass1.txt
 cp "$TMP/publish-bench1.txt" "$P1_PUB"
 # ... and hookd's peak RSS so far, after the same M publishes the peer gets.
 P1_HWM=$(hwm_kib "$HOOKD_PID")
+# The file transport pass: the same publishes through the file plugin (one JSON line per delivery, synced
+# per batch): counted by the plugin's own counter, since no sink sees them.
+run_file_pass() {
+	local m=$1 app=benchfile pub=$TMP/publish-benchfile.txt out=$TMP/file-pass.jsonl
+	local m0=$TMP/metrics0-file.txt m1=$TMP/metrics1-file.txt cpu0 cpu1 base count=0
+	local deadline=$((SECONDS + DRAIN_S)) done_ns secs rate cpu_s hz lines syncs
+	api POST /v1/apps "{\"id\":\"$app\",\"name\":\"bench file\"}" 201
+	api POST "/v1/apps/$app/endpoints" \
+		"{\"id\":\"epf\",\"url\":\"file://$out\",\"event_types\":[\"bench.*\"]}" 201
+	metrics "$m0"
+	base=$(mval hookd_plugin_file_lines_total "$m0")
+	cpu0=$(cpu_ticks "$HOOKD_PID")
+	log "file transport: publishing $m messages (concurrency $PUB_C) to a file:// endpoint"
+	publish_run "$API/v1/apps/$app/messages" "$m" "$pub" || die "$PUB_FAIL"
+	local expected
+	expected=$(kv accepted "$pub")
+	while :; do
+		metrics "$m1"
+		count=$(($(mval hookd_plugin_file_lines_total "$m1") - base))
+		[ "$count" -ge "$expected" ] && break
+		alive "$HOOKD_PID" || die "hookd died during the file transport pass"
+		[ "$SECONDS" -ge "$deadline" ] && break
+		sleep 0.05
+	done
+	done_ns=$(date +%s%N)
+	cpu1=$(cpu_ticks "$HOOKD_PID")
+	hz=$(getconf CLK_TCK)
+	cpu_s=$(fdiv "$((cpu1 - cpu0))" "$hz" 2)
+	secs=$(fdiv "$((done_ns - $(kv first_start_ns "$pub")))" 1000000000 3)
+	rate=$(fdiv "$count" "$secs" 0)
+	lines=$(wc -l <"$out")
+	syncs=$(($(mval hookd_plugin_file_syncs_total "$m1") - $(mval hookd_plugin_file_syncs_total "$m0")))
+	REPORT_PASSES+="
+file transport (pass 1 through the file plugin): 1 file:// endpoint per message, $m publishes, concurrency $PUB_C, ~1 KiB payload
+  publishes:        $(kv accepted "$pub") of $m accepted; $(kv publish_per_s "$pub") publishes/s; latency p50 $(us_ms "$(kv p50_us "$pub")"), p99 $(us_ms "$(kv p99_us "$pub")")
+  synced:           $count of $expected deliveries in $secs s (first publish -> counter seen, polled every 50 ms)
+                    = $rate deliveries/s = $(fdiv "$rate" "$P1_RATE") x pass 1 (HTTP to the sink, $P1_RATE/s)
+  file:             $lines lines, $syncs fdatasyncs ($(fdiv "$count" "$syncs" 1) lines per sync)
+  hookd CPU:        $cpu_s s ($(fdiv "$(awk -v s="$cpu_s" 'BEGIN { print s * 1e6 }')" "$count" 1) us per delivery; pass 1: $P1_CPU_US)
+"
+	log "file transport: $count/$expected synced, $rate deliveries/s"
+	rm -f "$out"
+}
+if [ "${BENCH_FILE:-1}" = 1 ] && [ -f "$BUILD/plugins/file.so" ]; then
+	run_file_pass "${BENCH_FILE_M:-$PUB_M}"
+fi
+
 # The broker transports beside HTTP (bench/brokers.sh): nats core and JetStream, redis.
 if [ "${BENCH_BROKERS:-1}" = 1 ]; then
 	. "$HERE/brokers.sh"

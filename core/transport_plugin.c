@@ -145,8 +145,6 @@ static void attempt_end(struct attempt *a, struct transport_result *res, int tim
 	r->attempt = a->attempt;
 	r->timed_out = timed_out;
 	res->duration_ms = (clock_mono_ns() - a->started_ns) / 1000000;
-	if (res->retry_after_s == 0)
-		res->retry_after_s = -1;
 	a->done(a->arg, res);
 	attempt_free(a);
 }

@@ -60,6 +60,13 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertRegex(out, r"(?m)^  with 300 pending: ", out[-3000:])
         self.assertRegex(out, r"(?m)delivered \d+ ms after the process started", out[-3000:])
         self.assertRegex(out, r"(?m)^ +then 300 pending", out[-3000:])
+        # The file transport pass (plugins/file, loaded from the build tree): every
+        # delivery appended and synced, one line each.
+        m = re.search(r"(?m)^  synced: +(\d+) of (\d+) deliveries in", out)
+        self.assertIsNotNone(m, out[-3000:])
+        self.assertEqual(m.group(1), m.group(2), out[-3000:])
+        self.assertEqual(m.group(2), "400", out[-3000:])
+        self.assertRegex(out, r"(?m)^  file: +400 lines, \d+ fdatasyncs", out[-3000:])
         # The broker passes (bench/brokers.sh): every accepted publish arrived through each.
         brokers = re.findall(r"(?m)^(nats \(core\)|nats \(JetStream\)|redis): 1 endpoint", out)
         self.assertEqual(brokers, ["nats (core)", "nats (JetStream)", "redis"], out[-3000:])

@@ -181,6 +181,19 @@ class TransportTest(PluginCase):
         _, _, at = self.deliver("testtr:///never", "dead", 2, schedule=(1,))
         self.assertTrue(all("timed out" in a["error"] for a in at), at)
 
+    def test_shutdown_cancels_before_cleanup(self):
+        self.start()
+        ep = h.create_endpoint(self.d, self.app, "testtr:///never", retry_schedule=[60])
+        h.publish(self.d, self.app, "a.b", {})
+        m = self.wait_log(r"plugin testtr: send dlv_\S+ attempt 1 token (\d+) \(/never\)",
+                          "the send to start")
+        self.assertEqual(self.d.stop(), 0)
+        log = self.d.log()
+        cancel = log.find(f"plugin testtr: cancel token {m.group(1)}")
+        cleanup = log.find("plugin testtr: cleanup")
+        self.assertGreater(cancel, 0, log[-2000:])
+        self.assertGreater(cleanup, cancel, log[-2000:])
+
     def test_completes_twice(self):
         self.start()
         _, msg_id, at = self.deliver("testtr:///twice", "succeeded", 1)

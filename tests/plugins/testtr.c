@@ -121,6 +121,12 @@ static void tt_cancel(void *state, uint64_t token)
 	t->host->log(t->ctx, HOOKD_LOG_INFO, "cancel token %llu", (unsigned long long)token);
 }
 
+static void tt_cleanup(void *state)
+{
+	struct tt *t = state;
+	t->host->log(t->ctx, HOOKD_LOG_INFO, "cleanup");
+}
+
 static int tt_check_url(void *state, const char *url, char *err, size_t errlen)
 {
 	if (strstr(url, "/refuse-me")) {
@@ -161,5 +167,5 @@ static int tt_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx, 
 	return 0;
 }
 
-HOOKD_PLUGIN_DEFINE(.name = "testtr", .version = "0.1", .init = tt_init,
+HOOKD_PLUGIN_DEFINE(.name = "testtr", .version = "0.1", .init = tt_init, .cleanup = tt_cleanup,
 		    .description = "misbehaving transports for the host's tests");

@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct good {
 	const char *url, *host, *port; /* port NULL: none in the URL */
@@ -144,11 +145,56 @@ static void test_reasons(void)
 	CHECK(url_endpoint_check("http://x:0/", NULL, 0) == HOOKD_EINVAL);
 }
 
+/* Plugin URLs (url_scheme, url_plugin_check, url_split): the scheme selects a plugin
+ * transport; its authority follows the http rules, or is empty for a local one. */
+static void test_plugin_urls(void)
+{
+	char scheme[URL_SCHEME_MAX + 1], why[200];
+	struct url_parts p;
+
+	CHECK(url_scheme("NATS://h:4222/x", scheme) && strcmp(scheme, "nats") == 0);
+	CHECK(url_scheme("a+b.c-d://", scheme) && strcmp(scheme, "a+b.c-d") == 0);
+	CHECK(!url_scheme("plugin:nats", scheme) && scheme[0] == '\0');
+	CHECK(!url_scheme("1x://h/", scheme));
+	CHECK(!url_scheme("://h/", scheme));
+	CHECK(!url_scheme("abcdefghijklmnopqrstuvwxyzabcdefg://h/", scheme)); /* 33 bytes */
+
+	CHECK(url_plugin_check("nats://10.1.2.3:4222/orders", true, why, sizeof(why)) == HOOKD_OK);
+	CHECK(url_plugin_check("nats://broker.internal/orders", true, why, sizeof(why)) == HOOKD_OK);
+	CHECK(url_plugin_check("nats://[::1]:4222/o", true, why, sizeof(why)) == HOOKD_OK);
+	CHECK(url_plugin_check("nats:///orders", true, why, sizeof(why)) == HOOKD_EINVAL);
+	CHECK_STR(why, "the URL has no host");
+	CHECK(url_plugin_check("nats://h:0/o", true, why, sizeof(why)) == HOOKD_EINVAL);
+	CHECK_STR(why, "the port must be 1..65535");
+	CHECK(url_plugin_check("nats://u:p@h/o", true, why, sizeof(why)) == HOOKD_EINVAL);
+	CHECK(strstr(why, "user:pass@") != NULL);
+	CHECK(url_plugin_check("nats://127.1/o", true, why, sizeof(why)) == HOOKD_EINVAL);
+	CHECK(url_plugin_check("file:///var/x.jsonl", false, why, sizeof(why)) == HOOKD_OK);
+	CHECK(url_plugin_check("file://host/x", false, why, sizeof(why)) == HOOKD_EINVAL);
+	CHECK(strstr(why, "no host") != NULL);
+	CHECK(url_plugin_check("file:///a b", false, why, sizeof(why)) == HOOKD_EINVAL);
+
+	CHECK(url_split("nats://[::1]:4222/or%2Fders?js=1#frag", &p) == HOOKD_OK);
+	CHECK_STR(p.host, "::1");
+	CHECK(p.port == 4222);
+	CHECK(p.path_len == 10 && strncmp(p.path, "/or%2Fders", 10) == 0);
+	CHECK(p.query_len == 4 && strncmp(p.query, "js=1", 4) == 0);
+	CHECK(url_split("redis://h/stream", &p) == HOOKD_OK);
+	CHECK_STR(p.host, "h");
+	CHECK(p.port == 0 && p.query_len == 0 && strcmp(p.query, "") == 0);
+	CHECK(url_split("file:///tmp/x", &p) == HOOKD_OK);
+	CHECK_STR(p.host, "");
+	CHECK(p.path_len == 6 && strncmp(p.path, "/tmp/x", 6) == 0);
+	CHECK(url_split("x://h?q", &p) == HOOKD_OK);
+	CHECK(p.path_len == 0 && p.query_len == 1);
+}
+
 int main(void)
 {
 	test_good_urls_parse_in_curl();
 	test_bad_urls_refused();
 	test_lengths();
 	test_reasons();
+	test_plugin_urls();
 	return check_done();
 }
