@@ -1,10 +1,11 @@
 # bench/brokers.sh - the broker transport passes of bench/run.sh (sourced by it after pass 1,
 # with hookd running): deliveries/s and hookd CPU per delivery through the nats plugin (core
-# NATS, and JetStream with acks) and the redis plugin, beside HTTP's pass 1 in the same run.
-# Each pass starts its own server (nats-server -js, redis-server) on a free loopback port,
+# NATS, and JetStream with acks), the redis plugin and the mqtt plugin, beside HTTP's pass 1
+# in the same run. Each pass starts its own server (nats-server -js, redis-server, mosquitto)
+# on a free loopback port,
 # publishes BENCH_BROKER_M messages to an app with one endpoint on it, and counts what
-# arrived with bench/peers/brokers/count.py (a core NATS subscriber started before the
-# publishes; the JetStream stream's and the Redis stream's length after them).
+# arrived with bench/peers/brokers/count.py (a core NATS or MQTT subscriber started before
+# the publishes; the JetStream stream's and the Redis stream's length after them).
 #
 #   BENCH_BROKERS [1]                 0 skips these passes
 #   BENCH_BROKER_M [BENCH_M / 2]      publishes per pass (half of pass 1's: three passes)
@@ -132,6 +133,31 @@ redis: skipped ($BUILD/plugins/redis.so was not built)
 	else
 		REPORT_PASSES+="
 redis: skipped (redis-server is not installed; make test-deps installs it)
+"
+	fi
+	if ! [ -f "$BUILD/plugins/mqtt.so" ]; then
+		REPORT_PASSES+="
+mqtt: skipped ($BUILD/plugins/mqtt.so was not built)
+"
+	elif command -v mosquitto >/dev/null 2>&1; then
+		port=$(broker_free_port) || die "no free port for mosquitto"
+		printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port" \
+			>"$TMP/mosquitto.conf"
+		mosquitto -c "$TMP/mosquitto.conf" >"$TMP/mosquitto.log" 2>&1 &
+		pid=$!
+		PIDS+=("$pid")
+		broker_listen "$port" "$pid" || die "mosquitto did not start: $(tail -n 5 "$TMP/mosquitto.log")"
+		"${BROKER_COUNT[@]}" mqtt-sub "$port" bench/mqtt "$BROKER_M" "$DRAIN_S" \
+			>"$TMP/count-bmqtt.txt" 2>"$TMP/count-bmqtt.txt.err" &
+		sub=$!
+		PIDS+=("$sub")
+		for _ in $(seq 100); do grep -q READY "$TMP/count-bmqtt.txt" && break; sleep 0.1; done
+		grep -q READY "$TMP/count-bmqtt.txt" || die "the MQTT subscriber did not start: $(cat "$TMP/count-bmqtt.txt.err")"
+		broker_pass "mqtt" bmqtt "mqtt://127.0.0.1:$port/bench/mqtt" "$sub"
+		stop_child "$pid"
+	else
+		REPORT_PASSES+="
+mqtt: skipped (mosquitto is not installed; make test-deps installs it)
 "
 	fi
 }

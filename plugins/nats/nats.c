@@ -441,6 +441,14 @@ static void nats_job_free(struct nats_job *j)
 	free(j);
 }
 
+/* How long to wait for the server's answer (PONG or PubAck) in an attempt of timeout_ms:
+ * 90 % of it, ahead of the host's own timer, so the attempt records why it failed rather
+ * than a bare timeout. */
+static uint32_t nats_wait_ms(uint32_t timeout_ms)
+{
+	return timeout_ms > 1000 ? timeout_ms - timeout_ms / 10 : timeout_ms;
+}
+
 /* Publishes one batch taken from the queue, flushes once, completes each attempt. */
 static void nats_conn_run_batch(struct nats_conn *c, struct nats_job *batch)
 {
@@ -448,8 +456,8 @@ static void nats_conn_run_batch(struct nats_conn *c, struct nats_job *batch)
 	char err[300];
 	uint32_t wait_ms = UINT32_MAX;
 	for (struct nats_job *j = batch; j; j = j->next)
-		if (j->timeout_ms < wait_ms)
-			wait_ms = j->timeout_ms;
+		if (nats_wait_ms(j->timeout_ms) < wait_ms)
+			wait_ms = nats_wait_ms(j->timeout_ms);
 
 	if (nats_conn_ensure(c, err, sizeof err) != 0) {
 		while (batch) {
@@ -483,9 +491,7 @@ static void nats_conn_run_batch(struct nats_conn *c, struct nats_job *batch)
 			pthread_mutex_unlock(&c->mu);
 			jsPubOptions po;
 			jsPubOptions_Init(&po);
-			/* Ahead of the host's own timer, so the attempt records why. */
-			po.MaxWait = j->timeout_ms > 1000 ? j->timeout_ms - j->timeout_ms / 10
-							   : j->timeout_ms;
+			po.MaxWait = nats_wait_ms(j->timeout_ms);
 			natsMsg *m = j->msg;
 			s = js_PublishMsgAsync(c->js, &m, &po);
 			if (s == NATS_OK) {

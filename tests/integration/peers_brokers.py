@@ -432,6 +432,7 @@ def _mqtt_str(s):
 
 class MqttMsg:
     def __init__(self, topic, qos, payload, user_props, content_type):
+        self.t_ns = time.time_ns()  # when it arrived (CLOCK_REALTIME, as bench/publish)
         self.topic = topic
         self.qos = qos
         self.payload = payload

@@ -6,6 +6,8 @@ hookd delivered through a broker, with tests/integration/peers_brokers.py's clie
   count.py nats-stream PORT NAME SUBJECTS        creates a JetStream stream (file storage)
   count.py nats-wait PORT NAME N DEADLINE_S      waits until stream NAME holds N messages
   count.py redis-wait PORT STREAM N DEADLINE_S   waits until the Redis stream holds N entries
+  count.py mqtt-sub PORT TOPIC N DEADLINE_S      subscribes (QoS 1), prints READY, then waits
+                                                 for N messages
 
 The wait modes print one line: count=C last_ns=T (T: CLOCK_REALTIME ns of the last arrival:
 the subscriber's receipt, the stream's last_ts, or the last Redis entry id's milliseconds).
@@ -65,6 +67,15 @@ def main():
         last = c.call("XREVRANGE", stream, "+", "-", "COUNT", "1")
         last_ns = int(last[0][0].split(b"-")[0]) * 1_000_000 if last else 0
         print(f"count={count} last_ns={last_ns}")
+    elif mode == "mqtt-sub":
+        topic, n, deadline = sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+        c = pb.MqttSubscriber(port, topic)
+        print("READY", flush=True)
+        end = time.monotonic() + deadline
+        while time.monotonic() < end and len(c.messages()) < n:
+            time.sleep(0.05)
+        got = c.messages()
+        print(f"count={len(got)} last_ns={got[-1].t_ns if got else 0}", flush=True)
     else:
         sys.exit(f"count.py: unknown mode {mode}")
 
