@@ -399,16 +399,30 @@ class RedisClient:
 
 
 class Mosquitto(_Server):
-    """mosquitto on 127.0.0.1:<port> with a config of its own: anonymous, no persistence."""
+    """mosquitto on 127.0.0.1:<port> with a config of its own: anonymous, no persistence.
+    acl: the text of an acl_file (e.g. "topic read #\n": clients may subscribe but not
+    publish), read at each start(); None for none."""
 
     name = "mosquitto"
     binary = "mosquitto"
+
+    def __init__(self, start=True, acl=None):
+        self.acl = acl
+        super().__init__(start=start)
 
     def command(self):
         conf = os.path.join(self.tmp, "mosquitto.conf")
         with open(conf, "w", encoding="utf-8") as f:
             f.write(f"listener {self.port} {HOST}\nallow_anonymous true\npersistence false\n"
                     "log_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n")
+            if self.acl is not None:
+                # mosquitto reads it after dropping root for its own user: readable by all
+                acl = os.path.join(self.tmp, "acl")
+                with open(acl, "w", encoding="utf-8") as a:
+                    a.write(self.acl)
+                os.chmod(self.tmp, 0o755)
+                os.chmod(acl, 0o644)
+                f.write(f"acl_file {acl}\n")
         return ["mosquitto", "-c", conf]
 
     def url(self, topic):

@@ -304,6 +304,20 @@ class RedisTest(BrokerCase):
         self.assertOneSuccessLast(d, app, msg_id, ep)
         self.assertEqual([e[1]["id"].decode() for e in cli.xrange("hooks")], [msg_id])
 
+    def test_server_restart_reconnects(self):
+        srv = self.peer(pb.RedisServer())
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hooks"), retry_schedule=SCHEDULE)
+        first = h.publish(d, app, "invoice.paid", {"n": 1})["id"]
+        h.wait_delivery_state(d, app, first, ep["id"], "succeeded", attempts=1)
+        srv.stop()
+        srv.start()  # empty: no persistence
+        second = h.publish(d, app, "invoice.paid", {"n": 2})["id"]
+        h.wait_delivery_state(d, app, second, ep["id"], "succeeded", timeout=30)
+        cli = self.peer(pb.RedisClient(srv.port))
+        self.assertEqual([e[1]["id"].decode() for e in cli.xrange("hooks")], [second])
+
     def test_url_checks(self):
         d = self.daemon()
         app = h.create_app(d)
@@ -352,6 +366,44 @@ class MqttTest(BrokerCase):
         got = sub.messages()
         self.assertEqual(len(got), 1, got)
         self.assertSigned(ep["secret"], got[0].headers, got[0].payload, msg_id)
+
+    def test_refused_publish_retried(self):
+        """A PUBACK with an error reason is a failed attempt, not a delivery."""
+        srv = self.peer(pb.Mosquitto(acl="topic read #\n"))
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hooks/acl"), retry_schedule=SCHEDULE)
+        msg_id = h.publish(d, app, "order.paid", {"order": 15})["id"]
+        self.wait_failed_attempts(d, app, msg_id, 2, "the broker refused the publish to "
+                                                     "hooks/acl: Not authorized (0x87)")
+
+        self.hold(d, app, ep, msg_id)
+        srv.stop()
+        srv.acl = None
+        srv.start()
+        sub = self.peer(pb.MqttSubscriber(srv.port, "hooks/#"))
+        self.release(d, app, ep)
+        self.assertOneSuccessLast(d, app, msg_id, ep)
+        got = sub.messages()
+        self.assertEqual([m.headers.get("webhook-id") for m in got], [msg_id], got)
+
+    def test_broker_restart_reconnects(self):
+        srv = self.peer(pb.Mosquitto())
+        sub = self.peer(pb.MqttSubscriber(srv.port, "hooks/#"))
+        d = self.daemon()
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hooks/one"), retry_schedule=SCHEDULE)
+        first = h.publish(d, app, "order.one", {"n": 1})["id"]
+        sub.wait_messages(1)
+        h.wait_delivery_state(d, app, first, ep["id"], "succeeded", attempts=1)
+        sub.close()
+        srv.stop()
+        srv.start()
+        sub = self.peer(pb.MqttSubscriber(srv.port, "hooks/#"))
+        second = h.publish(d, app, "order.one", {"n": 2})["id"]
+        h.wait_delivery_state(d, app, second, ep["id"], "succeeded", timeout=30)
+        got = sub.wait_messages(1)
+        self.assertEqual([m.headers.get("webhook-id") for m in got], [second], got)
 
     def test_url_checks(self):
         d = self.daemon()
