@@ -23,7 +23,10 @@
  * ours: a connection that fails or drops is destroyed with its client (its attempts fail
  * retryably; libmosquitto does not resend them later behind our back) and the next send
  * connects a new one. */
+#define _POSIX_C_SOURCE 200809L /* strdup, also when built with one `cc -std=c17` line */
 #include <hookd/plugin.h>
+
+#include "../common/plugin_url.h"
 
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
@@ -73,6 +76,7 @@ struct mqtt_conn {
 	int dead;                      /* failed: torn down when the current call returns */
 	int depth;                     /* inside a libmosquitto call of ours */
 	char why[320];
+	char label[80];                /* its broker's, kept for messages after detaching */
 	struct mqtt_job *waiting, **waiting_tail; /* before the CONNACK */
 	struct mqtt_job *inflight[MQTT_INFLIGHT_BUCKETS];
 };
@@ -81,6 +85,7 @@ struct mqtt_broker {
 	struct mqtt_broker *next;
 	char address[64];
 	int port;
+	char label[80];                /* address:port, bracketed for IPv6 */
 	struct mqtt_conn *conn;
 };
 
@@ -137,17 +142,6 @@ static void mqtt_job_free(struct mqtt_job *j)
 
 /* ---- URLs ------------------------------------------------------------------------------ */
 
-static int mqtt_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int mqtt_topic_check(const char *t, char *err, size_t errlen)
 {
 	size_t n = strlen(t);
@@ -168,49 +162,34 @@ static int mqtt_topic_check(const char *t, char *err, size_t errlen)
 
 static int mqtt_check_url(void *state, const char *url, char *err, size_t errlen)
 {
-	const char *a = strstr(url, "://");
-	if (!a) {
-		snprintf(err, errlen, "expected mqtt://HOST:PORT/TOPIC");
-		return -1;
-	}
-	a += 3;
-	const char *path = a + strcspn(a, "/?#");
-	if (*path == '?') {
-		snprintf(err, errlen, "an MQTT URL has no parameters");
-		return -1;
-	}
-	if (*path == '#') {
-		snprintf(err, errlen, "the topic must not be empty (mqtt://HOST:PORT/TOPIC)");
-		return -1;
-	}
-	if (strchr(path, '?')) {
-		snprintf(err, errlen, "an MQTT URL has no parameters (a '?' in the topic is "
-				      "written %%3F)");
-		return -1;
-	}
-	/* '#' cannot end a URL's path unescaped, and is a wildcard in a topic anyway */
-	size_t cap = strlen(path) + 1;
+	/* The decoded topic is never longer than the URL. */
+	size_t cap = strlen(url) + 1;
 	char *topic = malloc(cap);
+	const char *query;
+	int rc = -1;
 	if (!topic) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	size_t n = 0;
-	for (const char *s = *path == '/' ? path + 1 : path; *s; s++) {
-		int c = (unsigned char)*s;
-		if (c == '%' && mqtt_hex(s[1]) >= 0 && mqtt_hex(s[2]) >= 0) {
-			c = mqtt_hex(s[1]) * 16 + mqtt_hex(s[2]);
-			s += 2;
-		}
-		if (c == 0) {
-			free(topic);
-			snprintf(err, errlen, "the topic must not contain NUL");
-			return -1;
-		}
-		topic[n++] = (char)c;
+	switch (plugin_url_dest(url, topic, cap, &query)) {
+	case PLUGIN_URL_OK:
+		if (*query || strchr(url, '?'))
+			snprintf(err, errlen, "an MQTT URL has no parameters (a '?' in the topic is "
+					      "written %%3F)");
+		else
+			rc = mqtt_topic_check(topic, err, errlen);
+		break;
+	case PLUGIN_URL_FRAGMENT:
+		/* '#' cannot be in a URL's path unescaped, and is a wildcard in a topic */
+		snprintf(err, errlen, "the topic must not contain the wildcards '+' or '#'");
+		break;
+	case PLUGIN_URL_NUL:
+		snprintf(err, errlen, "the topic must not contain NUL");
+		break;
+	default:
+		snprintf(err, errlen, "expected mqtt://HOST:PORT/TOPIC");
+		break;
 	}
-	topic[n] = '\0';
-	int rc = mqtt_topic_check(topic, err, errlen);
 	free(topic);
 	return rc;
 }
@@ -323,9 +302,8 @@ static void mqtt_conn_publish(struct mqtt_conn *c, struct mqtt_job *j)
 				      false, j->props);
 	c->depth--;
 	if (rc != MOSQ_ERR_SUCCESS) {
-		mqtt_complete(c->p, j->token, HOOKD_RETRY, "publish to %s on mqtt://%s:%d failed: %s",
-			      j->topic, c->b ? c->b->address : "", c->b ? c->b->port : 0,
-			      mqtt_rc_text(rc));
+		mqtt_complete(c->p, j->token, HOOKD_RETRY, "publish to %s on mqtt://%s failed: %s",
+			      j->topic, c->label, mqtt_rc_text(rc));
 		mqtt_job_free(j);
 		if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO)
 			mqtt_conn_fail(c, mqtt_rc_text(rc));
@@ -357,9 +335,7 @@ static void mqtt_on_connect(struct mosquitto *mosq, void *obj, int rc, int flags
 		return;
 	}
 	c->connected = 1;
-	if (c->b)
-		c->p->host->log(c->p->ctx, HOOKD_LOG_INFO, "connected to mqtt://%s:%d",
-				c->b->address, c->b->port);
+	c->p->host->log(c->p->ctx, HOOKD_LOG_INFO, "connected to mqtt://%s", c->label);
 	while (c->waiting && !c->dead) {
 		struct mqtt_job *j = c->waiting;
 		c->waiting = j->next;
@@ -423,12 +399,10 @@ static void mqtt_conn_teardown(struct mqtt_conn *c)
 	mosquitto_publish_v5_callback_set(c->mosq, NULL);
 	mosquitto_destroy(c->mosq);
 	c->mosq = NULL;
-	const char *addr = c->b ? c->b->address : "";
-	int port = c->b ? c->b->port : 0;
 	while (c->waiting) {
 		struct mqtt_job *j = c->waiting;
 		c->waiting = j->next;
-		mqtt_complete(p, j->token, HOOKD_RETRY, "mqtt://%s:%d: %s", addr, port, c->why);
+		mqtt_complete(p, j->token, HOOKD_RETRY, "mqtt://%s: %s", c->label, c->why);
 		mqtt_job_free(j);
 	}
 	for (size_t i = 0; i < MQTT_INFLIGHT_BUCKETS; i++) {
@@ -436,7 +410,7 @@ static void mqtt_conn_teardown(struct mqtt_conn *c)
 			struct mqtt_job *j = c->inflight[i];
 			c->inflight[i] = j->next;
 			mqtt_complete(p, j->token, HOOKD_RETRY,
-				      "mqtt://%s:%d: no PUBACK for the publish to %s: %s", addr, port,
+				      "mqtt://%s: no PUBACK for the publish to %s: %s", c->label,
 				      j->topic, c->why);
 			mqtt_job_free(j);
 		}
@@ -456,6 +430,7 @@ static struct mqtt_conn *mqtt_conn_open(struct mqtt_plugin *p, struct mqtt_broke
 	snprintf(id, sizeof id, "hookd-%ld-%lu", (long)getpid(), ++p->next_client);
 	c->p = p;
 	c->b = b;
+	snprintf(c->label, sizeof c->label, "%s", b->label);
 	c->waiting_tail = &c->waiting;
 	c->mosq = mosquitto_new(id, true, c);
 	if (!c->mosq) {
@@ -469,8 +444,7 @@ static struct mqtt_conn *mqtt_conn_open(struct mqtt_plugin *p, struct mqtt_broke
 	mosquitto_publish_v5_callback_set(c->mosq, mqtt_on_publish);
 	int rc = mosquitto_connect_async(c->mosq, b->address, b->port, p->keepalive_s);
 	if (rc != MOSQ_ERR_SUCCESS) {
-		snprintf(err, errlen, "cannot connect to mqtt://%s:%d: %s", b->address, b->port,
-			 mqtt_rc_text(rc));
+		snprintf(err, errlen, "cannot connect to mqtt://%s: %s", b->label, mqtt_rc_text(rc));
 		mosquitto_destroy(c->mosq);
 		free(c);
 		return NULL;
@@ -529,6 +503,7 @@ static struct mqtt_broker *mqtt_broker_get(struct mqtt_plugin *p, const char *ad
 		return NULL;
 	snprintf(b->address, sizeof b->address, "%s", address);
 	b->port = port;
+	plugin_url_label(b->label, sizeof b->label, address, port);
 	b->next = p->brokers;
 	p->brokers = b;
 	return b;
@@ -592,8 +567,8 @@ static int mqtt_send(void *state, const struct hookd_send *s)
 				      false, j->props);
 	c->depth--;
 	if (rc != MOSQ_ERR_SUCCESS) {
-		snprintf(err, sizeof err, "publish to %s on mqtt://%s:%d failed: %s", j->topic,
-			 b->address, b->port, mqtt_rc_text(rc));
+		snprintf(err, sizeof err, "publish to %s on mqtt://%s failed: %s", j->topic,
+			 b->label, mqtt_rc_text(rc));
 		mqtt_job_free(j);
 		if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST || rc == MOSQ_ERR_ERRNO) {
 			c->dead = 1;

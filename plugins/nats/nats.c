@@ -29,6 +29,8 @@
  * decides when to try again. */
 #include <hookd/plugin.h>
 
+#include "../common/plugin_url.h"
+
 #include <nats/nats.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -75,6 +77,7 @@ struct nats_conn {
 	struct nats_plugin *p;
 	char address[64];
 	int port;
+	char label[80];     /* address:port, bracketed for IPv6 */
 	pthread_t thread;
 	int started;
 
@@ -157,17 +160,6 @@ static const char *nats_error_text(natsStatus s)
 
 /* ---- URLs ------------------------------------------------------------------------------ */
 
-static int nats_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* A subject we may publish to: tokens of visible ASCII split by '.', none empty, no
  * wildcards ('*' and '>' subscribe to many subjects; a publish names one). */
 static int nats_subject_check(const char *s, char *err, size_t errlen)
@@ -235,47 +227,27 @@ static int nats_query_jetstream(const char *query, int dflt, char *err, size_t e
 static int nats_check_url(void *state, const char *url, char *err, size_t errlen)
 {
 	struct nats_plugin *p = state;
-	const char *a = strstr(url, "://");
-	if (!a) {
+	char subject[NATS_SUBJECT_MAX + 2];
+	const char *query;
+	switch (plugin_url_dest(url, subject, sizeof subject, &query)) {
+	case PLUGIN_URL_OK:
+		break;
+	case PLUGIN_URL_FRAGMENT:
+		snprintf(err, errlen, "a NATS URL has no fragment");
+		return -1;
+	case PLUGIN_URL_TOO_LONG:
+		snprintf(err, errlen, "the subject is longer than %d bytes", NATS_SUBJECT_MAX);
+		return -1;
+	case PLUGIN_URL_NUL:
+		snprintf(err, errlen, "the subject must be visible ASCII without spaces");
+		return -1;
+	default:
 		snprintf(err, errlen, "expected nats://HOST:PORT/SUBJECT");
 		return -1;
 	}
-	a += 3;
-	const char *path = a + strcspn(a, "/?#");
-	if (*path == '#') {
-		snprintf(err, errlen, "a NATS URL has no fragment");
-		return -1;
-	}
-	const char *qmark = strchr(path, '?');
-	if (strchr(path, '#')) {
-		snprintf(err, errlen, "a NATS URL has no fragment");
-		return -1;
-	}
-	/* percent-decode the path after its '/' (the host hands send() the decoded path) */
-	char subject[NATS_SUBJECT_MAX + 2];
-	size_t n = 0;
-	const char *s = *path == '/' ? path + 1 : path;
-	const char *send = qmark ? qmark : s + strlen(s);
-	for (; s < send; s++) {
-		int c = (unsigned char)*s;
-		if (c == '%' && s + 2 < send && nats_hex(s[1]) >= 0 && nats_hex(s[2]) >= 0) {
-			c = nats_hex(s[1]) * 16 + nats_hex(s[2]);
-			s += 2;
-		}
-		if (n + 1 >= sizeof subject) {
-			snprintf(err, errlen, "the subject is longer than %d bytes", NATS_SUBJECT_MAX);
-			return -1;
-		}
-		if (c == 0) {
-			snprintf(err, errlen, "the subject must be visible ASCII without spaces");
-			return -1;
-		}
-		subject[n++] = (char)c;
-	}
-	subject[n] = '\0';
 	if (nats_subject_check(subject, err, errlen) != 0)
 		return -1;
-	if (nats_query_jetstream(qmark ? qmark + 1 : "", p->jetstream_default, err, errlen) < 0)
+	if (nats_query_jetstream(query, p->jetstream_default, err, errlen) < 0)
 		return -1;
 	return 0;
 }
@@ -355,8 +327,8 @@ static void nats_on_closed(natsConnection *nc, void *closure)
 		struct nats_pending *e = gone;
 		gone = e->next;
 		nats_complete(c->p, e->token, HOOKD_RETRY,
-			      "the connection to nats://%s:%d closed before JetStream "
-			      "acknowledged the publish", c->address, c->port);
+			      "the connection to nats://%s closed before JetStream "
+			      "acknowledged the publish", c->label);
 		free(e);
 	}
 }
@@ -392,9 +364,7 @@ static int nats_conn_ensure(struct nats_conn *c, char *err, size_t errlen)
 	struct nats_plugin *p = c->p;
 	natsOptions *o = NULL;
 	char url[128];
-	int bracket = strchr(c->address, ':') != NULL;
-	snprintf(url, sizeof url, "nats://%s%s%s:%d", bracket ? "[" : "", c->address,
-		 bracket ? "]" : "", c->port);
+	snprintf(url, sizeof url, "nats://%s", c->label);
 	natsStatus s = natsOptions_Create(&o);
 	if (s == NATS_OK)
 		s = natsOptions_SetURL(o, url);
@@ -515,9 +485,8 @@ static void nats_conn_run_batch(struct nats_conn *c, struct nats_job *batch)
 		}
 		s = natsConnection_PublishMsg(c->nc, j->msg);
 		if (s != NATS_OK) {
-			nats_complete(p, j->token, HOOKD_RETRY, "publish to %s on nats://%s:%d failed: %s",
-				      natsMsg_GetSubject(j->msg), c->address, c->port,
-				      nats_error_text(s));
+			nats_complete(p, j->token, HOOKD_RETRY, "publish to %s on nats://%s failed: %s",
+				      natsMsg_GetSubject(j->msg), c->label, nats_error_text(s));
 			nats_job_free(j);
 			continue;
 		}
@@ -531,8 +500,8 @@ static void nats_conn_run_batch(struct nats_conn *c, struct nats_job *batch)
 	/* The server answered a PING sent after the batch: it has read every message. */
 	natsStatus s = natsConnection_FlushTimeout(c->nc, wait_ms);
 	if (s != NATS_OK)
-		snprintf(err, sizeof err, "nats://%s:%d did not confirm the publish: %s", c->address,
-			 c->port, nats_error_text(s));
+		snprintf(err, sizeof err, "nats://%s did not confirm the publish: %s", c->label,
+			 nats_error_text(s));
 	while (flushing) {
 		struct nats_job *j = flushing;
 		flushing = j->next;
@@ -580,6 +549,7 @@ static struct nats_conn *nats_conn_get(struct nats_plugin *p, const char *addres
 	c->p = p;
 	snprintf(c->address, sizeof c->address, "%s", address);
 	c->port = port;
+	plugin_url_label(c->label, sizeof c->label, address, port);
 	c->tail = &c->head;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_cond_init(&c->cv, NULL);

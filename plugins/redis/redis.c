@@ -21,6 +21,8 @@
  * opens a new one. */
 #include <hookd/plugin.h>
 
+#include "../common/plugin_url.h"
+
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
@@ -58,6 +60,7 @@ struct redis_server {
 	struct redis_server *next;
 	char address[64];
 	int port;
+	char label[80];               /* address:port, bracketed for IPv6 */
 	struct redis_conn *conn;
 };
 
@@ -170,57 +173,30 @@ static long redis_query_maxlen(const char *query, long dflt, char *err, size_t e
 	return maxlen;
 }
 
-static int redis_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int redis_check_url(void *state, const char *url, char *err, size_t errlen)
 {
 	struct redis_plugin *p = state;
-	const char *a = strstr(url, "://");
-	if (!a) {
+	char stream[REDIS_STREAM_MAX + 2];
+	const char *query;
+	switch (plugin_url_dest(url, stream, sizeof stream, &query)) {
+	case PLUGIN_URL_OK:
+		break;
+	case PLUGIN_URL_FRAGMENT:
+		snprintf(err, errlen, "a Redis URL has no fragment");
+		return -1;
+	case PLUGIN_URL_TOO_LONG:
+		snprintf(err, errlen, "the stream name is longer than %d bytes", REDIS_STREAM_MAX);
+		return -1;
+	case PLUGIN_URL_NUL:
+		snprintf(err, errlen, "the stream name must not contain control characters");
+		return -1;
+	default:
 		snprintf(err, errlen, "expected redis://HOST:PORT/STREAM");
 		return -1;
 	}
-	a += 3;
-	const char *path = a + strcspn(a, "/?#");
-	if (strchr(path, '#')) {
-		snprintf(err, errlen, "a Redis URL has no fragment");
-		return -1;
-	}
-	const char *qmark = strchr(path, '?');
-	const char *s = *path == '/' ? path + 1 : path;
-	const char *end = qmark ? qmark : s + strlen(s);
-	char stream[REDIS_STREAM_MAX + 2];
-	size_t n = 0;
-	for (; s < end; s++) {
-		int c = (unsigned char)*s;
-		if (c == '%' && s + 2 < end && redis_hex(s[1]) >= 0 && redis_hex(s[2]) >= 0) {
-			c = redis_hex(s[1]) * 16 + redis_hex(s[2]);
-			s += 2;
-		}
-		if (n + 1 >= sizeof stream) {
-			snprintf(err, errlen, "the stream name is longer than %d bytes",
-				 REDIS_STREAM_MAX);
-			return -1;
-		}
-		if (c == 0) {
-			snprintf(err, errlen, "the stream name must not contain control characters");
-			return -1;
-		}
-		stream[n++] = (char)c;
-	}
-	stream[n] = '\0';
 	if (redis_stream_check(stream, err, errlen) != 0)
 		return -1;
-	if (redis_query_maxlen(qmark ? qmark + 1 : "", p->maxlen, err, errlen) < 0)
+	if (redis_query_maxlen(query, p->maxlen, err, errlen) < 0)
 		return -1;
 	return 0;
 }
@@ -313,8 +289,8 @@ static void redis_on_connect(const redisAsyncContext *ac, int status)
 	if (status == REDIS_OK) {
 		c->connected = 1;
 		if (c->srv)
-			c->p->host->log(c->p->ctx, HOOKD_LOG_INFO, "connected to redis://%s:%d",
-					c->srv->address, c->srv->port);
+			c->p->host->log(c->p->ctx, HOOKD_LOG_INFO, "connected to redis://%s",
+					c->srv->label);
 	}
 	/* On failure hiredis fails the queued commands and frees the context. */
 }
@@ -340,8 +316,7 @@ static struct redis_conn *redis_conn_open(struct redis_plugin *p, struct redis_s
 		return NULL;
 	}
 	if (ac->err) {
-		snprintf(err, errlen, "cannot connect to redis://%s:%d: %s", srv->address,
-			 srv->port, ac->errstr);
+		snprintf(err, errlen, "cannot connect to redis://%s: %s", srv->label, ac->errstr);
 		redisAsyncFree(ac);
 		return NULL;
 	}
@@ -394,8 +369,8 @@ static void redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 								   : "connection closed";
 			if (c->srv)
 				redis_complete(p, r->token, HOOKD_RETRY,
-					       "XADD %s on redis://%s:%d: %s", r->stream,
-					       c->srv->address, c->srv->port, why);
+					       "XADD %s on redis://%s: %s", r->stream, c->srv->label,
+					       why);
 			else
 				redis_complete(p, r->token, HOOKD_RETRY, "XADD %s: %s",
 					       r->stream, why);
@@ -531,6 +506,7 @@ static struct redis_server *redis_server_get(struct redis_plugin *p, const char 
 		return NULL;
 	snprintf(s->address, sizeof s->address, "%s", address);
 	s->port = port;
+	plugin_url_label(s->label, sizeof s->label, address, port);
 	s->next = p->servers;
 	p->servers = s;
 	return s;
@@ -600,8 +576,8 @@ static int redis_send(void *state, const struct hookd_send *s)
 		if (srv->conn == c)
 			srv->conn = NULL;
 		free(r);
-		snprintf(err, sizeof err, "redis://%s:%d: the connection is closing, try again",
-			 srv->address, srv->port);
+		snprintf(err, sizeof err, "redis://%s: the connection is closing, try again",
+			 srv->label);
 		return redis_fail_soon(p, s->token, err);
 	}
 	r->next = p->reqs;
