@@ -197,6 +197,24 @@ class NatsTest(BrokerCase):
         self.assertEqual(hdrs.get("nats-msg-id"), msg_id, hdrs)
         self.assertSigned(ep["secret"], hdrs, data, msg_id)
 
+    def test_jetstream_deduplicates_by_message_id(self):
+        """Nats-Msg-Id is the webhook-id: a second publish of the same message (here: two
+        endpoints on one subject; in life: a retry whose ack was lost) is acknowledged as
+        a duplicate and stored once."""
+        srv = self.peer(pb.NatsServer(jetstream=True))
+        cli = self.peer(pb.NatsClient(srv.port))
+        cli.stream_create("DEDUP", ["dedup.x"])
+        d = self.daemon()
+        app = h.create_app(d)
+        ep1 = h.create_endpoint(d, app, srv.url("dedup.x", "jetstream=1"))
+        ep2 = h.create_endpoint(d, app, srv.url("dedup.x", "jetstream=true"))
+        msg_id = h.publish(d, app, "order.created", {"order": 16})["id"]
+        h.wait_delivery_state(d, app, msg_id, ep1["id"], "succeeded", attempts=1)
+        h.wait_delivery_state(d, app, msg_id, ep2["id"], "succeeded", attempts=1)
+        self.assertEqual(cli.stream_messages("DEDUP"), 1)
+        hdrs, _, _ = cli.stream_get("DEDUP", 1)
+        self.assertEqual(hdrs.get("nats-msg-id"), msg_id, hdrs)
+
     def test_jetstream_by_plugin_option(self):
         """plugins.options.nats.jetstream: true makes every nats endpoint JetStream unless
         its URL says jetstream=0."""
