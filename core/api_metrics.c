@@ -16,6 +16,26 @@ static void api_metrics_plugin_counter(void *arg, const char *metric, const char
 			    metric, metric, (unsigned long long)value);
 }
 
+struct api_metrics_plugins {
+	struct evbuffer *buf;
+	int n;
+};
+
+/* One gauge per loaded plugin, labelled with its name (names are [a-z0-9_-]: no escaping
+ * needed in a label value). */
+static void api_metrics_plugin(void *arg, const char *name, const char *version,
+			       int64_t alloc_bytes)
+{
+	struct api_metrics_plugins *m = arg;
+	if (m->n++ == 0)
+		evbuffer_add_printf(m->buf,
+				    "# HELP hookd_plugin_alloc_bytes Memory a plugin holds through "
+				    "the host's allocator\n"
+				    "# TYPE hookd_plugin_alloc_bytes gauge\n");
+	evbuffer_add_printf(m->buf, "hookd_plugin_alloc_bytes{plugin=\"%s\"} %lld\n", name,
+			    (long long)alloc_bytes);
+}
+
 void api_metrics(struct api *a, struct evhttp_request *req, const struct api_args *args)
 {
 	struct dispatch_stats ds;
@@ -71,6 +91,8 @@ void api_metrics(struct api *a, struct evhttp_request *req, const struct api_arg
 			    (unsigned long long)sp.map_bytes, (unsigned long long)sp.used_bytes,
 			    (unsigned long long)sp.reserved_bytes, (unsigned long long)sp.budget_bytes,
 			    sp.full, (unsigned long long)sp.waiting_writes);
+	struct api_metrics_plugins mp = {buf, 0};
+	plugins_each_plugin(plugins_current(), api_metrics_plugin, &mp);
 	plugins_each_counter(plugins_current(), api_metrics_plugin_counter, buf);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/plain; version=0.0.4");

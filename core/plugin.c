@@ -963,6 +963,19 @@ int plugins_open(struct plugins **out, struct event_base *base, const struct plu
 		rc = HOOKD_ECONFIG;
 		break;
 	}
+	/* Options for a plugin that is not loaded are most likely a misspelt name. */
+	for (size_t i = 0; rc == HOOKD_OK && i < s->n_options; i++) {
+		const struct hookd_plugin_ctx *ctx = p->ctxs;
+		bool seen = false;
+		while (ctx && strcmp(ctx->name, s->options[i].plugin) != 0)
+			ctx = ctx->next;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = strcmp(s->options[k].plugin, s->options[i].plugin) == 0;
+		if (!ctx && !seen)
+			log_warn("plugins.options.%s: no plugin called '%s' is loaded; its options "
+				 "are unused",
+				 s->options[i].plugin, s->options[i].plugin);
+	}
 done:
 	for (int i = 0; i < n; i++)
 		free(names[i]);
@@ -1071,6 +1084,16 @@ void plugins_each_counter(const struct plugins *p,
 		for (const struct hookd_counter *c = ctx->counters; c; c = c->next)
 			fn(arg, c->metric, c->help,
 			   atomic_load_explicit(&c->value, memory_order_relaxed));
+}
+
+void plugins_each_plugin(const struct plugins *p,
+			 void (*fn)(void *arg, const char *name, const char *version,
+				    int64_t alloc_bytes),
+			 void *arg)
+{
+	for (const struct hookd_plugin_ctx *ctx = p ? p->ctxs : NULL; ctx; ctx = ctx->next)
+		fn(arg, ctx->name, ctx->version,
+		   atomic_load_explicit(&ctx->mem_bytes, memory_order_relaxed));
 }
 
 const char *plugins_default_dir(void)

@@ -89,6 +89,13 @@ void plugins_each_counter(const struct plugins *p,
 				     uint64_t value),
 			  void *arg);
 
+/* Calls fn for every loaded plugin, in load order, with its name, version and the bytes
+ * it holds through host->alloc/realloc (for /metrics). p may be NULL. */
+void plugins_each_plugin(const struct plugins *p,
+			 void (*fn)(void *arg, const char *name, const char *version,
+				    int64_t alloc_bytes),
+			 void *arg);
+
 /* The directory plugins are loaded from when plugins.dir is not set: the build tree's
  * plugins directory when this hookd runs from its build tree (the running executable is
  * in the CMake binary directory it was built in), else the one it was installed with

@@ -96,6 +96,16 @@ class RefusalTest(PluginCase):
         self.refused({"dir": d}, r"dupb\.so refused: transport scheme 'dup' is already "
                                  r"registered by plugin dupa \(\S*dupa\.so\)")
 
+    def test_auth_name_claimed_twice(self):
+        d = self.plugin_dir("autha", "authb")
+        self.refused({"dir": d}, r"authb\.so refused: auth scheme 'same' is already "
+                                 r"registered by plugin autha \(\S*autha\.so\)")
+
+    def test_malformed_scheme(self):
+        d = self.plugin_dir("badscheme")
+        self.refused({"dir": d}, r"badscheme\.so refused: transport scheme 'Bad_Scheme' is "
+                                 r"not \[a-z\]\[a-z0-9\+\.-\]\*")
+
     def test_missing_explicit_dir(self):
         d = os.path.join(self.plugin_dir(), "nope")
         self.refused({"dir": d}, r"plugins\.dir: cannot open \S*nope: No such file")
@@ -238,8 +248,12 @@ class TransportTest(PluginCase):
         self.assertGreaterEqual(gap, 2.5, at)
 
     def test_options_and_counters(self):
-        self.start(plugins={"options": {"testtr": {"greeting": "hi there", "n": 5}}})
+        self.start(plugins={"options": {"testtr": {"greeting": "hi there", "n": 5},
+                                        "testrt": {"greeting": "typo"}}})
         self.assertIn("plugin testtr: greeting option: hi there", self.d.log())
+        self.assertIn("warn plugins.options.testrt: no plugin called 'testrt' is loaded",
+                      self.d.log())
+        self.assertNotIn("plugins.options.testtr:", self.d.log())
         self.assertEqual(h.metric(self.d, "hookd_plugin_testtr_sent_total"), 0)
         self.deliver("testtr:///ok", "succeeded", 1)
         self.deliver("testtr:///thread", "succeeded", 1)
@@ -248,6 +262,11 @@ class TransportTest(PluginCase):
         st, text = self.d.api("GET", "/metrics")
         self.assertIn("# TYPE hookd_plugin_testtr_sent_total counter", text)
         self.assertIn("# HELP hookd_plugin_testtr_sent_total Attempts the fixture completed", text)
+        self.assertIn("# TYPE hookd_plugin_alloc_bytes gauge", text)
+        # The thread's host->alloc'd block is freed right after it completes.
+        h.wait_until(lambda: h.metric(self.d, 'hookd_plugin_alloc_bytes{plugin="testtr"}') == 0,
+                     message="testtr's allocations to be freed")
+        self.assertEqual(h.metric(self.d, 'hookd_plugin_alloc_bytes{plugin="old10"}'), 0)
 
     def test_previous_minor_loads_and_delivers(self):
         self.start()
