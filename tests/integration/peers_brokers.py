@@ -15,6 +15,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -85,6 +86,7 @@ class _Server:
 
     def stop(self):
         if self.running():
+            self.proc.send_signal(signal.SIGCONT)  # a paused server cannot act on TERM
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=20 * h.SCALE)
@@ -94,6 +96,14 @@ class _Server:
         if self._logf:
             self._logf.close()
             self._logf = None
+
+    def pause(self):
+        """SIGSTOP: the kernel still accepts connections and buffers what clients send, but
+        the server answers nothing (a server that hangs) until resume()."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
 
     def log(self):
         return _tail(self.log_path, 200)

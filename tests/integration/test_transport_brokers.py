@@ -161,6 +161,28 @@ class NatsTest(BrokerCase):
         got = sub.wait_messages(sid, 1)
         self.assertEqual([m.headers.get("webhook-id") for m in got], [second], got)
 
+    def test_server_hanging_times_out_then_delivered(self):
+        """A server that stops answering (SIGSTOP) fails the attempt when the flush is not
+        confirmed in time; once it answers again the retry is delivered. What it had
+        buffered is delivered too (at least once), always with the same webhook-id."""
+        srv = self.peer(pb.NatsServer())
+        sub = self.peer(pb.NatsClient(srv.port))
+        sid = sub.subscribe("hang.x")
+        d = self.daemon(delivery={"timeout_ms": 2000})
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hang.x"), retry_schedule=SCHEDULE)
+        first = h.publish(d, app, "order.created", {"order": 17})["id"]
+        h.wait_delivery_state(d, app, first, ep["id"], "succeeded", attempts=1)
+        srv.pause()
+        msg_id = h.publish(d, app, "order.created", {"order": 18})["id"]
+        at = self.wait_failed_attempts(d, app, msg_id, 1, "")
+        self.assertRegex(at[0]["error"], r"did not confirm the publish|timed out", at)
+        srv.resume()
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", timeout=30)
+        got = sub.wait_messages(sid, 2)
+        self.assertEqual({m.headers.get("webhook-id") for m in got}, {first, msg_id}, got)
+        sys.stderr.write(f"  attempts: {[a['error'] for a in h.get_attempts(d, app, msg_id)]}\n")
+
     def test_jetstream_acked(self):
         srv = self.peer(pb.NatsServer(jetstream=True))
         cli = self.peer(pb.NatsClient(srv.port))
@@ -321,6 +343,27 @@ class RedisTest(BrokerCase):
         cli.call("DEL", "hooks")
         self.assertOneSuccessLast(d, app, msg_id, ep)
         self.assertEqual([e[1]["id"].decode() for e in cli.xrange("hooks")], [msg_id])
+
+    def test_server_hanging_times_out_then_delivered(self):
+        """A server that stops answering (SIGSTOP): the host times the attempt out, the
+        plugin drops that connection; once the server answers again a retry is delivered.
+        Every entry carries the one message id (what the hung server had read lands too:
+        at least once)."""
+        srv = self.peer(pb.RedisServer())
+        d = self.daemon(delivery={"timeout_ms": 1000})
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hooks"), retry_schedule=SCHEDULE)
+        srv.pause()
+        msg_id = h.publish(d, app, "invoice.paid", {"invoice": 4})["id"]
+        at = self.wait_failed_attempts(d, app, msg_id, 2, "timed out")
+        srv.resume()
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", timeout=30)
+        cli = self.peer(pb.RedisClient(srv.port))
+        ids = {e[1]["id"].decode() for e in cli.xrange("hooks")}
+        self.assertEqual(ids, {msg_id})
+        self.assertIn("cancelled, to be retried", d.log())
+        sys.stderr.write(f"  attempts: {[a['error'] for a in h.get_attempts(d, app, msg_id)]}; "
+                         f"entries: {len(cli.xrange('hooks'))}\n")
 
     def test_server_restart_reconnects(self):
         srv = self.peer(pb.RedisServer())
