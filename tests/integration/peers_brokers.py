@@ -105,6 +105,15 @@ class _Server:
     def resume(self):
         self.proc.send_signal(signal.SIGCONT)
 
+    def kill(self):
+        """SIGKILL (also while paused): its connections are reset, nothing is flushed."""
+        if self.running():
+            self.proc.kill()
+            self.proc.wait(timeout=20)
+        if self._logf:
+            self._logf.close()
+            self._logf = None
+
     def log(self):
         return _tail(self.log_path, 200)
 

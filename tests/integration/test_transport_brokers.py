@@ -219,6 +219,32 @@ class NatsTest(BrokerCase):
         self.assertEqual(hdrs.get("nats-msg-id"), msg_id, hdrs)
         self.assertSigned(ep["secret"], hdrs, data, msg_id)
 
+    def test_jetstream_server_dies_before_the_ack(self):
+        """The connection closes with a publish unacknowledged: that attempt fails at once
+        (not at its timeout), and the retry lands once the server is back."""
+        srv = self.peer(pb.NatsServer(jetstream=True))
+        cli = self.peer(pb.NatsClient(srv.port))
+        cli.stream_create("DIES", ["dies.x"])
+        cli.close()
+        d = self.daemon(delivery={"timeout_ms": 600000})
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("dies.x", "jetstream=1"), retry_schedule=SCHEDULE)
+        first = h.publish(d, app, "order.created", {"order": 19})["id"]
+        h.wait_delivery_state(d, app, first, ep["id"], "succeeded", attempts=1)
+        srv.pause()
+        msg_id = h.publish(d, app, "order.created", {"order": 20})["id"]
+        # handed to libnats (its counter counts a publish it accepted), not yet acked
+        h.wait_until(lambda: h.metric(d, "hookd_plugin_nats_published_total") == 2,
+                     timeout=30, message="the second JetStream publish in flight")
+        srv.kill()
+        self.wait_failed_attempts(d, app, msg_id, 1, "closed before JetStream acknowledged")
+        srv.start()  # the same store: the stream is still there
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", timeout=30)
+        cli = self.peer(pb.NatsClient(srv.port))
+        self.assertEqual(cli.stream_messages("DIES"), 2)
+        hdrs, _, _ = cli.stream_get("DIES", 2)
+        self.assertEqual(hdrs.get("nats-msg-id"), msg_id, hdrs)
+
     def test_jetstream_deduplicates_by_message_id(self):
         """Nats-Msg-Id is the webhook-id: a second publish of the same message (here: two
         endpoints on one subject; in life: a retry whose ack was lost) is acknowledged as
