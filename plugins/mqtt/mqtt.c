@@ -6,6 +6,7 @@
  *                                        publishes to "a/b")
  *   options  plugins.options.mqtt.connect_timeout_ms   default 2000
  *            plugins.options.mqtt.keepalive_s          default 60
+ *            plugins.options.mqtt.username, .password  CONNECT credentials
  *   wire     MQTT 5 PUBLISH, QoS 1, not retained; payload: the envelope; every request
  *            header (content-type, webhook-id, webhook-timestamp, webhook-signature, the
  *            endpoint's own) as a user property, and content-type also as the Content
@@ -104,6 +105,9 @@ struct mqtt_plugin {
 	struct hookd_transport transport;
 	uint32_t connect_timeout_ms;
 	int keepalive_s;
+	/* CONNECT credentials (plugins.options.mqtt.username, .password; the host's, valid
+	 * until cleanup), NULL when not set. */
+	const char *username, *password;
 	unsigned long next_client;
 	struct mqtt_broker *brokers;
 	struct mqtt_early *early;
@@ -439,6 +443,8 @@ static struct mqtt_conn *mqtt_conn_open(struct mqtt_plugin *p, struct mqtt_broke
 		return NULL;
 	}
 	mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	if (p->username)
+		mosquitto_username_pw_set(c->mosq, p->username, p->password);
 	mosquitto_connect_v5_callback_set(c->mosq, mqtt_on_connect);
 	mosquitto_disconnect_v5_callback_set(c->mosq, mqtt_on_disconnect);
 	mosquitto_publish_v5_callback_set(c->mosq, mqtt_on_publish);
@@ -691,6 +697,13 @@ static int mqtt_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx
 	}
 	p->connect_timeout_ms = (uint32_t)ct;
 	p->keepalive_s = (int)ka;
+	p->username = host->option(ctx, "username");
+	p->password = host->option(ctx, "password");
+	if (p->password && !p->username) {
+		snprintf(err, errlen, "plugins.options.mqtt.password needs a username");
+		free(p);
+		return -1;
+	}
 	if (mosquitto_lib_init() != MOSQ_ERR_SUCCESS) {
 		snprintf(err, errlen, "libmosquitto did not start");
 		free(p);

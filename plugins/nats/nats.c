@@ -6,6 +6,7 @@
  *   options  plugins.options.nats.jetstream: true       JetStream for every endpoint whose
  *                                                       URL does not say jetstream=0
  *            plugins.options.nats.connect_timeout_ms    default 2000
+ *            plugins.options.nats.user, .password, .token   credentials for every server
  *
  * What "sent" means. Core NATS has no acknowledgement: a message is sent once the server
  * has read it, which we know when a PING written after it is answered (libnats'
@@ -100,6 +101,9 @@ struct nats_plugin {
 	struct hookd_transport transport;
 	int jetstream_default;
 	int connect_timeout_ms;
+	/* Credentials for every server (plugins.options.nats.user/password, .token): owned by
+	 * the host, valid until cleanup. NULL when not set. */
+	const char *user, *password, *token;
 	struct nats_conn *conns; /* loop thread */
 	atomic_int closing;      /* cleanup began: the host is no longer waiting for anything */
 	struct hookd_counter *published, *acked, *failed;
@@ -376,6 +380,10 @@ static int nats_conn_ensure(struct nats_conn *c, char *err, size_t errlen)
 		s = natsOptions_SetAllowReconnect(o, false);
 	if (s == NATS_OK)
 		s = natsOptions_SetNoEcho(o, true);
+	if (s == NATS_OK && p->user)
+		s = natsOptions_SetUserInfo(o, p->user, p->password ? p->password : "");
+	if (s == NATS_OK && p->token)
+		s = natsOptions_SetToken(o, p->token);
 	if (s == NATS_OK)
 		s = natsOptions_SetClosedCB(o, nats_on_closed, c);
 	natsConnection *nc = NULL;
@@ -727,6 +735,15 @@ static int nats_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx
 		return -1;
 	}
 	p->connect_timeout_ms = NATS_CONNECT_TIMEOUT_MS;
+	p->user = host->option(ctx, "user");
+	p->password = host->option(ctx, "password");
+	p->token = host->option(ctx, "token");
+	if ((p->password && !p->user) || (p->token && p->user)) {
+		snprintf(err, errlen, "plugins.options.nats: password needs user, and token goes "
+				      "without user");
+		free(p);
+		return -1;
+	}
 	const char *ct = host->option(ctx, "connect_timeout_ms");
 	if (ct) {
 		char *end = NULL;

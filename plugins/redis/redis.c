@@ -4,6 +4,7 @@
  *   options  plugins.options.redis.maxlen             trim every stream to about N entries
  *                                                     (XADD MAXLEN ~ N) unless the URL says
  *            plugins.options.redis.connect_timeout_ms default 2000
+ *            plugins.options.redis.password, .username  AUTH on every connection
  *   command  XADD STREAM [MAXLEN ~ N] * id <webhook-id> type <event type> body <envelope>
  *                                       headers <the request's headers as a JSON object>
  *
@@ -53,6 +54,7 @@ struct redis_conn {
 	int connected;
 	int in_handler;               /* inside redis_on_fd: free after it returns */
 	char why[200];                /* why we closed it, for the attempts it fails */
+	char auth_error[200];         /* the server refused our AUTH: what it said */
 };
 
 /* One server named by endpoints, with its current connection (NULL: open on next send). */
@@ -90,6 +92,9 @@ struct redis_plugin {
 	struct hookd_transport transport;
 	long maxlen;                  /* 0: no trimming */
 	uint32_t connect_timeout_ms;
+	/* AUTH [username] password on every new connection (plugins.options.redis.username,
+	 * .password; the host's, valid until cleanup), NULL when not set. */
+	const char *username, *password;
 	struct redis_server *servers;
 	struct redis_req *reqs;       /* in flight */
 	struct redis_early *early;    /* failures waiting for their 0 ms timer */
@@ -307,6 +312,17 @@ static void redis_on_connect_timeout(void *arg)
 		redisAsyncFree(c->ac); /* fails the queued commands, then redis_ev_cleanup */
 }
 
+/* AUTH's reply: a refusal is kept for the attempts behind it (their XADDs are refused
+ * with NOAUTH, which says less). */
+static void redis_on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct redis_conn *c = privdata;
+	redisReply *rep = reply;
+	if (rep && rep->type == REDIS_REPLY_ERROR)
+		snprintf(c->auth_error, sizeof c->auth_error, "%.*s",
+			 (int)(rep->len > 190 ? 190 : rep->len), rep->str);
+}
+
 static struct redis_conn *redis_conn_open(struct redis_plugin *p, struct redis_server *srv,
 					  char *err, size_t errlen)
 {
@@ -336,6 +352,13 @@ static struct redis_conn *redis_conn_open(struct redis_plugin *p, struct redis_s
 	ac->ev.delWrite = redis_ev_del_write;
 	ac->ev.cleanup = redis_ev_cleanup;
 	redisAsyncSetConnectCallback(ac, redis_on_connect);
+	if (p->password) {
+		/* First on the connection: the XADDs pipelined behind it run authenticated. */
+		const char *argv[3] = {"AUTH", p->username ? p->username : p->password,
+				       p->password};
+		size_t argl[3] = {4, strlen(argv[1]), strlen(p->password)};
+		redisAsyncCommandArgv(ac, redis_on_auth, c, p->username ? 3 : 2, argv, argl);
+	}
 	c->connect_timer = p->host->timer_start(p->ctx, p->connect_timeout_ms,
 						redis_on_connect_timeout, c);
 	srv->conn = c;
@@ -374,6 +397,9 @@ static void redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 			else
 				redis_complete(p, r->token, HOOKD_RETRY, "XADD %s: %s",
 					       r->stream, why);
+		} else if (rep->type == REDIS_REPLY_ERROR && c->auth_error[0]) {
+			redis_complete(p, r->token, HOOKD_RETRY, "redis://%s refused AUTH: %s",
+				       c->srv ? c->srv->label : "", c->auth_error);
 		} else if (rep->type == REDIS_REPLY_ERROR) {
 			redis_complete(p, r->token, HOOKD_RETRY, "XADD %s: %.*s", r->stream,
 				       (int)(rep->len > 300 ? 300 : rep->len), rep->str);
@@ -684,6 +710,13 @@ static int redis_init(const struct hookd_host *host, struct hookd_plugin_ctx *ct
 			return -1;
 		}
 		p->connect_timeout_ms = (uint32_t)n;
+	}
+	p->username = host->option(ctx, "username");
+	p->password = host->option(ctx, "password");
+	if (p->username && !p->password) {
+		snprintf(err, errlen, "plugins.options.redis.username needs a password");
+		free(p);
+		return -1;
 	}
 	p->sent = host->counter(ctx, "sent", "XADDs Redis answered with an entry id");
 	p->failed = host->counter(ctx, "failed", "attempts that failed (retryable)");

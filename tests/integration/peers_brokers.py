@@ -134,14 +134,17 @@ class NatsServer(_Server):
     name = "nats"
     binary = "nats-server"
 
-    def __init__(self, jetstream=False, start=True):
+    def __init__(self, jetstream=False, start=True, user=None, password=None):
         self.jetstream = jetstream
+        self.user, self.password = user, password
         super().__init__(start=start)
 
     def command(self):
         cmd = ["nats-server", "-a", HOST, "-p", str(self.port), "-n", "hookd-test"]
         if self.jetstream:
             cmd += ["-js", "-sd", os.path.join(self.tmp, "js")]
+        if self.user:
+            cmd += ["--user", self.user, "--pass", self.password]
         return cmd
 
     def url(self, subject, query=""):
@@ -179,7 +182,7 @@ class NatsClient:
     """A core NATS client (headers on): subscribe(), request(), and the JetStream API calls
     the tests need."""
 
-    def __init__(self, port, host=HOST):
+    def __init__(self, port, host=HOST, user=None, password=None):
         self.sock = socket.create_connection((host, port), timeout=10 * h.SCALE)
         self.buf = b""
         info = self._line()
@@ -191,8 +194,11 @@ class NatsClient:
         self.next_sid = 1
         self.pongs = 0
         self.closed = False
-        self._send(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,'
-                   b'"no_responders":true,"protocol":1,"lang":"python","version":"0"}\r\n')
+        connect = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True,
+                   "protocol": 1, "lang": "python", "version": "0"}
+        if user:
+            connect.update(user=user, **{"pass": password})
+        self._send(b"CONNECT " + json.dumps(connect).encode() + b"\r\n")
         self.sock.settimeout(None)
         self.reader = threading.Thread(target=self._read_loop, daemon=True)
         self.reader.start()
@@ -344,10 +350,17 @@ class RedisServer(_Server):
     name = "redis"
     binary = "redis-server"
 
+    def __init__(self, start=True, password=None):
+        self.password = password
+        super().__init__(start=start)
+
     def command(self):
-        return ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", "",
-                "--appendonly", "no", "--dir", self.tmp, "--protected-mode", "yes",
-                "--daemonize", "no", "--logfile", "", "--databases", "1"]
+        cmd = ["redis-server", "--port", str(self.port), "--bind", HOST, "--save", "",
+               "--appendonly", "no", "--dir", self.tmp, "--protected-mode", "yes",
+               "--daemonize", "no", "--logfile", "", "--databases", "1"]
+        if self.password:
+            cmd += ["--requirepass", self.password]
+        return cmd
 
     def url(self, stream, query=""):
         return f"redis://{HOST}:{self.port}/{stream}" + (f"?{query}" if query else "")
@@ -356,9 +369,11 @@ class RedisServer(_Server):
 class RedisClient:
     """RESP2 commands over one connection: call("XRANGE", "s", "-", "+")."""
 
-    def __init__(self, port, host=HOST):
+    def __init__(self, port, host=HOST, password=None):
         self.sock = socket.create_connection((host, port), timeout=10 * h.SCALE)
         self.buf = b""
+        if password:
+            self.call("AUTH", password)
 
     def _fill(self):
         part = self.sock.recv(65536)
@@ -425,15 +440,26 @@ class Mosquitto(_Server):
     name = "mosquitto"
     binary = "mosquitto"
 
-    def __init__(self, start=True, acl=None):
+    def __init__(self, start=True, acl=None, user=None, password=None):
         self.acl = acl
+        self.user, self.password = user, password
         super().__init__(start=start)
 
     def command(self):
         conf = os.path.join(self.tmp, "mosquitto.conf")
         with open(conf, "w", encoding="utf-8") as f:
-            f.write(f"listener {self.port} {HOST}\nallow_anonymous true\npersistence false\n"
+            f.write(f"listener {self.port} {HOST}\npersistence false\n"
                     "log_dest stdout\nlog_type error\nlog_type warning\nlog_type notice\n")
+            if self.user:
+                # one user; mosquitto reads the file after dropping root: readable by all
+                pw = os.path.join(self.tmp, "passwd")
+                subprocess.run(["mosquitto_passwd", "-c", "-b", pw, self.user, self.password],
+                               check=True, capture_output=True)
+                os.chmod(self.tmp, 0o755)
+                os.chmod(pw, 0o644)
+                f.write(f"allow_anonymous false\npassword_file {pw}\n")
+            else:
+                f.write("allow_anonymous true\n")
             if self.acl is not None:
                 # mosquitto reads it after dropping root for its own user: readable by all
                 acl = os.path.join(self.tmp, "acl")
@@ -481,16 +507,19 @@ class MqttSubscriber:
     """An MQTT 5 client subscribed to one topic filter at QoS 1; records every PUBLISH
     (acknowledging QoS 1 with PUBACK)."""
 
-    def __init__(self, port, topic, host=HOST, client_id=None):
+    def __init__(self, port, topic, host=HOST, client_id=None, user=None, password=None):
         self.sock = socket.create_connection((host, port), timeout=10 * h.SCALE)
         self.buf = b""
         self.cond = threading.Condition()
         self.msgs = []
         self.closed = False
         cid = client_id or f"hookdtest-{os.getpid()}-{id(self)}"
-        # CONNECT: protocol "MQTT" level 5, clean start, keepalive 0 (none), no properties
-        var = _mqtt_str("MQTT") + bytes([5, 0x02]) + struct.pack("!H", 0) + _varint(0)
-        self._packet(0x10, var + _mqtt_str(cid))
+        # CONNECT: protocol "MQTT" level 5, clean start (and user name and password when
+        # given), keepalive 0 (none), no properties
+        flags = 0x02 | (0xC0 if user else 0)
+        var = _mqtt_str("MQTT") + bytes([5, flags]) + struct.pack("!H", 0) + _varint(0)
+        payload = _mqtt_str(cid) + (_mqtt_str(user) + _mqtt_str(password) if user else b"")
+        self._packet(0x10, var + payload)
         t, body = self._read_packet()
         if t >> 4 != 2 or body[1] != 0:
             raise AssertionError(f"mqtt: CONNACK refused: {body!r}")

@@ -304,6 +304,26 @@ class NatsTest(BrokerCase):
         self.assertEqual(sub.messages(sid), [])
         self.assertNotIn("connected to nats://", d.log())
 
+    def test_credentials_from_plugin_options(self):
+        srv = self.peer(pb.NatsServer(user="hookd", password="right"))
+        sub = self.peer(pb.NatsClient(srv.port, user="hookd", password="right"))
+        sid = sub.subscribe("auth.x")
+        d = self.daemon(extra={"plugins": {"options": {"nats": {"user": "hookd",
+                                                                 "password": "pw-wrong-7"}}}})
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("auth.x"), retry_schedule=SCHEDULE)
+        msg_id = h.publish(d, app, "order.created", {"order": 21})["id"]
+        self.wait_failed_attempts(d, app, msg_id, 1, "Authorization Violation")
+        self.assertNotIn("pw-wrong-7", json.dumps(h.get_attempts(d, app, msg_id)) + d.log())
+
+        d.stop()
+        d.config["plugins"]["options"]["nats"]["password"] = "right"
+        d.write_config()
+        d.start()
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", timeout=30)
+        got = sub.wait_messages(sid, 1)
+        self.assertEqual([m.headers.get("webhook-id") for m in got], [msg_id], got)
+
     def test_url_checks(self):
         d = self.daemon()
         app = h.create_app(d)
@@ -405,6 +425,23 @@ class RedisTest(BrokerCase):
         cli = self.peer(pb.RedisClient(srv.port))
         self.assertEqual([e[1]["id"].decode() for e in cli.xrange("hooks")], [second])
 
+    def test_password_from_plugin_options(self):
+        srv = self.peer(pb.RedisServer(password="right"))
+        d = self.daemon(extra={"plugins": {"options": {"redis": {"password": "pw-wrong-7"}}}})
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hooks"), retry_schedule=SCHEDULE)
+        msg_id = h.publish(d, app, "invoice.paid", {"invoice": 5})["id"]
+        self.wait_failed_attempts(d, app, msg_id, 1, f"redis://127.0.0.1:{srv.port} refused AUTH")
+        self.assertNotIn("pw-wrong-7", json.dumps(h.get_attempts(d, app, msg_id)) + d.log())
+
+        d.stop()
+        d.config["plugins"]["options"]["redis"]["password"] = "right"
+        d.write_config()
+        d.start()
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", timeout=30)
+        cli = self.peer(pb.RedisClient(srv.port, password="right"))
+        self.assertEqual([e[1]["id"].decode() for e in cli.xrange("hooks")], [msg_id])
+
     def test_url_checks(self):
         d = self.daemon()
         app = h.create_app(d)
@@ -491,6 +528,25 @@ class MqttTest(BrokerCase):
         h.wait_delivery_state(d, app, second, ep["id"], "succeeded", timeout=30)
         got = sub.wait_messages(1)
         self.assertEqual([m.headers.get("webhook-id") for m in got], [second], got)
+
+    def test_credentials_from_plugin_options(self):
+        srv = self.peer(pb.Mosquitto(user="hookd", password="right"))
+        sub = self.peer(pb.MqttSubscriber(srv.port, "hooks/#", user="hookd", password="right"))
+        d = self.daemon(extra={"plugins": {"options": {"mqtt": {"username": "hookd",
+                                                                 "password": "pw-wrong-7"}}}})
+        app = h.create_app(d)
+        ep = h.create_endpoint(d, app, srv.url("hooks/auth"), retry_schedule=SCHEDULE)
+        msg_id = h.publish(d, app, "order.created", {"order": 22})["id"]
+        self.wait_failed_attempts(d, app, msg_id, 1, "the broker refused the connection")
+        self.assertNotIn("pw-wrong-7", json.dumps(h.get_attempts(d, app, msg_id)) + d.log())
+
+        d.stop()
+        d.config["plugins"]["options"]["mqtt"]["password"] = "right"
+        d.write_config()
+        d.start()
+        h.wait_delivery_state(d, app, msg_id, ep["id"], "succeeded", timeout=30)
+        got = sub.wait_messages(1)
+        self.assertEqual([m.headers.get("webhook-id") for m in got], [msg_id], got)
 
     def test_url_checks(self):
         d = self.daemon()
