@@ -16,7 +16,7 @@ enum plugin_url_rc {
 	PLUGIN_URL_NO_SCHEME = -1, /* no "SCHEME://" */
 	PLUGIN_URL_FRAGMENT = -2,  /* a '#' after the authority */
 	PLUGIN_URL_TOO_LONG = -3,  /* the destination does not fit in out */
-	PLUGIN_URL_NUL = -4,       /* "%00" in the path */
+	PLUGIN_URL_NUL = -4,	   /* "%00" in the path */
 };
 
 static inline int plugin_url_hex(int c)

@@ -29,9 +29,9 @@
 
 #include "../common/plugin_url.h"
 
+#include <errno.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,17 +67,17 @@ struct mqtt_job {
 
 struct mqtt_conn {
 	struct mqtt_plugin *p;
-	struct mqtt_broker *b;         /* NULL once detached (dead) */
+	struct mqtt_broker *b; /* NULL once detached (dead) */
 	struct mosquitto *mosq;
 	struct hookd_watch *watch;
 	int events;
 	struct hookd_timer *misc_timer;
 	struct hookd_timer *connect_timer;
-	int connected;                 /* CONNACK success came */
-	int dead;                      /* failed: torn down when the current call returns */
-	int depth;                     /* inside a libmosquitto call of ours */
+	int connected; /* CONNACK success came */
+	int dead;      /* failed: torn down when the current call returns */
+	int depth;     /* inside a libmosquitto call of ours */
 	char why[320];
-	char label[80];                /* its broker's, kept for messages after detaching */
+	char label[80]; /* its broker's, kept for messages after detaching */
 	struct mqtt_job *waiting, **waiting_tail; /* before the CONNACK */
 	struct mqtt_job *inflight[MQTT_INFLIGHT_BUCKETS];
 };
@@ -86,7 +86,7 @@ struct mqtt_broker {
 	struct mqtt_broker *next;
 	char address[64];
 	int port;
-	char label[80];                /* address:port, bracketed for IPv6 */
+	char label[80]; /* address:port, bracketed for IPv6 */
 	struct mqtt_conn *conn;
 };
 
@@ -128,8 +128,8 @@ static void mqtt_complete(struct mqtt_plugin *p, uint64_t token, enum hookd_resu
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	struct hookd_outcome o = {.size = sizeof o, .result = r, .status = 0, .message = msg,
-				  .retry_after_ms = -1};
+	struct hookd_outcome o = {
+	    .size = sizeof o, .result = r, .status = 0, .message = msg, .retry_after_ms = -1};
 	struct hookd_counter *c = r == HOOKD_SENT ? p->sent : p->failed;
 	if (c)
 		p->host->counter_add(c, 1);
@@ -178,8 +178,9 @@ static int mqtt_check_url(void *state, const char *url, char *err, size_t errlen
 	switch (plugin_url_dest(url, topic, cap, &query)) {
 	case PLUGIN_URL_OK:
 		if (*query || strchr(url, '?'))
-			snprintf(err, errlen, "an MQTT URL has no parameters (a '?' in the topic is "
-					      "written %%3F)");
+			snprintf(err, errlen,
+				 "an MQTT URL has no parameters (a '?' in the topic is "
+				 "written %%3F)");
 		else
 			rc = mqtt_topic_check(topic, err, errlen);
 		break;
@@ -250,9 +251,9 @@ static void mqtt_on_fd(int fd, int events, void *arg)
 	c->depth--;
 	if (rc != MOSQ_ERR_SUCCESS && !c->dead) {
 		char why[200];
-		snprintf(why, sizeof why, "%s", rc == MOSQ_ERR_CONN_LOST && !c->connected
-						    ? "connection refused or closed"
-						    : mqtt_rc_text(rc));
+		snprintf(why, sizeof why, "%s",
+			 rc == MOSQ_ERR_CONN_LOST && !c->connected ? "connection refused or closed"
+								   : mqtt_rc_text(rc));
 		mqtt_conn_fail(c, why);
 		return;
 	}
@@ -302,8 +303,8 @@ static void mqtt_conn_publish(struct mqtt_conn *c, struct mqtt_job *j)
 {
 	int mid = 0;
 	c->depth++;
-	int rc = mosquitto_publish_v5(c->mosq, &mid, j->topic, j->payload_len, j->payload, 1,
-				      false, j->props);
+	int rc = mosquitto_publish_v5(c->mosq, &mid, j->topic, j->payload_len, j->payload, 1, false,
+				      j->props);
 	c->depth--;
 	if (rc != MOSQ_ERR_SUCCESS) {
 		mqtt_complete(c->p, j->token, HOOKD_RETRY, "publish to %s on mqtt://%s failed: %s",
@@ -450,13 +451,14 @@ static struct mqtt_conn *mqtt_conn_open(struct mqtt_plugin *p, struct mqtt_broke
 	mosquitto_publish_v5_callback_set(c->mosq, mqtt_on_publish);
 	int rc = mosquitto_connect_async(c->mosq, b->address, b->port, p->keepalive_s);
 	if (rc != MOSQ_ERR_SUCCESS) {
-		snprintf(err, errlen, "cannot connect to mqtt://%s: %s", b->label, mqtt_rc_text(rc));
+		snprintf(err, errlen, "cannot connect to mqtt://%s: %s", b->label,
+			 mqtt_rc_text(rc));
 		mosquitto_destroy(c->mosq);
 		free(c);
 		return NULL;
 	}
-	c->connect_timer = p->host->timer_start(p->ctx, p->connect_timeout_ms,
-						mqtt_on_connect_timeout, c);
+	c->connect_timer =
+	    p->host->timer_start(p->ctx, p->connect_timeout_ms, mqtt_on_connect_timeout, c);
 	c->misc_timer = p->host->timer_start(p->ctx, MQTT_MISC_MS, mqtt_on_misc, c);
 	b->conn = c;
 	mqtt_conn_rearm(c);
@@ -541,8 +543,8 @@ static int mqtt_send(void *state, const struct hookd_send *s)
 	}
 	for (size_t i = 0; ok && i < s->n_headers; i++) {
 		const struct hookd_header *h = &s->headers[i];
-		ok = mosquitto_property_add_string_pair(&j->props, MQTT_PROP_USER_PROPERTY,
-							h->name, h->value) == MOSQ_ERR_SUCCESS;
+		ok = mosquitto_property_add_string_pair(&j->props, MQTT_PROP_USER_PROPERTY, h->name,
+							h->value) == MOSQ_ERR_SUCCESS;
 		if (ok && strcasecmp(h->name, "content-type") == 0)
 			ok = mosquitto_property_add_string(&j->props, MQTT_PROP_CONTENT_TYPE,
 							   h->value) == MOSQ_ERR_SUCCESS;
@@ -551,7 +553,8 @@ static int mqtt_send(void *state, const struct hookd_send *s)
 		mqtt_job_free(j);
 		return -1;
 	}
-	struct mqtt_broker *b = mqtt_broker_get(p, s->address, s->port ? s->port : MQTT_DEFAULT_PORT);
+	struct mqtt_broker *b =
+	    mqtt_broker_get(p, s->address, s->port ? s->port : MQTT_DEFAULT_PORT);
 	if (!b) {
 		mqtt_job_free(j);
 		return -1;
@@ -569,8 +572,8 @@ static int mqtt_send(void *state, const struct hookd_send *s)
 	/* a failed publish completes j: defer that past send() */
 	c->depth++;
 	int mid = 0;
-	int rc = mosquitto_publish_v5(c->mosq, &mid, j->topic, j->payload_len, j->payload, 1,
-				      false, j->props);
+	int rc = mosquitto_publish_v5(c->mosq, &mid, j->topic, j->payload_len, j->payload, 1, false,
+				      j->props);
 	c->depth--;
 	if (rc != MOSQ_ERR_SUCCESS) {
 		snprintf(err, sizeof err, "publish to %s on mqtt://%s failed: %s", j->topic,
@@ -712,12 +715,12 @@ static int mqtt_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx
 	p->sent = host->counter(ctx, "sent", "publishes the broker acknowledged (PUBACK)");
 	p->failed = host->counter(ctx, "failed", "attempts that failed (retryable)");
 	p->transport = (struct hookd_transport){
-		.size = sizeof p->transport,
-		.scheme = "mqtt",
-		.needs_address = 1,
-		.check_url = mqtt_check_url,
-		.send = mqtt_send,
-		.cancel = mqtt_cancel,
+	    .size = sizeof p->transport,
+	    .scheme = "mqtt",
+	    .needs_address = 1,
+	    .check_url = mqtt_check_url,
+	    .send = mqtt_send,
+	    .cancel = mqtt_cancel,
 	};
 	if (host->register_transport(ctx, &p->transport) != 0) {
 		snprintf(err, errlen, "cannot register the mqtt:// transport");
@@ -729,6 +732,6 @@ static int mqtt_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx
 	return 0;
 }
 
-HOOKD_PLUGIN_DEFINE(.name = "mqtt", .version = "1.0", .init = mqtt_init,
-		    .cleanup = mqtt_cleanup,
-		    .description = "mqtt://HOST:PORT/TOPIC: MQTT 5 publish at QoS 1, sent on PUBACK");
+HOOKD_PLUGIN_DEFINE(.name = "mqtt", .version = "1.0", .init = mqtt_init, .cleanup = mqtt_cleanup,
+		    .description =
+			"mqtt://HOST:PORT/TOPIC: MQTT 5 publish at QoS 1, sent on PUBACK");

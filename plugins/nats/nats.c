@@ -78,7 +78,7 @@ struct nats_conn {
 	struct nats_plugin *p;
 	char address[64];
 	int port;
-	char label[80];     /* address:port, bracketed for IPv6 */
+	char label[80]; /* address:port, bracketed for IPv6 */
 	pthread_t thread;
 	int started;
 
@@ -105,12 +105,12 @@ struct nats_plugin {
 	 * the host, valid until cleanup. NULL when not set. */
 	const char *user, *password, *token;
 	struct nats_conn *conns; /* loop thread */
-	atomic_int closing;      /* cleanup began: the host is no longer waiting for anything */
+	atomic_int closing;	 /* cleanup began: the host is no longer waiting for anything */
 	struct hookd_counter *published, *acked, *failed;
 };
 
 static void nats_log(struct nats_plugin *p, enum hookd_log_level lvl, const char *fmt, ...)
-	HOOKD_PLUGIN_PRINTF(3, 4);
+    HOOKD_PLUGIN_PRINTF(3, 4);
 
 static void nats_log(struct nats_plugin *p, enum hookd_log_level lvl, const char *fmt, ...)
 {
@@ -138,8 +138,8 @@ static void nats_complete(struct nats_plugin *p, uint64_t token, enum hookd_resu
 		vsnprintf(msg, sizeof msg, fmt, ap);
 		va_end(ap);
 	}
-	struct hookd_outcome o = {.size = sizeof o, .result = result, .status = 0,
-				  .message = msg, .retry_after_ms = -1};
+	struct hookd_outcome o = {
+	    .size = sizeof o, .result = result, .status = 0, .message = msg, .retry_after_ms = -1};
 	struct hookd_counter *n = result == HOOKD_SENT ? p->acked : p->failed;
 	if (n)
 		p->host->counter_add(n, 1);
@@ -184,12 +184,14 @@ static int nats_subject_check(const char *s, char *err, size_t errlen)
 			return -1;
 		}
 		if (c == '*' || c == '>') {
-			snprintf(err, errlen, "the subject must not contain the wildcards '*' or '>'");
+			snprintf(err, errlen,
+				 "the subject must not contain the wildcards '*' or '>'");
 			return -1;
 		}
 		if (c == '.' && (i == 0 || i + 1 == n || s[i + 1] == '.')) {
-			snprintf(err, errlen, "the subject must not have an empty token "
-					      "(a leading, trailing or doubled '.')");
+			snprintf(err, errlen,
+				 "the subject must not have an empty token "
+				 "(a leading, trailing or doubled '.')");
 			return -1;
 		}
 	}
@@ -219,7 +221,8 @@ static int nats_query_jetstream(const char *query, int dflt, char *err, size_t e
 				return -1;
 			}
 		} else {
-			snprintf(err, errlen, "unknown URL parameter '%.*s' (only jetstream=1 is known)",
+			snprintf(err, errlen,
+				 "unknown URL parameter '%.*s' (only jetstream=1 is known)",
 				 (int)(len > 40 ? 40 : len), q);
 			return -1;
 		}
@@ -292,10 +295,12 @@ static void nats_on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
 		} else if (pae && pae->Err == NATS_NO_RESPONDERS) {
 			nats_complete(p, e->token, HOOKD_RETRY,
 				      "JetStream did not acknowledge the publish to %s: no stream "
-				      "stores the subject (no responders)", subj);
+				      "stores the subject (no responders)",
+				      subj);
 		} else if (pae && pae->Err == NATS_TIMEOUT) {
 			nats_complete(p, e->token, HOOKD_RETRY,
-				      "JetStream did not acknowledge the publish to %s in time", subj);
+				      "JetStream did not acknowledge the publish to %s in time",
+				      subj);
 		} else if (pae && pae->ErrCode) {
 			nats_complete(p, e->token, HOOKD_RETRY,
 				      "JetStream refused the publish to %s: %s (error %d)", subj,
@@ -332,7 +337,8 @@ static void nats_on_closed(natsConnection *nc, void *closure)
 		gone = e->next;
 		nats_complete(c->p, e->token, HOOKD_RETRY,
 			      "the connection to nats://%s closed before JetStream "
-			      "acknowledged the publish", c->label);
+			      "acknowledged the publish",
+			      c->label);
 		free(e);
 	}
 }
@@ -493,7 +499,8 @@ static void nats_conn_run_batch(struct nats_conn *c, struct nats_job *batch)
 		}
 		s = natsConnection_PublishMsg(c->nc, j->msg);
 		if (s != NATS_OK) {
-			nats_complete(p, j->token, HOOKD_RETRY, "publish to %s on nats://%s failed: %s",
+			nats_complete(p, j->token, HOOKD_RETRY,
+				      "publish to %s on nats://%s failed: %s",
 				      natsMsg_GetSubject(j->msg), c->label, nats_error_text(s));
 			nats_job_free(j);
 			continue;
@@ -739,8 +746,9 @@ static int nats_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx
 	p->password = host->option(ctx, "password");
 	p->token = host->option(ctx, "token");
 	if ((p->password && !p->user) || (p->token && p->user)) {
-		snprintf(err, errlen, "plugins.options.nats: password needs user, and token goes "
-				      "without user");
+		snprintf(err, errlen,
+			 "plugins.options.nats: password needs user, and token goes "
+			 "without user");
 		free(p);
 		return -1;
 	}
@@ -749,8 +757,9 @@ static int nats_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx
 		char *end = NULL;
 		long v = strtol(ct, &end, 10);
 		if (!*ct || *end || v < 1 || v > 600000) {
-			snprintf(err, errlen, "plugins.options.nats.connect_timeout_ms must be a "
-					      "number of milliseconds from 1 to 600000");
+			snprintf(err, errlen,
+				 "plugins.options.nats.connect_timeout_ms must be a "
+				 "number of milliseconds from 1 to 600000");
 			free(p);
 			return -1;
 		}
@@ -763,15 +772,16 @@ static int nats_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx
 		return -1;
 	}
 	p->published = host->counter(ctx, "published", "messages handed to a NATS server");
-	p->acked = host->counter(ctx, "sent", "attempts that succeeded (flushed, or acked by JetStream)");
+	p->acked =
+	    host->counter(ctx, "sent", "attempts that succeeded (flushed, or acked by JetStream)");
 	p->failed = host->counter(ctx, "failed", "attempts that failed (retryable)");
 	p->transport = (struct hookd_transport){
-		.size = sizeof p->transport,
-		.scheme = "nats",
-		.needs_address = 1,
-		.check_url = nats_check_url,
-		.send = nats_send,
-		.cancel = nats_cancel,
+	    .size = sizeof p->transport,
+	    .scheme = "nats",
+	    .needs_address = 1,
+	    .check_url = nats_check_url,
+	    .send = nats_send,
+	    .cancel = nats_cancel,
 	};
 	if (host->register_transport(ctx, &p->transport) != 0) {
 		snprintf(err, errlen, "cannot register the nats:// transport");
@@ -783,7 +793,6 @@ static int nats_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx
 	return 0;
 }
 
-HOOKD_PLUGIN_DEFINE(.name = "nats", .version = "1.0", .init = nats_init,
-		    .cleanup = nats_cleanup,
+HOOKD_PLUGIN_DEFINE(.name = "nats", .version = "1.0", .init = nats_init, .cleanup = nats_cleanup,
 		    .description = "nats://HOST:PORT/SUBJECT: core NATS publish, or JetStream "
 				   "with ack (?jetstream=1)");

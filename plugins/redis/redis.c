@@ -46,15 +46,15 @@ struct redis_server;
  * (redis_ev_cleanup), or after the watch callback that led there returns. */
 struct redis_conn {
 	struct redis_plugin *p;
-	struct redis_server *srv;     /* NULL once the server has a newer connection */
-	redisAsyncContext *ac;        /* NULL once hiredis freed it */
+	struct redis_server *srv; /* NULL once the server has a newer connection */
+	redisAsyncContext *ac;	  /* NULL once hiredis freed it */
 	struct hookd_watch *watch;
-	int events;                   /* HOOKD_FD_* hiredis asked for */
+	int events; /* HOOKD_FD_* hiredis asked for */
 	struct hookd_timer *connect_timer;
 	int connected;
-	int in_handler;               /* inside redis_on_fd: free after it returns */
-	char why[200];                /* why we closed it, for the attempts it fails */
-	char auth_error[200];         /* the server refused our AUTH: what it said */
+	int in_handler;	      /* inside redis_on_fd: free after it returns */
+	char why[200];	      /* why we closed it, for the attempts it fails */
+	char auth_error[200]; /* the server refused our AUTH: what it said */
 };
 
 /* One server named by endpoints, with its current connection (NULL: open on next send). */
@@ -62,7 +62,7 @@ struct redis_server {
 	struct redis_server *next;
 	char address[64];
 	int port;
-	char label[80];               /* address:port, bracketed for IPv6 */
+	char label[80]; /* address:port, bracketed for IPv6 */
 	struct redis_conn *conn;
 };
 
@@ -73,7 +73,7 @@ struct redis_req {
 	struct redis_conn *conn;
 	uint64_t token;
 	int cancelled;
-	char stream[64];               /* for messages, cut */
+	char stream[64]; /* for messages, cut */
 };
 
 /* An attempt that failed before anything was sent: completed from a 0 ms timer, since
@@ -90,14 +90,14 @@ struct redis_plugin {
 	const struct hookd_host *host;
 	struct hookd_plugin_ctx *ctx;
 	struct hookd_transport transport;
-	long maxlen;                  /* 0: no trimming */
+	long maxlen; /* 0: no trimming */
 	uint32_t connect_timeout_ms;
 	/* AUTH [username] password on every new connection (plugins.options.redis.username,
 	 * .password; the host's, valid until cleanup), NULL when not set. */
 	const char *username, *password;
 	struct redis_server *servers;
-	struct redis_req *reqs;       /* in flight */
-	struct redis_early *early;    /* failures waiting for their 0 ms timer */
+	struct redis_req *reqs;	   /* in flight */
+	struct redis_early *early; /* failures waiting for their 0 ms timer */
 	struct hookd_counter *sent, *failed;
 	int closing;
 };
@@ -113,8 +113,8 @@ static void redis_complete(struct redis_plugin *p, uint64_t token, enum hookd_re
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	struct hookd_outcome o = {.size = sizeof o, .result = r, .status = 0, .message = msg,
-				  .retry_after_ms = -1};
+	struct hookd_outcome o = {
+	    .size = sizeof o, .result = r, .status = 0, .message = msg, .retry_after_ms = -1};
 	struct hookd_counter *c = r == HOOKD_SENT ? p->sent : p->failed;
 	if (c)
 		p->host->counter_add(c, 1);
@@ -137,7 +137,8 @@ static int redis_stream_check(const char *s, char *err, size_t errlen)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c < 0x20 || c == 0x7f) {
-			snprintf(err, errlen, "the stream name must not contain control characters");
+			snprintf(err, errlen,
+				 "the stream name must not contain control characters");
 			return -1;
 		}
 	}
@@ -157,19 +158,22 @@ static long redis_query_maxlen(const char *query, long dflt, char *err, size_t e
 			size_t vl = len - 7;
 			char *e = NULL;
 			if (vl >= sizeof num) {
-				snprintf(err, errlen, "maxlen must be a number from 0 to 1000000000");
+				snprintf(err, errlen,
+					 "maxlen must be a number from 0 to 1000000000");
 				return -1;
 			}
 			memcpy(num, q + 7, vl);
 			num[vl] = '\0';
 			long v = strtol(num, &e, 10);
 			if (*e || v < 0 || v > 1000000000) {
-				snprintf(err, errlen, "maxlen must be a number from 0 to 1000000000");
+				snprintf(err, errlen,
+					 "maxlen must be a number from 0 to 1000000000");
 				return -1;
 			}
 			maxlen = v;
 		} else if (len > 0) {
-			snprintf(err, errlen, "unknown URL parameter '%.*s' (only maxlen=N is known)",
+			snprintf(err, errlen,
+				 "unknown URL parameter '%.*s' (only maxlen=N is known)",
 				 (int)(len > 40 ? 40 : len), q);
 			return -1;
 		}
@@ -359,8 +363,8 @@ static struct redis_conn *redis_conn_open(struct redis_plugin *p, struct redis_s
 		size_t argl[3] = {4, strlen(argv[1]), strlen(p->password)};
 		redisAsyncCommandArgv(ac, redis_on_auth, c, p->username ? 3 : 2, argv, argl);
 	}
-	c->connect_timer = p->host->timer_start(p->ctx, p->connect_timeout_ms,
-						redis_on_connect_timeout, c);
+	c->connect_timer =
+	    p->host->timer_start(p->ctx, p->connect_timeout_ms, redis_on_connect_timeout, c);
 	srv->conn = c;
 	return c;
 }
@@ -387,16 +391,16 @@ static void redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	redis_req_unlink(r);
 	if (!r->cancelled && !p->closing) {
 		if (!rep) {
-			const char *why = c->why[0] ? c->why
-				     : ac->errstr && ac->errstr[0] ? ac->errstr
-								   : "connection closed";
+			const char *why = c->why[0]			? c->why
+					  : ac->errstr && ac->errstr[0] ? ac->errstr
+									: "connection closed";
 			if (c->srv)
 				redis_complete(p, r->token, HOOKD_RETRY,
-					       "XADD %s on redis://%s: %s", r->stream, c->srv->label,
-					       why);
+					       "XADD %s on redis://%s: %s", r->stream,
+					       c->srv->label, why);
 			else
-				redis_complete(p, r->token, HOOKD_RETRY, "XADD %s: %s",
-					       r->stream, why);
+				redis_complete(p, r->token, HOOKD_RETRY, "XADD %s: %s", r->stream,
+					       why);
 		} else if (rep->type == REDIS_REPLY_ERROR && c->auth_error[0]) {
 			redis_complete(p, r->token, HOOKD_RETRY, "redis://%s refused AUTH: %s",
 				       c->srv ? c->srv->label : "", c->auth_error);
@@ -481,8 +485,8 @@ static void redis_buf_json_str(struct redis_buf *b, const char *s)
 	redis_buf_put(b, "\"", 1);
 	for (const char *c = s; *c; c++) {
 		size_t run = strcspn(c, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r"
-				     "\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b"
-				     "\x1c\x1d\x1e\x1f");
+					"\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b"
+					"\x1c\x1d\x1e\x1f");
 		redis_buf_put(b, c, run);
 		c += run;
 		if (!*c)
@@ -519,8 +523,7 @@ static char *redis_headers_json(const struct hookd_send *s, size_t *out_len)
 	return b.p;
 }
 
-static struct redis_server *redis_server_get(struct redis_plugin *p, const char *address,
-					     int port)
+static struct redis_server *redis_server_get(struct redis_plugin *p, const char *address, int port)
 {
 	for (struct redis_server *s = p->servers; s; s = s->next)
 		if (s->port == port && strcmp(s->address, address) == 0)
@@ -550,8 +553,8 @@ static int redis_send(void *state, const struct hookd_send *s)
 	long maxlen = redis_query_maxlen(s->query, p->maxlen, err, sizeof err);
 	if (maxlen < 0)
 		return redis_fail_soon(p, s->token, err);
-	struct redis_server *srv = redis_server_get(p, s->address,
-						    s->port ? s->port : REDIS_DEFAULT_PORT);
+	struct redis_server *srv =
+	    redis_server_get(p, s->address, s->port ? s->port : REDIS_DEFAULT_PORT);
 	if (!srv)
 		return -1;
 	struct redis_conn *c = srv->conn;
@@ -692,8 +695,9 @@ static int redis_init(const struct hookd_host *host, struct hookd_plugin_ctx *ct
 		char *e = NULL;
 		long n = strtol(v, &e, 10);
 		if (!*v || *e || n < 0 || n > 1000000000) {
-			snprintf(err, errlen, "plugins.options.redis.maxlen must be a number from 0 "
-					      "to 1000000000");
+			snprintf(err, errlen,
+				 "plugins.options.redis.maxlen must be a number from 0 "
+				 "to 1000000000");
 			free(p);
 			return -1;
 		}
@@ -704,8 +708,9 @@ static int redis_init(const struct hookd_host *host, struct hookd_plugin_ctx *ct
 		char *e = NULL;
 		long n = strtol(v, &e, 10);
 		if (!*v || *e || n < 1 || n > 600000) {
-			snprintf(err, errlen, "plugins.options.redis.connect_timeout_ms must be a "
-					      "number of milliseconds from 1 to 600000");
+			snprintf(err, errlen,
+				 "plugins.options.redis.connect_timeout_ms must be a "
+				 "number of milliseconds from 1 to 600000");
 			free(p);
 			return -1;
 		}
@@ -721,12 +726,12 @@ static int redis_init(const struct hookd_host *host, struct hookd_plugin_ctx *ct
 	p->sent = host->counter(ctx, "sent", "XADDs Redis answered with an entry id");
 	p->failed = host->counter(ctx, "failed", "attempts that failed (retryable)");
 	p->transport = (struct hookd_transport){
-		.size = sizeof p->transport,
-		.scheme = "redis",
-		.needs_address = 1,
-		.check_url = redis_check_url,
-		.send = redis_send,
-		.cancel = redis_cancel,
+	    .size = sizeof p->transport,
+	    .scheme = "redis",
+	    .needs_address = 1,
+	    .check_url = redis_check_url,
+	    .send = redis_send,
+	    .cancel = redis_cancel,
 	};
 	if (host->register_transport(ctx, &p->transport) != 0) {
 		snprintf(err, errlen, "cannot register the redis:// transport");
@@ -737,6 +742,5 @@ static int redis_init(const struct hookd_host *host, struct hookd_plugin_ctx *ct
 	return 0;
 }
 
-HOOKD_PLUGIN_DEFINE(.name = "redis", .version = "1.0", .init = redis_init,
-		    .cleanup = redis_cleanup,
+HOOKD_PLUGIN_DEFINE(.name = "redis", .version = "1.0", .init = redis_init, .cleanup = redis_cleanup,
 		    .description = "redis://HOST:PORT/STREAM: XADD with the message id as a field");
