@@ -30,6 +30,7 @@
 #   BENCH_FAN100 [100] BENCH_FAN100_M [BENCH_M/100]  pass 2b: one message to 100 endpoints, its
 #                                             CPU as a multiple of one delivery's (0 skips it)
 #   BENCH_PEER [1]                            0 skips the peer (and installing it)
+#   BENCH_BROKERS [1] BENCH_BROKER_M [BENCH_M/2]  the nats, redis and mqtt passes (bench/brokers.sh)
 #   BENCH_BACKLOG [1000000] BENCH_BACKLOG_H [20000]  bench/backlog.sh: memory and restart with
 #                                             that many pending, healthy passes of H (0 skips)
 #   BENCH_PEER_FSYNC [always]                 the peer's Redis appendfsync (everysec: not durable,
@@ -419,6 +420,11 @@ if [ "${BENCH_FILE:-1}" = 1 ] && [ -f "$BUILD/plugins/file.so" ]; then
 	run_file_pass "${BENCH_FILE_M:-$PUB_M}"
 fi
 
+# The broker transports beside HTTP (bench/brokers.sh): nats core and JetStream, redis, mqtt.
+if [ "${BENCH_BROKERS:-1}" = 1 ]; then
+	. "$HERE/brokers.sh"
+	broker_passes
+fi
 OPEN_RATE=${BENCH_OPEN_RATE:-5000}
 OPEN_S=${BENCH_OPEN_S:-5}
 if [ "$OPEN_RATE" -gt 0 ] && [ "$OPEN_S" -gt 0 ]; then

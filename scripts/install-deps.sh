@@ -41,3 +41,37 @@ if ! dpkg-query -W -f='${Status}' openssl 2>/dev/null | grep -q "install ok inst
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends openssl
 fi
+
+# Transport plugins (plugins/nats, plugins/redis, plugins/mqtt): their client libraries to
+# build; with --test also the real servers their tests start on free loopback ports with
+# configs of their own (tests/integration/peers_brokers.py). Debian's server packages come
+# with a system service on the default port that nothing here uses: installing them must
+# not start it (a policy-rc.d that denies starts, for the install only, when the machine has
+# none) nor leave it enabled.
+broker_pkgs=(libnats-dev libhiredis-dev libmosquitto-dev)
+broker_servers=(nats-server redis-server mosquitto)
+[ "${1:-}" = "--test" ] && broker_pkgs+=("${broker_servers[@]}")
+broker_missing=()
+for p in "${broker_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || broker_missing+=("$p")
+done
+if [ ${#broker_missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${broker_missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    policy_added=1
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${broker_missing[@]}" || { [ -z "$policy_added" ] || $SUDO rm -f /usr/sbin/policy-rc.d; exit 1; }
+  [ -z "$policy_added" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+  for p in "${broker_missing[@]}"; do
+    case " ${broker_servers[*]} " in
+      *" $p "*) command -v systemctl >/dev/null 2>&1 && $SUDO systemctl disable --quiet "$p" 2>/dev/null || true ;;
+    esac
+  done
+fi

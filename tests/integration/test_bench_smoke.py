@@ -67,6 +67,16 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertEqual(m.group(1), m.group(2), out[-3000:])
         self.assertEqual(m.group(2), "400", out[-3000:])
         self.assertRegex(out, r"(?m)^  file: +400 lines, \d+ fdatasyncs", out[-3000:])
+        # The broker passes (bench/brokers.sh): every accepted publish arrived through each.
+        brokers = re.findall(r"(?m)^(nats \(core\)|nats \(JetStream\)|redis|mqtt): 1 endpoint",
+                             out)
+        self.assertEqual(brokers, ["nats (core)", "nats (JetStream)", "redis", "mqtt"],
+                         out[-3000:])
+        arrived = re.findall(r"end to end: +(\d+) of (\d+) arrived in", out)
+        self.assertEqual(len(arrived), 4, out[-3000:])
+        for got, want in arrived:
+            self.assertEqual(got, want, out[-3000:])
+            self.assertEqual(want, "200", out[-3000:])
 
 
 if __name__ == "__main__":
