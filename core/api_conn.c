@@ -25,12 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Descriptors the daemon holds besides API connections and in-flight delivery sockets:
- * curl's cache of idle receiver connections (TRANSPORT_HTTP_MAX_CONNECTS) and 64 for the
- * rest; an idle daemon holds 16 (stdio, LMDB's data and lock files, epoll,
+/* Descriptors the daemon holds besides API connections and delivery sockets (at most
+ * TRANSPORT_HTTP_MAX_SOCKETS(max_inflight)): 64 for the rest; an idle daemon holds 16 (stdio, LMDB's data and lock files, epoll,
  * the loop's and the policy thread's pipes, the listener), and 64 leaves room for curl's
  * resolver, the policy directory being read and the log. */
-#define API_CONN_FD_SPARE (TRANSPORT_HTTP_MAX_CONNECTS + 64)
+#define API_CONN_FD_SPARE 64
 /* The cap never goes below this, even on a starved descriptor limit: fewer connections and a
  * publisher, an operator and a health check could not all be served. */
 #define API_CONN_MIN 16
@@ -87,7 +86,7 @@ static int64_t api_conn_now_ms(void)
 
 uint32_t api_conns_cap(uint32_t configured, uint64_t nofile, uint32_t max_inflight)
 {
-	uint64_t reserve = (uint64_t)max_inflight + API_CONN_FD_SPARE;
+	uint64_t reserve = TRANSPORT_HTTP_MAX_SOCKETS(max_inflight) + API_CONN_FD_SPARE;
 	uint64_t room = nofile > reserve + API_CONN_MIN ? nofile - reserve : API_CONN_MIN;
 	return (uint64_t)configured < room ? configured : (uint32_t)(room > UINT32_MAX ? UINT32_MAX : room);
 }
@@ -386,7 +385,7 @@ int api_conns_new(struct event_base *base, struct evhttp *http, const struct con
 		log_msg(c->cap < 64 ? LOG_WARN : LOG_INFO,"api: at most %u connections (api.max_connections is %u; the descriptor "
 			 "limit is %llu, of which %llu are kept for deliveries and the daemon)",
 			 c->cap, cfg->api_max_connections, (unsigned long long)nofile,
-			 (unsigned long long)cfg->max_inflight + API_CONN_FD_SPARE);
+			 (unsigned long long)(TRANSPORT_HTTP_MAX_SOCKETS(cfg->max_inflight) + API_CONN_FD_SPARE));
 	idle.tv_sec = (time_t)(cfg->api_idle_timeout_ms / 1000);
 	idle.tv_usec = (suseconds_t)(cfg->api_idle_timeout_ms % 1000) * 1000;
 	evhttp_set_timeout_tv(http, &idle);

@@ -30,8 +30,8 @@ struct config;
 struct api_conns;
 
 /* The connection cap for a descriptor limit of nofile: configured, but no more than nofile
- * minus what deliveries (max_inflight sockets, curl's idle connections) and the daemon
- * itself need (max_inflight + 320), and never less than 16, which keeps the API usable. */
+ * minus what deliveries (their sockets in flight and idle, TRANSPORT_HTTP_MAX_SOCKETS) and
+ * the daemon itself need (2 x max_inflight + 320), and never less than 16, which keeps the API usable. */
 uint32_t api_conns_cap(uint32_t configured, uint64_t nofile, uint32_t max_inflight);
 
 /* Installs the layer on http (before any connection is accepted). cfg is borrowed and must

@@ -18,6 +18,11 @@
  * few hundred active endpoints without hoarding file descriptors (the API's connection cap
  * reserves them). */
 #define TRANSPORT_HTTP_MAX_CONNECTS 256
+/* The most sockets the HTTP transport holds at once with delivery.max_inflight = infl: the
+ * in-flight ones, and the idle ones its connection caches keep, which it lets grow to
+ * infl + TRANSPORT_HTTP_MAX_CONNECTS before it closes each connection after its attempt
+ * (transport_http.c); attempts started at that point may still open one each. */
+#define TRANSPORT_HTTP_MAX_SOCKETS(infl) (2 * (uint64_t)(infl) + TRANSPORT_HTTP_MAX_CONNECTS)
 
 /* How dispatch judges an attempt: HTTP's by its status (2xx succeeded, 410 disables the
  * endpoint, 429/503 honour Retry-After); a plugin transport says so itself. */

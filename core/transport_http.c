@@ -1,7 +1,12 @@
 /* transport_http.c - deliveries over HTTP with libcurl's multi-socket API on libevent.
  *
- * One multi handle for the process: its connection cache gives keep-alive and reuse per
- * host across deliveries. Sockets are opened by us (CURLOPT_OPENSOCKETFUNCTION) so the
+ * One multi handle for the process, with HTTP_CACHES connection caches (curl shares, each
+ * endpoint's attempts always in the same one): keep-alive and reuse per host across
+ * deliveries, and no cache holding every connection. libcurl 7.88 walks the whole cache of
+ * a handle each time the handle leaves the multi (curl_multi_remove_handle, looking for a
+ * connect-only connection) and the host's connections each time it picks one to reuse, so
+ * with 1,024 connections to one host (100 endpoints on one receiver) a request paid two
+ * walks of ~1,000 connections. Sockets are opened by us (CURLOPT_OPENSOCKETFUNCTION) so the
  * destination policy sees the address curl is about to connect to, after DNS: a host name
  * that resolves or rebinds to a private address is refused there.
  *
@@ -38,6 +43,10 @@
  * total (at 300 KiB); the same 100 KiB for the total gives one limit and one message for
  * both. Real servers send far less: Node's own limit is 16 KiB, nginx's default 32 KiB. */
 #define HTTP_RESPONSE_HEADER_MAX (100 * 1024)
+/* Connection caches (see the top): an endpoint's cache is picked by a hash of its app and
+ * id. 16 keeps a 1,024-way fan-out to one receiver at ~64 connections per cache, the size
+ * of one busy endpoint's. */
+#define HTTP_CACHES 16
 
 struct http_transport;
 struct http_xfer;
@@ -63,6 +72,8 @@ struct http_xfer {
 	int blocked;
 	char blocked_msg[200];     /* why it was blocked, or why a proxied one failed early */
 	int tls_set;               /* the handle carries TLS options (http_xfer_tls) */
+	int cache;                 /* the connection cache set on the handle, -1 for none yet */
+	int forbid_reuse;          /* CURLOPT_FORBID_REUSE set on the handle */
 	int proxy_set;             /* the handle carries proxy options (http_proxy_begin) */
 	int proxied;               /* this attempt goes through the proxy */
 	/* A proxied attempt: the resolution of the receiver's name in progress, the
@@ -111,6 +122,7 @@ struct http_transport {
 	struct transport base;
 	struct event_base *evbase;
 	CURLM *multi;
+	CURLSH *caches[HTTP_CACHES];
 	struct event *timer;
 	const struct ssrf_policy *ssrf;
 	struct http_xfer *pool;
@@ -118,6 +130,8 @@ struct http_transport {
 	struct http_xfer *active;
 	struct http_sock **socks; /* the sockets we opened and curl has not closed, by fd */
 	size_t socks_cap;
+	size_t socks_open;        /* sockets we opened and curl has not closed */
+	size_t socks_max;         /* above this many, an attempt's connection is closed after it */
 	const char *capath;       /* curl's built-in CURLOPT_CAPATH (static in libcurl) */
 	struct evdns_base *dns;   /* created by the first proxied attempt (http_proxy_begin) */
 };
@@ -337,6 +351,7 @@ static curl_socket_t http_sock_open(struct http_transport *t, const struct curl_
 	s->fd = fd;
 	s->owned = 1;
 	t->socks[fd] = s;
+	t->socks_open++;
 	return fd;
 fail:
 	close(fd);
@@ -352,6 +367,7 @@ static int http_closesocket_cb(void *arg, curl_socket_t fd)
 	if (s) {
 		http_sock_unloop(s);
 		t->socks[fd] = NULL;
+		t->socks_open--;
 		free(s);
 	}
 	return close(fd);
@@ -368,6 +384,7 @@ static struct http_xfer *http_xfer_new(struct http_transport *t)
 	if (!x)
 		return NULL;
 	x->t = t;
+	x->cache = -1;
 	x->easy = e = curl_easy_init();
 	if (!e) {
 		free(x);
@@ -757,6 +774,22 @@ static void http_proxy_clear(struct http_xfer *x)
 	x->proxy_set = 0;
 }
 
+/* The connection cache of the request's endpoint (FNV-1a of app and endpoint id; of the URL
+ * for a request that names no endpoint). */
+static int http_cache_of(const struct transport_request *req)
+{
+	const char *parts[2] = {req->app_id, req->endpoint_id};
+	uint32_t h = 2166136261u;
+	if (!parts[0] && !parts[1])
+		parts[0] = req->url;
+	for (int i = 0; i < 2; i++) {
+		for (const unsigned char *p = (const unsigned char *)parts[i]; p && *p; p++)
+			h = (h ^ *p) * 16777619u;
+		h = (h ^ '/') * 16777619u;
+	}
+	return (int)(h % HTTP_CACHES);
+}
+
 static int http_send(struct transport *base, const struct transport_request *req)
 {
 	struct http_transport *t = (struct http_transport *)base;
@@ -793,6 +826,20 @@ static int http_send(struct transport *base, const struct transport_request *req
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hnodes);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+	int cache = http_cache_of(req);
+	if (cache != x->cache) {
+		curl_easy_setopt(e, CURLOPT_SHARE, t->caches[cache]);
+		x->cache = cache;
+	}
+	/* Each cache is capped (CURLMOPT_MAXCONNECTS) as the one cache was; all of them
+	 * together by this: while the sockets open are at the budget, an attempt's connection
+	 * is closed after it instead of going idle into its cache, so idle connections one
+	 * cache keeps cannot add up, cache by cache, past it. */
+	int forbid = t->socks_open >= t->socks_max;
+	if (forbid != x->forbid_reuse) {
+		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, (long)forbid);
+		x->forbid_reuse = forbid;
+	}
 	/* Set on every attempt, NULL included: the handle is reused for other endpoints. An
 	 * endpoint's own tls.client_cert (a blob, below) takes precedence in curl. */
 	curl_easy_setopt(e, CURLOPT_SSLCERT, req->auth_cert_path);
@@ -840,7 +887,10 @@ static void http_destroy(struct transport *base)
 		http_xfer_free(x);
 	}
 	if (t->multi)
-		curl_multi_cleanup(t->multi); /* closes the cached connections (http_closesocket_cb) */
+		curl_multi_cleanup(t->multi);
+	for (int i = 0; i < HTTP_CACHES; i++)
+		if (t->caches[i]) /* closes the cached connections (http_closesocket_cb) */
+			curl_share_cleanup(t->caches[i]);
 	for (size_t fd = 0; fd < t->socks_cap; fd++) {
 		if (t->socks[fd]) { /* not closed by curl: cannot happen, but do not leak it */
 			http_sock_unloop(t->socks[fd]);
@@ -868,6 +918,16 @@ struct transport *transport_http_new(struct event_base *base, const struct ssrf_
 	t->ssrf = ssrf;
 	t->multi = curl_multi_init();
 	t->timer = evtimer_new(base, http_timer_cb, t);
+	for (int i = 0; i < HTTP_CACHES; i++) {
+		t->caches[i] = curl_share_init();
+		if (!t->caches[i] ||
+		    curl_share_setopt(t->caches[i], CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) !=
+			    CURLSHE_OK) {
+			snprintf(err, errlen, "cannot create the HTTP client's connection caches");
+			http_destroy(&t->base);
+			return NULL;
+		}
+	}
 	if (t->multi) {
 		CURL *probe = curl_easy_init();
 		char *capath = NULL;
@@ -886,8 +946,9 @@ struct transport *transport_http_new(struct event_base *base, const struct ssrf_
 	curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
 	/* curl's cap counts the connections in use too, and is applied as each request ends:
 	 * at the in-flight cap alone, every request that ended above it closed a connection
-	 * (with 100 endpoints and 1,024 in flight most requests paid a new connection). */
-	curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS,
-			  (long)max_inflight + TRANSPORT_HTTP_MAX_CONNECTS);
+	 * (with 100 endpoints and 1,024 in flight most requests paid a new connection). It is
+	 * applied to each cache; socks_max bounds them together (http_send). */
+	t->socks_max = (size_t)max_inflight + TRANSPORT_HTTP_MAX_CONNECTS;
+	curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, (long)t->socks_max);
 	return &t->base;
 }

@@ -216,6 +216,25 @@ class DeliveryTest(h.HookdCase):
         self.assertLess(distinct, n, f"no connection reuse: ports {ports}")
         self.assertLessEqual(distinct, 3, f"connections are not reused: ports {ports}")
 
+    def test_keep_alive_reuse_many_endpoints_one_receiver(self):
+        # The transport keeps connections in 16 caches, an endpoint's always in the same one
+        # (core/transport_http.c): 20 endpoints of one receiver, 3 rounds one delivery at a
+        # time, so every delivery finds its endpoint's idle connection from the round before.
+        recv = self.receiver()
+        d = self.daemon()
+        app = h.create_app(d)
+        eps = [h.create_endpoint(d, app, recv.url(f"/many/{i}"), event_types=[f"t{i}"])
+               for i in range(20)]
+        for rnd in range(3):
+            for i, ep in enumerate(eps):
+                mid = h.publish(d, app, f"t{i}", {"round": rnd})["id"]
+                h.wait_delivery_state(d, app, mid, ep["id"], "succeeded", attempts=1)
+        reqs = [r for r in recv.get() if r.path.startswith("/many/")]
+        self.assertEqual(len(reqs), 60)
+        distinct = len({r.client_port for r in reqs})
+        sys.stderr.write(f"keep-alive, 20 endpoints: 60 deliveries over {distinct} connection(s)\n")
+        self.assertLessEqual(distinct, 20, "an endpoint's connection was not reused")
+
     def test_receiver_closing_connections(self):
         # The transport keeps an idle connection's socket in the event loop between requests
         # and must let go of it when the connection is closed, by the receiver while idle or
