@@ -18,7 +18,7 @@ profile_start() {
 	HOOKD_ADMIN_KEY=$KEY "$hookd" serve --config "$T/h.yaml" >"$T/h.log" 2>&1 &
 	HP=$!
 	PIDS+=($HP)
-	for i in $(seq 100); do "${CURL[@]}" -f -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.05; done
+	for i in $(seq ${PROFILE_UP_TRIES:-100}); do "${CURL[@]}" -f -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.05; done
 	profile_post /v1/apps '{"id":"a","name":"a"}'
 	for i in $(seq "$nep"); do
 		profile_post /v1/apps/a/endpoints "{\"id\":\"e$i\",\"url\":\"http://127.0.0.1:$SPORT/x$i\"}"
