@@ -94,6 +94,8 @@ struct store {
 	uint64_t txn_commits;                      /* successful mdb_txn_commit calls */
 	int64_t wait_retry_ns;                     /* next retry of the waiting ops */
 	uint64_t wait_used;                        /* used_bytes when they last failed */
+	uint64_t file_size;                        /* of the data file, as written (store_prealloc) */
+	int prealloc_off;                          /* a write ahead failed: not tried again */
 	struct ratelimit wait_log, replay_log;     /* "waiting for space", "replayed" */
 };
 
