@@ -464,9 +464,9 @@ static void store_retry_waiting(struct store *s, struct store_oplist *done)
 
 /* Keeps the data file written, with zeros, STORE_PREALLOC_LOW past LMDB's last page. A
  * commit that grows the file makes its fdatasync commit the file system's journal too (new
- * blocks, a new size); one that only overwrites blocks already written does not. Measured on
- * the 2-core machine (bench/README.md): 1.85-2.08 ms per commit while the store grew, 1.12-
- * 1.16 ms with the file written ahead, publish p50 at 5,000/s from 7.6-11.6 to 5.1-5.8 ms.
+ * blocks, a new size); one that only overwrites blocks already written does not. At 5,000
+ * publishes/s on the 2-core machine, seven alternated pairs: publish p50 lower in every one,
+ * median 8.9 -> 6.1 ms (bench/README.md).
  * Runs on the writer thread between commits, under a write transaction of its own (taken
  * only to hold LMDB's writer lock: synchronous writes from other threads cannot allocate
  * pages meanwhile) and aborted. The zeros are not synced here: the next commit's sync
