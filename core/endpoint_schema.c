@@ -455,27 +455,12 @@ static int check_auth_options(const char *path, const json_t *v, struct endpoint
 	return HOOKD_OK;
 }
 
-/* The schemes shipped with hookd (plugins/): the ones of them that are loaded are what a
- * message about an unknown scheme lists. (core/plugin.h has no walk of every registered
- * scheme; a third party's is found by name all the same, only not listed.) */
-static const char *const auth_shipped[] = {"basic", "bearer", "hub-signature", "oauth2", NULL};
-
-/* "basic, bearer": the loaded schemes, for a message about an unknown one. */
+/* "basic, bearer": the registered schemes, for a message about an unknown one. */
 static const char *auth_scheme_names(const struct plugins *p, char *buf, size_t len)
 {
-	size_t w = 0;
-	buf[0] = '\0';
-	for (const char *const *s = auth_shipped; *s && w < len; s++) {
-		int r;
-		if (!plugins_auth(p, *s))
-			continue;
-		r = snprintf(buf + w, len - w, "%s%s", w ? ", " : "", *s);
-		if (r < 0)
-			break;
-		w += (size_t)r;
-	}
-	if (w == 0)
-		snprintf(buf, len, "none of the shipped ones; see plugins.dir");
+	plugins_auth_schemes(p, buf, len);
+	if (!buf[0])
+		snprintf(buf, len, "none; see plugins.dir");
 	return buf;
 }
 

@@ -1058,7 +1058,8 @@ void plugins_set_complete(struct plugins *p, plugins_complete_fn fn, void *arg)
 	p->complete_arg = arg;
 }
 
-void plugins_schemes(const struct plugins *p, char *buf, size_t len)
+/* The names of the registrations of one kind, ", "-separated, in registration order. */
+static void plugins_names(const struct plugins *p, int is_auth, char *buf, size_t len)
 {
 	size_t off = 0;
 	if (!len)
@@ -1066,13 +1067,24 @@ void plugins_schemes(const struct plugins *p, char *buf, size_t len)
 	buf[0] = '\0';
 	for (const struct plugin_reg *r = p ? p->regs : NULL; r; r = r->next) {
 		int w;
-		if (r->is_auth)
+		if (r->is_auth != is_auth)
 			continue;
-		w = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", r->t.scheme);
+		w = snprintf(buf + off, len - off, "%s%s", off ? ", " : "",
+			     is_auth ? r->a.name : r->t.scheme);
 		if (w < 0 || (size_t)w >= len - off)
 			return;
 		off += (size_t)w;
 	}
+}
+
+void plugins_schemes(const struct plugins *p, char *buf, size_t len)
+{
+	plugins_names(p, 0, buf, len);
+}
+
+void plugins_auth_schemes(const struct plugins *p, char *buf, size_t len)
+{
+	plugins_names(p, 1, buf, len);
 }
 
 void plugins_each_counter(const struct plugins *p,

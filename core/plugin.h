@@ -80,6 +80,8 @@ void plugins_set_complete(struct plugins *p, plugins_complete_fn fn, void *arg);
 /* The schemes of the loaded transports, ", "-separated and sorted by load order, into buf
  * ("" when none; p may be NULL). */
 void plugins_schemes(const struct plugins *p, char *buf, size_t len);
+/* The same for the registered auth schemes. */
+void plugins_auth_schemes(const struct plugins *p, char *buf, size_t len);
 
 /* Calls fn for every counter the plugins made (host->counter), with its full metric name
  * (hookd_plugin_<plugin>_<name>_total, '-' in a plugin's name written '_'), its help text

@@ -101,6 +101,20 @@ class RefusalTest(PluginCase):
         self.refused({"dir": d}, r"authb\.so refused: auth scheme 'same' is already "
                                  r"registered by plugin autha \(\S*autha\.so\)")
 
+    def test_unknown_auth_scheme_lists_the_registered_ones(self):
+        # A third party's scheme is listed like a shipped one: the message walks what the
+        # plugins registered (autha registers "same"), not a list of the shipped names.
+        d = self.plugin_dir("autha", shipped=("bearer",))
+        dmn = self.daemon(extra={"plugins": {"dir": d}})
+        app = h.create_app(dmn)
+        st, body = dmn.api("POST", f"/v1/apps/{app['id']}/endpoints",
+                           {"url": "http://127.0.0.1:9/x", "auth": {"scheme": "kerberos"}})
+        self.assertEqual(st, 400, body)
+        e = h.error_of(body)
+        self.assertEqual(e["field"], "auth.scheme", body)
+        self.assertIn("unknown auth scheme 'kerberos'", e["message"])
+        self.assertRegex(e["message"], r"\(loaded: (same, bearer|bearer, same)\)", body)
+
     def test_malformed_scheme(self):
         d = self.plugin_dir("badscheme")
         self.refused({"dir": d}, r"badscheme\.so refused: transport scheme 'Bad_Scheme' is "
