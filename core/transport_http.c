@@ -841,9 +841,10 @@ static int http_send(struct transport *base, const struct transport_request *req
 		x->forbid_reuse = forbid;
 	}
 	/* Set on every attempt, NULL included: the handle is reused for other endpoints. An
-	 * endpoint's own tls.client_cert (a blob, below) takes precedence in curl. */
-	curl_easy_setopt(e, CURLOPT_SSLCERT, req->auth_cert_path);
-	curl_easy_setopt(e, CURLOPT_SSLKEY, req->auth_key_path);
+	 * endpoint's own tls.client_cert (a blob, http_xfer_tls) wins over an auth scheme's
+	 * certificate: the paths are not set then, rather than left to curl's precedence. */
+	curl_easy_setopt(e, CURLOPT_SSLCERT, req->tls_cert_pem ? NULL : req->auth_cert_path);
+	curl_easy_setopt(e, CURLOPT_SSLKEY, req->tls_cert_pem ? NULL : req->auth_key_path);
 	if (x->tls_set || req->tls_cert_pem || req->tls_key_pem || req->tls_ca_pem || req->tls_pin)
 		http_xfer_tls(t, x, req);
 	x->proxied = req->proxy && req->proxy[0];
