@@ -45,6 +45,9 @@ struct auth_try {
 	struct endpoint_auth *ea;  /* reference held */
 	char *url, *app_id, *ep_id;
 	char *msg_id, *dlv_id, *event_type; /* handed on to a plugin transport; may be NULL */
+	/* The endpoint's TLS options and proxy, copied: the send comes after decorate (which
+	 * may wait for credentials), and the endpoint may change meanwhile. NULL when unset. */
+	char *tls_cert_pem, *tls_key_pem, *tls_ca_pem, *tls_pin, *proxy;
 	uint32_t attempt;
 	char **lines;              /* the request's own header lines (owned copies) */
 	struct hookd_header *hdrs; /* the same split into name and value, for the plugin */
@@ -175,6 +178,11 @@ static void auth_try_free(struct auth_try *t)
 	free(t->msg_id);
 	free(t->dlv_id);
 	free(t->event_type);
+	free(t->tls_cert_pem);
+	free(t->tls_key_pem);
+	free(t->tls_ca_pem);
+	free(t->tls_pin);
+	free(t->proxy);
 	free(t);
 }
 
@@ -266,6 +274,11 @@ static void auth_try_send(struct auth_try *t)
 	req.body_len = t->body_len;
 	req.connect_timeout_ms = t->connect_timeout_ms;
 	req.timeout_ms = t->timeout_ms;
+	req.tls_cert_pem = t->tls_cert_pem;
+	req.tls_key_pem = t->tls_key_pem;
+	req.tls_ca_pem = t->tls_ca_pem;
+	req.tls_pin = t->tls_pin;
+	req.proxy = t->proxy;
 	req.auth_cert_path = t->out.cert;
 	req.auth_key_path = t->out.key;
 	req.done = auth_try_sent;
@@ -433,7 +446,11 @@ int auth_send(struct auth *a, struct transport *tr, const struct endpoint *ep,
 	if (!(t->url = strdup(req->url)) || !(t->app_id = strdup(ep->app_id)) ||
 	    !(t->ep_id = strdup(ep->id)) || !auth_dup(&t->msg_id, req->message_id) ||
 	    !auth_dup(&t->dlv_id, req->delivery_id) ||
-	    !auth_dup(&t->event_type, req->event_type) || auth_try_copy_lines(t, req) != HOOKD_OK ||
+	    !auth_dup(&t->event_type, req->event_type) ||
+	    !auth_dup(&t->tls_cert_pem, req->tls_cert_pem) ||
+	    !auth_dup(&t->tls_key_pem, req->tls_key_pem) ||
+	    !auth_dup(&t->tls_ca_pem, req->tls_ca_pem) || !auth_dup(&t->tls_pin, req->tls_pin) ||
+	    !auth_dup(&t->proxy, req->proxy) || auth_try_copy_lines(t, req) != HOOKD_OK ||
 	    !(t->timer = evtimer_new(a->base, auth_try_timer_cb, t))) {
 		auth_try_free(t);
 		return HOOKD_ENOMEM;

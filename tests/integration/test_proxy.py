@@ -70,6 +70,20 @@ class ProxyTest(h.HookdCase):
         recv.wait_for(2, path="/direct")
         self.assertEqual(p1.seen(), [f"127.0.0.1:{recv.port}"])
 
+    def test_endpoint_with_an_auth_scheme_keeps_its_proxy(self):
+        # An attempt decorated by an auth scheme is sent by core/auth.c, which once dropped
+        # the endpoint's proxy (and TLS options) on the way: such an endpoint went direct.
+        recv = self.receiver()
+        p = self.proxy()
+        d = self.daemon()
+        app = h.create_app(d)
+        h.create_endpoint(d, app, recv.url("/authed"), proxy=p.url(),
+                          auth={"scheme": "bearer", "token": "proxied-token-123"})
+        h.publish(d, app, "a.b", {})
+        got = recv.wait_for(1, path="/authed")[0]
+        self.assertEqual(got.headers.get("authorization"), "Bearer proxied-token-123")
+        self.assertEqual(p.seen(), [f"127.0.0.1:{recv.port}"])
+
     def test_proxy_down_then_back(self):
         recv = self.receiver()
         p = self.proxy()

@@ -6,7 +6,9 @@ or connection. Certificates are made by the test with the openssl CLI (peers_tls
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -14,6 +16,9 @@ import hookdtest as h  # noqa: E402
 import peers_tls  # noqa: E402
 
 PKI = None
+BUILD = os.environ.get("HOOKD_BUILD_DIR") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
+FIXTURES = os.path.join(BUILD, "plugin-fixtures")
 
 
 def setUpModule():
@@ -142,6 +147,33 @@ class TlsTest(h.HookdCase):
         for r in got:
             want = "hookd-client" if r.path == "/cert" else None
             self.assertEqual(r.peer, want, got)
+
+    def test_auth_scheme_client_certificate(self):
+        """An auth scheme's client certificate (auth_client_cert: PEM file paths, here from
+        the certauth fixture's "certfile" scheme) is presented; an endpoint's own
+        tls.client_cert wins over it: the scheme's is the other CA's and would be refused."""
+        pdir = tempfile.mkdtemp(prefix="hookd-plugins-")
+        self.addCleanup(shutil.rmtree, pdir, True)
+        os.symlink(os.path.join(FIXTURES, "certauth.so"), os.path.join(pdir, "certauth.so"))
+        recv = self.tls_receiver("optional")
+        d = self.daemon(delivery={"max_inflight": 1}, extra={"plugins": {"dir": pdir}})
+        app = h.create_app(d)
+        h.create_endpoint(d, app, recv.url("/scheme-cert"), event_types=["scheme"],
+                          tls={"ca": PKI.ca_pem},
+                          auth={"scheme": "certfile", "cert": PKI.path("client.pem"),
+                                "key": PKI.path("client.key")})
+        h.create_endpoint(d, app, recv.url("/blob-wins"), event_types=["blob"],
+                          tls=self.mtls(),
+                          auth={"scheme": "certfile", "cert": PKI.path("stranger.pem"),
+                                "key": PKI.path("stranger.key")})
+        for i, t in enumerate(["scheme", "blob", "scheme", "blob"]):
+            h.publish(d, app, t, {"i": i})
+            recv.wait_for(i + 1, scale=h.SCALE)
+        got = recv.get()
+        self.assertEqual(sorted(r.path for r in got), ["/blob-wins"] * 2 + ["/scheme-cert"] * 2)
+        for r in got:
+            self.assertEqual(r.peer, "hookd-client", got)
+        self.assertEqual(recv.handshake_failures, [])
 
     def test_no_ca_leaks_to_an_endpoint_without_tls(self):
         """An endpoint with the test CA delivers; then one without TLS options, to the same
