@@ -3,6 +3,7 @@
 
 #include "dispatch.h"
 #include "err.h"
+#include "json_scan.h"
 #include "record.h"
 #include "registry.h"
 
@@ -20,6 +21,7 @@ struct body *body_new(const char *data, size_t len)
 		return NULL;
 	atomic_init(&b->refs, 1);
 	b->len = len;
+	b->type = NULL;
 	memcpy(b->data, data, len);
 	b->data[len] = 0;
 	return b;
@@ -34,8 +36,35 @@ struct body *body_ref(struct body *b)
 
 void body_unref(struct body *b)
 {
-	if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+	if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1) {
+		free(b->type);
 		free(b);
+	}
+}
+
+const char *body_event_type(struct body *b)
+{
+	struct json_scan js;
+	char out[256];
+
+	if (b->type)
+		return b->type;
+	out[0] = '\0';
+	if (json_scan(b->data, b->len, &js) == HOOKD_OK && js.top == '{') {
+		for (size_t i = 0; i < js.n_members && i < JSON_SCAN_MEMBERS; i++) {
+			const struct json_member *m = &js.member[i];
+			size_t n;
+			if (m->key.len != 4 || memcmp(b->data + m->key.off, "type", 4) != 0 ||
+			    b->data[m->value.off] != '"')
+				continue;
+			n = json_scan_string(b->data + m->value.off + 1, m->value.len - 2, out,
+					     sizeof(out) - 1);
+			out[n < sizeof(out) - 1 ? n : sizeof(out) - 1] = '\0';
+			break;
+		}
+	}
+	b->type = strdup(out);
+	return b->type ? b->type : "";
 }
 
 /* ---- ids ---- */

@@ -27,12 +27,20 @@ struct unstored_set;
 struct body {
 	atomic_int refs;
 	size_t len;
+	/* The JSON's top-level "type" string ("" when it has none), read once, when first asked
+	 * (body_event_type, loop thread only); NULL until then. */
+	char *type;
 	char data[];
 };
 
 /* A copy of data (NUL-terminated after len bytes) with one reference, or NULL. */
 struct body *body_new(const char *data, size_t len);
 struct body *body_ref(struct body *b);
+/* b's top-level "type" (a plugin transport hands it on, hookd_send.event_type): scanned the
+ * first time only, so the attempts of a delivery and the deliveries sharing a body read it
+ * once. "" when the body (a policy's output) has none, or it could not be kept. Loop thread
+ * only. */
+const char *body_event_type(struct body *b);
 void body_unref(struct body *b);
 
 /* "dlv_" + a message id without its "msg_" + "_p" + a number, with room. */

@@ -661,6 +661,9 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	req.message_id = dv->msg_id;
 	req.delivery_id = dv->id;
 	req.attempt = dv->attempts + 1;
+	if (strncmp(ep->url, "http", 4) != 0 ||
+	    (ep->url[4] != ':' && strncmp(ep->url + 4, "s:", 2) != 0))
+		req.event_type = body_event_type(dv->body); /* a plugin transport's */
 
 	dv->state = DLV_INFLIGHT;
 	dv->attempts++;

@@ -70,7 +70,8 @@ struct transport_request {
 	void (*done)(void *arg, const struct transport_result *res);
 	void *arg;
 	/* What a plugin transport hands on (struct hookd_send); HTTP sends them as headers
-	 * already. Borrowed, valid during send() only. */
+	 * already. Borrowed, valid during send() only. event_type is set by dispatch for
+	 * URLs other than http(s) only (read once per body, body_event_type). */
 	const char *app_id;
 	const char *endpoint_id;
 	const char *message_id;

@@ -13,7 +13,6 @@
 
 #include "clock.h"
 #include "err.h"
-#include "json_scan.h"
 #include "log.h"
 #include "plugin.h"
 #include "ssrf.h"
@@ -349,26 +348,6 @@ static void attempt_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	attempt_send(a);
 }
 
-/* The envelope's "type" (hookd_send.event_type): dispatch does not keep a delivery's
- * event type, the body it sends has it. "" when the body (a policy's output) has none. */
-static void body_event_type(const char *body, size_t len, char *out, size_t cap)
-{
-	struct json_scan js;
-	out[0] = '\0';
-	if (json_scan(body, len, &js) != HOOKD_OK || js.top != '{')
-		return;
-	for (size_t i = 0; i < js.n_members && i < JSON_SCAN_MEMBERS; i++) {
-		const struct json_member *m = &js.member[i];
-		size_t n;
-		if (m->key.len != 4 || memcmp(body + m->key.off, "type", 4) != 0 ||
-		    body[m->value.off] != '"')
-			continue;
-		n = json_scan_string(body + m->value.off + 1, m->value.len - 2, out, cap - 1);
-		out[n < cap - 1 ? n : cap - 1] = '\0';
-		return;
-	}
-}
-
 /* Copies what the attempt keeps past send(): the request's strings and header lines (the
  * body stays valid until done(), transport.h). */
 static int attempt_copy(struct attempt *a, const struct transport_request *req)
@@ -386,10 +365,7 @@ static int attempt_copy(struct attempt *a, const struct transport_request *req)
 	size_t total = 0, off = 0, n_lines = req->n_headers;
 	char *p;
 
-	if (req->event_type)
-		snprintf(type, sizeof(type), "%s", req->event_type);
-	else
-		body_event_type(req->body, req->body_len, type, sizeof(type));
+	snprintf(type, sizeof(type), "%s", req->event_type ? req->event_type : "");
 
 	if (n_lines > PLUGIN_HEADERS_MAX)
 		n_lines = PLUGIN_HEADERS_MAX;

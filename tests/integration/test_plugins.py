@@ -196,6 +196,9 @@ class TransportTest(PluginCase):
         self.assertEqual(at[0]["error"], f"plugin testtr: timed out after {self.TIMEOUT_MS} ms", at)
         self.assertIsNone(at[1]["error"], at)
         log = self.d.log()
+        # The retry hands on the event type too (read once per body, core/delivery.c).
+        self.assertRegex(log, r"plugin testtr: send dlv_\S+ attempt 2 token \d+ "
+                              r"\(/never-once\) type a\.b")
         self.assertRegex(log, rf"plugin testtr: delivery {at[0]['delivery_id']} attempt 1 "
                               rf"\(token \d+\) timed out after {self.TIMEOUT_MS} ms: cancelled")
         self.assertRegex(log, r"plugin testtr: cancel token \d+")
