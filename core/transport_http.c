@@ -20,13 +20,13 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "resolve.h"
 #include "retry.h"
 #include "ssrf.h"
 #include "url.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
-#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/util.h>
@@ -51,12 +51,6 @@
 struct http_transport;
 struct http_xfer;
 
-/* What a name resolution in progress calls back with: x, or NULL once x is gone (shutdown
- * cancels the resolution; libevent may still call back later, and frees nothing of ours). */
-struct http_dns_wait {
-	struct http_xfer *x;
-};
-
 struct http_xfer {
 	struct http_transport *t;
 	CURL *easy;
@@ -79,8 +73,7 @@ struct http_xfer {
 	/* A proxied attempt: the resolution of the receiver's name in progress, the
 	 * CURLOPT_CONNECT_TO entry that pins the checked address, and the event that ends an
 	 * attempt refused before curl saw it (done() must not run inside send()). */
-	struct evdns_getaddrinfo_request *dns;
-	struct http_dns_wait *dns_wait;
+	struct resolve_req *dns;
 	struct curl_slist connect_to;
 	char connect_to_text[INET6_ADDRSTRLEN + 8];
 	char target[256];          /* the receiver's host name, for messages */
@@ -133,7 +126,7 @@ struct http_transport {
 	size_t socks_open;        /* sockets we opened and curl has not closed */
 	size_t socks_max;         /* above this many, an attempt's connection is closed after it */
 	const char *capath;       /* curl's built-in CURLOPT_CAPATH (static in libcurl) */
-	struct evdns_base *dns;   /* created by the first proxied attempt (http_proxy_begin) */
+	struct resolver *resolver; /* the receivers' names of proxied attempts (resolve.h) */
 };
 
 static void http_active_unlink(struct http_transport *t, struct http_xfer *x)
@@ -584,10 +577,8 @@ static void http_early_cb(evutil_socket_t fd, short what, void *arg)
 	struct http_transport *t = x->t;
 	struct transport_result res;
 
-	if (x->dns_wait) {
-		x->dns_wait->x = NULL;
-		x->dns_wait = NULL;
-		evdns_getaddrinfo_cancel(x->dns);
+	if (x->dns) {
+		resolve_cancel(x->dns);
 		x->dns = NULL;
 		snprintf(x->blocked_msg, sizeof(x->blocked_msg),
 			 "resolving host %.100s timed out after %u ms", x->target, x->timeout_ms);
@@ -619,33 +610,37 @@ static void http_early_fail(struct http_xfer *x)
 	http_early_arm(x, 0);
 }
 
-/* The receiver's address is known: checked by the guard like a direct connection's, then
+/* The receiver's address, checked by the guard like a direct connection's (resolve.h), is
  * pinned with CURLOPT_CONNECT_TO, so curl asks the proxy to CONNECT to this address (not
  * the name, which the proxy would resolve again and might get another answer for: the
  * rebinding the guard exists to stop). TLS still verifies the URL's host name. */
-static void http_proxy_target(struct http_xfer *x, const struct sockaddr *sa)
+static void http_proxy_resolved(void *arg, const struct resolve_answer *ans)
 {
-	char text[INET6_ADDRSTRLEN] = "?";
-	enum ssrf_class cls;
+	struct http_xfer *x = arg;
 	int64_t started;
-	const void *addr = sa->sa_family == AF_INET6
-				   ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-				   : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
 
-	inet_ntop(sa->sa_family, addr, text, sizeof(text));
-	if (!ssrf_policy_check(x->t->ssrf, sa, &cls)) {
+	x->dns = NULL;
+	if (x->early_assigned)
+		event_del(&x->early); /* the deadline while resolving; curl's timeout takes over */
+	if (ans->error) {
+		snprintf(x->blocked_msg, sizeof(x->blocked_msg), "could not resolve host %.100s: %s",
+			 x->target, ans->error_text);
+		http_early_fail(x);
+		return;
+	}
+	if (!ans->addr) {
 		x->blocked = 1;
 		snprintf(x->blocked_msg, sizeof(x->blocked_msg),
 			 "destination blocked: %.100s is a %s address (not in "
 			 "security.allow_destinations; not passed to the proxy)",
-			 text, ssrf_class_name(cls));
+			 ans->addr_text, ssrf_class_name(ans->refused_class));
 		http_early_fail(x);
 		return;
 	}
 	/* "::ADDR:" = any host and port of this handle's URL, connect to ADDR on the URL's
 	 * port. */
 	snprintf(x->connect_to_text, sizeof(x->connect_to_text),
-		 sa->sa_family == AF_INET6 ? "::[%s]:" : "::%s:", text);
+		 ans->addr->sa_family == AF_INET6 ? "::[%s]:" : "::%s:", ans->addr_text);
 	x->connect_to.data = x->connect_to_text;
 	x->connect_to.next = NULL;
 	curl_easy_setopt(x->easy, CURLOPT_CONNECT_TO, &x->connect_to);
@@ -662,55 +657,15 @@ static void http_proxy_target(struct http_xfer *x, const struct sockaddr *sa)
 	x->started_ns = started; /* the attempt's duration includes the resolution */
 }
 
-/* The answer for the receiver's name: the first address the guard allows is used (as curl
- * would try the addresses in turn, skipping refused ones); if none is, the first one is
- * reported as refused. */
-static void http_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
-{
-	struct http_dns_wait *w = arg;
-	struct http_xfer *x = w->x;
-	struct evutil_addrinfo *ai, *pick = NULL;
-
-	free(w);
-	if (!x) {
-		if (res)
-			evutil_freeaddrinfo(res);
-		return;
-	}
-	x->dns = NULL;
-	x->dns_wait = NULL;
-	if (x->early_assigned)
-		event_del(&x->early); /* the deadline; curl's own timeout takes over */
-	if (result != 0 || !res) {
-		snprintf(x->blocked_msg, sizeof(x->blocked_msg), "could not resolve host %.100s: %s",
-			 x->target, evutil_gai_strerror(result));
-		http_early_fail(x);
-		if (res)
-			evutil_freeaddrinfo(res);
-		return;
-	}
-	for (ai = res; ai && !pick; ai = ai->ai_next)
-		if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
-		    ssrf_policy_check(x->t->ssrf, ai->ai_addr, NULL))
-			pick = ai;
-	http_proxy_target(x, pick ? pick->ai_addr : res->ai_addr);
-	evutil_freeaddrinfo(res);
-}
-
 /* A proxied attempt: the proxy itself is checked by the guard when curl opens its socket
- * (http_opensocket_cb); the receiver's host is resolved here, without blocking the loop
- * (libevent's resolver: /etc/hosts, then the nameservers of /etc/resolv.conf), checked, and
- * its address handed to the proxy (http_proxy_target). Every request is tunnelled with
- * CONNECT, http:// ones too: the proxy relays bytes and never sees or changes a signed
- * request. x is on the active list meanwhile, so shutdown finds it. */
+ * (http_opensocket_cb); the receiver's host is resolved and checked first, without
+ * blocking the loop (resolve.h), and its address handed to the proxy
+ * (http_proxy_resolved). Every request is tunnelled with CONNECT, http:// ones too: the
+ * proxy relays bytes and never sees or changes a signed request. x is on the active list
+ * meanwhile, so shutdown finds it. */
 static int http_proxy_begin(struct http_transport *t, struct http_xfer *x,
 			    const struct transport_request *req)
 {
-	struct evdns_getaddrinfo_request *req_dns;
-	struct http_dns_wait *w;
-	struct evutil_addrinfo hints;
-	struct sockaddr_in6 sin6;
-	struct sockaddr_in sin;
 	unsigned port;
 
 	if (url_endpoint_host(req->url, x->target, sizeof(x->target), &port) != HOOKD_OK)
@@ -720,48 +675,10 @@ static int http_proxy_begin(struct http_transport *t, struct http_xfer *x,
 	x->proxy_set = 1;
 	x->started_ns = clock_mono_ns();
 	http_active_link(t, x);
-	memset(&sin, 0, sizeof(sin));
-	memset(&sin6, 0, sizeof(sin6));
-	if (inet_pton(AF_INET, x->target, &sin.sin_addr) == 1) {
-		sin.sin_family = AF_INET;
-		http_proxy_target(x, (struct sockaddr *)&sin);
-		return HOOKD_OK;
-	}
-	if (inet_pton(AF_INET6, x->target, &sin6.sin6_addr) == 1) {
-		sin6.sin6_family = AF_INET6;
-		http_proxy_target(x, (struct sockaddr *)&sin6);
-		return HOOKD_OK;
-	}
-	if (!t->dns) {
-		t->dns = evdns_base_new(t->evbase, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-		/* libevent's default mixes the case of the name (DNS 0x20) and checks the answer
-		 * has it back; some resolvers and middleboxes do not keep it. */
-		if (t->dns)
-			evdns_base_set_option(t->dns, "randomize-case:", "0");
-	}
-	if (!t->dns) {
-		snprintf(x->blocked_msg, sizeof(x->blocked_msg),
-			 "could not resolve host %.100s: cannot start the resolver", x->target);
-		http_early_fail(x);
-		return HOOKD_OK;
-	}
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	if (!(w = malloc(sizeof(*w)))) {
-		http_active_unlink(t, x);
-		return HOOKD_ENOMEM;
-	}
-	w->x = x;
-	x->dns_wait = w;
-	/* May answer at once (a name in /etc/hosts), calling http_dns_cb (which frees w and
-	 * clears x->dns_wait) before it returns NULL. */
-	req_dns = evdns_getaddrinfo(t->dns, x->target, NULL, &hints, http_dns_cb, w);
-	if (x->dns_wait) {
-		x->dns = req_dns;
+	/* A literal, or a name answered at once, is handled inside resolve_start. */
+	x->dns = resolve_start(t->resolver, x->target, http_proxy_resolved, x);
+	if (x->dns)
 		http_early_arm(x, x->timeout_ms); /* the attempt's timeout covers resolving too */
-	}
 	return HOOKD_OK;
 }
 
@@ -874,15 +791,11 @@ static void http_destroy(struct transport *base)
 	 * in the store and are sent again after the restart (at-least-once). */
 	for (x = t->active; x; x = next) {
 		next = x->next_active;
-		if (x->dns_wait) {
-			x->dns_wait->x = NULL;
-			evdns_getaddrinfo_cancel(x->dns);
-		}
+		resolve_cancel(x->dns);
 		curl_multi_remove_handle(t->multi, x->easy);
 		http_xfer_free(x);
 	}
-	if (t->dns)
-		evdns_base_free(t->dns, 0);
+	resolver_free(t->resolver);
 	for (x = t->pool; x; x = next) {
 		next = x->next_free;
 		http_xfer_free(x);
@@ -919,6 +832,7 @@ struct transport *transport_http_new(struct event_base *base, const struct ssrf_
 	t->ssrf = ssrf;
 	t->multi = curl_multi_init();
 	t->timer = evtimer_new(base, http_timer_cb, t);
+	t->resolver = resolver_new(base, ssrf);
 	for (int i = 0; i < HTTP_CACHES; i++) {
 		t->caches[i] = curl_share_init();
 		if (!t->caches[i] ||
@@ -936,7 +850,7 @@ struct transport *transport_http_new(struct event_base *base, const struct ssrf_
 			t->capath = capath;
 		curl_easy_cleanup(probe);
 	}
-	if (!t->multi || !t->timer) {
+	if (!t->multi || !t->timer || !t->resolver) {
 		snprintf(err, errlen, "cannot create the HTTP client");
 		http_destroy(&t->base);
 		return NULL;

@@ -15,11 +15,10 @@
 #include "err.h"
 #include "log.h"
 #include "plugin.h"
+#include "resolve.h"
 #include "ssrf.h"
 #include "url.h"
 
-#include <arpa/inet.h>
-#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/util.h>
@@ -56,7 +55,7 @@ struct attempt {
 	const struct plugin_transport *pt;
 	enum attempt_state state;
 	struct event timer;      /* the timeout, or the deferred end of a failing attempt */
-	struct evdns_getaddrinfo_request *dns;
+	struct resolve_req *dns; /* ATTEMPT_RESOLVING: the name being resolved */
 	void (*done)(void *arg, const struct transport_result *res);
 	void *arg;
 	int64_t started_ns;
@@ -90,7 +89,7 @@ struct plugin_tp {
 	struct transport *http;
 	struct plugins *plugins;
 	const struct ssrf_policy *ssrf;
-	struct evdns_base *dns;
+	struct resolver *resolver;
 	uint64_t next_token;
 	struct attempt *buckets[PLUGIN_BUCKETS];
 	struct attempt *all;
@@ -167,10 +166,8 @@ static void attempt_timer_cb(evutil_socket_t fd, short what, void *arg)
 	snprintf(res.error, sizeof(res.error), "plugin %s: timed out after %u ms", plugin,
 		 a->timeout_ms);
 	if (a->state == ATTEMPT_RESOLVING) {
-		struct evdns_getaddrinfo_request *q = a->dns;
+		resolve_cancel(a->dns);
 		a->dns = NULL;
-		if (q)
-			evdns_getaddrinfo_cancel(q); /* its callback sees EVUTIL_EAI_CANCEL */
 		log_warn("plugin %s: delivery %s attempt %u timed out after %u ms resolving %s",
 			 plugin, a->delivery_id, a->attempt, a->timeout_ms, a->parts.host);
 	} else {
@@ -294,57 +291,26 @@ static void attempt_send(struct attempt *a)
 			     plugins_ctx_name(a->pt->ctx), rc);
 }
 
-/* The destination guard on one resolved address: true if a may go there (address set). */
-static bool attempt_guard(struct attempt *a, const struct sockaddr *sa, char *refusal,
-			  size_t len)
-{
-	enum ssrf_class cls;
-	char text[INET6_ADDRSTRLEN] = "?";
-	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, text, sizeof(text));
-	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, text,
-			  sizeof(text));
-	if (!ssrf_policy_check(a->tp->ssrf, sa, &cls)) {
-		if (!refusal[0])
-			snprintf(refusal, len,
-				 "destination blocked: %s is a %s address (not in "
-				 "security.allow_destinations)",
-				 text, ssrf_class_name(cls));
-		return false;
-	}
-	snprintf(a->address, sizeof(a->address), "%s", text);
-	return true;
-}
-
-static void attempt_resolved(int result, struct evutil_addrinfo *res, void *arg)
+/* The host's address, guarded (resolve.h): the attempt goes on to the plugin with it, or
+ * fails (refused by the guard, or not resolved). */
+static void attempt_resolved(void *arg, const struct resolve_answer *ans)
 {
 	struct attempt *a = arg;
-	char refusal[256] = "";
-	bool ok = false;
 
-	if (result == EVUTIL_EAI_CANCEL) {
-		if (res)
-			evutil_freeaddrinfo(res);
-		return; /* timed out or shutting down: a is gone or going */
-	}
 	a->dns = NULL;
-	if (result != 0 || !res) {
+	if (ans->error) {
 		attempt_fail(a, 0, "plugin %s: cannot resolve %s: %s", plugins_ctx_name(a->pt->ctx),
-			     a->parts.host, evutil_gai_strerror(result));
-		if (res)
-			evutil_freeaddrinfo(res);
+			     a->parts.host, ans->error_text);
 		return;
 	}
-	/* The first address the guard allows; refused only if it allows none. */
-	for (struct evutil_addrinfo *ai = res; ai && !ok; ai = ai->ai_next)
-		if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
-			ok = attempt_guard(a, ai->ai_addr, refusal, sizeof(refusal));
-	evutil_freeaddrinfo(res);
-	if (!ok) {
-		attempt_fail(a, 1, "%s", refusal[0] ? refusal : "destination blocked: no address");
+	if (!ans->addr) {
+		attempt_fail(a, 1,
+			     "destination blocked: %s is a %s address (not in "
+			     "security.allow_destinations)",
+			     ans->addr_text, ssrf_class_name(ans->refused_class));
 		return;
 	}
+	snprintf(a->address, sizeof(a->address), "%s", ans->addr_text);
 	attempt_send(a);
 }
 
@@ -460,45 +426,9 @@ static int plugin_tp_send(struct transport *base, const struct transport_request
 		attempt_send(a);
 		return HOOKD_OK;
 	}
-	{
-		struct sockaddr_storage ss;
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-		char refusal[256] = "";
-		memset(&ss, 0, sizeof(ss));
-		if (inet_pton(AF_INET, a->parts.host, &s4->sin_addr) == 1) {
-			s4->sin_family = AF_INET;
-		} else if (inet_pton(AF_INET6, a->parts.host, &s6->sin6_addr) == 1) {
-			s6->sin6_family = AF_INET6;
-		} else {
-			struct evutil_addrinfo hints;
-			if (!tp->dns &&
-			    !(tp->dns = evdns_base_new(tp->evbase,
-						       EVDNS_BASE_INITIALIZE_NAMESERVERS |
-							   EVDNS_BASE_DISABLE_WHEN_INACTIVE))) {
-				attempt_fail(a, 0, "plugin %s: cannot start the resolver",
-					     plugins_ctx_name(a->pt->ctx));
-				return HOOKD_OK;
-			}
-			memset(&hints, 0, sizeof(hints));
-			hints.ai_family = AF_UNSPEC;
-			hints.ai_socktype = SOCK_STREAM;
-			a->state = ATTEMPT_RESOLVING;
-			/* May call attempt_resolved before it returns (a cached or hosts-file
-			 * answer): a is only freed from loop callbacks, so it is still there. */
-			struct evdns_getaddrinfo_request *q =
-				evdns_getaddrinfo(tp->dns, a->parts.host, NULL, &hints,
-						  attempt_resolved, a);
-			if (a->state == ATTEMPT_RESOLVING)
-				a->dns = q;
-			return HOOKD_OK;
-		}
-		if (!attempt_guard(a, (struct sockaddr *)&ss, refusal, sizeof(refusal))) {
-			attempt_fail(a, 1, "%s", refusal);
-			return HOOKD_OK;
-		}
-		attempt_send(a);
-	}
+	/* A literal, or a name answered at once, goes on (or fails) inside resolve_start. */
+	a->state = ATTEMPT_RESOLVING;
+	a->dns = resolve_start(tp->resolver, a->parts.host, attempt_resolved, a);
 	return HOOKD_OK;
 }
 
@@ -570,15 +500,11 @@ static void plugin_tp_destroy(struct transport *base)
 		attempt_unlink(tp, a);
 		if (a->state == ATTEMPT_SENT && a->pt->t->cancel)
 			a->pt->t->cancel(a->pt->state, a->token);
-		if (a->dns) {
-			struct evdns_getaddrinfo_request *q = a->dns;
-			a->dns = NULL;
-			evdns_getaddrinfo_cancel(q);
-		}
+		resolve_cancel(a->dns);
+		a->dns = NULL;
 		attempt_free(a);
 	}
-	if (tp->dns)
-		evdns_base_free(tp->dns, 0);
+	resolver_free(tp->resolver);
 	if (tp->http)
 		tp->http->destroy(tp->http);
 	free(tp);
@@ -602,6 +528,11 @@ struct transport *transport_plugin_new(struct event_base *base, struct transport
 	tp->http = http;
 	tp->plugins = plugins;
 	tp->ssrf = ssrf;
+	if (!(tp->resolver = resolver_new(base, ssrf))) {
+		err_set(err, errlen, "out of memory");
+		plugin_tp_destroy(&tp->base);
+		return NULL;
+	}
 	plugins_set_complete(plugins, plugin_tp_complete, tp);
 	return &tp->base;
 }

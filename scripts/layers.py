@@ -20,7 +20,7 @@ ROWS = [
     ["auth"],
     ["config_read", "config_schema", "config_yaml"],
     ["registry", "endpoint_schema", "transport_http", "transport_plugin"],
-    ["plugin"],
+    ["plugin", "resolve"],
     ["policy", "policy_*", "worker", "sign", "url", "ssrf", "retry", "datadir"],
     ["store", "store_*", "record"],
     ["clock", "id", "log", "jsontext", "json_scan", "ratelimit", "strmap", "header", "cli",

@@ -30,7 +30,7 @@ static enum hookd_auth_status fix_decorate(void *state, const struct hookd_auth_
 }
 
 static const struct hookd_auth fix_auth = {
-	.size = sizeof(struct hookd_auth), .name = "certfile", .decorate = fix_decorate};
+    .size = sizeof(struct hookd_auth), .name = "certfile", .decorate = fix_decorate};
 
 static int fix_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx, void **state,
 		    char *err, size_t errlen)
