@@ -27,6 +27,7 @@
 #define _POSIX_C_SOURCE 200809L /* strdup, also when built with one `cc -std=c17` line */
 #include <hookd/plugin.h>
 
+#include "../common/plugin_early.h"
 #include "../common/plugin_url.h"
 
 #include <errno.h>
@@ -90,15 +91,6 @@ struct mqtt_broker {
 	struct mqtt_conn *conn;
 };
 
-/* A failure found in send(), completed from a 0 ms timer (send must not complete). */
-struct mqtt_early {
-	struct mqtt_early *next;
-	struct mqtt_plugin *p;
-	uint64_t token;
-	struct hookd_timer *timer;
-	char msg[300];
-};
-
 struct mqtt_plugin {
 	const struct hookd_host *host;
 	struct hookd_plugin_ctx *ctx;
@@ -110,7 +102,7 @@ struct mqtt_plugin {
 	const char *username, *password;
 	unsigned long next_client;
 	struct mqtt_broker *brokers;
-	struct mqtt_early *early;
+	struct plugin_early *early;
 	struct hookd_counter *sent, *failed;
 	int closing;
 };
@@ -467,36 +459,15 @@ static struct mqtt_conn *mqtt_conn_open(struct mqtt_plugin *p, struct mqtt_broke
 
 /* ---- attempts -------------------------------------------------------------------------- */
 
-static void mqtt_on_early(void *arg)
+/* A failure found in send(), completed from the loop (plugin_early.h). */
+static void mqtt_early_complete(void *owner, uint64_t token, const char *msg)
 {
-	struct mqtt_early *e = arg;
-	struct mqtt_plugin *p = e->p;
-	for (struct mqtt_early **ep = &p->early; *ep; ep = &(*ep)->next) {
-		if (*ep == e) {
-			*ep = e->next;
-			break;
-		}
-	}
-	mqtt_complete(p, e->token, HOOKD_RETRY, "%s", e->msg);
-	free(e);
+	mqtt_complete(owner, token, HOOKD_RETRY, "%s", msg);
 }
 
 static int mqtt_fail_soon(struct mqtt_plugin *p, uint64_t token, const char *msg)
 {
-	struct mqtt_early *e = calloc(1, sizeof *e);
-	if (!e)
-		return -1;
-	e->p = p;
-	e->token = token;
-	snprintf(e->msg, sizeof e->msg, "%s", msg);
-	e->timer = p->host->timer_start(p->ctx, 0, mqtt_on_early, e);
-	if (!e->timer) {
-		free(e);
-		return -1;
-	}
-	e->next = p->early;
-	p->early = e;
-	return 0;
+	return plugin_fail_soon(p->host, p->ctx, &p->early, mqtt_early_complete, p, token, msg);
 }
 
 static struct mqtt_broker *mqtt_broker_get(struct mqtt_plugin *p, const char *address, int port)
@@ -639,12 +610,7 @@ static void mqtt_cleanup(void *state)
 	if (!p)
 		return;
 	p->closing = 1;
-	while (p->early) {
-		struct mqtt_early *e = p->early;
-		p->early = e->next;
-		p->host->timer_stop(p->ctx, e->timer);
-		free(e);
-	}
+	plugin_early_drop_all(p->host, p->ctx, &p->early);
 	while (p->brokers) {
 		struct mqtt_broker *b = p->brokers;
 		p->brokers = b->next;

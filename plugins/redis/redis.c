@@ -22,6 +22,7 @@
  * opens a new one. */
 #include <hookd/plugin.h>
 
+#include "../common/plugin_early.h"
 #include "../common/plugin_url.h"
 
 #include <hiredis/async.h>
@@ -76,16 +77,6 @@ struct redis_req {
 	char stream[64]; /* for messages, cut */
 };
 
-/* An attempt that failed before anything was sent: completed from a 0 ms timer, since
- * send() must not complete it itself. */
-struct redis_early {
-	struct redis_early *next;
-	struct redis_plugin *p;
-	uint64_t token;
-	struct hookd_timer *timer;
-	char msg[300];
-};
-
 struct redis_plugin {
 	const struct hookd_host *host;
 	struct hookd_plugin_ctx *ctx;
@@ -97,7 +88,7 @@ struct redis_plugin {
 	const char *username, *password;
 	struct redis_server *servers;
 	struct redis_req *reqs;	   /* in flight */
-	struct redis_early *early; /* failures waiting for their 0 ms timer */
+	struct plugin_early *early; /* failures waiting for their 0 ms timer */
 	struct hookd_counter *sent, *failed;
 	int closing;
 };
@@ -419,37 +410,15 @@ static void redis_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	free(r);
 }
 
-static void redis_on_early(void *arg)
+/* A failure found in send(), completed from the loop (plugin_early.h). */
+static void redis_early_complete(void *owner, uint64_t token, const char *msg)
 {
-	struct redis_early *e = arg;
-	struct redis_plugin *p = e->p;
-	for (struct redis_early **ep = &p->early; *ep; ep = &(*ep)->next) {
-		if (*ep == e) {
-			*ep = e->next;
-			break;
-		}
-	}
-	redis_complete(p, e->token, HOOKD_RETRY, "%s", e->msg);
-	free(e);
+	redis_complete(owner, token, HOOKD_RETRY, "%s", msg);
 }
 
-/* Fails the attempt soon, from the loop, with msg. 0, or -1 (then send() returns nonzero). */
 static int redis_fail_soon(struct redis_plugin *p, uint64_t token, const char *msg)
 {
-	struct redis_early *e = calloc(1, sizeof *e);
-	if (!e)
-		return -1;
-	e->p = p;
-	e->token = token;
-	snprintf(e->msg, sizeof e->msg, "%s", msg);
-	e->timer = p->host->timer_start(p->ctx, 0, redis_on_early, e);
-	if (!e->timer) {
-		free(e);
-		return -1;
-	}
-	e->next = p->early;
-	p->early = e;
-	return 0;
+	return plugin_fail_soon(p->host, p->ctx, &p->early, redis_early_complete, p, token, msg);
 }
 
 /* A growable text buffer for the headers' JSON. */
@@ -665,12 +634,7 @@ static void redis_cleanup(void *state)
 			free(r);
 		}
 	}
-	while (p->early) {
-		struct redis_early *e = p->early;
-		p->early = e->next;
-		p->host->timer_stop(p->ctx, e->timer);
-		free(e);
-	}
+	plugin_early_drop_all(p->host, p->ctx, &p->early);
 	while (p->servers) {
 		struct redis_server *s = p->servers;
 		p->servers = s->next;
