@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* 1 if the host's table (built against some minor) has field: its size says how far it
@@ -97,6 +98,44 @@ static inline size_t auth_base64(const unsigned char *in, size_t n, char *out, s
 	}
 	out[w] = '\0';
 	return w;
+}
+
+/* What a scheme without state of its own (bearer, basic, hub-signature) keeps: the host's
+ * table, for auth_add_header in decorate. */
+struct auth_plugin {
+	const struct hookd_host *host;
+	struct hookd_plugin_ctx *ctx;
+};
+
+/* Their init: the host must have auth schemes (ABI 1.1), then a registers. 0, or 1 with err
+ * set, as hookd_plugin's init wants. */
+static inline int auth_plugin_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx,
+				   const struct hookd_auth *a, void **state, char *err,
+				   size_t errlen)
+{
+	struct auth_plugin *b;
+	if (!AUTH_HOST_HAS(host, auth_add_header)) {
+		snprintf(err, errlen, "the host's ABI has no auth schemes (1.1 needed)");
+		return 1;
+	}
+	if (!(b = calloc(1, sizeof(*b)))) {
+		snprintf(err, errlen, "out of memory");
+		return 1;
+	}
+	b->host = host;
+	b->ctx = ctx;
+	if (host->register_auth(ctx, a) != 0) {
+		free(b);
+		snprintf(err, errlen, "cannot register the auth scheme %s", a->name);
+		return 1;
+	}
+	*state = b;
+	return 0;
+}
+
+static inline void auth_plugin_cleanup(void *state)
+{
+	free(state);
 }
 
 #endif

@@ -9,11 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct basic {
-	const struct hookd_host *host;
-	struct hookd_plugin_ctx *ctx;
-};
-
 static const char *const basic_options[] = {"username", "password", NULL};
 static const char *const basic_required[] = {"username", NULL};
 static const char *const basic_secrets[] = {"password", NULL};
@@ -38,7 +33,7 @@ static int basic_check(void *state, const struct hookd_option *opts, size_t n, c
 static enum hookd_auth_status basic_decorate(void *state, const struct hookd_auth_request *r,
 					     char *err, size_t errlen)
 {
-	struct basic *b = state;
+	struct auth_plugin *b = state;
 	const char *user = auth_opt(r->options, r->n_options, "username");
 	const char *pass = auth_opt(r->options, r->n_options, "password");
 	size_t plen, elen;
@@ -83,31 +78,9 @@ static const struct hookd_auth basic_auth = {
 static int basic_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx,
 		      void **state, char *err, size_t errlen)
 {
-	struct basic *b;
-	if (!AUTH_HOST_HAS(host, auth_add_header)) {
-		snprintf(err, errlen, "the host's ABI has no auth schemes (1.1 needed)");
-		return 1;
-	}
-	if (!(b = calloc(1, sizeof(*b)))) {
-		snprintf(err, errlen, "out of memory");
-		return 1;
-	}
-	b->host = host;
-	b->ctx = ctx;
-	if (host->register_auth(ctx, &basic_auth) != 0) {
-		free(b);
-		snprintf(err, errlen, "cannot register the auth scheme basic");
-		return 1;
-	}
-	*state = b;
-	return 0;
-}
-
-static void basic_cleanup(void *state)
-{
-	free(state);
+	return auth_plugin_init(host, ctx, &basic_auth, state, err, errlen);
 }
 
 HOOKD_PLUGIN_DEFINE(.name = "basic", .version = "1.0", .init = basic_init,
-		    .cleanup = basic_cleanup,
+		    .cleanup = auth_plugin_cleanup,
 		    .description = "auth scheme basic: Authorization: Basic (RFC 7617)");

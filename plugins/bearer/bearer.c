@@ -8,11 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct bearer {
-	const struct hookd_host *host;
-	struct hookd_plugin_ctx *ctx;
-};
-
 static const char *const bearer_options[] = {"token", NULL};
 
 static int bearer_check(void *state, const struct hookd_option *opts, size_t n, char *field,
@@ -25,7 +20,7 @@ static int bearer_check(void *state, const struct hookd_option *opts, size_t n, 
 static enum hookd_auth_status bearer_decorate(void *state, const struct hookd_auth_request *r,
 					      char *err, size_t errlen)
 {
-	struct bearer *b = state;
+	struct auth_plugin *b = state;
 	const char *token = auth_opt(r->options, r->n_options, "token");
 	size_t len;
 	char *value;
@@ -57,31 +52,9 @@ static const struct hookd_auth bearer_auth = {
 static int bearer_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx,
 		       void **state, char *err, size_t errlen)
 {
-	struct bearer *b;
-	if (!AUTH_HOST_HAS(host, auth_add_header)) {
-		snprintf(err, errlen, "the host's ABI has no auth schemes (1.1 needed)");
-		return 1;
-	}
-	if (!(b = calloc(1, sizeof(*b)))) {
-		snprintf(err, errlen, "out of memory");
-		return 1;
-	}
-	b->host = host;
-	b->ctx = ctx;
-	if (host->register_auth(ctx, &bearer_auth) != 0) {
-		free(b);
-		snprintf(err, errlen, "cannot register the auth scheme bearer");
-		return 1;
-	}
-	*state = b;
-	return 0;
-}
-
-static void bearer_cleanup(void *state)
-{
-	free(state);
+	return auth_plugin_init(host, ctx, &bearer_auth, state, err, errlen);
 }
 
 HOOKD_PLUGIN_DEFINE(.name = "bearer", .version = "1.0", .init = bearer_init,
-		    .cleanup = bearer_cleanup,
+		    .cleanup = auth_plugin_cleanup,
 		    .description = "auth scheme bearer: Authorization: Bearer <token>");

@@ -15,11 +15,6 @@
 
 #define HUB_DEFAULT_HEADER "X-Hub-Signature-256"
 
-struct hub {
-	const struct hookd_host *host;
-	struct hookd_plugin_ctx *ctx;
-};
-
 static const char *const hub_options[] = {"secret", "header", NULL};
 static const char *const hub_required[] = {"secret", NULL};
 static const char *const hub_secrets[] = {"secret", NULL};
@@ -54,7 +49,7 @@ static int hub_check(void *state, const struct hookd_option *opts, size_t n, cha
 static enum hookd_auth_status hub_decorate(void *state, const struct hookd_auth_request *r,
 					   char *err, size_t errlen)
 {
-	struct hub *h = state;
+	struct auth_plugin *h = state;
 	const char *secret = auth_opt(r->options, r->n_options, "secret");
 	const char *header = auth_opt(r->options, r->n_options, "header");
 	unsigned char mac[crypto_auth_hmacsha256_BYTES];
@@ -89,35 +84,13 @@ static const struct hookd_auth hub_auth = {
 static int hub_init(const struct hookd_host *host, struct hookd_plugin_ctx *ctx, void **state,
 		    char *err, size_t errlen)
 {
-	struct hub *h;
-	if (!AUTH_HOST_HAS(host, auth_add_header)) {
-		snprintf(err, errlen, "the host's ABI has no auth schemes (1.1 needed)");
-		return 1;
-	}
 	if (sodium_init() < 0) {
 		snprintf(err, errlen, "libsodium did not start");
 		return 1;
 	}
-	if (!(h = calloc(1, sizeof(*h)))) {
-		snprintf(err, errlen, "out of memory");
-		return 1;
-	}
-	h->host = host;
-	h->ctx = ctx;
-	if (host->register_auth(ctx, &hub_auth) != 0) {
-		free(h);
-		snprintf(err, errlen, "cannot register the auth scheme hub-signature");
-		return 1;
-	}
-	*state = h;
-	return 0;
-}
-
-static void hub_cleanup(void *state)
-{
-	free(state);
+	return auth_plugin_init(host, ctx, &hub_auth, state, err, errlen);
 }
 
 HOOKD_PLUGIN_DEFINE(.name = "hub-signature", .version = "1.0", .init = hub_init,
-		    .cleanup = hub_cleanup,
+		    .cleanup = auth_plugin_cleanup,
 		    .description = "auth scheme hub-signature: X-Hub-Signature-256: sha256=<hex>");
