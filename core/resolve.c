@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <event2/dns.h>
 #include <event2/util.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,15 +44,6 @@ void resolver_free(struct resolver *r)
 	free(r);
 }
 
-static void addr_text(const struct sockaddr *sa, char *out, size_t len)
-{
-	const void *a = sa->sa_family == AF_INET6
-			    ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-			    : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-	if (!inet_ntop(sa->sa_family, a, out, (socklen_t)len))
-		snprintf(out, len, "?");
-}
-
 static void fail(int error, const char *text, resolve_fn fn, void *arg)
 {
 	struct resolve_answer ans;
@@ -71,14 +63,13 @@ static void answer(struct resolver *r, const struct sockaddr *const *sas, size_t
 		return;
 	}
 	memset(&ans, 0, sizeof(ans));
+	ans.refused = sas[0];
 	for (size_t i = 0; i < n && !ans.addr; i++)
-		if (ssrf_policy_check(r->ssrf, sas[i], NULL))
+		if (ssrf_policy_check(r->ssrf, sas[i], i ? NULL : &ans.refused_class))
 			ans.addr = sas[i];
-	if (!ans.addr) {
-		ans.refused = sas[0];
-		ssrf_policy_check(r->ssrf, sas[0], &ans.refused_class);
-	}
-	addr_text(ans.addr ? ans.addr : ans.refused, ans.addr_text, sizeof(ans.addr_text));
+	if (ans.addr)
+		ans.refused = NULL;
+	ssrf_addr_text(ans.addr ? ans.addr : ans.refused, ans.addr_text, sizeof(ans.addr_text));
 	fn(arg, &ans);
 }
 
@@ -108,25 +99,32 @@ static void resolve_cb(int result, struct evutil_addrinfo *res, void *arg)
 	free(q);
 }
 
+/* host as an address literal (IPv4, or IPv6 without brackets, as URLs' hosts come). */
+static bool literal(const char *host, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		return true;
+	}
+	if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		return true;
+	}
+	return false;
+}
+
 struct resolve_req *resolve_start(struct resolver *r, const char *host, resolve_fn fn, void *arg)
 {
-	struct sockaddr_in sin;
-	struct sockaddr_in6 sin6;
+	struct sockaddr_storage ss;
 	struct evutil_addrinfo hints;
 	struct resolve_req *q;
 	struct evdns_getaddrinfo_request *h;
 
-	memset(&sin, 0, sizeof(sin));
-	memset(&sin6, 0, sizeof(sin6));
-	if (inet_pton(AF_INET, host, &sin.sin_addr) == 1) {
-		const struct sockaddr *sa = (const struct sockaddr *)&sin;
-		sin.sin_family = AF_INET;
-		answer(r, &sa, 1, fn, arg);
-		return NULL;
-	}
-	if (inet_pton(AF_INET6, host, &sin6.sin6_addr) == 1) {
-		const struct sockaddr *sa = (const struct sockaddr *)&sin6;
-		sin6.sin6_family = AF_INET6;
+	if (literal(host, &ss)) {
+		const struct sockaddr *sa = (const struct sockaddr *)&ss;
 		answer(r, &sa, 1, fn, arg);
 		return NULL;
 	}

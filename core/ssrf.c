@@ -374,3 +374,13 @@ void ssrf_policy_free(struct ssrf_policy *p)
 	p->allow = NULL;
 	p->n_allow = 0;
 }
+
+void ssrf_addr_text(const struct sockaddr *sa, char *out, size_t len)
+{
+	const void *a = sa->sa_family == AF_INET6
+				? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+				: (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+	if ((sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+	    !inet_ntop(sa->sa_family, a, out, (socklen_t)len))
+		snprintf(out, len, "?");
+}

@@ -37,6 +37,9 @@ int ssrf_classify_text(const char *literal);
 /* "public", "loopback", "private", "link-local", "multicast", "unspecified", "reserved". */
 const char *ssrf_class_name(enum ssrf_class c);
 
+/* sa's address as text ("127.0.0.1", "::1"; "?" for another family), for messages. */
+void ssrf_addr_text(const struct sockaddr *sa, char *out, size_t len);
+
 struct ssrf_cidr {
 	int family;               /* AF_INET or AF_INET6 */
 	unsigned char addr[16];

@@ -300,11 +300,8 @@ static curl_socket_t http_opensocket_cb(void *arg, curlsocktype purpose, struct 
 	struct http_xfer *x = arg;
 	enum ssrf_class cls;
 	if (!ssrf_policy_check(x->t->ssrf, &a->addr, &cls)) {
-		char text[INET6_ADDRSTRLEN] = "?";
-		if (a->family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&a->addr)->sin_addr, text, sizeof(text));
-		else if (a->family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&a->addr)->sin6_addr, text, sizeof(text));
+		char text[INET6_ADDRSTRLEN];
+		ssrf_addr_text(&a->addr, text, sizeof(text));
 		x->blocked = 1;
 		snprintf(x->blocked_msg, sizeof(x->blocked_msg),
 			 x->proxied ? "proxy blocked: %s is a %s address (not in "
