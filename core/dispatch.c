@@ -13,6 +13,7 @@
 #include "sign.h"
 #include "store.h"
 #include "transport.h"
+#include "url.h"
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -619,6 +620,7 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	size_t n_lines = 0, off;
 	struct transport_request req;
 	struct transport_result fail;
+	char scheme[URL_SCHEME_MAX + 1];
 
 	snprintf(id_line, sizeof(id_line), "webhook-id: %s", dv->msg_id);
 	snprintf(ts_line, sizeof(ts_line), "webhook-timestamp: %lld", (long long)ts);
@@ -661,8 +663,7 @@ static void dispatch_start(struct dispatch *d, struct delivery *dv)
 	req.message_id = dv->msg_id;
 	req.delivery_id = dv->id;
 	req.attempt = dv->attempts + 1;
-	if (strncmp(ep->url, "http", 4) != 0 ||
-	    (ep->url[4] != ':' && strncmp(ep->url + 4, "s:", 2) != 0))
+	if (url_plugin_scheme(ep->url, scheme))
 		req.event_type = body_event_type(dv->body); /* a plugin transport's */
 
 	dv->state = DLV_INFLIGHT;

@@ -117,9 +117,7 @@ static int check_url(const struct endpoint_field *f, const char *path, const jso
 	const struct plugin_transport *pt = NULL;
 	int rc;
 
-	if (url_scheme(url, scheme) && strcmp(scheme, "http") != 0 &&
-	    strcmp(scheme, "https") != 0 &&
-	    (pt = plugins_transport(plugins_current(), scheme))) {
+	if (url_plugin_scheme(url, scheme) && (pt = plugins_transport(plugins_current(), scheme))) {
 		rc = url_plugin_check(url, pt->t->needs_address != 0, why, sizeof(why));
 		if (rc == HOOKD_ETOOBIG)
 			return schema_fail(e, path, "%s", why);

@@ -88,7 +88,6 @@ struct plugin_tp {
 	struct event_base *evbase;
 	struct transport *http;
 	struct plugins *plugins;
-	const struct ssrf_policy *ssrf;
 	struct resolver *resolver;
 	uint64_t next_token;
 	struct attempt *buckets[PLUGIN_BUCKETS];
@@ -376,8 +375,7 @@ static int plugin_tp_send(struct transport *base, const struct transport_request
 	struct attempt *a;
 	struct timeval tv;
 
-	if (!url_scheme(req->url, scheme) || strcmp(scheme, "http") == 0 ||
-	    strcmp(scheme, "https") == 0)
+	if (!url_plugin_scheme(req->url, scheme))
 		return tp->http->send(tp->http, req);
 	if (!(a = calloc(1, sizeof(*a))))
 		return HOOKD_ENOMEM;
@@ -527,7 +525,6 @@ struct transport *transport_plugin_new(struct event_base *base, struct transport
 	tp->evbase = base;
 	tp->http = http;
 	tp->plugins = plugins;
-	tp->ssrf = ssrf;
 	if (!(tp->resolver = resolver_new(base, ssrf))) {
 		err_set(err, errlen, "out of memory");
 		plugin_tp_destroy(&tp->base);

@@ -338,6 +338,11 @@ bool url_scheme(const char *url, char out[URL_SCHEME_MAX + 1])
 	return true;
 }
 
+bool url_plugin_scheme(const char *url, char out[URL_SCHEME_MAX + 1])
+{
+	return url_scheme(url, out) && strcmp(out, "http") != 0 && strcmp(out, "https") != 0;
+}
+
 int url_plugin_check(const char *url, bool needs_address, char *why_out, size_t whylen)
 {
 	const char *why, *rest;

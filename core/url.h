@@ -49,6 +49,11 @@ int url_endpoint_check(const char *url, char *why, size_t whylen);
  * with [A-Za-z][A-Za-z0-9+.-]* followed by "://"; false (out "") otherwise. */
 bool url_scheme(const char *url, char out[URL_SCHEME_MAX + 1]);
 
+/* true when url goes to a plugin transport: it has a scheme (url_scheme, into out) and the
+ * scheme is neither http nor https. The one rule for the transport router, the endpoint
+ * schema and dispatch. */
+bool url_plugin_scheme(const char *url, char out[URL_SCHEME_MAX + 1]);
+
 /* HOOKD_OK when url is acceptable for a plugin transport: printable ASCII within URL_MAX,
  * "scheme://", then with needs_address a host by the same rules as http URLs (a DNS name,
  * a strict IPv4 address or a bracketed IPv6 one, no userinfo) and an optional port

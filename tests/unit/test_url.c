@@ -210,6 +210,11 @@ static void test_plugin_urls(void)
 	CHECK(url_scheme("NATS://h:4222/x", scheme) && strcmp(scheme, "nats") == 0);
 	CHECK(url_scheme("a+b.c-d://", scheme) && strcmp(scheme, "a+b.c-d") == 0);
 	CHECK(!url_scheme("plugin:nats", scheme) && scheme[0] == '\0');
+	/* Which URLs a plugin transport gets: any scheme but http and https, in any case. */
+	CHECK(url_plugin_scheme("nats://h:4222/x", scheme) && strcmp(scheme, "nats") == 0);
+	CHECK(!url_plugin_scheme("HTTPS://h/x", scheme) && strcmp(scheme, "https") == 0);
+	CHECK(!url_plugin_scheme("http://h/x", scheme));
+	CHECK(!url_plugin_scheme("h/x", scheme));
 	CHECK(!url_scheme("1x://h/", scheme));
 	CHECK(!url_scheme("://h/", scheme));
 	CHECK(!url_scheme("abcdefghijklmnopqrstuvwxyzabcdefg://h/", scheme)); /* 33 bytes */
