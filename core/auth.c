@@ -45,9 +45,13 @@ struct auth_try {
 	struct endpoint_auth *ea;  /* reference held */
 	char *url, *app_id, *ep_id;
 	char *msg_id, *dlv_id, *event_type; /* handed on to a plugin transport; may be NULL */
-	/* The endpoint's TLS options and proxy, copied: the send comes after decorate (which
-	 * may wait for credentials), and the endpoint may change meanwhile. NULL when unset. */
-	char *tls_cert_pem, *tls_key_pem, *tls_ca_pem, *tls_pin, *proxy;
+	/* The endpoint's TLS options, borrowed from its stored form, of which a reference is
+	 * held (json): the send comes after decorate, which may wait for credentials, and an
+	 * endpoint changed meanwhile gets a new stored form, the attempt keeps the old one. The
+	 * proxy is copied (it may be delivery.proxy's). NULL when unset. */
+	json_t *json;
+	const char *tls_cert_pem, *tls_key_pem, *tls_ca_pem, *tls_pin;
+	char *proxy;
 	uint32_t attempt;
 	char **lines;              /* the request's own header lines (owned copies) */
 	struct hookd_header *hdrs; /* the same split into name and value, for the plugin */
@@ -178,10 +182,7 @@ static void auth_try_free(struct auth_try *t)
 	free(t->msg_id);
 	free(t->dlv_id);
 	free(t->event_type);
-	free(t->tls_cert_pem);
-	free(t->tls_key_pem);
-	free(t->tls_ca_pem);
-	free(t->tls_pin);
+	json_decref(t->json);
 	free(t->proxy);
 	free(t);
 }
@@ -443,14 +444,16 @@ int auth_send(struct auth *a, struct transport *tr, const struct endpoint *ep,
 		a->tries->prev = t;
 	a->tries = t;
 	t->attempt = req->attempt;
+	t->json = json_incref(ep->json);
+	t->tls_cert_pem = req->tls_cert_pem;
+	t->tls_key_pem = req->tls_key_pem;
+	t->tls_ca_pem = req->tls_ca_pem;
+	t->tls_pin = req->tls_pin;
 	if (!(t->url = strdup(req->url)) || !(t->app_id = strdup(ep->app_id)) ||
 	    !(t->ep_id = strdup(ep->id)) || !auth_dup(&t->msg_id, req->message_id) ||
 	    !auth_dup(&t->dlv_id, req->delivery_id) ||
-	    !auth_dup(&t->event_type, req->event_type) ||
-	    !auth_dup(&t->tls_cert_pem, req->tls_cert_pem) ||
-	    !auth_dup(&t->tls_key_pem, req->tls_key_pem) ||
-	    !auth_dup(&t->tls_ca_pem, req->tls_ca_pem) || !auth_dup(&t->tls_pin, req->tls_pin) ||
-	    !auth_dup(&t->proxy, req->proxy) || auth_try_copy_lines(t, req) != HOOKD_OK ||
+	    !auth_dup(&t->event_type, req->event_type) || !auth_dup(&t->proxy, req->proxy) ||
+	    auth_try_copy_lines(t, req) != HOOKD_OK ||
 	    !(t->timer = evtimer_new(a->base, auth_try_timer_cb, t))) {
 		auth_try_free(t);
 		return HOOKD_ENOMEM;

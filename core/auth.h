@@ -47,7 +47,8 @@ int auth_new(struct event_base *base, struct auth **out);
 void auth_free(struct auth *a);
 
 /* Sends req through t decorated by ep's auth scheme (ep->auth must be set). req's header
- * lines, URL and ids are copied; req->body and ep must stay valid until done (the
+ * lines, URL, ids and proxy are copied, its TLS options (ep's, borrowed from ep->json) kept
+ * with a reference to ep->json; req->body and ep must stay valid until done (the
  * scheduler's delivery holds both). */
 int auth_send(struct auth *a, struct transport *t, const struct endpoint *ep,
 	      const struct transport_request *req);
