@@ -95,6 +95,7 @@ struct store {
 	int64_t wait_retry_ns;                     /* next retry of the waiting ops */
 	uint64_t wait_used;                        /* used_bytes when they last failed */
 	uint64_t file_size;                        /* of the data file, as written (store_prealloc) */
+	_Atomic uint64_t data_end;                 /* LMDB's last page's end, at the last measure */
 	int prealloc_off;                          /* a write ahead failed: not tried again */
 	struct ratelimit wait_log, replay_log;     /* "waiting for space", "replayed" */
 };

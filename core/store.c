@@ -188,7 +188,7 @@ static void store_measure(struct store *s)
 	uint64_t need = s->refused_need > STORE_FULL_MARGIN ? s->refused_need : STORE_FULL_MARGIN;
 
 	mdb_env_info(s->env, &info);
-	used = (uint64_t)(info.me_last_pgno + 1) * s->page_size;
+	used = s->data_end = (uint64_t)(info.me_last_pgno + 1) * s->page_size;
 	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) == 0) {
 		if (mdb_stat(txn, s->dbi[STORE_DB_DUE], &due) == 0)
 			reserved += (uint64_t)due.ms_entries * STORE_OUTCOME_RESERVE;
@@ -475,17 +475,14 @@ static void store_retry_waiting(struct store *s, struct store_oplist *done)
  * full) turns this off until the next start. */
 static void store_prealloc(struct store *s)
 {
-	static const char zeros[1u << 18];
+	static char zeros[1u << 18]; /* never written: in .bss, not 256 KiB of the binary */
 	MDB_envinfo info;
 	MDB_txn *txn;
 	mdb_filehandle_t fd;
 	uint64_t end, want;
 
-	if (s->prealloc_off || s->file_size >= s->map_size)
-		return;
-	mdb_env_info(s->env, &info);
-	end = (uint64_t)(info.me_last_pgno + 1) * s->page_size;
-	if (s->file_size >= end + STORE_PREALLOC_LOW)
+	if (s->prealloc_off || s->file_size >= s->map_size ||
+	    s->file_size >= s->data_end + STORE_PREALLOC_LOW) /* data_end: store_measure's */
 		return;
 	if (mdb_env_get_fd(s->env, &fd) != 0 || mdb_txn_begin(s->env, NULL, 0, &txn) != 0)
 		return;
