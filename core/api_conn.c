@@ -26,9 +26,9 @@
 #include <string.h>
 
 /* Descriptors the daemon holds besides API connections and delivery sockets (at most
- * TRANSPORT_HTTP_MAX_SOCKETS(max_inflight)): 64 for the rest; an idle daemon holds 16 (stdio, LMDB's data and lock files, epoll,
- * the loop's and the policy thread's pipes, the listener), and 64 leaves room for curl's
- * resolver, the policy directory being read and the log. */
+ * TRANSPORT_HTTP_MAX_SOCKETS(max_inflight)): an idle daemon holds 16 (stdio, LMDB's data
+ * and lock files, epoll, the loop's and the policy thread's pipes, the listener), and 64
+ * leaves room for curl's resolver, the policy directory being read and the log. */
 #define API_CONN_FD_SPARE 64
 /* The cap never goes below this, even on a starved descriptor limit: fewer connections and a
  * publisher, an operator and a health check could not all be served. */

@@ -23,6 +23,10 @@
  * infl + TRANSPORT_HTTP_MAX_CONNECTS before it closes each connection after its attempt
  * (transport_http.c); attempts started at that point may still open one each. */
 #define TRANSPORT_HTTP_MAX_SOCKETS(infl) (2 * (uint64_t)(infl) + TRANSPORT_HTTP_MAX_CONNECTS)
+/* The HTTP transport's connection caches: an endpoint's attempts always use the same one,
+ * so no cache holds every connection (transport_http.c says why). 16 keeps a 1,024-way
+ * fan-out to one receiver at ~64 connections per cache, the size of one busy endpoint's. */
+#define TRANSPORT_HTTP_CACHES 16
 
 /* How dispatch judges an attempt: HTTP's by its status (2xx succeeded, 410 disables the
  * endpoint, 429/503 honour Retry-After); a plugin transport says so itself. */
@@ -93,6 +97,9 @@ struct ssrf_policy;
  * the most requests the caller has in flight at once (delivery.max_inflight). */
 struct transport *transport_http_new(struct event_base *base, const struct ssrf_policy *ssrf,
 				     unsigned max_inflight, char *err, size_t errlen);
+/* The cache (0 .. TRANSPORT_HTTP_CACHES - 1) of an endpoint's attempts: a hash (FNV-1a) of
+ * its app and id, or of url for a request that names neither. */
+int transport_http_cache(const char *app_id, const char *endpoint_id, const char *url);
 
 struct plugins;
 

@@ -1,8 +1,8 @@
 /* transport_http.c - deliveries over HTTP with libcurl's multi-socket API on libevent.
  *
- * One multi handle for the process, with HTTP_CACHES connection caches (curl shares, each
- * endpoint's attempts always in the same one): keep-alive and reuse per host across
- * deliveries, and no cache holding every connection. libcurl 7.88 walks the whole cache of
+ * One multi handle for the process, with TRANSPORT_HTTP_CACHES connection caches (curl
+ * shares, each endpoint's attempts always in the same one): keep-alive and reuse per host
+ * across deliveries, and no cache holding every connection. libcurl 7.88 walks the whole cache of
  * a handle each time the handle leaves the multi (curl_multi_remove_handle, looking for a
  * connect-only connection) and the host's connections each time it picks one to reuse, so
  * with 1,024 connections to one host (100 endpoints on one receiver) a request paid two
@@ -43,10 +43,6 @@
  * total (at 300 KiB); the same 100 KiB for the total gives one limit and one message for
  * both. Real servers send far less: Node's own limit is 16 KiB, nginx's default 32 KiB. */
 #define HTTP_RESPONSE_HEADER_MAX (100 * 1024)
-/* Connection caches (see the top): an endpoint's cache is picked by a hash of its app and
- * id. 16 keeps a 1,024-way fan-out to one receiver at ~64 connections per cache, the size
- * of one busy endpoint's. */
-#define HTTP_CACHES 16
 
 struct http_transport;
 struct http_xfer;
@@ -115,7 +111,7 @@ struct http_transport {
 	struct transport base;
 	struct event_base *evbase;
 	CURLM *multi;
-	CURLSH *caches[HTTP_CACHES];
+	CURLSH *caches[TRANSPORT_HTTP_CACHES];
 	struct event *timer;
 	const struct ssrf_policy *ssrf;
 	struct http_xfer *pool;
@@ -688,20 +684,18 @@ static void http_proxy_clear(struct http_xfer *x)
 	x->proxy_set = 0;
 }
 
-/* The connection cache of the request's endpoint (FNV-1a of app and endpoint id; of the URL
- * for a request that names no endpoint). */
-static int http_cache_of(const struct transport_request *req)
+int transport_http_cache(const char *app_id, const char *endpoint_id, const char *url)
 {
-	const char *parts[2] = {req->app_id, req->endpoint_id};
+	const char *parts[2] = {app_id, endpoint_id};
 	uint32_t h = 2166136261u;
 	if (!parts[0] && !parts[1])
-		parts[0] = req->url;
+		parts[0] = url;
 	for (int i = 0; i < 2; i++) {
 		for (const unsigned char *p = (const unsigned char *)parts[i]; p && *p; p++)
 			h = (h ^ *p) * 16777619u;
 		h = (h ^ '/') * 16777619u;
 	}
-	return (int)(h % HTTP_CACHES);
+	return (int)(h % TRANSPORT_HTTP_CACHES);
 }
 
 static int http_send(struct transport *base, const struct transport_request *req)
@@ -740,7 +734,7 @@ static int http_send(struct transport *base, const struct transport_request *req
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hnodes);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
-	int cache = http_cache_of(req);
+	int cache = transport_http_cache(req->app_id, req->endpoint_id, req->url);
 	if (cache != x->cache) {
 		curl_easy_setopt(e, CURLOPT_SHARE, t->caches[cache]);
 		x->cache = cache;
@@ -799,7 +793,7 @@ static void http_destroy(struct transport *base)
 	}
 	if (t->multi)
 		curl_multi_cleanup(t->multi);
-	for (int i = 0; i < HTTP_CACHES; i++)
+	for (int i = 0; i < TRANSPORT_HTTP_CACHES; i++)
 		if (t->caches[i]) /* closes the cached connections (http_closesocket_cb) */
 			curl_share_cleanup(t->caches[i]);
 	for (size_t fd = 0; fd < t->socks_cap; fd++) {
@@ -830,7 +824,7 @@ struct transport *transport_http_new(struct event_base *base, const struct ssrf_
 	t->multi = curl_multi_init();
 	t->timer = evtimer_new(base, http_timer_cb, t);
 	t->resolver = resolver_new(base, ssrf);
-	for (int i = 0; i < HTTP_CACHES; i++) {
+	for (int i = 0; i < TRANSPORT_HTTP_CACHES; i++) {
 		t->caches[i] = curl_share_init();
 		if (!t->caches[i] ||
 		    curl_share_setopt(t->caches[i], CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) !=

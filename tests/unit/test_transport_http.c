@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define INFLIGHT 32
-#define CACHES 16 /* HTTP_CACHES */
+#define CACHES TRANSPORT_HTTP_CACHES
 
 static void serve_cb(struct evhttp_request *req, void *arg)
 {
@@ -72,19 +72,6 @@ static int sockets_open(void)
 	return n;
 }
 
-/* The cache transport_http.c picks for app "a" and endpoint ep (FNV-1a of "a/ep/"). */
-static int cache_of(const char *ep)
-{
-	const char *parts[2] = {"a", ep};
-	unsigned h = 2166136261u;
-	for (int i = 0; i < 2; i++) {
-		for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++)
-			h = (h ^ *p) * 16777619u;
-		h = (h ^ '/') * 16777619u;
-	}
-	return (int)(h % CACHES);
-}
-
 static struct event_base *base;
 static int done_n, ok_n;
 
@@ -122,7 +109,7 @@ int main(void)
 	for (int c = 0; c < CACHES; c++)
 		for (int i = 0;; i++) {
 			snprintf(eps[c], sizeof(eps[0]), "ep%d", i);
-			if (cache_of(eps[c]) == c)
+			if (transport_http_cache("a", eps[c], NULL) == c)
 				break;
 		}
 	before = sockets_open();
