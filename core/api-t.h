@@ -118,6 +118,7 @@ void api_endpoint_get(struct api *a, struct evhttp_request *req, const struct ap
 void api_endpoint_patch(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_endpoint_delete(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_endpoint_rotate(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_endpoint_status(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_messages_list(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_messages_create(struct api *a, struct evhttp_request *req,
 			 const struct api_args *args);

@@ -386,7 +386,9 @@ out:
  * gone. A pending delivery of a disabled endpoint is held: no attempt is made until the
  * endpoint is enabled again. It stays "pending" (the state Svix and Convoy users know; it is
  * counted as pending everywhere) with "waiting_for": "endpoint_disabled" saying why it does
- * not move, and no next attempt time, since none is known. */
+ * not move, and no next attempt time, since none is known. A due one that waits for its
+ * endpoint's breaker, rate limit or in-flight cap says so the same way
+ * (dispatch_waiting_for). */
 static json_t *api_delivery_json(const char *id, const struct delivery_rec *r,
 				 const struct delivery *live, const struct endpoint *ep)
 {
@@ -410,7 +412,8 @@ static json_t *api_delivery_json(const char *id, const struct delivery_rec *r,
 	} else {
 		json_object_set_new(o, "next_attempt_at", json_null());
 	}
-	json_object_set_new(o, "waiting_for", held ? json_string("endpoint_disabled") : json_null());
+	const char *why = held ? "endpoint_disabled" : dispatch_waiting_for(live);
+	json_object_set_new(o, "waiting_for", why ? json_string(why) : json_null());
 	json_object_set_new(o, "last_error", err[0] ? json_string(err) : json_null());
 	json_object_set_new(o, "last_status", status ? json_integer(status) : json_null());
 	return o;

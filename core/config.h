@@ -71,6 +71,15 @@ struct config {
 	uint32_t retry_after_cap_s;  /* delivery.retry_after_cap_s; default 86400 */
 	uint32_t max_inflight;       /* delivery.max_inflight (all endpoints); default 1024 */
 	uint32_t max_inflight_per_endpoint; /* delivery.max_inflight_per_endpoint; default 64 */
+	/* delivery.breaker.*: an endpoint's circuit breaker (flow.h), unless it sets its own */
+	uint32_t breaker_consecutive_failures; /* default 20; 0 = this rule off */
+	double breaker_failure_ratio;          /* default 0.9; 0 = this rule off */
+	uint32_t breaker_window_s;             /* window_seconds; default 60 */
+	uint32_t breaker_cooldown_s;           /* cooldown_seconds; default 30 */
+	uint32_t breaker_cooldown_max_s;       /* max_cooldown_seconds; default 600 */
+	/* delivery.rate_limit.*: attempts per second per endpoint, unless it sets its own */
+	double rate_per_second;                /* per_second; default 0 = no limit */
+	uint32_t rate_burst;                   /* burst; default 0 = per_second rounded up */
 	uint32_t window_per_endpoint; /* delivery.window_per_endpoint: deliveries of one endpoint
 				       * the scheduler holds in memory; default 256 (at least
 				       * 2 x max_inflight_per_endpoint is used) */

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,44 @@ static int cfg_get_uint(struct cfg_ctx *ctx, const struct ynode *v, const char *
 	}
 	*out = n;
 	return HOOKD_OK;
+}
+
+/* A plain decimal number (YAML 1.2's core float without .inf and .nan: digits, an optional
+ * fraction, an optional exponent), unquoted. */
+static int cfg_get_number(struct cfg_ctx *ctx, const struct ynode *v, const char *path,
+			  double *out)
+{
+	char show[64], *end = NULL;
+	const char *t = v->text;
+	double d;
+	if (v->kind != YNODE_SCALAR || !t || !*t || strspn(t, "0123456789.eE+-") != strlen(t) ||
+	    !((d = strtod(t, &end)), end && *end == '\0') || !isfinite(d)) {
+		cfg_fail_type(ctx, v, path, "a number");
+		return ctx->rc;
+	}
+	if (v->quoted) {
+		cfg_fail(ctx, v->line, path, "expected a number, got the string %s (remove the quotes)",
+			 cfg_show(v, show, sizeof(show)));
+		return ctx->rc;
+	}
+	*out = d;
+	return HOOKD_OK;
+}
+
+static json_t *cfg_endpoint_number(struct cfg_ctx *ctx, const struct ynode *v, const char *path)
+{
+	double d;
+	json_t *j;
+	if (cfg_get_number(ctx, v, path, &d))
+		return NULL;
+	/* An integer stays an integer: the stored JSON then reads as the request would. */
+	if (d == (double)(json_int_t)d && strpbrk(v->text, ".eE") == NULL)
+		j = json_integer((json_int_t)d);
+	else
+		j = json_real(d);
+	if (!j)
+		cfg_nomem(ctx);
+	return j;
 }
 
 static int cfg_get_size(struct cfg_ctx *ctx, const struct ynode *v, const char *path,
@@ -488,6 +527,8 @@ static json_t *cfg_endpoint_value(struct cfg_ctx *ctx, const struct endpoint_fie
 		[EPF_STRING_MAP] = "a mapping of names to values",
 		[EPF_OBJECT] = "a mapping",
 		[EPF_ANY_OBJECT] = "a mapping",
+		[EPF_INT] = "an integer",
+		[EPF_NUMBER] = "a number",
 	};
 	json_t *j;
 	bool b;
@@ -521,6 +562,10 @@ static json_t *cfg_endpoint_value(struct cfg_ctx *ctx, const struct endpoint_fie
 			return NULL;
 		}
 		return cfg_json_from_node(ctx, v, path);
+	case EPF_INT:
+		return cfg_endpoint_integer(ctx, v, path);
+	case EPF_NUMBER:
+		return cfg_endpoint_number(ctx, v, path);
 	}
 	cfg_fail_type(ctx, v, path, "a value");
 	return NULL;
@@ -875,6 +920,20 @@ static void cfg_apply_field(struct cfg_ctx *ctx, const struct cfg_field *f, cons
 		if (!cfg_get_size(ctx, v, path, f->min, f->max, &n))
 			*FIELD_PTR(base, f->off, uint64_t) = n;
 		return;
+	case CFG_NUMBER: {
+		double d;
+		char show[64];
+		if (cfg_get_number(ctx, v, path, &d))
+			return;
+		if (d < (double)f->min || d > (double)f->max) {
+			cfg_fail(ctx, v->line, path, "%s is out of range (%llu..%llu)",
+				 cfg_show(v, show, sizeof(show)), (unsigned long long)f->min,
+				 (unsigned long long)f->max);
+			return;
+		}
+		*FIELD_PTR(base, f->off, double) = d;
+		return;
+	}
 	case CFG_SIZE_T:
 		if (!cfg_get_size(ctx, v, path, f->min, f->max, &n))
 			*FIELD_PTR(base, f->off, size_t) = (size_t)n;

@@ -183,6 +183,30 @@ static const struct cfg_field storage_fields[] = {
 	{0},
 };
 
+/* The limits match the endpoint rows of the same names (endpoint_schema.c), which say why. */
+static const struct cfg_field breaker_fields[] = {
+	{.key = "consecutive_failures", .kind = CFG_U32,
+	 .off = offsetof(struct config, breaker_consecutive_failures), .min = 0, .max = 1000000},
+	{.key = "failure_ratio", .kind = CFG_NUMBER,
+	 .off = offsetof(struct config, breaker_failure_ratio), .min = 0, .max = 1},
+	{.key = "window_seconds", .kind = CFG_U32, .off = offsetof(struct config, breaker_window_s),
+	 .min = 1, .max = 86400},
+	{.key = "cooldown_seconds", .kind = CFG_U32,
+	 .off = offsetof(struct config, breaker_cooldown_s), .min = 1, .max = 86400},
+	/* The cooldown doubles after each failed probe, up to this. */
+	{.key = "max_cooldown_seconds", .kind = CFG_U32,
+	 .off = offsetof(struct config, breaker_cooldown_max_s), .min = 1, .max = 86400},
+	{0},
+};
+
+static const struct cfg_field rate_limit_fields[] = {
+	{.key = "per_second", .kind = CFG_NUMBER, .off = offsetof(struct config, rate_per_second),
+	 .min = 0, .max = 100000},
+	{.key = "burst", .kind = CFG_U32, .off = offsetof(struct config, rate_burst), .min = 0,
+	 .max = 100000},
+	{0},
+};
+
 static const struct cfg_field delivery_fields[] = {
 	/* 0 would mean "curl's default" (300 s); ten minutes is already a dead receiver. */
 	{.key = "connect_timeout_ms", .kind = CFG_U32,
@@ -203,6 +227,8 @@ static const struct cfg_field delivery_fields[] = {
 	 .min = 1, .max = 65536},
 	{.key = "max_inflight_per_endpoint", .kind = CFG_U32,
 	 .off = offsetof(struct config, max_inflight_per_endpoint), .min = 1, .max = 65536},
+	{.key = "breaker", .kind = CFG_SECTION, .sub = breaker_fields},
+	{.key = "rate_limit", .kind = CFG_SECTION, .sub = rate_limit_fields},
 	/* Deliveries of one endpoint held in memory; the rest wait in the store's due index.
 	 * 1,048,576 of ~2 KiB each is already 2 GiB for one endpoint: a cap, not a target. */
 	{.key = "window_per_endpoint", .kind = CFG_U32,
@@ -346,6 +372,13 @@ void config_defaults(struct config *c)
 	c->max_inflight = 1024;
 	c->max_inflight_per_endpoint = 64;
 	c->window_per_endpoint = 256;
+	/* Twenty failures in a row, or nine in ten over a minute, is an endpoint that is down,
+	 * not one having a bad moment; 30 s later one probe asks again, then after up to 10 min. */
+	c->breaker_consecutive_failures = 20;
+	c->breaker_failure_ratio = 0.9;
+	c->breaker_window_s = 60;
+	c->breaker_cooldown_s = 30;
+	c->breaker_cooldown_max_s = 600;
 	c->policy_cpu_ms = 50;
 	c->policy_memory_limit = 32ull << 20;
 	c->policy_threads = config_default_policy_threads();

@@ -14,6 +14,7 @@ enum cfg_kind {
 	CFG_SECTION,   /* a nested mapping whose keys (sub) fill the same struct */
 	CFG_STRING,    /* char * */
 	CFG_U32,       /* uint32_t in [min, max] */
+	CFG_NUMBER,    /* double in [min, max] */
 	CFG_SIZE,      /* uint64_t from bytes or a size string, in [min, max] */
 	CFG_SIZE_T,    /* the same into a size_t */
 	CFG_BOOL,      /* bool: true or false */

@@ -93,6 +93,7 @@ struct delivery {
 	size_t heap_idx;           /* position in the heap, or SIZE_MAX */
 	struct delivery *wait_next;
 	int waiting;               /* in its endpoint's FIFO */
+	int probe;                 /* in flight as its endpoint's half-open probe (flow.h) */
 	int live;                  /* in the live map, counted in its endpoint's window */
 	struct dispatch *dispatch; /* set while in flight */
 	/* Set by fan-out when the endpoint has a policy still to run, so the policy thread

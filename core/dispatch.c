@@ -4,7 +4,9 @@
 #include "auth.h"
 #include "clock.h"
 #include "config.h"
+#include "epstats.h"
 #include "err.h"
+#include "flow.h"
 #include "jsontext.h"
 #include "log.h"
 #include "policy.h"
@@ -17,6 +19,7 @@
 
 #include <event2/event.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,9 @@ struct dispatch {
 	uint32_t inflight;
 	struct dispatch_stats stats;
 	struct dispatch_ep *eps; /* every endpoint runtime, to free with the dispatcher */
+	/* Endpoints whose waiting deliveries their flow would let go but every global slot was
+	 * busy: released, in order, as slots free (their own completions may be none). */
+	struct dispatch_ep *blocked_head, *blocked_tail;
 };
 
 /* The scheduler's runtime for one endpoint, hung on ep->sched (which only this file reads):
@@ -74,11 +80,19 @@ struct dispatch_ep {
 	int refill_queued;                      /* in d's refill queue */
 	struct dispatch_ep *refill_next;
 	struct delivery *wait_head, *wait_tail; /* due, waiting for capacity or re-enable */
+	/* Breaker, rate limit, throttling (flow.h): whether the next waiting one may go. */
+	struct flow flow;
+	struct event *flow_ev;                  /* the flow lets the next one go then */
+	int64_t flow_at;                        /* when flow_ev fires (0: not armed) */
+	int blocked;                            /* in d's blocked list */
+	struct dispatch_ep *blocked_next;
+	struct epstats stats;                   /* the status feed's last hour */
 	struct dispatch *d;
 	struct dispatch_ep *prev, *next;        /* in d->eps */
 };
 
 static void dispatch_wake_cb(evutil_socket_t fd, short what, void *arg);
+static void dispatch_flow_cb(evutil_socket_t fd, short what, void *arg);
 
 /* A message's policy deliveries scheduled before being stored, and the store marker that
  * stands for them meanwhile (see dispatch_add_unstored). */
@@ -110,6 +124,40 @@ void dispatch_unstored_unref(struct unstored_set *set)
 
 /* ---- per-endpoint runtime ---- */
 
+/* The endpoint's flow limits: its own where it has them, the daemon's defaults else. */
+static void dispatch_limits(const struct dispatch *d, const struct endpoint *ep,
+			    struct flow_limits *l)
+{
+	const struct config *c = d->cfg;
+	const struct endpoint_flow *f = &ep->flow;
+	l->consecutive_failures = f->consecutive_failures >= 0 ? (uint32_t)f->consecutive_failures
+							       : c->breaker_consecutive_failures;
+	l->failure_ratio = f->failure_ratio >= 0 ? f->failure_ratio : c->breaker_failure_ratio;
+	l->window_s = f->window_s > 0 ? (uint32_t)f->window_s : c->breaker_window_s;
+	l->cooldown_s = f->cooldown_s > 0 ? (uint32_t)f->cooldown_s : c->breaker_cooldown_s;
+	l->cooldown_max_s = c->breaker_cooldown_max_s > l->cooldown_s ? c->breaker_cooldown_max_s
+								      : l->cooldown_s;
+	if (f->per_second >= 0) {
+		l->per_second = f->per_second;
+		l->burst = f->burst > 0 ? (uint32_t)f->burst : 0;
+	} else {
+		l->per_second = c->rate_per_second;
+		l->burst = c->rate_burst;
+	}
+	if (!l->burst)
+		l->burst = l->per_second > 1 ? (uint32_t)ceil(l->per_second) : 1;
+	l->max_in_flight = f->max_in_flight > 0 ? (uint32_t)f->max_in_flight
+						: c->max_inflight_per_endpoint;
+}
+
+/* Deliveries of de's endpoint in memory at most: the daemon's window, and never less than
+ * twice the endpoint's own in-flight cap (else its slots idle between reads). */
+static uint32_t dispatch_window(const struct dispatch *d, const struct dispatch_ep *de)
+{
+	int64_t own = de->ep->flow.max_in_flight;
+	return own > 0 && (uint64_t)own * 2 > d->window ? (uint32_t)own * 2 : d->window;
+}
+
 /* ep's runtime, made on first use; NULL when out of memory. */
 static struct dispatch_ep *dispatch_ep_get(struct dispatch *d, struct endpoint *ep)
 {
@@ -118,10 +166,14 @@ static struct dispatch_ep *dispatch_ep_get(struct dispatch *d, struct endpoint *
 		return de;
 	if (!(de = calloc(1, sizeof(*de))))
 		return NULL;
-	if (!(de->wake = evtimer_new(d->base, dispatch_wake_cb, de))) {
+	if (!(de->wake = evtimer_new(d->base, dispatch_wake_cb, de)) ||
+	    !(de->flow_ev = evtimer_new(d->base, dispatch_flow_cb, de))) {
+		if (de->wake)
+			event_free(de->wake);
 		free(de);
 		return NULL;
 	}
+	flow_init(&de->flow);
 	de->d = d;
 	de->stored_at = DISPATCH_NONE;
 	de->ep = ep;
@@ -142,8 +194,19 @@ static void dispatch_ep_free(struct dispatch *d, struct dispatch_ep *de)
 		d->eps = de->next;
 	if (de->next)
 		de->next->prev = de->prev;
+	if (de->blocked) {
+		struct dispatch_ep **pp = &d->blocked_head, *prev = NULL;
+		while (*pp != de) {
+			prev = *pp;
+			pp = &(*pp)->blocked_next;
+		}
+		*pp = de->blocked_next;
+		if (d->blocked_tail == de)
+			d->blocked_tail = prev;
+	}
 	de->ep->sched = NULL;
 	event_free(de->wake);
+	event_free(de->flow_ev);
 	endpoint_unref(de->ep); /* may free the endpoint: last */
 	free(de);
 }
@@ -166,7 +229,7 @@ static void dispatch_want(struct dispatch *d, struct dispatch_ep *de)
 	struct timeval zero = {0, 0};
 	int64_t now;
 	if (!de || de->stored_at == DISPATCH_NONE || de->refill_queued ||
-	    de->live_n > d->window / 2)
+	    de->live_n > dispatch_window(d, de) / 2)
 		return;
 	now = clock_now_ms();
 	if (!de->ep->deleted && de->stored_at > now + DISPATCH_HORIZON_MS) {
@@ -451,6 +514,108 @@ static void dispatch_record_attempt(struct dispatch *d, struct delivery *dv,
 static void dispatch_pump(struct dispatch *d);
 static void dispatch_start(struct dispatch *d, struct delivery *dv);
 static void dispatch_release(struct dispatch *d, struct endpoint *ep);
+static void dispatch_unblock(struct dispatch *d);
+
+/* ---- flow: when an endpoint's waiting deliveries may go (flow.h) ---- */
+
+/* Arms de's flow timer for at (flow_admit's answer), unless it is armed sooner already. */
+static void dispatch_flow_wait(struct dispatch *d, struct dispatch_ep *de, int64_t at)
+{
+	int64_t wait;
+	struct timeval tv;
+	if (at == FLOW_AFTER_COMPLETION)
+		return; /* one of its attempts out ends first, and releases it */
+	if (de->flow_at && de->flow_at <= at && evtimer_pending(de->flow_ev, NULL))
+		return;
+	wait = at - clock_now_ms();
+	if (wait < 1)
+		wait = 1;
+	tv.tv_sec = (time_t)(wait / 1000);
+	tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+	evtimer_add(de->flow_ev, &tv);
+	de->flow_at = at;
+}
+
+static void dispatch_flow_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dispatch_ep *de = arg;
+	struct dispatch *d = de->d;
+	struct endpoint *ep = de->ep;
+	(void)fd;
+	(void)what;
+	de->flow_at = 0;
+	endpoint_ref(ep);
+	dispatch_release(d, ep);
+	dispatch_ep_settle(d, ep);
+	endpoint_unref(ep);
+}
+
+/* de's flow would let one go but every global slot is busy: released when one frees. */
+static void dispatch_block(struct dispatch *d, struct dispatch_ep *de)
+{
+	if (de->blocked)
+		return;
+	de->blocked = 1;
+	de->blocked_next = NULL;
+	if (d->blocked_tail)
+		d->blocked_tail->blocked_next = de;
+	else
+		d->blocked_head = de;
+	d->blocked_tail = de;
+}
+
+/* An attempt of dv ended (its new state set): the breaker, the rates and the status feed
+ * learn of it; transitions are logged. */
+static void dispatch_flow_outcome(struct dispatch *d, struct delivery *dv,
+				  const struct transport_result *res, int64_t now)
+{
+	struct endpoint *ep = dv->ep;
+	struct dispatch_ep *de = ep->sched;
+	struct flow_limits l;
+	bool ok = dv->state == DLV_SUCCEEDED;
+	int status = res->verdict == TRANSPORT_BY_STATUS ? res->status : 0;
+	int64_t pause = -1, cap_ms = (int64_t)d->cfg->retry_after_cap_s * 1000;
+	int probe = dv->probe;
+	enum flow_event ev;
+
+	dv->probe = 0;
+	if (!ok && (status == 429 || status == 503) && res->retry_after_s >= 0)
+		pause = res->retry_after_s * 1000;
+	else if (!ok && !status && res->retry_after_ms >= 0)
+		pause = res->retry_after_ms;
+	if (pause > cap_ms)
+		pause = cap_ms;
+	dispatch_limits(d, ep, &l);
+	ev = flow_outcome(&de->flow, &l, ok, status, pause, probe, now);
+	epstats_add(&de->stats, ok, status, ok ? NULL : delivery_error(dv), res->duration_ms, now);
+	switch (ev) {
+	case FLOW_OPENED:
+		log_warn("endpoint %s/%s: circuit breaker opened after %u failed attempts in a row "
+			 "(last: %s); its due deliveries wait without spending attempts; one probe "
+			 "in %lld s",
+			 ep->app_id, ep->id, de->flow.consecutive, delivery_error(dv),
+			 (long long)((de->flow.probe_at_ms - now + 999) / 1000));
+		break;
+	case FLOW_REOPENED:
+		log_warn("endpoint %s/%s: circuit breaker probe failed (%s); open again, next probe "
+			 "in %lld s",
+			 ep->app_id, ep->id, delivery_error(dv),
+			 (long long)((de->flow.probe_at_ms - now + 999) / 1000));
+		break;
+	case FLOW_CLOSED_AGAIN:
+		log_info("endpoint %s/%s: circuit breaker probe succeeded; closed; waiting deliveries "
+			 "go out at a rate rising from %.0f/s",
+			 ep->app_id, ep->id, FLOW_RAMP_START_RATE);
+		break;
+	case FLOW_THROTTLED:
+		log_info("endpoint %s/%s answered %d: sending at most %.2f attempts/s until it "
+			 "stops asking for less",
+			 ep->app_id, ep->id, status, flow_rate(&de->flow, &l, now));
+		break;
+	case FLOW_NONE:
+		break;
+	}
+}
 
 static void dispatch_forget(struct dispatch *d, struct delivery *dv)
 {
@@ -581,13 +746,14 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 	} else {
 		dispatch_failed(d, dv, res, now);
 	}
+	dispatch_flow_outcome(d, dv, res, now);
 	if (dv->state == DLV_PENDING && ep->deleted) {
 		/* Its endpoint was deleted while this attempt was out: nothing to retry to. */
 		dv->state = DLV_DEAD;
 		delivery_set_error(dv, "endpoint deleted");
 	}
 	if (dv->state == DLV_PENDING &&
-	    (dv->next_at_ms > now + DISPATCH_HORIZON_MS || ep->sched->live_n > d->window ||
+	    (dv->next_at_ms > now + DISPATCH_HORIZON_MS || ep->sched->live_n > dispatch_window(d, ep->sched) ||
 	     ep->sched->stored_at <= dv->next_at_ms)) {
 		/* Its retry leaves the window (due beyond the horizon, the window over, or the
 		 * store has ones due sooner): the store's due index has it once this commits
@@ -600,8 +766,10 @@ static void dispatch_done(void *arg, const struct transport_result *res)
 		dispatch_record_attempt(d, dv, res, now, 1);
 	}
 
-	/* Capacity freed: this endpoint's waiters first (its FIFO order), then the heap. */
+	/* Capacity freed: this endpoint's waiters first (its FIFO order), then endpoints the
+	 * global cap held back, then the heap. */
 	dispatch_release(d, ep);
+	dispatch_unblock(d);
 	dispatch_pump(d);
 	dispatch_ep_settle(d, ep); /* the last attempt out for a deleted endpoint */
 	endpoint_unref(ep);
@@ -724,19 +892,33 @@ static void dispatch_route(struct dispatch *d, struct delivery *dv)
 {
 	struct endpoint *ep = dv->ep;
 	struct dispatch_ep *de;
+	struct flow_limits l;
+	int64_t at;
 	if (ep->deleted) {
 		dispatch_bury(d, dv);
 		return;
 	}
 	de = ep->sched; /* made when dv was scheduled; freed only once ep is deleted */
-	if (ep->disabled || de->wait_head || de->inflight >= d->cfg->max_inflight_per_endpoint) {
-		/* Held (disabled) or over its cap: due, in its endpoint's FIFO, no attempt made
-		 * and its retry schedule untouched until the endpoint takes it. */
+	if (ep->disabled || de->wait_head) {
+		/* Held (disabled), or behind others that wait: due, in its endpoint's FIFO, no
+		 * attempt made and its retry schedule untouched until the endpoint takes it. */
 		if (ep->disabled && dv->unstored)
 			dispatch_store_held(d, dv);
 		wait_push(de, dv);
 		return;
 	}
+	dispatch_limits(d, ep, &l);
+	if ((at = flow_admit(&de->flow, &l, de->inflight, clock_now_ms())) != 0) {
+		/* Over its in-flight cap, its rate, paused, or its breaker open: it waits the
+		 * same way. An open breaker may hold it for minutes: a policy delivery is then
+		 * stored, as a held one is. */
+		if (de->flow.breaker == FLOW_OPEN && dv->unstored)
+			dispatch_store_held(d, dv);
+		wait_push(de, dv);
+		dispatch_flow_wait(d, de, at);
+		return;
+	}
+	dv->probe = de->flow.breaker == FLOW_HALF_OPEN;
 	dispatch_start(d, dv);
 }
 
@@ -794,7 +976,7 @@ void dispatch_add(struct dispatch *d, struct delivery *dv)
 		delivery_free(dv);
 		return;
 	}
-	if (de->live_n >= d->window || de->stored_at <= dv->next_at_ms ||
+	if (de->live_n >= dispatch_window(d, de) || de->stored_at <= dv->next_at_ms ||
 	    dv->next_at_ms > clock_now_ms() + DISPATCH_HORIZON_MS) {
 		/* The window is full, the store holds ones due sooner, or it is not due soon: it
 		 * waits there. */
@@ -967,13 +1149,47 @@ void dispatch_endpoint_deleted(struct dispatch *d, struct endpoint *ep)
 	endpoint_unref(ep);
 }
 
-/* Starts ep's waiting deliveries, oldest first, as far as its and the global cap allow. */
+/* Starts ep's waiting deliveries, oldest first, as far as its flow (flow.h) and the global
+ * cap allow; then waits for the flow's time, a completion, or a global slot. */
 static void dispatch_release(struct dispatch *d, struct endpoint *ep)
 {
 	struct dispatch_ep *de = ep->sched;
-	while (de && !ep->deleted && !ep->disabled && de->wait_head &&
-	       de->inflight < d->cfg->max_inflight_per_endpoint && d->inflight < d->cfg->max_inflight)
-		dispatch_start(d, wait_pop(de));
+	struct flow_limits l;
+	if (!de || !de->wait_head)
+		return;
+	dispatch_limits(d, ep, &l);
+	while (!ep->deleted && !ep->disabled && de->wait_head) {
+		struct delivery *dv;
+		int64_t at;
+		if (d->inflight >= d->cfg->max_inflight) {
+			dispatch_block(d, de);
+			return;
+		}
+		if ((at = flow_admit(&de->flow, &l, de->inflight, clock_now_ms())) != 0) {
+			dispatch_flow_wait(d, de, at);
+			return;
+		}
+		dv = wait_pop(de);
+		dv->probe = de->flow.breaker == FLOW_HALF_OPEN;
+		dispatch_start(d, dv);
+	}
+}
+
+/* Endpoints blocked by the global cap get the slots that freed, in the order they came. */
+static void dispatch_unblock(struct dispatch *d)
+{
+	while (d->blocked_head && d->inflight < d->cfg->max_inflight) {
+		struct dispatch_ep *de = d->blocked_head;
+		struct endpoint *ep = de->ep;
+		d->blocked_head = de->blocked_next;
+		if (!d->blocked_head)
+			d->blocked_tail = NULL;
+		de->blocked = 0;
+		endpoint_ref(ep);
+		dispatch_release(d, ep);
+		dispatch_ep_settle(d, ep);
+		endpoint_unref(ep);
+	}
 }
 
 void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep)
@@ -1067,7 +1283,7 @@ static int dispatch_read_one(void *arg, int64_t at_ms, const char *id)
 	struct delivery_rec r;
 	struct delivery *dv = NULL;
 	int rc;
-	if (l->de->live_n >= d->window || at_ms > l->horizon) {
+	if (l->de->live_n >= dispatch_window(d, l->de) || at_ms > l->horizon) {
 		l->next_at = at_ms;
 		return STORE_WALK_STOP;
 	}
@@ -1289,6 +1505,71 @@ struct delivery *dispatch_load_stored(struct dispatch *d, const char *dlv_id)
 		dv = dispatch_from_record(rd, ep, dlv_id, &r);
 	store_read_end(rd);
 	return dv;
+}
+
+void dispatch_endpoint_status(struct dispatch *d, struct endpoint *ep,
+			      struct dispatch_ep_status *out)
+{
+	struct dispatch_ep *de = ep->sched;
+	struct flow_limits l;
+	struct flow fresh;
+	struct epstats_view v;
+	const struct flow *f;
+	int64_t now = clock_now_ms();
+
+	memset(out, 0, sizeof(*out));
+	dispatch_limits(d, ep, &l);
+	if (!de)
+		flow_init(&fresh); /* nothing of it was scheduled since the start */
+	f = de ? &de->flow : &fresh;
+	out->breaker = flow_breaker_name(f->breaker);
+	out->failures_in_a_row = f->consecutive;
+	out->opened_ms = f->opened_ms;
+	out->next_probe_ms = f->breaker == FLOW_OPEN ? f->probe_at_ms : 0;
+	out->rate = flow_rate(f, &l, now);
+	out->throttled = out->rate > 0 && (l.per_second <= 0 || out->rate < l.per_second);
+	out->paused_until_ms = f->paused_until_ms > now ? f->paused_until_ms : 0;
+	out->per_second = l.per_second;
+	out->burst = l.burst;
+	out->max_in_flight = l.max_in_flight;
+	out->consecutive_failures = l.consecutive_failures;
+	out->failure_ratio = l.failure_ratio;
+	out->window_s = l.window_s;
+	out->cooldown_s = l.cooldown_s;
+	out->p50_ms = out->p99_ms = -1;
+	out->last_failure_error = "";
+	if (!de)
+		return;
+	out->inflight = de->inflight;
+	for (struct delivery *dv = de->wait_head; dv; dv = dv->wait_next)
+		out->waiting++;
+	epstats_read(&de->stats, now, &v);
+	out->succeeded = v.ok;
+	out->failed = v.fail;
+	out->p50_ms = v.p50_ms;
+	out->p99_ms = v.p99_ms;
+	out->last_success_ms = de->stats.last_success_ms;
+	out->last_failure_ms = de->stats.last_failure_ms;
+	out->last_failure_status = de->stats.last_failure_status;
+	out->last_failure_error = de->stats.last_failure_error;
+}
+
+const char *dispatch_waiting_for(const struct delivery *dv)
+{
+	const struct dispatch_ep *de;
+	struct flow_limits l;
+	if (!dv || !dv->waiting || !(de = dv->ep->sched))
+		return NULL;
+	if (dv->ep->disabled)
+		return "endpoint_disabled";
+	if (de->flow.breaker != FLOW_CLOSED)
+		return "breaker_open";
+	if (de->flow.paused_until_ms > clock_now_ms())
+		return "retry_after";
+	dispatch_limits(de->d, dv->ep, &l);
+	if (de->inflight >= l.max_in_flight)
+		return "max_in_flight";
+	return "rate_limit";
 }
 
 void dispatch_get_stats(struct dispatch *d, struct dispatch_stats *out)

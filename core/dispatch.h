@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -87,6 +88,35 @@ void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep);
 /* Loads a stored pending delivery that is not live (after a redrive committed); the caller
  * hands it to dispatch_add. NULL if absent, not pending, or already live. */
 struct delivery *dispatch_load_stored(struct dispatch *d, const char *dlv_id);
+
+/* What the scheduler knows of one endpoint now, for its status feed (GET .../status). */
+struct dispatch_ep_status {
+	const char *breaker;            /* "closed", "open", "half_open" */
+	uint32_t failures_in_a_row;
+	int64_t opened_ms;              /* the breaker's last open (0: never since the start) */
+	int64_t next_probe_ms;          /* open: when the probe goes (0 otherwise) */
+	uint32_t inflight, waiting;     /* attempts out; due ones in its FIFO */
+	double rate;                    /* attempts/s in effect now; 0 = no limit */
+	bool throttled;                 /* rate is below its own limit: it asked for less */
+	int64_t paused_until_ms;        /* a Retry-After pause (0: none) */
+	/* the limits in effect (the endpoint's own or the daemon's defaults) */
+	double per_second;              /* 0 = no limit */
+	uint32_t burst, max_in_flight, consecutive_failures, window_s, cooldown_s;
+	double failure_ratio;
+	/* the last hour's attempts */
+	uint64_t succeeded, failed;
+	double p50_ms, p99_ms;          /* -1 when none */
+	int64_t last_success_ms, last_failure_ms; /* 0: none since the start */
+	int last_failure_status;        /* 0: the transport failed */
+	const char *last_failure_error; /* valid until the loop runs */
+};
+void dispatch_endpoint_status(struct dispatch *d, struct endpoint *ep,
+			      struct dispatch_ep_status *out);
+
+/* Why a live pending delivery that is due does not go: "endpoint_disabled",
+ * "breaker_open", "retry_after" (the endpoint asked for a pause), "max_in_flight",
+ * "rate_limit"; NULL when it is not waiting. */
+const char *dispatch_waiting_for(const struct delivery *dv);
 
 /* Counters for /metrics and the benchmark. */
 struct dispatch_stats {

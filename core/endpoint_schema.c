@@ -746,6 +746,43 @@ static int apply_disabled(struct endpoint *ep, json_t *stored, char *err, size_t
 	return HOOKD_OK;
 }
 
+/* A member of an object row as an integer or number; -1 when null or absent (the default). */
+static int64_t apply_int_member(const json_t *obj, const char *name)
+{
+	json_t *v = json_object_get(obj, name);
+	return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+static double apply_number_member(const json_t *obj, const char *name)
+{
+	json_t *v = json_object_get(obj, name);
+	return json_is_number(v) ? json_number_value(v) : -1;
+}
+
+static int apply_breaker(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
+{
+	json_t *b = json_object_get(stored, "breaker");
+	ep->flow.consecutive_failures = apply_int_member(b, "consecutive_failures");
+	ep->flow.failure_ratio = apply_number_member(b, "failure_ratio");
+	ep->flow.window_s = apply_int_member(b, "window_seconds");
+	ep->flow.cooldown_s = apply_int_member(b, "cooldown_seconds");
+	return HOOKD_OK;
+}
+
+static int apply_rate_limit(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
+{
+	json_t *r = json_object_get(stored, "rate_limit");
+	ep->flow.per_second = apply_number_member(r, "per_second");
+	ep->flow.burst = apply_int_member(r, "burst");
+	return HOOKD_OK;
+}
+
+static int apply_max_in_flight(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
+{
+	ep->flow.max_in_flight = apply_int_member(stored, "max_in_flight");
+	return HOOKD_OK;
+}
+
 /* Borrowed from the stored JSON (ep->json once installed), like policy_params: the
  * transport copies what it needs when an attempt starts. */
 static const char *apply_tls_member(const json_t *tls, const char *name)
@@ -852,6 +889,36 @@ static const struct endpoint_field tls_fields[] = {
 	{0},
 };
 
+/* Each member null (or left out) is the daemon's delivery.breaker.* of the same name. */
+static const struct endpoint_field breaker_fields[] = {
+	/* 0 turns the rule off; a million failures in a row is no longer a breaker. */
+	{.name = "consecutive_failures", .type = EPF_INT, .flags = EPF_NULLABLE, .min = 0,
+	 .max = 1000000, .dflt = "null"},
+	/* The share of failed attempts in the window (at least FLOW_RATIO_MIN_ATTEMPTS of
+	 * them) that opens it; 0 turns the rule off. */
+	{.name = "failure_ratio", .type = EPF_NUMBER, .flags = EPF_NULLABLE, .min = 0, .max = 1,
+	 .dflt = "null"},
+	/* A second to a day: the window is kept as FLOW_SLOTS counters whatever its length. */
+	{.name = "window_seconds", .type = EPF_INT, .flags = EPF_NULLABLE, .min = 1,
+	 .max = 86400, .dflt = "null"},
+	/* The wait before the first probe; it doubles after each failed one, up to the daemon's
+	 * delivery.breaker.max_cooldown_seconds. A day between probes is already "disabled". */
+	{.name = "cooldown_seconds", .type = EPF_INT, .flags = EPF_NULLABLE, .min = 1,
+	 .max = 86400, .dflt = "null"},
+	{0},
+};
+
+static const struct endpoint_field rate_limit_fields[] = {
+	/* Attempts per second; 0 = no limit (also when the daemon's default has one). Above
+	 * 100,000 a second one endpoint is past what one hookd sends in all. */
+	{.name = "per_second", .type = EPF_NUMBER, .flags = EPF_REQUIRED, .min = 0,
+	 .max = 100000},
+	/* Attempts that may go at once after a quiet time; null = per_second rounded up. */
+	{.name = "burst", .type = EPF_INT, .flags = EPF_NULLABLE, .min = 1, .max = 100000,
+	 .dflt = "null"},
+	{0},
+};
+
 /* The order of the rows is the order of the stored JSON. How to add a row: the comment
  * above struct endpoint_field (endpoint_schema.h). */
 const struct endpoint_field endpoint_fields[] = {
@@ -873,6 +940,14 @@ const struct endpoint_field endpoint_fields[] = {
 	{.name = "retry_schedule", .type = EPF_SECONDS, .flags = EPF_NULLABLE, .min = 0,
 	 .max = ENDPOINT_MAX_DELAY_S, .max_items = ENDPOINT_MAX_SCHEDULE, .dflt = "null",
 	 .apply = apply_schedule, .release = release_schedule},
+	{.name = "breaker", .type = EPF_OBJECT, .flags = EPF_NULLABLE, .dflt = "null",
+	 .sub = breaker_fields, .apply = apply_breaker},
+	{.name = "rate_limit", .type = EPF_OBJECT, .flags = EPF_NULLABLE, .dflt = "null",
+	 .sub = rate_limit_fields, .apply = apply_rate_limit},
+	/* Attempts of this endpoint out at once; null = delivery.max_inflight_per_endpoint,
+	 * whose range this is. */
+	{.name = "max_in_flight", .type = EPF_INT, .flags = EPF_NULLABLE, .min = 1, .max = 65536,
+	 .dflt = "null", .apply = apply_max_in_flight},
 	{.name = "headers", .type = EPF_STRING_MAP, .flags = EPF_NULLABLE,
 	 .max_items = ENDPOINT_MAX_HEADERS, .dflt = "{}", .check = check_headers,
 	 .apply = apply_headers, .release = release_headers},
@@ -1048,6 +1123,21 @@ static int check_value(const struct endpoint_field *f, const char *path, const j
 	case EPF_ANY_OBJECT:
 		if (!json_is_object(v))
 			return schema_fail(e, path, "must be an object");
+		break;
+	case EPF_INT:
+		if (!json_is_integer(v))
+			return schema_fail(e, path, "must be an integer");
+		if (json_integer_value(v) < f->min || json_integer_value(v) > f->max)
+			return schema_fail(e, path, "expected %lld..%lld, got %lld",
+					   (long long)f->min, (long long)f->max,
+					   (long long)json_integer_value(v));
+		break;
+	case EPF_NUMBER:
+		if (!json_is_number(v))
+			return schema_fail(e, path, "must be a number");
+		if (json_number_value(v) < (double)f->min || json_number_value(v) > (double)f->max)
+			return schema_fail(e, path, "expected %lld..%lld, got %g", (long long)f->min,
+					   (long long)f->max, json_number_value(v));
 		break;
 	}
 	if (rc == HOOKD_OK && f->check)

@@ -47,6 +47,8 @@ enum endpoint_field_type {
 	EPF_STRING_MAP, /* an object of at most max_items members whose values are strings */
 	EPF_OBJECT,     /* an object whose members are the rows in sub */
 	EPF_ANY_OBJECT, /* any JSON object, stored as given (policy params) */
+	EPF_INT,        /* an integer, min..max */
+	EPF_NUMBER,     /* a number (integer or not), min..max */
 };
 
 #define EPF_REQUIRED 0x1u    /* a create must give it */
@@ -76,7 +78,8 @@ struct endpoint_field {
 	const char *name;              /* JSON member and YAML key */
 	enum endpoint_field_type type;
 	unsigned flags;                /* EPF_* */
-	int64_t min, max;              /* EPF_SECONDS: each entry; EPF_STRING: max bytes */
+	int64_t min, max;              /* EPF_SECONDS: each entry; EPF_INT, EPF_NUMBER: the
+					* value; EPF_STRING: max bytes */
 	size_t max_items;              /* EPF_STRINGS, EPF_SECONDS, EPF_STRING_MAP */
 	const char *dflt;              /* JSON text stored when a create leaves it out, or NULL */
 	const char *fixed;             /* EPF_CREATE_ONLY: why a PATCH may not name it */

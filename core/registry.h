@@ -65,6 +65,16 @@ struct endpoint {
 	const char *tls_cert_pem, *tls_key_pem, *tls_ca_pem, *tls_pin;
 	const char *proxy;        /* NULL = delivery.proxy, "" = direct; borrowed from json */
 	bool disabled;
+	/* "breaker", "rate_limit", "max_in_flight": the endpoint's own; a negative member means
+	 * the daemon's default (delivery.breaker.*, delivery.rate_limit.*,
+	 * delivery.max_inflight_per_endpoint). dispatch.c merges them into flow_limits. */
+	struct endpoint_flow {
+		int64_t consecutive_failures, window_s, cooldown_s;
+		double failure_ratio;
+		double per_second;        /* rate_limit null: negative */
+		int64_t burst;
+		int64_t max_in_flight;
+	} flow;
 	char *policy_name;        /* NULL = no policy */
 	json_t *policy_params;    /* borrowed from json */
 	struct endpoint_auth *auth; /* NULL = no auth scheme; one reference owned */
