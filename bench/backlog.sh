@@ -4,7 +4,8 @@
 # bench/run.sh (make bench) unless BENCH_BACKLOG=0; prints one report section on stdout.
 #
 #  1. start bench/sink and hookd (apps "healthy" -> sink, "down" -> a closed loopback port,
-#     whose one retry waits an hour, so its backlog stays pending)
+#     whose one retry waits an hour, so its backlog stays pending; its circuit breaker is
+#     off, so that every delivery gets its first attempt as before the breaker existed)
 #  2. idle RSS; a healthy pass (H publishes to the healthy app) without a backlog
 #  3. N publishes to the down app; wait until each has had its one failed attempt
 #  4. RSS with N pending (anonymous = hookd's own memory; file = LMDB's mapped pages)
@@ -137,7 +138,7 @@ api POST /v1/apps '{"id":"healthy","name":"backlog bench, healthy"}' 201
 api POST /v1/apps/healthy/endpoints "{\"id\":\"ok\",\"url\":\"$SINK/healthy\"}" 201
 api POST /v1/apps '{"id":"down","name":"backlog bench, down"}' 201
 api POST /v1/apps/down/endpoints \
-	"{\"id\":\"gone\",\"url\":\"http://127.0.0.1:$DOWN_PORT/\",\"retry_schedule\":[3600,3600]}" 201
+	"{\"id\":\"gone\",\"url\":\"http://127.0.0.1:$DOWN_PORT/\",\"retry_schedule\":[3600,3600],\"breaker\":{\"consecutive_failures\":0,\"failure_ratio\":0}}" 201
 
 log "healthy pass without a backlog ($H publishes)"
 RATE0=$(healthy_pass before)

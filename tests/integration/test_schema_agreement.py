@@ -139,7 +139,7 @@ CASES = [
     case("breaker", {"failure_ratio": "half"}, False, r"number"),
     case("breaker", {"window_seconds": 0}, False, r"1\.\.86400"),
     case("breaker", {"cooldown_seconds": 86401}, False, r"1\.\.86400"),
-    case("breaker", {"cooldown": 5}, False, r"unknown field"),
+    case("breaker", {"cooldown": 5}, False, r"unknown (field|key) 'cooldown'"),
     case("breaker", [1], False),
     case("rate_limit", None, True),
     case("rate_limit", {"per_second": 0}, True),

@@ -19,7 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hookdtest as h  # noqa: E402
 
 WINDOW = 4
-DELIVERY = {"max_inflight_per_endpoint": 1, "window_per_endpoint": WINDOW}
+# The breaker is off: these tests count one attempt per delivery of an endpoint that stays
+# down, which an open breaker would hold back on purpose (tests/faults/test_breaker.py).
+NO_BREAKER = {"consecutive_failures": 0, "failure_ratio": 0}
+DELIVERY = {"max_inflight_per_endpoint": 1, "window_per_endpoint": WINDOW,
+            "breaker": NO_BREAKER}
 
 
 def set_disabled(d, app, ep, value):
@@ -113,7 +117,8 @@ class WindowTest(h.HookdCase):
         recv.behave(path="/down", status=500)
         # Eight attempts in flight (a window of 16): several retries are on their way to
         # the store while the window is read, which is when one could be left behind.
-        d = self.daemon(delivery={"max_inflight_per_endpoint": 8, "window_per_endpoint": 4})
+        d = self.daemon(delivery={"max_inflight_per_endpoint": 8, "window_per_endpoint": 4,
+                                  "breaker": NO_BREAKER})
         app = h.create_app(d)
         ep = h.create_endpoint(d, app, recv.url("/down"), retry_schedule=[3600, 3600])
         n = 200
