@@ -77,6 +77,9 @@ struct config {
 	uint32_t breaker_window_s;             /* window_seconds; default 60 */
 	uint32_t breaker_cooldown_s;           /* cooldown_seconds; default 30 */
 	uint32_t breaker_cooldown_max_s;       /* max_cooldown_seconds; default 600 */
+	uint32_t auto_disable_s;               /* delivery.auto_disable_seconds: failing without
+	                                        * a success this long disables an endpoint;
+	                                        * default 432000 (5 days); 0 = never */
 	/* delivery.rate_limit.*: attempts per second per endpoint, unless it sets its own */
 	double rate_per_second;                /* per_second; default 0 = no limit */
 	uint32_t rate_burst;                   /* burst; default 0 = per_second rounded up */

@@ -229,6 +229,9 @@ static const struct cfg_field delivery_fields[] = {
 	 .off = offsetof(struct config, max_inflight_per_endpoint), .min = 1, .max = 65536},
 	{.key = "breaker", .kind = CFG_SECTION, .sub = breaker_fields},
 	{.key = "rate_limit", .kind = CFG_SECTION, .sub = rate_limit_fields},
+	/* The endpoint row of the same name says why a year. */
+	{.key = "auto_disable_seconds", .kind = CFG_U32,
+	 .off = offsetof(struct config, auto_disable_s), .min = 0, .max = 31536000},
 	/* Deliveries of one endpoint held in memory; the rest wait in the store's due index.
 	 * 1,048,576 of ~2 KiB each is already 2 GiB for one endpoint: a cap, not a target. */
 	{.key = "window_per_endpoint", .kind = CFG_U32,
@@ -379,6 +382,9 @@ void config_defaults(struct config *c)
 	c->breaker_window_s = 60;
 	c->breaker_cooldown_s = 30;
 	c->breaker_cooldown_max_s = 600;
+	/* Five days of nothing but failures (Svix disables after five days too): the receiver
+	 * is gone, not down; its deliveries are held until someone enables it again. */
+	c->auto_disable_s = 5 * 86400;
 	c->policy_cpu_ms = 50;
 	c->policy_memory_limit = 32ull << 20;
 	c->policy_threads = config_default_policy_threads();

@@ -85,6 +85,7 @@ struct dispatch_ep {
 	struct event *flow_ev;                  /* the flow lets the next one go then */
 	int64_t flow_at;                        /* when flow_ev fires (0: not armed) */
 	int blocked;                            /* in d's blocked list */
+	int64_t fail_start_ms;                  /* its run of failed attempts began (0: none) */
 	struct dispatch_ep *blocked_next;
 	struct epstats stats;                   /* the status feed's last hour */
 	struct dispatch *d;
@@ -515,6 +516,8 @@ static void dispatch_pump(struct dispatch *d);
 static void dispatch_start(struct dispatch *d, struct delivery *dv);
 static void dispatch_release(struct dispatch *d, struct endpoint *ep);
 static void dispatch_unblock(struct dispatch *d);
+static void dispatch_track_failing(struct dispatch *d, struct endpoint *ep,
+				   struct dispatch_ep *de, bool failed, int64_t now);
 
 /* ---- flow: when an endpoint's waiting deliveries may go (flow.h) ---- */
 
@@ -587,6 +590,7 @@ static void dispatch_flow_outcome(struct dispatch *d, struct delivery *dv,
 		pause = cap_ms;
 	dispatch_limits(d, ep, &l);
 	ev = flow_outcome(&de->flow, &l, ok, status, pause, probe, now);
+	dispatch_track_failing(d, ep, de, flow_is_failure(ok, status), now);
 	epstats_add(&de->stats, ok, status, ok ? NULL : delivery_error(dv), res->duration_ms, now);
 	switch (ev) {
 	case FLOW_OPENED:
@@ -651,23 +655,74 @@ static struct delivery *wait_pop(struct dispatch_ep *de)
 	return dv;
 }
 
-static void dispatch_disable_endpoint(struct dispatch *d, struct endpoint *ep, const char *why)
+/* Stores text (ep's new JSON from the registry, freed here) for a change the scheduler made;
+ * what says what, for the log when it cannot. A state change like an outcome: kept until it
+ * fits if the store is full. */
+static void dispatch_store_endpoint(struct dispatch *d, struct endpoint *ep, char *text,
+				    const char *what)
 {
-	char *text;
 	struct store_batch *b = NULL;
 	int rc = HOOKD_ENOMEM;
-	text = registry_endpoint_set_disabled(d->reg, ep, true, why);
-	/* A state change like an outcome: kept until it fits if the store is full. */
 	if (!text || !(b = store_batch_new()) ||
 	    (rc = store_batch_put_endpoint(b, ep->app_id, ep->id, text)) != HOOKD_OK) {
-		log_error("dispatch: cannot record that %s/%s is disabled: %s", ep->app_id,
-			  ep->id, hookd_strerror(rc));
+		log_error("dispatch: cannot record %s for %s/%s: %s", what, ep->app_id, ep->id,
+			  hookd_strerror(rc));
 		store_batch_free(b);
 	} else {
 		store_batch_submit(d->store, b, STORE_OP_KEEP, NULL, NULL);
 	}
 	free(text);
+}
+
+static void dispatch_disable_endpoint(struct dispatch *d, struct endpoint *ep, const char *why)
+{
+	dispatch_store_endpoint(d, ep, registry_endpoint_set_disabled(d->reg, ep, true, why),
+				"that it is disabled");
 	log_warn("endpoint %s/%s disabled: %s", ep->app_id, ep->id, why);
+}
+
+/* Auto-disable: an endpoint whose attempts fail without a success for its
+ * auto_disable_seconds (delivery.auto_disable_seconds) is disabled with the reason, and its
+ * deliveries are held, not dropped. The start of the run is stored once it has lasted
+ * DISPATCH_FAILING_STORE_MS (or a quarter of the limit, when shorter), so the time counts
+ * across restarts without a write per failure; a success clears it. failed is the
+ * breaker's notion (flow_is_failure): a 400 refusing one message is the endpoint up. */
+#define DISPATCH_FAILING_STORE_MS 60000
+
+static void dispatch_track_failing(struct dispatch *d, struct endpoint *ep,
+				   struct dispatch_ep *de, bool failed, int64_t now)
+{
+	int64_t limit_ms = (ep->flow.auto_disable_s >= 0 ? ep->flow.auto_disable_s
+							 : (int64_t)d->cfg->auto_disable_s) *
+			   1000;
+	int64_t store_after = limit_ms / 4 < DISPATCH_FAILING_STORE_MS ? limit_ms / 4
+								       : DISPATCH_FAILING_STORE_MS;
+	char why[DELIVERY_ERROR_MAX], iso[CLOCK_ISO_LEN];
+
+	if (!failed) {
+		de->fail_start_ms = 0;
+		if (ep->failing_since_ms)
+			dispatch_store_endpoint(d, ep,
+						registry_endpoint_set_failing_since(d->reg, ep, 0),
+						"that it recovered");
+		return;
+	}
+	if (!de->fail_start_ms)
+		de->fail_start_ms = ep->failing_since_ms ? ep->failing_since_ms : now;
+	if (!limit_ms || ep->disabled || ep->deleted)
+		return;
+	if (!ep->failing_since_ms && now - de->fail_start_ms >= store_after)
+		dispatch_store_endpoint(
+			d, ep, registry_endpoint_set_failing_since(d->reg, ep, de->fail_start_ms),
+			"when it began failing");
+	if (now - de->fail_start_ms < limit_ms)
+		return;
+	clock_iso8601(de->fail_start_ms, iso);
+	snprintf(why, sizeof(why),
+		 "failing without a success since %s (%lld s; auto_disable_seconds is %lld)",
+		 iso, (long long)((now - de->fail_start_ms) / 1000), (long long)(limit_ms / 1000));
+	dispatch_disable_endpoint(d, ep, why);
+	de->fail_start_ms = 0;
 }
 
 /* After a failed attempt: dead (410 Gone, which also disables the endpoint, or the retry
@@ -1199,6 +1254,8 @@ void dispatch_endpoint_changed(struct dispatch *d, struct endpoint *ep)
 	int any = 0;
 	if (ep->disabled || ep->deleted || !de)
 		return; /* (no runtime: nothing of it was ever scheduled, none held) */
+	if (!ep->failing_since_ms)
+		de->fail_start_ms = 0; /* enabled again: the run of failures starts over */
 	/* Held deliveries go back to the heap, which orders them (due time, then id: publish
 	 * order) and shares the global cap with everyone else; what the endpoint's own cap
 	 * refuses waits in its FIFO again, behind its in-flight ones, whose completions start

@@ -594,14 +594,17 @@ static int store_secret(const struct endpoint_field *f, const json_t *v, const j
 	return HOOKD_OK;
 }
 
-/* disabled_reason says who disabled it: the operator here, hookd after a 410. */
+/* disabled_reason says who disabled it: the operator here, hookd after a 410 or a long
+ * run of failures. Enabling it (or creating it) also forgets that run ("failing_since"),
+ * so an endpoint re-enabled after an auto-disable gets the whole time again. */
 static int store_disabled(const struct endpoint_field *f, const json_t *v, const json_t *req,
 			  int64_t now_ms, json_t *out, struct endpoint_error *e)
 {
 	bool on = json_is_true(v);
 	if (store_set(out, f->name, json_boolean(on)) ||
 	    store_set(out, "disabled_reason",
-		      on ? json_string("disabled by operator") : json_null()))
+		      on ? json_string("disabled by operator") : json_null()) ||
+	    (!on && store_set(out, "failing_since", json_null())))
 		return schema_nomem(e);
 	return HOOKD_OK;
 }
@@ -742,7 +745,10 @@ static void release_headers(struct endpoint *ep)
 
 static int apply_disabled(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
 {
+	const char *since = json_string_value(json_object_get(stored, "failing_since"));
 	ep->disabled = json_is_true(json_object_get(stored, "disabled"));
+	if (!since || clock_parse(since, &ep->failing_since_ms) != HOOKD_OK)
+		ep->failing_since_ms = 0;
 	return HOOKD_OK;
 }
 
@@ -780,6 +786,12 @@ static int apply_rate_limit(struct endpoint *ep, json_t *stored, char *err, size
 static int apply_max_in_flight(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
 {
 	ep->flow.max_in_flight = apply_int_member(stored, "max_in_flight");
+	return HOOKD_OK;
+}
+
+static int apply_auto_disable(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
+{
+	ep->flow.auto_disable_s = apply_int_member(stored, "auto_disable_seconds");
 	return HOOKD_OK;
 }
 
@@ -948,6 +960,11 @@ const struct endpoint_field endpoint_fields[] = {
 	 * whose range this is. */
 	{.name = "max_in_flight", .type = EPF_INT, .flags = EPF_NULLABLE, .min = 1, .max = 65536,
 	 .dflt = "null", .apply = apply_max_in_flight},
+	/* Failing without a success for this long disables the endpoint (its deliveries are
+	 * held, not dropped); 0 = never; null = delivery.auto_disable_seconds. A year is the
+	 * longest anyone keeps sending into a void. */
+	{.name = "auto_disable_seconds", .type = EPF_INT, .flags = EPF_NULLABLE, .min = 0,
+	 .max = 31536000, .dflt = "null", .apply = apply_auto_disable},
 	{.name = "headers", .type = EPF_STRING_MAP, .flags = EPF_NULLABLE,
 	 .max_items = ENDPOINT_MAX_HEADERS, .dflt = "{}", .check = check_headers,
 	 .apply = apply_headers, .release = release_headers},

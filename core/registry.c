@@ -1,6 +1,8 @@
 /* registry.c - apps and endpoints in memory, validated from and to their stored JSON. */
 #include "registry.h"
 
+#include "clock.h"
+
 #include "endpoint_schema.h"
 #include "err.h"
 #include "log.h"
@@ -203,6 +205,16 @@ void registry_endpoint_remove(struct registry *r, struct app *a, struct endpoint
 
 /* The struct is derived from the stored JSON (endpoint_apply); a state the daemon decides
  * by itself changes both here, so they never disagree and the text stored is the JSON. */
+char *registry_endpoint_set_failing_since(struct registry *r, struct endpoint *ep, int64_t ms)
+{
+	char iso[CLOCK_ISO_LEN];
+	ep->failing_since_ms = ms;
+	if (ms)
+		clock_iso8601(ms, iso);
+	json_object_set_new(ep->json, "failing_since", ms ? json_string(iso) : json_null());
+	return json_dumps(ep->json, JSON_COMPACT);
+}
+
 char *registry_endpoint_set_disabled(struct registry *r, struct endpoint *ep, bool disabled,
 				     const char *reason)
 {

@@ -74,7 +74,12 @@ struct endpoint {
 		double per_second;        /* rate_limit null: negative */
 		int64_t burst;
 		int64_t max_in_flight;
+		int64_t auto_disable_s;   /* null: delivery.auto_disable_seconds */
 	} flow;
+	/* "failing_since": when the endpoint's current run of failed attempts began, stored
+	 * once it has lasted a while (dispatch.c), so auto-disable counts across restarts; 0
+	 * when it is not failing. */
+	int64_t failing_since_ms;
 	char *policy_name;        /* NULL = no policy */
 	json_t *policy_params;    /* borrowed from json */
 	struct endpoint_auth *auth; /* NULL = no auth scheme; one reference owned */
@@ -122,6 +127,9 @@ struct endpoint *registry_endpoint_install(struct registry *r, struct app *a, js
 					   char *err, size_t errlen);
 /* Removes an endpoint from its app; the struct lives on until its last reference goes. */
 void registry_endpoint_remove(struct registry *r, struct app *a, struct endpoint *ep);
+/* Sets (ms > 0) or clears (0) ep's "failing_since"; returns the new stored JSON as
+ * compact text to store, like registry_endpoint_set_disabled. */
+char *registry_endpoint_set_failing_since(struct registry *r, struct endpoint *ep, int64_t ms);
 /* Disables (or re-enables) ep: "disabled" and "disabled_reason" in its stored JSON (reason,
  * or null when NULL) and ep->disabled, at once. Returns the new stored JSON as compact text
  * for the caller to store (store_batch_put_endpoint; malloc'd, the caller's), or NULL when
