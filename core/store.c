@@ -22,7 +22,7 @@
  * fresh pages even to update or delete a record, a few per B-tree level per database a
  * transaction touches) so that outcomes, redrives and the janitor's deletes can always run:
  * 10% of the map, at least 64 pages (a delete-heavy retention step of a few messages
- * dirties ~30 pages across the 11 databases; twice that for two metas' worth of churn). */
+ * dirties ~30 pages across the 13 databases; twice that for two metas' worth of churn). */
 #define STORE_BASE_RESERVE_PCT 10
 #define STORE_BASE_RESERVE_MIN_PAGES 64
 /* The last pages of the map belong to the janitor: no batch write (outcomes, API writes)
@@ -43,6 +43,11 @@
 /* `full` (reported by /metrics and in 507s) is set when a publish of this size would not
  * fit: a 1 KiB envelope with one delivery and its index entries, doubled for page fill. */
 #define STORE_FULL_MARGIN (4096 + STORE_OUTCOME_RESERVE)
+/* Per delivery a publish creates: its endpoint index entry (epdlv: the app and endpoint ids,
+ * ~50 bytes in practice, the state byte and the delivery id, ~30) doubled for page fill like
+ * the items. Later state changes move the entry (one key for another of the same size) and
+ * rewrite the endpoint's counts in place: no growth, so nothing is added for them. */
+#define STORE_EPINDEX_COST (2 * (80 + 16))
 /* Waiting KEEP ops are retried this often while nothing frees space (1 s: the janitor runs
  * every few seconds while the store is full; a retry that fails costs one aborted txn). */
 #define STORE_WAIT_RETRY_MS 1000
@@ -79,7 +84,8 @@ static const char *const store_db_names[STORE_DB_COUNT] = {
 	[STORE_DB_ATTEMPTS] = "attempts", [STORE_DB_DUE] = "due",
 	[STORE_DB_DEAD] = "dead",	  [STORE_DB_IDEM] = "idem",
 	[STORE_DB_POLICIES] = "policies", [STORE_DB_BODIES] = "bodies",
-	[STORE_DB_FANOUT] = "fanout",
+	[STORE_DB_FANOUT] = "fanout",	  [STORE_DB_EPDLV] = "epdlv",
+	[STORE_DB_EPCOUNT] = "epcount",
 };
 
 int store_open(const char *path, uint64_t map_size, struct store **out, char *err, size_t errlen)
@@ -88,7 +94,8 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 	MDB_txn *txn = NULL;
 	MDB_stat st;
 	size_t moved = 0;
-	int rc;
+	MDB_dbi probe;
+	int rc, epindex_absent;
 
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
@@ -111,9 +118,16 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 	}
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
 		goto fail_rc;
+	/* The derived databases missing: a data directory from before them (or a new one). */
+	epindex_absent = mdb_dbi_open(txn, store_db_names[STORE_DB_EPDLV], 0, &probe) != 0 ||
+			 mdb_dbi_open(txn, store_db_names[STORE_DB_EPCOUNT], 0, &probe) != 0;
 	for (size_t i = 0; i < STORE_DB_COUNT; i++)
 		if ((rc = mdb_dbi_open(txn, store_db_names[i], MDB_CREATE, &s->dbi[i])) != 0)
 			goto fail_rc;
+	if (store_epindex_open(s, txn, epindex_absent) != HOOKD_OK) {
+		snprintf(err, errlen, "opening store in %s: cannot create the endpoint index", path);
+		goto fail;
+	}
 	if (store_index_migrate(s, txn, &moved) != HOOKD_OK) {
 		snprintf(err, errlen, "opening store in %s: cannot rewrite the due index", path);
 		goto fail;
@@ -125,6 +139,10 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 		goto fail_rc;
 	}
 	txn = NULL;
+	if (store_epindex_rebuild(s) != HOOKD_OK) {
+		snprintf(err, errlen, "opening store in %s: cannot rebuild the endpoint index", path);
+		goto fail;
+	}
 	mdb_env_stat(s->env, &st);
 	s->page_size = st.ms_psize;
 	{
@@ -260,7 +278,8 @@ int store_get_counts(struct store *s, struct store_counts *out)
 		[STORE_DB_ATTEMPTS] = &out->attempts,	[STORE_DB_DUE] = &out->due,
 		[STORE_DB_DEAD] = &out->dead,		[STORE_DB_IDEM] = &out->idem,
 		[STORE_DB_POLICIES] = &out->policies,	[STORE_DB_BODIES] = &out->bodies,
-		[STORE_DB_FANOUT] = &out->fanout,
+		[STORE_DB_FANOUT] = &out->fanout,	[STORE_DB_EPDLV] = &out->epdlv,
+		[STORE_DB_EPCOUNT] = &out->epcount,
 	};
 	MDB_txn *txn;
 	MDB_stat st;
@@ -903,6 +922,14 @@ static int store_batch_apply(struct store *s, MDB_txn *txn, struct store_op *op)
 	for (size_t i = 0; i < b->n; i++) {
 		struct store_batch_item *it = &b->items[i];
 		MDB_val k = {it->klen, it->key}, v = {it->vlen, it->val};
+		if (it->db == STORE_DB_DELIVERIES) {
+			/* The endpoint index follows every record write (store_epindex.c). */
+			rc = it->del ? store_delivery_del(s, txn, it->key, it->klen)
+				     : store_delivery_put(s, txn, it->key, it->klen, it->val, it->vlen);
+			if (rc != HOOKD_OK)
+				return rc;
+			continue;
+		}
 		if (it->del) {
 			rc = mdb_del(txn, s->dbi[it->db], &k, NULL);
 			if (rc == MDB_NOTFOUND)
@@ -927,7 +954,7 @@ static uint64_t store_batch_cost(struct store *s, const struct store_op *op, int
 			continue; /* deletes free space (their copy-on-write is the base reserve's) */
 		cost += 2 * (b->items[i].klen + b->items[i].vlen + 16);
 		if (publish && b->items[i].db == STORE_DB_DELIVERIES)
-			cost += STORE_OUTCOME_RESERVE;
+			cost += STORE_OUTCOME_RESERVE + STORE_EPINDEX_COST;
 	}
 	return cost;
 }
