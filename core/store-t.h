@@ -33,6 +33,7 @@ enum store_db {
 };
 
 struct store_op;
+struct store_epdelta;
 
 /* Runs on the writer thread inside the batch's write transaction. Return HOOKD_OK, or an
  * error; a store error (HOOKD_EFULL/HOOKD_ESTORE) makes the batch be retried op by op so
@@ -100,6 +101,11 @@ struct store {
 	_Atomic uint64_t data_end;                 /* LMDB's last page's end, at the last measure */
 	int prealloc_off;                          /* a write ahead failed: not tried again */
 	struct ratelimit wait_log, replay_log;     /* "waiting for space", "replayed" */
+	/* the endpoint count changes of the open write transaction (store_epindex.c): whoever
+	 * runs write transactions (the writer; before it starts, store_write_now's caller) */
+	struct store_epdelta *epd;
+	size_t epd_n, epd_cap, epd_slots;
+	uint32_t *epd_idx;                         /* epd_slots slots: entry index + 1, 0 free */
 };
 
 /* A read-only snapshot (MDB_NOTLS: any thread, several per thread). */
@@ -157,6 +163,14 @@ struct store_key {
 	unsigned char b[STORE_KEY_MAX];
 };
 
+/* epcount values: one be64 per delivery_state, indexed by it (store_epindex.c). */
+#define STORE_EPCOUNT_SLOTS 5
+/* One endpoint's count changes in the open write transaction (store_epindex.c). */
+struct store_epdelta {
+	struct store_key ck;
+	int64_t d[STORE_EPCOUNT_SLOTS];
+};
+
 void store_be64(unsigned char out[8], uint64_t v);
 uint64_t store_get_be64(const unsigned char in[8]);
 void store_be32(unsigned char out[4], uint32_t v);
@@ -205,6 +219,11 @@ int store_delivery_del(struct store *s, MDB_txn *txn, const void *key, size_t kl
  * is marked, which store_epindex_rebuild does (and resumes, after a crash) in transactions
  * of its own. */
 int store_epindex_open(struct store *s, MDB_txn *txn, int absent);
+/* Writes the count changes summed while txn's ops applied; called just before every commit
+ * of a write transaction (a failure is the commit's: abort, and replay op by op). Forget
+ * drops them, after an abort. */
+int store_epindex_flush(struct store *s, MDB_txn *txn);
+void store_epindex_forget(struct store *s);
 int store_epindex_rebuild(struct store *s);
 
 /* ---- the one prefix scan (store_key.c) ----

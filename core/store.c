@@ -172,6 +172,8 @@ fail:
 		mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
+	free(s->epd);
+	free(s->epd_idx);
 	free(s);
 	return HOOKD_ESTORE;
 }
@@ -307,7 +309,10 @@ int store_write_now(struct store *s, struct store_op *op)
 	if (rc != 0)
 		return op->rc = store_err(rc, "begin");
 	op->rc = store_apply_one(s, txn, op);
+	if (op->rc == HOOKD_OK)
+		op->rc = store_epindex_flush(s, txn);
 	if (op->rc != HOOKD_OK) {
+		store_epindex_forget(s);
 		mdb_txn_abort(txn);
 		return op->rc;
 	}
@@ -376,12 +381,12 @@ static void store_replay(struct store *s, struct store_op *list, struct store_op
 		store_wait_begin(s);
 }
 
-static void store_warn_replay(struct store *s, int rc)
+static void store_warn_replay(struct store *s, const char *why)
 {
 	uint64_t skipped;
 	if (ratelimit_check(&s->replay_log, clock_mono_ns() / 1000000, &skipped))
 		log_warn("store: batch commit failed (%s); retried op by op (%llu more times "
-			 "since the last warning)", mdb_strerror(rc), (unsigned long long)skipped);
+			 "since the last warning)", why, (unsigned long long)skipped);
 }
 
 /* Applies a batch in one transaction. If a store error hits, the transaction is lost for
@@ -423,6 +428,12 @@ static void store_commit_batch(struct store *s, struct store_op *batch, struct s
 			break;
 		}
 	}
+	/* The endpoint counts of the whole batch, once per endpoint (store_epindex.c); failing,
+	 * the batch is replayed op by op like a failed commit. */
+	if (!failed && (rc = store_epindex_flush(s, txn)) != HOOKD_OK) {
+		failed = 1;
+		store_warn_replay(s, hookd_strerror(rc));
+	}
 	if (!failed) {
 		rc = mdb_txn_commit(txn);
 		if (rc == 0) {
@@ -435,8 +446,9 @@ static void store_commit_batch(struct store *s, struct store_op *batch, struct s
 			}
 			return;
 		}
-		store_warn_replay(s, rc);
+		store_warn_replay(s, mdb_strerror(rc));
 	} else {
+		store_epindex_forget(s);
 		mdb_txn_abort(txn);
 	}
 	store_measure(s); /* forget the aborted batch's admitted cost */
@@ -459,10 +471,14 @@ static void store_retry_waiting(struct store *s, struct store_oplist *done)
 		ok = 1;
 		for (op = list; op && ok; op = op->next)
 			ok = (op->rc = store_apply_one(s, txn, op)) == HOOKD_OK;
-		if (!ok)
+		if (ok)
+			ok = store_epindex_flush(s, txn) == HOOKD_OK;
+		if (!ok) {
+			store_epindex_forget(s);
 			mdb_txn_abort(txn);
-		else
+		} else {
 			ok = mdb_txn_commit(txn) == 0;
+		}
 	}
 	if (ok) {
 		s->txn_commits++;
@@ -820,6 +836,8 @@ void store_close(struct store *s)
 	mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
+	free(s->epd);
+	free(s->epd_idx);
 	free(s);
 }
 

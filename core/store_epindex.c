@@ -11,12 +11,13 @@
 #include "log.h"
 #include "record.h"
 
+#include <stdlib.h>
 #include <string.h>
 
-/* epcount values: one be64 per delivery_state, indexed by it (the in-flight slot stays 0:
- * in flight is stored as pending). A shorter value (fewer states, an older layout) reads as
- * zeros past its end; a state added later appends a slot. */
-#define STORE_EPCOUNT_SLOTS (DLV_DEAD + 1)
+/* epcount values: STORE_EPCOUNT_SLOTS be64 counts indexed by delivery_state (the in-flight
+ * slot stays 0: in flight is stored as pending). A shorter value (fewer states, an older
+ * layout) reads as zeros past its end; a state added later appends a slot. */
+_Static_assert(STORE_EPCOUNT_SLOTS == DLV_DEAD + 1, "one epcount slot per delivery_state");
 /* Records indexed per transaction by a rebuild: bounded so one commit's dirty pages stay far
  * below LMDB's per-transaction limit (~128k pages) and a crash loses at most one chunk of
  * work (the marker says where to resume). 8192 records add ~600 KiB of epdlv keys. */
@@ -60,30 +61,128 @@ static void store_epcount_parse(const MDB_val *v, uint64_t n[STORE_EPCOUNT_SLOTS
 		n[i] = i < have ? store_get_be64((const unsigned char *)v->mv_data + 8 * i) : 0;
 }
 
-/* Adds delta to one state's count of the endpoint ck; an endpoint whose counts are all zero
- * has no key (its deliveries are all gone). */
+/* ---- the count changes of the open write transaction ----
+ * Summed per endpoint while the transaction's ops apply and written once per endpoint just
+ * before it commits (store_epindex_flush): a commit of many outcomes for one endpoint reads
+ * and writes its counts once, not once per delivery. The table lives in struct store (the
+ * writer's, or the caller's of store_write_now before the writer starts): entries in
+ * insertion order, and open addressing over them by a hash of the key. */
+
+static uint32_t store_epd_hash(const struct store_key *k)
+{
+	uint32_t h = 2166136261u; /* FNV-1a: short keys, no adversary (ids are validated) */
+	for (size_t i = 0; i < k->len; i++)
+		h = (h ^ k->b[i]) * 16777619u;
+	return h;
+}
+
+/* Doubles the slots (at least 64) and places every entry again. */
+static int store_epd_grow(struct store *s)
+{
+	size_t slots = s->epd_slots ? s->epd_slots * 2 : 64;
+	uint32_t *idx = calloc(slots, sizeof(*idx));
+	if (!idx)
+		return HOOKD_ENOMEM;
+	for (size_t i = 0; i < s->epd_n; i++) {
+		size_t h = store_epd_hash(&s->epd[i].ck) & (slots - 1);
+		while (idx[h])
+			h = (h + 1) & (slots - 1);
+		idx[h] = (uint32_t)i + 1;
+	}
+	free(s->epd_idx);
+	s->epd_idx = idx;
+	s->epd_slots = slots;
+	return HOOKD_OK;
+}
+
+/* The entry of endpoint ck, added (zero) if new; NULL when out of memory. Valid until the
+ * next call. */
+static struct store_epdelta *store_epd_find(struct store *s, const struct store_key *ck)
+{
+	size_t h;
+	if (2 * (s->epd_n + 1) > s->epd_slots && store_epd_grow(s) != HOOKD_OK)
+		return NULL;
+	for (h = store_epd_hash(ck) & (s->epd_slots - 1); s->epd_idx[h];
+	     h = (h + 1) & (s->epd_slots - 1)) {
+		struct store_epdelta *e = &s->epd[s->epd_idx[h] - 1];
+		if (e->ck.len == ck->len && memcmp(e->ck.b, ck->b, ck->len) == 0)
+			return e;
+	}
+	if (s->epd_n == s->epd_cap) {
+		size_t cap = s->epd_cap ? s->epd_cap * 2 : 16;
+		struct store_epdelta *grown = realloc(s->epd, cap * sizeof(*grown));
+		if (!grown)
+			return NULL;
+		s->epd = grown;
+		s->epd_cap = cap;
+	}
+	memset(&s->epd[s->epd_n], 0, sizeof(s->epd[0]));
+	s->epd[s->epd_n].ck = *ck;
+	s->epd_idx[h] = (uint32_t)++s->epd_n;
+	return &s->epd[s->epd_n - 1];
+}
+
+/* Adds delta to one state's count of the endpoint ck, in the transaction's table. Out of
+ * memory is a store error: the batch is then applied again op by op, so the op's writes
+ * so far never commit without their counts. */
 static int store_epcount_add(struct store *s, MDB_txn *txn, const struct store_key *ck,
 			     int state, int delta)
 {
+	struct store_epdelta *e = store_epd_find(s, ck);
+	(void)txn;
+	if (!e) {
+		log_error("store: out of memory for the endpoint counts of a transaction");
+		return HOOKD_ESTORE;
+	}
+	e->d[state] += delta;
+	return HOOKD_OK;
+}
+
+/* Writes one endpoint's summed changes; an endpoint whose counts are all zero has no key
+ * (its deliveries are all gone). */
+static int store_epcount_write(struct store *s, MDB_txn *txn, const struct store_epdelta *e)
+{
 	uint64_t n[STORE_EPCOUNT_SLOTS] = {0}, any = 0;
 	unsigned char out[8 * STORE_EPCOUNT_SLOTS];
+	int changed = 0;
 	MDB_val v;
-	int rc = store_get(s, txn, STORE_DB_EPCOUNT, ck, &v);
+	int rc;
+	for (size_t i = 0; i < STORE_EPCOUNT_SLOTS; i++)
+		changed |= e->d[i] != 0;
+	if (!changed)
+		return HOOKD_OK; /* moved from one state and back, or added and deleted */
+	rc = store_get(s, txn, STORE_DB_EPCOUNT, &e->ck, &v);
 	if (rc == HOOKD_OK)
 		store_epcount_parse(&v, n);
 	else if (rc != HOOKD_ENOTFOUND)
 		return rc;
-	/* Never below zero: a count and its entries change together, so this only guards
-	 * against a damaged value turning into 2^64 - 1. */
-	if (delta > 0 || n[state] > 0)
-		n[state] += (uint64_t)(int64_t)delta;
 	for (size_t i = 0; i < STORE_EPCOUNT_SLOTS; i++) {
+		/* Never below zero: a count and its entries change together, so this only guards
+		 * against a damaged value turning into 2^64 - 1. */
+		n[i] = e->d[i] < 0 && (uint64_t)-e->d[i] > n[i] ? 0 : n[i] + (uint64_t)e->d[i];
 		store_be64(out + 8 * i, n[i]);
 		any |= n[i];
 	}
 	if (!any)
-		return store_del(s, txn, STORE_DB_EPCOUNT, ck);
-	return store_put(s, txn, STORE_DB_EPCOUNT, ck, out, sizeof(out));
+		return store_del(s, txn, STORE_DB_EPCOUNT, &e->ck);
+	return store_put(s, txn, STORE_DB_EPCOUNT, &e->ck, out, sizeof(out));
+}
+
+int store_epindex_flush(struct store *s, MDB_txn *txn)
+{
+	int rc = HOOKD_OK;
+	for (size_t i = 0; i < s->epd_n && rc == HOOKD_OK; i++)
+		rc = store_epcount_write(s, txn, &s->epd[i]);
+	store_epindex_forget(s);
+	return rc;
+}
+
+void store_epindex_forget(struct store *s)
+{
+	if (!s->epd_n)
+		return;
+	s->epd_n = 0;
+	memset(s->epd_idx, 0, s->epd_slots * sizeof(*s->epd_idx));
 }
 
 static int store_epindex_add(struct store *s, MDB_txn *txn, const struct store_epentry *e)
@@ -229,7 +328,10 @@ static int store_rebuild_chunk(struct store *s, size_t *done, int *more)
 		rc = *more ? store_put(s, rb.txn, STORE_DB_EPCOUNT, &mk, rb.last.b, rb.last.len)
 			   : store_del(s, rb.txn, STORE_DB_EPCOUNT, &mk);
 	}
+	if (rc == HOOKD_OK)
+		rc = store_epindex_flush(s, rb.txn);
 	if (rc != HOOKD_OK) {
+		store_epindex_forget(s);
 		mdb_txn_abort(rb.txn);
 		return rc;
 	}
