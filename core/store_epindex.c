@@ -197,18 +197,21 @@ static int store_epindex_remove(struct store *s, MDB_txn *txn, const struct stor
 	return rc ? rc : store_epcount_add(s, txn, &e->ck, e->state, -1);
 }
 
-/* The entry of the record stored under key, if any (*has: 1) and it decodes. */
-static int store_epentry_stored(struct store *s, MDB_txn *txn, const void *key, size_t klen,
-				struct store_epentry *e, int *has)
+/* The entry of the record stored under key: *has is 0 (none), 1 (stored, does not decode:
+ * not indexed) or 2 (e filled). With cur, the cursor is left on the record (its write then
+ * needs no second search). */
+static int store_epentry_stored(struct store *s, MDB_txn *txn, MDB_cursor *cur, const void *key,
+				size_t klen, struct store_epentry *e, int *has)
 {
 	MDB_val k = {klen, (void *)key}, v;
-	int rc = mdb_get(txn, s->dbi[STORE_DB_DELIVERIES], &k, &v);
+	int rc = cur ? mdb_cursor_get(cur, &k, &v, MDB_SET_KEY)
+		     : mdb_get(txn, s->dbi[STORE_DB_DELIVERIES], &k, &v);
 	*has = 0;
 	if (rc == MDB_NOTFOUND)
 		return HOOKD_OK;
 	if (rc != 0)
 		return store_err(rc, "delivery read");
-	*has = store_epentry_of(v.mv_data, v.mv_size, key, klen, e) == HOOKD_OK;
+	*has = 1 + (store_epentry_of(v.mv_data, v.mv_size, key, klen, e) == HOOKD_OK);
 	return HOOKD_OK;
 }
 
@@ -217,20 +220,29 @@ int store_delivery_put(struct store *s, MDB_txn *txn, const void *key, size_t kl
 {
 	struct store_epentry old, cur;
 	MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+	MDB_cursor *c;
 	int has_old, has_cur, rc;
 
-	if ((rc = store_epentry_stored(s, txn, key, klen, &old, &has_old)) != HOOKD_OK)
-		return rc;
+	/* Read and rewritten through one cursor: the write replaces the record the read found
+	 * without searching the tree again (most writes are rewrites: outcomes, retries). */
+	if ((rc = mdb_cursor_open(txn, s->dbi[STORE_DB_DELIVERIES], &c)) != 0)
+		return store_err(rc, "delivery cursor");
+	if ((rc = store_epentry_stored(s, txn, c, key, klen, &old, &has_old)) != HOOKD_OK)
+		goto out;
 	has_cur = store_epentry_of(val, vlen, key, klen, &cur) == HOOKD_OK;
-	/* Most writes are a retry's rewrite in the same state: the index does not move. */
-	if (!(has_old && has_cur && old.dk.len == cur.dk.len &&
+	/* Most writes are a retry's rewrite in the same state: the index does not move. The
+	 * writes below go to other databases: the cursor stays on the record. */
+	if (!(has_old == 2 && has_cur && old.dk.len == cur.dk.len &&
 	      memcmp(old.dk.b, cur.dk.b, cur.dk.len) == 0)) {
-		if (has_old && (rc = store_epindex_remove(s, txn, &old)) != HOOKD_OK)
-			return rc;
+		if (has_old == 2 && (rc = store_epindex_remove(s, txn, &old)) != HOOKD_OK)
+			goto out;
 		if (has_cur && (rc = store_epindex_add(s, txn, &cur)) != HOOKD_OK)
-			return rc;
+			goto out;
 	}
-	return store_err(mdb_put(txn, s->dbi[STORE_DB_DELIVERIES], &k, &v, 0), "delivery write");
+	rc = store_err(mdb_cursor_put(c, &k, &v, has_old ? MDB_CURRENT : 0), "delivery write");
+out:
+	mdb_cursor_close(c);
+	return rc;
 }
 
 int store_delivery_del(struct store *s, MDB_txn *txn, const void *key, size_t klen)
@@ -239,9 +251,9 @@ int store_delivery_del(struct store *s, MDB_txn *txn, const void *key, size_t kl
 	MDB_val k = {klen, (void *)key};
 	int has_old, rc;
 
-	if ((rc = store_epentry_stored(s, txn, key, klen, &old, &has_old)) != HOOKD_OK)
+	if ((rc = store_epentry_stored(s, txn, NULL, key, klen, &old, &has_old)) != HOOKD_OK)
 		return rc;
-	if (has_old && (rc = store_epindex_remove(s, txn, &old)) != HOOKD_OK)
+	if (has_old == 2 && (rc = store_epindex_remove(s, txn, &old)) != HOOKD_OK)
 		return rc;
 	rc = mdb_del(txn, s->dbi[STORE_DB_DELIVERIES], &k, NULL);
 	return rc == MDB_NOTFOUND ? HOOKD_OK : store_err(rc, "delivery delete");
