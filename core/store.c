@@ -27,7 +27,9 @@
 #define STORE_BASE_RESERVE_MIN_PAGES 64
 /* The last pages of the map belong to the janitor: no batch write (outcomes, API writes)
  * may take the store past map size minus this, so that retention can always delete and
- * give space back. 48 pages: a retention step of JANITOR_MIN_SLICE messages dirties ~30. */
+ * give space back. 48 pages: a retention step of JANITOR_MIN_SLICE messages dirties ~30
+ * (measured before the endpoint index, which adds the epdlv leaves of the deleted deliveries
+ * and one epcount page per endpoint: a few more; not measured again). */
 #define STORE_JANITOR_RESERVE_PAGES 48
 /* Per pending delivery (one entry in the due index): the attempts and the final state still
  * to be written for it. An attempt record is ~250 bytes of JSON plus the response excerpt
