@@ -1,6 +1,6 @@
 /* api-t.h - the API's internal types and helpers, shared by api.c (server, routing) and
- * the resource files (api_apps.c, api_endpoints.c, api_messages.c, api_dead.c,
- * api_policies.c, api_metrics.c). */
+ * the resource files (api_apps.c, api_endpoints.c, api_deliveries.c, api_messages.c,
+ * api_dead.c, api_policies.c, api_metrics.c). */
 #ifndef HOOKD_API_T_H
 #define HOOKD_API_T_H
 
@@ -119,6 +119,9 @@ void api_endpoint_patch(struct api *a, struct evhttp_request *req, const struct 
 void api_endpoint_delete(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_endpoint_rotate(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_endpoint_status(struct api *a, struct evhttp_request *req, const struct api_args *args);
+/* An endpoint's deliveries in one state, paged, with its counts (api_deliveries.c). */
+void api_endpoint_deliveries(struct api *a, struct evhttp_request *req,
+			     const struct api_args *args);
 void api_messages_list(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_messages_create(struct api *a, struct evhttp_request *req,
 			 const struct api_args *args);

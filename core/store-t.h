@@ -27,10 +27,13 @@ enum store_db {
 	STORE_DB_POLICIES,
 	STORE_DB_BODIES,
 	STORE_DB_FANOUT,
+	STORE_DB_EPDLV,   /* derived from deliveries (store_epindex.c) */
+	STORE_DB_EPCOUNT, /* derived from deliveries (store_epindex.c) */
 	STORE_DB_COUNT
 };
 
 struct store_op;
+struct store_epdelta;
 
 /* Runs on the writer thread inside the batch's write transaction. Return HOOKD_OK, or an
  * error; a store error (HOOKD_EFULL/HOOKD_ESTORE) makes the batch be retried op by op so
@@ -98,6 +101,11 @@ struct store {
 	_Atomic uint64_t data_end;                 /* LMDB's last page's end, at the last measure */
 	int prealloc_off;                          /* a write ahead failed: not tried again */
 	struct ratelimit wait_log, replay_log;     /* "waiting for space", "replayed" */
+	/* the endpoint count changes of the open write transaction (store_epindex.c): whoever
+	 * runs write transactions (the writer; before it starts, store_write_now's caller) */
+	struct store_epdelta *epd;
+	size_t epd_n, epd_cap, epd_slots;
+	uint32_t *epd_idx;                         /* epd_slots slots: entry index + 1, 0 free */
 };
 
 /* A read-only snapshot (MDB_NOTLS: any thread, several per thread). */
@@ -155,6 +163,14 @@ struct store_key {
 	unsigned char b[STORE_KEY_MAX];
 };
 
+/* epcount values: one be64 per delivery_state, indexed by it (store_epindex.c). */
+#define STORE_EPCOUNT_SLOTS 5
+/* One endpoint's count changes in the open write transaction (store_epindex.c). */
+struct store_epdelta {
+	struct store_key ck;
+	int64_t d[STORE_EPCOUNT_SLOTS];
+};
+
 void store_be64(unsigned char out[8], uint64_t v);
 uint64_t store_get_be64(const unsigned char in[8]);
 void store_be32(unsigned char out[4], uint32_t v);
@@ -174,6 +190,10 @@ int store_key_due(struct store_key *k, const char *app_id, const char *ep_id, in
 /* Rewrites due entries of the layout before per-endpoint keys (be64(at_ms) dlv_id, from
  * hookd before issue 9) into the current one, in txn (store_open). */
 int store_index_migrate(struct store *s, MDB_txn *txn, size_t *moved);
+/* app_id \0 ep_id \0 u8(state) dlv_id (idlen bytes): epdlv; dlv_id NULL: the prefix of one
+ * endpoint's deliveries in that state. */
+int store_key_epdlv(struct store_key *k, const char *app_id, const char *ep_id, int state,
+		    const void *dlv_id, size_t idlen);
 /* app_id \0 be64(dead_at_ms) dlv_id: dead. */
 int store_key_dead(struct store_key *k, const char *app_id, int64_t dead_at_ms,
 		   const char *dlv_id);
@@ -184,6 +204,27 @@ int store_key_text(const void *key, size_t klen, char *out, size_t outlen);
  * NUL. HOOKD_EINVAL when the key has no NUL or is too long. */
 int store_key_split(const void *key, size_t klen, char out[STORE_KEY_MAX + 1], const char **a,
 		    const char **b);
+
+/* ---- the endpoint index (store_epindex.c) ----
+ * Every write of a delivery record goes through these two, whoever makes it (a batch, the
+ * redrive, retention), so epdlv and epcount always agree with the records in the same
+ * transaction. key/klen is the delivery id (the deliveries database's key). */
+/* Writes the encoded record val, moving its epdlv entry and counts when its state changed. */
+int store_delivery_put(struct store *s, MDB_txn *txn, const void *key, size_t klen,
+		       const void *val, size_t vlen);
+/* Deletes the record (absent: not an error), with its epdlv entry and count. */
+int store_delivery_del(struct store *s, MDB_txn *txn, const void *key, size_t klen);
+/* store_open, in its first transaction: absent is whether epdlv or epcount was missing (a
+ * data directory from before them). Then they are emptied, and if deliveries exist a rebuild
+ * is marked, which store_epindex_rebuild does (and resumes, after a crash) in transactions
+ * of its own. */
+int store_epindex_open(struct store *s, MDB_txn *txn, int absent);
+/* Writes the count changes summed while txn's ops applied; called just before every commit
+ * of a write transaction (a failure is the commit's: abort, and replay op by op). Forget
+ * drops them, after an abort. */
+int store_epindex_flush(struct store *s, MDB_txn *txn);
+void store_epindex_forget(struct store *s);
+int store_epindex_rebuild(struct store *s);
 
 /* ---- the one prefix scan (store_key.c) ----
  * What a scan callback returns: go on, stop, or delete the entry it was shown and go on to

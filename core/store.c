@@ -22,12 +22,14 @@
  * fresh pages even to update or delete a record, a few per B-tree level per database a
  * transaction touches) so that outcomes, redrives and the janitor's deletes can always run:
  * 10% of the map, at least 64 pages (a delete-heavy retention step of a few messages
- * dirties ~30 pages across the 11 databases; twice that for two metas' worth of churn). */
+ * dirties ~30 pages across the 13 databases; twice that for two metas' worth of churn). */
 #define STORE_BASE_RESERVE_PCT 10
 #define STORE_BASE_RESERVE_MIN_PAGES 64
 /* The last pages of the map belong to the janitor: no batch write (outcomes, API writes)
  * may take the store past map size minus this, so that retention can always delete and
- * give space back. 48 pages: a retention step of JANITOR_MIN_SLICE messages dirties ~30. */
+ * give space back. 48 pages: a retention step of JANITOR_MIN_SLICE messages dirties ~30
+ * (measured before the endpoint index, which adds the epdlv leaves of the deleted deliveries
+ * and one epcount page per endpoint: a few more; not measured again). */
 #define STORE_JANITOR_RESERVE_PAGES 48
 /* Per pending delivery (one entry in the due index): the attempts and the final state still
  * to be written for it. An attempt record is ~250 bytes of JSON plus the response excerpt
@@ -43,6 +45,11 @@
 /* `full` (reported by /metrics and in 507s) is set when a publish of this size would not
  * fit: a 1 KiB envelope with one delivery and its index entries, doubled for page fill. */
 #define STORE_FULL_MARGIN (4096 + STORE_OUTCOME_RESERVE)
+/* Per delivery a publish creates: its endpoint index entry (epdlv: the app and endpoint ids,
+ * ~50 bytes in practice, the state byte and the delivery id, ~30) doubled for page fill like
+ * the items. Later state changes move the entry (one key for another of the same size) and
+ * rewrite the endpoint's counts in place: no growth, so nothing is added for them. */
+#define STORE_EPINDEX_COST (2 * (80 + 16))
 /* Waiting KEEP ops are retried this often while nothing frees space (1 s: the janitor runs
  * every few seconds while the store is full; a retry that fails costs one aborted txn). */
 #define STORE_WAIT_RETRY_MS 1000
@@ -79,7 +86,8 @@ static const char *const store_db_names[STORE_DB_COUNT] = {
 	[STORE_DB_ATTEMPTS] = "attempts", [STORE_DB_DUE] = "due",
 	[STORE_DB_DEAD] = "dead",	  [STORE_DB_IDEM] = "idem",
 	[STORE_DB_POLICIES] = "policies", [STORE_DB_BODIES] = "bodies",
-	[STORE_DB_FANOUT] = "fanout",
+	[STORE_DB_FANOUT] = "fanout",	  [STORE_DB_EPDLV] = "epdlv",
+	[STORE_DB_EPCOUNT] = "epcount",
 };
 
 int store_open(const char *path, uint64_t map_size, struct store **out, char *err, size_t errlen)
@@ -88,7 +96,8 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 	MDB_txn *txn = NULL;
 	MDB_stat st;
 	size_t moved = 0;
-	int rc;
+	MDB_dbi probe;
+	int rc, epindex_absent;
 
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
@@ -111,9 +120,16 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 	}
 	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
 		goto fail_rc;
+	/* The derived databases missing: a data directory from before them (or a new one). */
+	epindex_absent = mdb_dbi_open(txn, store_db_names[STORE_DB_EPDLV], 0, &probe) != 0 ||
+			 mdb_dbi_open(txn, store_db_names[STORE_DB_EPCOUNT], 0, &probe) != 0;
 	for (size_t i = 0; i < STORE_DB_COUNT; i++)
 		if ((rc = mdb_dbi_open(txn, store_db_names[i], MDB_CREATE, &s->dbi[i])) != 0)
 			goto fail_rc;
+	if (store_epindex_open(s, txn, epindex_absent) != HOOKD_OK) {
+		snprintf(err, errlen, "opening store in %s: cannot create the endpoint index", path);
+		goto fail;
+	}
 	if (store_index_migrate(s, txn, &moved) != HOOKD_OK) {
 		snprintf(err, errlen, "opening store in %s: cannot rewrite the due index", path);
 		goto fail;
@@ -125,6 +141,10 @@ int store_open(const char *path, uint64_t map_size, struct store **out, char *er
 		goto fail_rc;
 	}
 	txn = NULL;
+	if (store_epindex_rebuild(s) != HOOKD_OK) {
+		snprintf(err, errlen, "opening store in %s: cannot rebuild the endpoint index", path);
+		goto fail;
+	}
 	mdb_env_stat(s->env, &st);
 	s->page_size = st.ms_psize;
 	{
@@ -154,6 +174,8 @@ fail:
 		mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
+	free(s->epd);
+	free(s->epd_idx);
 	free(s);
 	return HOOKD_ESTORE;
 }
@@ -260,7 +282,8 @@ int store_get_counts(struct store *s, struct store_counts *out)
 		[STORE_DB_ATTEMPTS] = &out->attempts,	[STORE_DB_DUE] = &out->due,
 		[STORE_DB_DEAD] = &out->dead,		[STORE_DB_IDEM] = &out->idem,
 		[STORE_DB_POLICIES] = &out->policies,	[STORE_DB_BODIES] = &out->bodies,
-		[STORE_DB_FANOUT] = &out->fanout,
+		[STORE_DB_FANOUT] = &out->fanout,	[STORE_DB_EPDLV] = &out->epdlv,
+		[STORE_DB_EPCOUNT] = &out->epcount,
 	};
 	MDB_txn *txn;
 	MDB_stat st;
@@ -288,7 +311,10 @@ int store_write_now(struct store *s, struct store_op *op)
 	if (rc != 0)
 		return op->rc = store_err(rc, "begin");
 	op->rc = store_apply_one(s, txn, op);
+	if (op->rc == HOOKD_OK)
+		op->rc = store_epindex_flush(s, txn);
 	if (op->rc != HOOKD_OK) {
+		store_epindex_forget(s);
 		mdb_txn_abort(txn);
 		return op->rc;
 	}
@@ -357,12 +383,12 @@ static void store_replay(struct store *s, struct store_op *list, struct store_op
 		store_wait_begin(s);
 }
 
-static void store_warn_replay(struct store *s, int rc)
+static void store_warn_replay(struct store *s, const char *why)
 {
 	uint64_t skipped;
 	if (ratelimit_check(&s->replay_log, clock_mono_ns() / 1000000, &skipped))
 		log_warn("store: batch commit failed (%s); retried op by op (%llu more times "
-			 "since the last warning)", mdb_strerror(rc), (unsigned long long)skipped);
+			 "since the last warning)", why, (unsigned long long)skipped);
 }
 
 /* Applies a batch in one transaction. If a store error hits, the transaction is lost for
@@ -404,6 +430,12 @@ static void store_commit_batch(struct store *s, struct store_op *batch, struct s
 			break;
 		}
 	}
+	/* The endpoint counts of the whole batch, once per endpoint (store_epindex.c); failing,
+	 * the batch is replayed op by op like a failed commit. */
+	if (!failed && (rc = store_epindex_flush(s, txn)) != HOOKD_OK) {
+		failed = 1;
+		store_warn_replay(s, hookd_strerror(rc));
+	}
 	if (!failed) {
 		rc = mdb_txn_commit(txn);
 		if (rc == 0) {
@@ -416,8 +448,9 @@ static void store_commit_batch(struct store *s, struct store_op *batch, struct s
 			}
 			return;
 		}
-		store_warn_replay(s, rc);
+		store_warn_replay(s, mdb_strerror(rc));
 	} else {
+		store_epindex_forget(s);
 		mdb_txn_abort(txn);
 	}
 	store_measure(s); /* forget the aborted batch's admitted cost */
@@ -440,10 +473,14 @@ static void store_retry_waiting(struct store *s, struct store_oplist *done)
 		ok = 1;
 		for (op = list; op && ok; op = op->next)
 			ok = (op->rc = store_apply_one(s, txn, op)) == HOOKD_OK;
-		if (!ok)
+		if (ok)
+			ok = store_epindex_flush(s, txn) == HOOKD_OK;
+		if (!ok) {
+			store_epindex_forget(s);
 			mdb_txn_abort(txn);
-		else
+		} else {
 			ok = mdb_txn_commit(txn) == 0;
+		}
 	}
 	if (ok) {
 		s->txn_commits++;
@@ -801,6 +838,8 @@ void store_close(struct store *s)
 	mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
+	free(s->epd);
+	free(s->epd_idx);
 	free(s);
 }
 
@@ -903,6 +942,14 @@ static int store_batch_apply(struct store *s, MDB_txn *txn, struct store_op *op)
 	for (size_t i = 0; i < b->n; i++) {
 		struct store_batch_item *it = &b->items[i];
 		MDB_val k = {it->klen, it->key}, v = {it->vlen, it->val};
+		if (it->db == STORE_DB_DELIVERIES) {
+			/* The endpoint index follows every record write (store_epindex.c). */
+			rc = it->del ? store_delivery_del(s, txn, it->key, it->klen)
+				     : store_delivery_put(s, txn, it->key, it->klen, it->val, it->vlen);
+			if (rc != HOOKD_OK)
+				return rc;
+			continue;
+		}
 		if (it->del) {
 			rc = mdb_del(txn, s->dbi[it->db], &k, NULL);
 			if (rc == MDB_NOTFOUND)
@@ -927,7 +974,7 @@ static uint64_t store_batch_cost(struct store *s, const struct store_op *op, int
 			continue; /* deletes free space (their copy-on-write is the base reserve's) */
 		cost += 2 * (b->items[i].klen + b->items[i].vlen + 16);
 		if (publish && b->items[i].db == STORE_DB_DELIVERIES)
-			cost += STORE_OUTCOME_RESERVE;
+			cost += STORE_OUTCOME_RESERVE + STORE_EPINDEX_COST;
 	}
 	return cost;
 }

@@ -22,6 +22,17 @@
  *   policies    name                             -> Lua source uploaded through the API
  *   bodies      dlv_id                           -> a policy's output body (written once)
  *   fanout      app_id \0 msg_id                 -> (empty) policy fan-out still to do
+ *   epdlv       app_id \0 ep_id \0 u8(state) dlv_id
+ *                                                -> (empty) an endpoint's deliveries per state
+ *                                                   (delivery_state; in flight is stored as
+ *                                                   pending), in id order = publish order
+ *   epcount     app_id \0 ep_id                  -> be64 count per state, indexed by
+ *                                                   delivery_state (STORE_EPCOUNT_SLOTS)
+ *               \0 "rebuild"                     -> the last delivery id indexed while a
+ *                                                   rebuild is unfinished (store_epindex.c)
+ * epdlv and epcount are derived from deliveries, kept by the store in the transaction that
+ * writes or deletes a record (callers do nothing), and rebuilt when a data directory from
+ * before them is opened.
  *
  * The store_*.c family (the only files that include <lmdb.h>; store-t.h is their private
  * header with the struct, the key layouts and the one prefix scan):
@@ -32,6 +43,7 @@
  *   store_index.c      due index, dead-letter index, idempotency keys, fan-out markers
  *   store_redrive.c    the redrive transaction (dead deliveries back to pending)
  *   store_retention.c  the janitor's step (expired idempotency keys, settled old messages)
+ *   store_epindex.c    the per-endpoint delivery index and counts (epdlv, epcount)
  *
  * Conventions: functions return HOOKD_OK or a negative hookd error (err.h): HOOKD_ESTORE
  * and HOOKD_EFULL are store errors, HOOKD_ENOTFOUND an absent record, HOOKD_EINVAL a key
@@ -83,7 +95,7 @@ void store_get_stats(struct store *s, struct store_stats *out);
 /* Entries per named database (a fresh snapshot; tests and diagnostics). */
 struct store_counts {
 	uint64_t apps, endpoints, messages, deliveries, attempts, due, dead, idem, policies,
-		bodies, fanout;
+		bodies, fanout, epdlv, epcount;
 };
 int store_get_counts(struct store *s, struct store_counts *out);
 
@@ -236,6 +248,26 @@ int store_read_dead(struct store_read *rd, const char *app_id,
 int store_read_fanout_markers(struct store_read *rd,
 			      int (*fn)(void *arg, const char *app_id, const char *msg_id),
 			      void *arg);
+
+/* One endpoint's deliveries per state, exact as of the snapshot (they change in the same
+ * transaction as the records): O(1) to read, for status and backpressure. A delivery in
+ * flight is stored, and counted, as pending. */
+struct store_ep_counts {
+	uint64_t pending, succeeded, dead, filtered;
+};
+/* All zero (and HOOKD_OK) for an endpoint with no stored delivery; else HOOKD_OK or a store
+ * error. */
+int store_read_endpoint_counts(struct store_read *rd, const char *app_id, const char *ep_id,
+			       struct store_ep_counts *out);
+/* The endpoint's deliveries in state (delivery_state; DLV_INFLIGHT means pending), in id
+ * order (publish order), from the first after after_id (NULL: from the first), each with its
+ * decoded record (r's strings are the snapshot's). HOOKD_EINVAL for a state that is not a
+ * delivery_state. */
+int store_read_endpoint_deliveries(struct store_read *rd, const char *app_id,
+				   const char *ep_id, int state, const char *after_id,
+				   int (*fn)(void *arg, const char *dlv_id,
+					     const struct delivery_rec *r),
+				   void *arg);
 
 /* ---- the redrive transaction (store_redrive.c) ----
  * One write op over app_id's dead-letter index. For each entry select (writer thread)

@@ -95,6 +95,17 @@ int store_key_due(struct store_key *k, const char *app_id, const char *ep_id, in
 	return store_key_add(k, dlv_id, strlen(dlv_id));
 }
 
+int store_key_epdlv(struct store_key *k, const char *app_id, const char *ep_id, int state,
+		    const void *dlv_id, size_t idlen)
+{
+	unsigned char st = (unsigned char)state;
+	int rc;
+	if ((rc = store_key_pair(k, app_id, ep_id)) != HOOKD_OK || (rc = store_key_sep(k)) != HOOKD_OK ||
+	    (rc = store_key_add(k, &st, 1)) != HOOKD_OK)
+		return rc;
+	return dlv_id ? store_key_add(k, dlv_id, idlen) : HOOKD_OK;
+}
+
 int store_key_dead(struct store_key *k, const char *app_id, int64_t dead_at_ms,
 		   const char *dlv_id)
 {

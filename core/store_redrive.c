@@ -60,7 +60,7 @@ static int store_redrive_one(void *arg, const MDB_val *k, const MDB_val *v)
 	MDB_val dv, ev;
 	unsigned char *enc;
 	size_t len;
-	int rc, is_dead;
+	int rc, is_dead, pending;
 
 	if (k->mv_size <= r->plen + 8)
 		return STORE_SCAN_STOP;
@@ -83,13 +83,15 @@ static int store_redrive_one(void *arg, const MDB_val *k, const MDB_val *v)
 		if (rc != HOOKD_OK)
 			return rc;
 		r->revive(r->arg, &rec);
-		/* Encoded before the write below replaces the value rec points into. */
+		/* Encoded, and its due key built, before the write below replaces the value rec
+		 * points into. */
 		if (record_encode(&rec, &enc, &len) != HOOKD_OK)
 			return STORE_SCAN_STOP;
-		rc = store_put(r->s, r->txn, STORE_DB_DELIVERIES, &dk, enc, len);
+		pending = rec.state == DLV_PENDING &&
+			  store_key_due(&ek, rec.app_id, rec.ep_id, rec.next_at_ms, id) == HOOKD_OK;
+		rc = store_delivery_put(r->s, r->txn, dk.b, dk.len, enc, len);
 		free(enc);
-		if (rc == HOOKD_OK && rec.state == DLV_PENDING &&
-		    (rc = store_key_due(&ek, rec.app_id, rec.ep_id, rec.next_at_ms, id)) == HOOKD_OK)
+		if (rc == HOOKD_OK && pending)
 			rc = store_put(r->s, r->txn, STORE_DB_DUE, &ek, "", 0);
 		if (rc == HOOKD_OK)
 			rc = store_redrive_note(r, id);

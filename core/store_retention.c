@@ -116,8 +116,9 @@ static int store_prune_message(struct store *s, MDB_txn *txn, const struct store
 		    store_key_dead(&k, app_id, o->dead_at[i], o->ids[i]) == HOOKD_OK &&
 		    (rc = store_del(s, txn, STORE_DB_DEAD, &k)) != HOOKD_OK)
 			goto out;
+		/* With its endpoint index entry and count (store_epindex.c). */
 		if ((rc = store_key_str(&k, o->ids[i])) != HOOKD_OK ||
-		    (rc = store_del(s, txn, STORE_DB_DELIVERIES, &k)) != HOOKD_OK)
+		    (rc = store_delivery_del(s, txn, k.b, k.len)) != HOOKD_OK)
 			goto out;
 	}
 	{

@@ -155,6 +155,11 @@ CASES = [
     case("max_in_flight", 0, False, r"1\.\.65536"),
     case("max_in_flight", 65537, False, r"1\.\.65536"),
     case("max_in_flight", "8", False, r"integer"),
+    case("auto_disable_seconds", None, True),
+    case("auto_disable_seconds", 0, True),
+    case("auto_disable_seconds", 31536000, True),
+    case("auto_disable_seconds", 31536001, False, r"0\.\.31536000"),
+    case("auto_disable_seconds", -5, False, r"0\.\.31536000"),
     # retry_schedule
     case("retry_schedule", None, True),
     case("retry_schedule", [0], True),
