@@ -345,6 +345,65 @@ static int api_publish_defer(struct api_pending *p, struct body *envelope)
 	return HOOKD_OK;
 }
 
+/* Backpressure: how long a publisher refused for a full queue is told to wait. The queue
+ * drains at the endpoints' pace, which hookd cannot promise; a second is the usual shortest
+ * back-off of a client, and a client that comes back too soon is refused again at no cost. */
+#define API_BACKPRESSURE_RETRY_S "1"
+
+static void api_refuse_pending(struct evhttp_request *req, const char *fmt, uint64_t have,
+			       uint64_t cap, const char *what)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After",
+			  API_BACKPRESSURE_RETRY_S);
+	api_error(req, 429, "too_many_pending", NULL, fmt, what, (unsigned long long)have,
+		  (unsigned long long)cap);
+}
+
+/* The caps on pending deliveries (delivery.max_pending in all, an endpoint's max_pending or
+ * delivery.max_pending_per_endpoint): a publish that would add to a queue already at its
+ * cap is refused with 429 and Retry-After, before anything is stored; nothing accepted is
+ * dropped. The counts are the store's (exact as of the last commit): publishes still on
+ * their way to the writer are not in them, so a burst may pass a cap by what is in flight.
+ * HOOKD_OK, or HOOKD_EFULL when refused (answered here); a store error lets it through (the
+ * write reports it). */
+static int api_publish_backpressure(struct api *a, struct evhttp_request *req,
+				    const struct api_pending *p)
+{
+	const struct config *c = a->cfg;
+	struct store_read *rd;
+	uint64_t total;
+	int refused = 0, any = c->max_pending > 0;
+
+	for (size_t i = 0; i < p->n_dvs && !any; i++) {
+		int64_t own = p->dvs[i]->ep->flow.max_pending;
+		any = own > 0 || (own < 0 && c->max_pending_per_endpoint > 0);
+	}
+	if (!any || !p->n_dvs || store_read_begin(a->store, &rd) != HOOKD_OK)
+		return HOOKD_OK;
+	if (c->max_pending && store_read_pending_total(rd, &total) == HOOKD_OK &&
+	    total >= c->max_pending) {
+		api_refuse_pending(req, "%s has %llu pending deliveries (cap %llu); retry later",
+				   total, c->max_pending, "the queue (delivery.max_pending)");
+		refused = 1;
+	}
+	for (size_t i = 0; i < p->n_dvs && !refused; i++) {
+		const struct endpoint *ep = p->dvs[i]->ep;
+		int64_t cap = ep->flow.max_pending >= 0 ? ep->flow.max_pending
+							: (int64_t)c->max_pending_per_endpoint;
+		struct store_ep_counts n;
+		char what[2 * ID_MAX + 64];
+		if (cap <= 0 || store_read_endpoint_counts(rd, ep->app_id, ep->id, &n) != HOOKD_OK ||
+		    n.pending < (uint64_t)cap)
+			continue;
+		snprintf(what, sizeof(what), "endpoint %s (max_pending)", ep->id);
+		api_refuse_pending(req, "%s has %llu pending deliveries (cap %llu); retry later",
+				   n.pending, (uint64_t)cap, what);
+		refused = 1;
+	}
+	store_read_end(rd);
+	return refused ? HOOKD_EFULL : HOOKD_OK;
+}
+
 void api_messages_create(struct api *a, struct evhttp_request *req, const struct api_args *args)
 {
 	struct api_publish_msg m = {.now_ms = clock_now_ms()};
@@ -363,6 +422,10 @@ void api_messages_create(struct api *a, struct evhttp_request *req, const struct
 		goto oom;
 	if (api_publish_plan(a, args->app, &m, bytes, p, &needs_policy) != HOOKD_OK)
 		goto oom;
+	if (api_publish_backpressure(a, req, p) != HOOKD_OK) {
+		a->publish_rejected++;
+		goto out;
+	}
 	p->text = text;
 	text = NULL;
 	if (needs_policy && api_publish_defer(p, bytes) != HOOKD_OK)

@@ -4,8 +4,11 @@
 #include "api-t.h"
 
 #include "clock.h"
+#include "config.h"
 #include "dispatch.h"
+#include "err.h"
 #include "registry.h"
+#include "store.h"
 
 #include <event2/http.h>
 #include <jansson.h>
@@ -65,6 +68,20 @@ void api_endpoint_status(struct api *a, struct evhttp_request *req, const struct
 	json_t *reason = json_object_get(ep->json, "disabled_reason");
 	json_t *out;
 
+	struct store_ep_counts counts = {0};
+	struct store_read *rd = NULL;
+	int64_t cap = ep->flow.max_pending >= 0 ? ep->flow.max_pending
+						: (int64_t)a->cfg->max_pending_per_endpoint;
+
+	/* Exact as of the last commit (the store's endpoint counts): in flight ones are
+	 * stored, and counted, as pending. */
+	if (store_read_begin(a->store, &rd) != HOOKD_OK ||
+	    store_read_endpoint_counts(rd, ep->app_id, ep->id, &counts) != HOOKD_OK) {
+		store_read_end(rd);
+		api_store_failed(req, HOOKD_ESTORE);
+		return;
+	}
+	store_read_end(rd);
 	dispatch_endpoint_status(a->disp, ep, &st);
 	ended = st.succeeded + st.failed;
 	out = json_pack("{s:s, s:s, s:s, s:o, s:i, s:i, s:o, s:o, s:o, s:{s:I, s:I}, s:{s:o, s:o},"
@@ -80,7 +97,10 @@ void api_endpoint_status(struct api *a, struct evhttp_request *req, const struct
 			status_ms(st.p99_ms), "rate_limit", status_rate_limit(&st), "max_in_flight",
 			(json_int_t)st.max_in_flight, "disabled", ep->disabled, "disabled_reason",
 			json_is_string(reason) ? reason : json_null());
-	if (!out) {
+	if (!out || json_object_set_new(out, "pending", json_integer((json_int_t)counts.pending)) ||
+	    json_object_set_new(out, "dead", json_integer((json_int_t)counts.dead)) ||
+	    json_object_set_new(out, "max_pending", cap > 0 ? json_integer(cap) : json_null())) {
+		json_decref(out);
 		api_error(req, 500, "internal", NULL, "out of memory");
 		return;
 	}

@@ -77,6 +77,9 @@ struct config {
 	uint32_t breaker_window_s;             /* window_seconds; default 60 */
 	uint32_t breaker_cooldown_s;           /* cooldown_seconds; default 30 */
 	uint32_t breaker_cooldown_max_s;       /* max_cooldown_seconds; default 600 */
+	/* Backpressure: past these, publishes get 429 with Retry-After (0 = no cap) */
+	uint32_t max_pending;                  /* delivery.max_pending: pending in all; default 0 */
+	uint32_t max_pending_per_endpoint;     /* delivery.max_pending_per_endpoint; default 0 */
 	uint32_t auto_disable_s;               /* delivery.auto_disable_seconds: failing without
 	                                        * a success this long disables an endpoint;
 	                                        * default 432000 (5 days); 0 = never */

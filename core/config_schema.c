@@ -229,6 +229,12 @@ static const struct cfg_field delivery_fields[] = {
 	 .off = offsetof(struct config, max_inflight_per_endpoint), .min = 1, .max = 65536},
 	{.key = "breaker", .kind = CFG_SECTION, .sub = breaker_fields},
 	{.key = "rate_limit", .kind = CFG_SECTION, .sub = rate_limit_fields},
+	/* Counts, not bytes (storage.map_size bounds bytes, with 507): a billion pending is
+	 * past what any one store holds. */
+	{.key = "max_pending", .kind = CFG_U32, .off = offsetof(struct config, max_pending),
+	 .min = 0, .max = 1000000000},
+	{.key = "max_pending_per_endpoint", .kind = CFG_U32,
+	 .off = offsetof(struct config, max_pending_per_endpoint), .min = 0, .max = 1000000000},
 	/* The endpoint row of the same name says why a year. */
 	{.key = "auto_disable_seconds", .kind = CFG_U32,
 	 .off = offsetof(struct config, auto_disable_s), .min = 0, .max = 31536000},

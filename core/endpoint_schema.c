@@ -795,6 +795,12 @@ static int apply_auto_disable(struct endpoint *ep, json_t *stored, char *err, si
 	return HOOKD_OK;
 }
 
+static int apply_max_pending(struct endpoint *ep, json_t *stored, char *err, size_t errlen)
+{
+	ep->flow.max_pending = apply_int_member(stored, "max_pending");
+	return HOOKD_OK;
+}
+
 /* Borrowed from the stored JSON (ep->json once installed), like policy_params: the
  * transport copies what it needs when an attempt starts. */
 static const char *apply_tls_member(const json_t *tls, const char *name)
@@ -965,6 +971,10 @@ const struct endpoint_field endpoint_fields[] = {
 	 * longest anyone keeps sending into a void. */
 	{.name = "auto_disable_seconds", .type = EPF_INT, .flags = EPF_NULLABLE, .min = 0,
 	 .max = 31536000, .dflt = "null", .apply = apply_auto_disable},
+	/* Pending deliveries past which a publish to it gets 429; 0 = no cap; null =
+	 * delivery.max_pending_per_endpoint, whose range this is. */
+	{.name = "max_pending", .type = EPF_INT, .flags = EPF_NULLABLE, .min = 0,
+	 .max = 1000000000, .dflt = "null", .apply = apply_max_pending},
 	{.name = "headers", .type = EPF_STRING_MAP, .flags = EPF_NULLABLE,
 	 .max_items = ENDPOINT_MAX_HEADERS, .dflt = "{}", .check = check_headers,
 	 .apply = apply_headers, .release = release_headers},

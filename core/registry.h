@@ -75,6 +75,7 @@ struct endpoint {
 		int64_t burst;
 		int64_t max_in_flight;
 		int64_t auto_disable_s;   /* null: delivery.auto_disable_seconds */
+		int64_t max_pending;      /* null: delivery.max_pending_per_endpoint */
 	} flow;
 	/* "failing_since": when the endpoint's current run of failed attempts began, stored
 	 * once it has lasted a while (dispatch.c), so auto-disable counts across restarts; 0

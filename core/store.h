@@ -249,6 +249,9 @@ int store_read_fanout_markers(struct store_read *rd,
 			      int (*fn)(void *arg, const char *app_id, const char *msg_id),
 			      void *arg);
 
+/* Pending deliveries in all (entries of the due index: in flight ones included), O(1). */
+int store_read_pending_total(struct store_read *rd, uint64_t *out);
+
 /* One endpoint's deliveries per state, exact as of the snapshot (they change in the same
  * transaction as the records): O(1) to read, for status and backpressure. A delivery in
  * flight is stored, and counted, as pending. */

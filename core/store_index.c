@@ -128,6 +128,14 @@ static int store_due_seek_one(void *arg, const MDB_val *k, const MDB_val *v)
 	return STORE_SCAN_STOP;
 }
 
+int store_read_pending_total(struct store_read *rd, uint64_t *out)
+{
+	MDB_stat st;
+	int rc = mdb_stat(rd->txn, rd->s->dbi[STORE_DB_DUE], &st);
+	*out = rc == 0 ? st.ms_entries : 0;
+	return store_err(rc, "stat due");
+}
+
 int store_read_due_endpoints(struct store_read *rd,
 			     int (*fn)(void *arg, const char *app_id, const char *ep_id),
 			     void *arg)
