@@ -30,6 +30,7 @@ struct api {
 	struct store *store;
 	struct registry *reg;
 	struct dispatch *disp;
+	struct ops *ops;            /* operational webhooks (ops.h), or NULL */
 	struct policy_engine *policies;
 	struct worker *worker; /* the policy thread */
 	const struct config *cfg;

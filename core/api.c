@@ -260,6 +260,11 @@ static const struct api_route {
 
 #define API_NROUTES (sizeof(api_routes) / sizeof(api_routes[0]))
 
+void api_set_ops(struct api *a, struct ops *o)
+{
+	a->ops = o;
+}
+
 void api_healthz(struct api *a, struct evhttp_request *req, const struct api_args *args)
 {
 	api_send(req, 200, json_pack("{s:s}", "status", "ok"));

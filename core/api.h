@@ -21,6 +21,10 @@ struct api;
 int api_new(struct event_base *base, struct store *store, struct registry *reg,
 	    struct dispatch *disp, struct policy_engine *policies, struct worker *worker,
 	    const struct config *cfg, struct api **out);
+/* Operational events of the operator's own actions (an endpoint enabled or disabled
+ * through the API) go to o (ops.h); NULL: none. */
+struct ops;
+void api_set_ops(struct api *a, struct ops *o);
 /* Opens the API's listening socket on host:port (port 0 = any free port; host a name or an
  * address, the first address it resolves to is used). main.c calls it before the data
  * directory is opened, so a daemon that cannot listen stops without touching its data.

@@ -5,6 +5,7 @@
 #include "dispatch.h"
 #include "endpoint_schema.h"
 #include "err.h"
+#include "ops.h"
 #include "registry.h"
 #include "store.h"
 
@@ -37,12 +38,20 @@ static void api_endpoint_saved(void *arg, int rc)
 		return;
 	}
 	int creating = p->data == (void *)1, rotating = p->data == (void *)2;
+	const struct endpoint *prev =
+		strmap_get(&app->endpoints, json_string_value(json_object_get(p->json, "id")) ?: "");
+	bool was_disabled = prev && prev->disabled; /* installed in place: read it first */
 	struct endpoint *ep = registry_endpoint_install(p->api->reg, app, json_incref(p->json), err,
 							sizeof(err));
 	if (!ep) {
 		if (req)
 			api_error(req, 500, "internal", NULL, "endpoint stored but not loaded: %s", err);
 	} else {
+		if (!creating && was_disabled != ep->disabled)
+			ops_event(p->api->ops, ep->disabled ? "endpoint.disabled" : "endpoint.enabled",
+				  ep,
+				  ep->disabled ? json_pack("{s:s}", "reason", "disabled by operator")
+					       : json_object());
 		dispatch_endpoint_changed(p->api->disp, ep);
 		if (req && rotating) {
 			json_t *view = endpoint_api_view(ep), *out;

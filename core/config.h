@@ -77,6 +77,8 @@ struct config {
 	uint32_t breaker_window_s;             /* window_seconds; default 60 */
 	uint32_t breaker_cooldown_s;           /* cooldown_seconds; default 30 */
 	uint32_t breaker_cooldown_max_s;       /* max_cooldown_seconds; default 600 */
+	char *ops_app;                         /* operational_webhooks.app: where hookd publishes
+	                                        * endpoint.* and message.dead events; NULL off */
 	/* Backpressure: past these, publishes get 429 with Retry-After (0 = no cap) */
 	uint32_t max_pending;                  /* delivery.max_pending: pending in all; default 0 */
 	uint32_t max_pending_per_endpoint;     /* delivery.max_pending_per_endpoint; default 0 */

@@ -288,6 +288,12 @@ static const struct cfg_field plugins_fields[] = {
 	{0},
 };
 
+static const struct cfg_field ops_fields[] = {
+	{.key = "app", .kind = CFG_STRING, .off = offsetof(struct config, ops_app),
+	 .flags = CFG_NULLABLE, .check = cfg_check_id},
+	{0},
+};
+
 /* An app; its endpoints' keys are the rows of endpoint_fields (endpoint_schema.h). */
 static const struct cfg_field app_fields[] = {
 	{.key = "id", .kind = CFG_STRING, .off = offsetof(struct config_app, id),
@@ -310,6 +316,7 @@ const struct cfg_field config_top_fields[] = {
 	{.key = "security", .kind = CFG_SECTION, .sub = security_fields},
 	{.key = "policies", .kind = CFG_SECTION, .sub = policies_fields},
 	{.key = "plugins", .kind = CFG_SECTION, .sub = plugins_fields},
+	{.key = "operational_webhooks", .kind = CFG_SECTION, .sub = ops_fields},
 	{.key = "apps", .kind = CFG_APPS, .off = offsetof(struct config, apps),
 	 .off_n = offsetof(struct config, n_apps), .flags = CFG_NULLABLE, .sub = app_fields},
 	{0},
@@ -461,6 +468,7 @@ void config_free(struct config *c)
 	free(c->proxy);
 	config_strlist_free(c->allow_destinations, c->n_allow_destinations);
 	free(c->policy_dir);
+	free(c->ops_app);
 	free(c->plugins_dir);
 	config_strlist_free(c->plugins_optional, c->n_plugins_optional);
 	config_plugin_options_free(c->plugin_options, c->n_plugin_options);

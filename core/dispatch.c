@@ -55,6 +55,8 @@ struct dispatch {
 	/* Endpoints whose waiting deliveries their flow would let go but every global slot was
 	 * busy: released, in order, as slots free (their own completions may be none). */
 	struct dispatch_ep *blocked_head, *blocked_tail;
+	dispatch_event_fn event_fn;       /* operational events (ops.h), or NULL */
+	void *event_arg;
 };
 
 /* The scheduler's runtime for one endpoint, hung on ep->sched (which only this file reads):
@@ -518,6 +520,8 @@ static void dispatch_release(struct dispatch *d, struct endpoint *ep);
 static void dispatch_unblock(struct dispatch *d);
 static void dispatch_track_failing(struct dispatch *d, struct endpoint *ep,
 				   struct dispatch_ep *de, bool failed, int64_t now);
+static void dispatch_event(struct dispatch *d, const char *type, const struct endpoint *ep,
+			   json_t *data);
 
 /* ---- flow: when an endpoint's waiting deliveries may go (flow.h) ---- */
 
@@ -593,13 +597,20 @@ static void dispatch_flow_outcome(struct dispatch *d, struct delivery *dv,
 	dispatch_track_failing(d, ep, de, flow_is_failure(ok, status), now);
 	epstats_add(&de->stats, ok, status, ok ? NULL : delivery_error(dv), res->duration_ms, now);
 	switch (ev) {
-	case FLOW_OPENED:
+	case FLOW_OPENED: {
+		char iso[CLOCK_ISO_LEN];
+		clock_iso8601(de->flow.probe_at_ms, iso);
+		dispatch_event(d, "endpoint.breaker_opened", ep,
+			       json_pack("{s:I, s:s, s:s}", "failures_in_a_row",
+					 (json_int_t)de->flow.consecutive, "last_error",
+					 delivery_error(dv), "next_probe_at", iso));
 		log_warn("endpoint %s/%s: circuit breaker opened after %u failed attempts in a row "
 			 "(last: %s); its due deliveries wait without spending attempts; one probe "
 			 "in %lld s",
 			 ep->app_id, ep->id, de->flow.consecutive, delivery_error(dv),
 			 (long long)((de->flow.probe_at_ms - now + 999) / 1000));
 		break;
+	}
 	case FLOW_REOPENED:
 		log_warn("endpoint %s/%s: circuit breaker probe failed (%s); open again, next probe "
 			 "in %lld s",
@@ -610,6 +621,7 @@ static void dispatch_flow_outcome(struct dispatch *d, struct delivery *dv,
 		log_info("endpoint %s/%s: circuit breaker probe succeeded; closed; waiting deliveries "
 			 "go out at a rate rising from %.0f/s",
 			 ep->app_id, ep->id, FLOW_RAMP_START_RATE);
+		dispatch_event(d, "endpoint.breaker_closed", ep, json_object());
 		break;
 	case FLOW_THROTTLED:
 		log_info("endpoint %s/%s answered %d: sending at most %.2f attempts/s until it "
@@ -674,11 +686,27 @@ static void dispatch_store_endpoint(struct dispatch *d, struct endpoint *ep, cha
 	free(text);
 }
 
+static void dispatch_event(struct dispatch *d, const char *type, const struct endpoint *ep,
+			   json_t *data)
+{
+	if (d->event_fn)
+		d->event_fn(d->event_arg, type, ep, data);
+	else
+		json_decref(data);
+}
+
+void dispatch_set_events(struct dispatch *d, dispatch_event_fn fn, void *arg)
+{
+	d->event_fn = fn;
+	d->event_arg = arg;
+}
+
 static void dispatch_disable_endpoint(struct dispatch *d, struct endpoint *ep, const char *why)
 {
 	dispatch_store_endpoint(d, ep, registry_endpoint_set_disabled(d->reg, ep, true, why),
 				"that it is disabled");
 	log_warn("endpoint %s/%s disabled: %s", ep->app_id, ep->id, why);
+	dispatch_event(d, "endpoint.disabled", ep, json_pack("{s:s}", "reason", why));
 }
 
 /* Auto-disable: an endpoint whose attempts fail without a success for its
@@ -777,8 +805,13 @@ static void dispatch_failed(struct dispatch *d, struct delivery *dv,
 			dv->next_at_ms = now + delay;
 		}
 	}
-	if (dv->state == DLV_DEAD)
+	if (dv->state == DLV_DEAD) {
 		d->stats.dead++;
+		dispatch_event(d, "message.dead", ep,
+			       json_pack("{s:s, s:s, s:I, s:s}", "message_id", dv->msg_id,
+					 "delivery_id", dv->id, "attempts", (json_int_t)dv->attempts,
+					 "last_error", delivery_error(dv)));
+	}
 }
 
 static void dispatch_done(void *arg, const struct transport_result *res)

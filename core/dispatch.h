@@ -118,6 +118,13 @@ void dispatch_endpoint_status(struct dispatch *d, struct endpoint *ep,
  * "rate_limit"; NULL when it is not waiting. */
 const char *dispatch_waiting_for(const struct delivery *dv);
 
+/* Something an operator should hear of happened to ep ("endpoint.disabled",
+ * "endpoint.breaker_opened", "endpoint.breaker_closed", "message.dead"): fn gets the type
+ * and data (stolen), on the loop thread (ops.h publishes them). NULL fn: none. */
+typedef void (*dispatch_event_fn)(void *arg, const char *type, const struct endpoint *ep,
+				  json_t *data);
+void dispatch_set_events(struct dispatch *d, dispatch_event_fn fn, void *arg);
+
 /* Counters for /metrics and the benchmark. */
 struct dispatch_stats {
 	uint64_t attempts, succeeded, failed, dead;

@@ -12,6 +12,7 @@
 #include "fanout.h"
 #include "janitor.h"
 #include "log.h"
+#include "ops.h"
 #include "plugin.h"
 #include "policy.h"
 #include "registry.h"
@@ -159,6 +160,7 @@ struct daemon {
 	struct worker *worker;
 	struct janitor *janitor;
 	struct api *api;
+	struct ops *ops;
 	struct event *sigterm, *sigint, *sighup;
 	int listen_fd;  /* bound before the store opens; the API's once it listens */
 	int datadir_fd; /* the data directory's lock */
@@ -354,6 +356,7 @@ static int serve_start(struct daemon *d, char *err, size_t errlen)
 		d->transport = transport_plugin_new(d->base, http, d->plugins, &d->ssrf, err, errlen);
 	if (!d->transport ||
 	    dispatch_new(d->base, d->store, &d->reg, &d->cfg, d->transport, &d->disp) != HOOKD_OK ||
+	    ops_new(d->cfg.ops_app, &d->reg, d->store, d->disp, &d->ops) != HOOKD_OK ||
 	    dispatch_load(d->disp, err, errlen) != HOOKD_OK ||
 	    daemon_recover_fanouts(d) != HOOKD_OK || store_start(d->store, d->base) != HOOKD_OK ||
 	    janitor_new(d->base, d->store, d->cfg.retention_days, &d->janitor) != HOOKD_OK ||
@@ -364,6 +367,12 @@ static int serve_start(struct daemon *d, char *err, size_t errlen)
 			snprintf(err, errlen, "startup failed");
 		return HOOKD_EIO;
 	}
+	dispatch_set_events(d->disp, ops_dispatch_event, d->ops);
+	api_set_ops(d->api, d->ops);
+	if (d->cfg.ops_app && !registry_app(&d->reg, d->cfg.ops_app))
+		log_warn("operational_webhooks.app '%s' is not an app (declare it under apps, or "
+			 "create it through the API): operational events are dropped until it is",
+			 d->cfg.ops_app);
 	rc = api_listen(d->api, d->listen_fd, err, errlen);
 	d->listen_fd = -1; /* the API's now, also when api_listen failed */
 	if (rc != HOOKD_OK)
@@ -390,6 +399,7 @@ static void serve_teardown(struct daemon *d)
 	janitor_free(d->janitor);
 	api_free(d->api);
 	dispatch_free(d->disp);
+	ops_free(d->ops); /* after store_stop: its last commits' callbacks use it */
 	/* Cancels the plugins' sends in flight, before their cleanup (plugins_free). */
 	if (d->transport)
 		d->transport->destroy(d->transport);

@@ -15,6 +15,7 @@ import sys
 ROWS = [
     ["main", "policy_cli", "verify"],
     ["api", "api_*", "config_apply", "janitor", "plugin_load"],
+    ["ops"],
     ["fanout"],
     ["dispatch", "delivery"],
     ["auth"],
