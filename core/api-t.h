@@ -31,6 +31,8 @@ struct api {
 	struct registry *reg;
 	struct dispatch *disp;
 	struct ops *ops;            /* operational webhooks (ops.h), or NULL */
+	struct recover_job *jobs;   /* recover jobs, newest first (api_recover.c) */
+	size_t n_jobs;
 	struct policy_engine *policies;
 	struct worker *worker; /* the policy thread */
 	const struct config *cfg;
@@ -134,6 +136,18 @@ void api_message_attempts(struct api *a, struct evhttp_request *req,
 json_t *api_message_load(struct api *a, struct store_read *rd, const char *app_id,
 			 const char *msg_id, int *rc);
 void api_dead_list(struct api *a, struct evhttp_request *req, const struct api_args *args);
+/* What a redrive does to a dead record (writer thread): pending, due at now_ms, a new retry
+ * cycle, no error. */
+struct delivery_rec;
+void api_redrive_revive_at(struct delivery_rec *rec, int64_t now_ms);
+/* Loop thread, after a redrive committed: hands the delivery to the scheduler, re-running
+ * its endpoint's policy (the operator may have fixed it). */
+void api_redrive_schedule(struct api *a, const char *dlv_id);
+/* Recover jobs (api_recover.c). */
+void api_endpoint_recover(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_endpoint_recover_get(struct api *a, struct evhttp_request *req,
+			      const struct api_args *args);
+void api_recover_free(struct api *a);
 void api_dead_redrive(struct api *a, struct evhttp_request *req, const struct api_args *args);
 /* Loads the policies stored through the API into the engine (start, and after SIGHUP
  * reloads the directory: API uploads win over files of the same name). */

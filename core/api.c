@@ -1,7 +1,7 @@
 /* api.c - the HTTP API's server: routing, authentication, and the helpers every resource
  * file shares (replies, request bodies, answers after a commit). The resources live in
- * api_apps.c, api_endpoints.c, api_status.c, api_deliveries.c, api_messages.c, api_dead.c,
- * api_policies.c, api_metrics.c. */
+ * api_apps.c, api_endpoints.c, api_status.c, api_deliveries.c, api_recover.c,
+ * api_messages.c, api_dead.c, api_policies.c, api_metrics.c. */
 #include "api.h"
 #include "api-t.h"
 #include "api_conn.h"
@@ -249,6 +249,8 @@ static const struct api_route {
 	{"/v1/apps/:app/endpoints/:ep", EVHTTP_REQ_DELETE, api_endpoint_delete, 0},
 	{"/v1/apps/:app/endpoints/:ep/secret/rotate", EVHTTP_REQ_POST, api_endpoint_rotate, 0},
 	{"/v1/apps/:app/endpoints/:ep/status", EVHTTP_REQ_GET, api_endpoint_status, 0},
+	{"/v1/apps/:app/endpoints/:ep/recover", EVHTTP_REQ_POST, api_endpoint_recover, 0},
+	{"/v1/apps/:app/endpoints/:ep/recover/:job", EVHTTP_REQ_GET, api_endpoint_recover_get, 0},
 	{"/v1/apps/:app/endpoints/:ep/deliveries", EVHTTP_REQ_GET, api_endpoint_deliveries, 0},
 	{"/v1/apps/:app/messages", EVHTTP_REQ_GET, api_messages_list, 0},
 	{"/v1/apps/:app/messages", EVHTTP_REQ_POST, api_messages_create, 0},
@@ -588,6 +590,7 @@ void api_free(struct api *a)
 		return;
 	api_close(a);
 	api_conns_free(a->conns);
+	api_recover_free(a);
 	free(a);
 }
 

@@ -105,14 +105,48 @@ static int api_redrive_select(void *arg, const char *id, int64_t dead_at_ms)
 }
 
 /* Writer thread: a redriven delivery is pending, due now, in a new retry cycle. */
+void api_redrive_revive_at(struct delivery_rec *rec, int64_t now_ms)
+{
+	rec->state = DLV_PENDING;
+	rec->cycle_failures = 0;
+	rec->next_at_ms = now_ms;
+	rec->updated_ms = now_ms;
+	rec->last_error = "";
+}
+
 static void api_redrive_revive(void *arg, struct delivery_rec *rec)
 {
 	struct api_redrive *r = arg;
-	rec->state = DLV_PENDING;
-	rec->cycle_failures = 0;
-	rec->next_at_ms = r->now_ms;
-	rec->updated_ms = r->now_ms;
-	rec->last_error = "";
+	api_redrive_revive_at(rec, r->now_ms);
+}
+
+/* Loop thread, once a redrive committed: the delivery back to the scheduler. */
+void api_redrive_schedule(struct api *a, const char *dlv_id)
+{
+	struct delivery *dv = dispatch_load_stored(a->disp, dlv_id);
+	if (!dv)
+		return;
+	/* A redrive re-runs the endpoint's policy (the operator may have fixed it). */
+	if (dv->ep->policy_name) {
+		struct store_read *rd;
+		json_t *env = NULL;
+		struct store_batch *b;
+		int lrc;
+		if (store_read_begin(a->store, &rd) == HOOKD_OK) {
+			env = api_message_load(a, rd, dv->app_id, dv->msg_id, &lrc);
+			store_read_end(rd);
+		}
+		if (env && fanout_capture_policy(dv, dv->ep) == HOOKD_OK) {
+			fanout_apply_policy(a->policies, env, dv, &a->fstats);
+			b = store_batch_new();
+			if (b && dispatch_persist(b, dv, clock_now_ms()) == HOOKD_OK)
+				store_batch_submit(a->store, b, 0, NULL, NULL);
+			else
+				store_batch_free(b);
+		}
+		json_decref(env);
+	}
+	dispatch_add(a->disp, dv);
 }
 
 static void api_redrive_done(void *arg, int rc, const char *const *ids, size_t n)
@@ -124,31 +158,8 @@ static void api_redrive_done(void *arg, int rc, const char *const *ids, size_t n
 
 	if (rc == HOOKD_OK) {
 		for (size_t i = 0; i < n; i++) {
-			struct delivery *dv;
 			json_array_append_new(done_ids, json_string(ids[i]));
-			if (!(dv = dispatch_load_stored(a->disp, ids[i])))
-				continue;
-			/* A redrive re-runs the endpoint's policy (the operator may have fixed it). */
-			if (dv->ep->policy_name) {
-				struct store_read *rd;
-				json_t *env = NULL;
-				struct store_batch *b;
-				int lrc;
-				if (store_read_begin(a->store, &rd) == HOOKD_OK) {
-					env = api_message_load(a, rd, dv->app_id, dv->msg_id, &lrc);
-					store_read_end(rd);
-				}
-				if (env && fanout_capture_policy(dv, dv->ep) == HOOKD_OK) {
-					fanout_apply_policy(a->policies, env, dv, &a->fstats);
-					b = store_batch_new();
-					if (b && dispatch_persist(b, dv, clock_now_ms()) == HOOKD_OK)
-						store_batch_submit(a->store, b, 0, NULL, NULL);
-					else
-						store_batch_free(b);
-				}
-				json_decref(env);
-			}
-			dispatch_add(a->disp, dv);
+			api_redrive_schedule(a, ids[i]);
 		}
 		if (req)
 			api_send(req, 200, json_pack("{s:I, s:O}", "redriven",

@@ -287,6 +287,15 @@ int store_redrive_submit(struct store *s, const char *app_id,
 			 void (*done)(void *arg, int rc, const char *const *ids, size_t n),
 			 void *arg);
 
+/* The same for the dead deliveries ids of app_id (copied), each looked up rather than the
+ * app's dead-letter index scanned (a recover walks an endpoint's dead ones through
+ * store_read_endpoint_deliveries and redrives them a page at a time). Ids that are not dead
+ * any more, or whose endpoint is gone, are left as they are. */
+int store_redrive_ids_submit(struct store *s, const char *app_id, const char *const *ids,
+			     size_t n, void (*revive)(void *arg, struct delivery_rec *r),
+			     void (*done)(void *arg, int rc, const char *const *ids, size_t n),
+			     void *arg);
+
 /* ---- the retention step (store_retention.c) ----
  * One write op with the janitor's decisions as parameters:
  * - idempotency keys expiring at or before idem_now_ms go, at most idem_max;

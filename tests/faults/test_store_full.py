@@ -26,6 +26,11 @@ def faketime_lib():
     return hits[0]
 
 
+# The breaker off: every delivery here fails its first attempts on purpose, which would open
+# it (tests/faults/test_breaker.py) and stretch the settling this test waits for.
+NO_BREAKER = {"breaker": {"consecutive_failures": 0, "failure_ratio": 0}}
+
+
 class StoreFullTest(h.HookdCase):
 
     def fake_clock(self, d):
@@ -70,7 +75,8 @@ class StoreFullTest(h.HookdCase):
         # Every first attempt fails: each delivery needs a retry (a second outcome) that is
         # written while the store refuses publishes.
         recv.behave(path="/full", fail_first=1, fail_status=500)
-        d = self.daemon(start=False, storage={"map_size": "1MiB", "retention_days": 1})
+        d = self.daemon(start=False, storage={"map_size": "1MiB", "retention_days": 1},
+                        delivery=NO_BREAKER)
         clock = self.fake_clock(d)
         d.start()
         app = h.create_app(d)
@@ -139,7 +145,8 @@ class StoreFullTest(h.HookdCase):
         recv = self.receiver()
         recv.behave(path="/ok")
         recv.behave(path="/flaky", fail_first=3, fail_status=500, body="x" * 4096)
-        d = self.daemon(start=False, storage={"map_size": "1MiB", "retention_days": 2})
+        d = self.daemon(start=False, storage={"map_size": "1MiB", "retention_days": 2},
+                        delivery=NO_BREAKER)
         clock = self.fake_clock(d)
         d.start()
         app = h.create_app(d)
