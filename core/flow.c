@@ -220,10 +220,14 @@ static bool flow_throttle(struct flow *f, const struct flow_limits *l, int64_t n
 		return false;
 	flow_limit_update(f, l, now);
 	current = flow_rate(f, l, now);
-	if (current <= 0) {
+	{
 		uint32_t seen = f->started_this_s > f->started_last_s ? f->started_this_s
 								     : f->started_last_s;
-		current = seen ? (double)seen : 2 * FLOW_MIN_RATE;
+		/* What it was sending, when that is below its limit (or it has none). */
+		if (seen && (current <= 0 || (double)seen < current))
+			current = (double)seen;
+		if (current <= 0)
+			current = 2 * FLOW_MIN_RATE;
 	}
 	lowered = current / 2 > FLOW_MIN_RATE ? current / 2 : FLOW_MIN_RATE;
 	if (f->limit <= 0 || lowered < f->limit) {

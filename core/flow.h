@@ -23,7 +23,8 @@
  *
  * Rate limit: tokens at `per_second` (0 = none), at most `burst` saved. Throttling: a 429,
  * 502, 503 or 504 halves the endpoint's effective rate (at most once per second, from what
- * it was actually sending), for at least FLOW_THROTTLE_HOLD_MS; after that quiet time the
+ * it was actually sending when that is less, never below FLOW_MIN_RATE), for at least
+ * FLOW_THROTTLE_HOLD_MS; after that quiet time the
  * rate grows by half every second until it is back at the endpoint's own limit. A
  * Retry-After on 429 or 503 also pauses the endpoint until then (capped by the caller). */
 #ifndef HOOKD_FLOW_H
@@ -37,9 +38,11 @@
 #define FLOW_RATIO_MIN_ATTEMPTS 20
 /* The sliding window is kept as this many slots of window_s / FLOW_SLOTS each. */
 #define FLOW_SLOTS 10
-/* After a close, or as the lowest throttled rate, attempts per second. */
+/* After a close, attempts per second. */
 #define FLOW_RAMP_START_RATE 1.0
-#define FLOW_MIN_RATE 0.1
+/* The lowest rate throttling brings an endpoint to: below one a second the retry schedule
+ * is already the slower pace, and a throttle there would only push retries past it. */
+#define FLOW_MIN_RATE 1.0
 /* A throttled rate holds this long after the last throttling answer before it grows. */
 #define FLOW_THROTTLE_HOLD_MS 5000
 /* A ramp (after a close, or a throttle's recovery) ends above this many per second when the

@@ -52,11 +52,13 @@ static int store_redrive_note(struct store_redrive *r, const char *id)
 	return HOOKD_OK;
 }
 
-/* Redrives delivery id if it is still dead and its endpoint is still stored (else leaves it:
- * a stale index entry, or nowhere to send it). *dead_at is its dead-index time (the
- * record's updated_ms when it died: dispatch_persist writes both with one time), 0 when
- * there is no dead record. HOOKD_OK, or a store error. */
-static int store_redrive_record(struct store_redrive *r, const char *id, int64_t *dead_at)
+/* Redrives delivery id if it is still dead and its endpoint is still stored. *dead_at is its
+ * dead-index time (the record's updated_ms when it died: dispatch_persist writes both with
+ * one time), 0 when there is no dead record (a stale index entry). *stays is set when it is
+ * dead and stays so because its endpoint is gone: its index entry must stay too (it is
+ * still listed). HOOKD_OK, or a store error. */
+static int store_redrive_record(struct store_redrive *r, const char *id, int64_t *dead_at,
+				int *stays)
 {
 	struct store_key dk, ek;
 	struct delivery_rec rec;
@@ -66,6 +68,7 @@ static int store_redrive_record(struct store_redrive *r, const char *id, int64_t
 	int rc, pending;
 
 	*dead_at = 0;
+	*stays = 0;
 	store_key_str(&dk, id);
 	rc = store_get(r->s, r->txn, STORE_DB_DELIVERIES, &dk, &dv);
 	if (rc != HOOKD_OK && rc != HOOKD_ENOTFOUND)
@@ -75,11 +78,15 @@ static int store_redrive_record(struct store_redrive *r, const char *id, int64_t
 		return HOOKD_OK;
 	*dead_at = rec.updated_ms;
 	/* Its endpoint is gone: it stays dead and listed (there is nowhere to send it). */
-	if (store_key_pair(&ek, r->app_id, rec.ep_id) != HOOKD_OK)
+	if (store_key_pair(&ek, r->app_id, rec.ep_id) != HOOKD_OK) {
+		*stays = 1;
 		return HOOKD_OK;
+	}
 	rc = store_get(r->s, r->txn, STORE_DB_ENDPOINTS, &ek, &ev);
-	if (rc == HOOKD_ENOTFOUND)
+	if (rc == HOOKD_ENOTFOUND) {
+		*stays = 1;
 		return HOOKD_OK;
+	}
 	if (rc != HOOKD_OK)
 		return rc;
 	r->revive(r->arg, &rec);
@@ -105,17 +112,17 @@ static int store_redrive_one(void *arg, const MDB_val *k, const MDB_val *v)
 	const unsigned char *p = k->mv_data;
 	char id[STORE_KEY_MAX + 1];
 	int64_t dead_at;
-	int rc;
+	int rc, stays;
 
 	if (k->mv_size <= r->plen + 8)
 		return STORE_SCAN_STOP;
 	store_key_text(p + r->plen + 8, k->mv_size - r->plen - 8, id, sizeof(id));
 	if (!r->select(r->arg, id, (int64_t)store_get_be64(p + r->plen)))
 		return STORE_SCAN_NEXT;
-	if ((rc = store_redrive_record(r, id, &dead_at)) != HOOKD_OK)
+	if ((rc = store_redrive_record(r, id, &dead_at, &stays)) != HOOKD_OK)
 		return rc == HOOKD_ENOMEM ? STORE_SCAN_STOP : rc;
-	/* The dead-index entry goes in every case (redriven, or stale). */
-	return STORE_SCAN_DEL;
+	/* The dead-index entry goes (redriven, or stale) unless the delivery stays dead. */
+	return stays ? STORE_SCAN_NEXT : STORE_SCAN_DEL;
 }
 
 /* The ids given (store_redrive_ids_submit): each looked up, not the app's index scanned. */
@@ -125,7 +132,7 @@ static int store_redrive_ids(struct store_redrive *r)
 		struct store_key k;
 		int64_t dead_at;
 		size_t before = r->n;
-		int rc = store_redrive_record(r, r->given[i], &dead_at);
+		int stays, rc = store_redrive_record(r, r->given[i], &dead_at, &stays);
 		if (rc == HOOKD_ENOMEM)
 			return HOOKD_OK; /* as the scan: what is done so far stands, and is told */
 		if (rc != HOOKD_OK)

@@ -198,6 +198,19 @@ static void test_throttle(void)
 	CHECK(flow_outcome(&f, &l, false, 429, -1, false, t + 100) == FLOW_THROTTLED);
 	CHECK(flow_rate(&f, &l, t + 100) == 20);
 
+	/* Sending far below its own limit: halved from what it sends, and never below
+	 * FLOW_MIN_RATE, so a quiet endpoint's retries keep to their schedule. */
+	l.per_second = 100;
+	flow_init(&f);
+	for (int i = 0; i < 4; i++)
+		CHECK(flow_admit(&f, &l, 0, t + i * 250) == 0);
+	CHECK(flow_outcome(&f, &l, false, 503, -1, false, t + 900) == FLOW_THROTTLED);
+	CHECK(flow_rate(&f, &l, t + 900) == 2);
+	for (int k = 1; k <= 5; k++)
+		flow_outcome(&f, &l, false, 503, -1, false, t + 900 + k * 1000);
+	CHECK(flow_rate(&f, &l, t + 5900) == FLOW_MIN_RATE);
+	l.per_second = 0;
+
 	/* Retry-After: nothing until then. */
 	flow_init(&f);
 	flow_outcome(&f, &l, false, 429, 3000, false, t);
