@@ -11,12 +11,14 @@ static double epstats_bound(int i)
 	return pow(M_SQRT2, i);
 }
 
+/* The first bin whose bound is at least ms: ceil(2 log2 ms), one log2 per attempt. */
 static int epstats_bin(int64_t ms)
 {
-	int i = 0;
-	while (i < EPSTATS_BINS - 1 && (double)ms > epstats_bound(i))
-		i++;
-	return i;
+	int i;
+	if (ms <= 1)
+		return 0;
+	i = (int)ceil(2.0 * log2((double)ms) - 1e-9);
+	return i < EPSTATS_BINS - 1 ? i : EPSTATS_BINS - 1;
 }
 
 static void epstats_clear(struct epstats *s, uint32_t slot)
