@@ -114,6 +114,7 @@ void api_policy_test(struct api *a, struct evhttp_request *req, const struct api
 void api_apps_list(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_apps_create(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_app_get(struct api *a, struct evhttp_request *req, const struct api_args *args);
+void api_app_patch(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_endpoints_list(struct api *a, struct evhttp_request *req, const struct api_args *args);
 void api_endpoints_create(struct api *a, struct evhttp_request *req,
 			  const struct api_args *args);

@@ -242,6 +242,7 @@ static const struct api_route {
 	{"/v1/apps", EVHTTP_REQ_GET, api_apps_list, 0},
 	{"/v1/apps", EVHTTP_REQ_POST, api_apps_create, 0},
 	{"/v1/apps/:app", EVHTTP_REQ_GET, api_app_get, 0},
+	{"/v1/apps/:app", EVHTTP_REQ_PATCH, api_app_patch, 0},
 	{"/v1/apps/:app/endpoints", EVHTTP_REQ_GET, api_endpoints_list, 0},
 	{"/v1/apps/:app/endpoints", EVHTTP_REQ_POST, api_endpoints_create, 0},
 	{"/v1/apps/:app/endpoints/:ep", EVHTTP_REQ_GET, api_endpoint_get, 0},

@@ -599,6 +599,10 @@ static void api_message_show(struct api *a, struct evhttp_request *req, struct a
 					"source", json_object_get(msg, "source") ? json_incref(json_object_get(msg, "source")) : json_null(),
 					"timestamp", json_object_get(msg, "timestamp"), "data",
 					json_object_get(msg, "data"), "deliveries", dl);
+		/* The janitor's mark (janitor.h): data is null past payload_retention_days. */
+		if (out)
+			json_object_set_new(out, "payload_purged",
+					    json_boolean(json_is_true(json_object_get(msg, "payload_purged"))));
 	} else if ((dl = api_message_deliveries(a, rd, msg_id, &dlv_ids, &rc))) {
 		json_t *list = json_array(), *idv;
 		size_t i;
@@ -653,6 +657,7 @@ static int api_messages_one(void *arg, const char *msg_id, const char *envelope,
 		return 0;
 	json_object_del(m, "data");
 	json_object_set_new(m, "app_id", json_string(pg->app->id));
+	json_object_set_new(m, "payload_purged", json_boolean(json_is_true(json_object_get(m, "payload_purged"))));
 	json_array_append_new(pg->arr, m);
 	return 0;
 }

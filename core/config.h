@@ -28,9 +28,15 @@ struct config_endpoint {
 	int line;                    /* line of the endpoint in the file, for messages */
 };
 
+/* An app's retention_days or payload_retention_days the file does not name. */
+#define CONFIG_DAYS_UNSET UINT32_MAX
+
 struct config_app {
 	char *id;                    /* required */
 	char *name;                  /* defaults to id */
+	uint32_t retention_days;     /* CONFIG_DAYS_UNSET: the stored value stays (null for a
+	                              * new app: storage.retention_days) */
+	uint32_t payload_retention_days; /* the same, for storage.payload_retention_days */
 	struct config_endpoint *endpoints;
 	size_t n_endpoints;
 	int line;
@@ -115,6 +121,9 @@ struct config {
 	size_t n_apps;
 	uint32_t commit_delay_us;    /* storage.commit_delay_us: group-commit delay; default 0 */
 	uint32_t retention_days;     /* storage.retention_days: prune settled messages; default 30, 0 = keep */
+	uint32_t payload_retention_days; /* storage.payload_retention_days: drop settled messages'
+	                              * payloads sooner; default 0 = as long as the message;
+	                              * at most retention_days when both are set */
 };
 
 /* Fills c with the embedded defaults. c is overwritten, not freed. If memory runs out,

@@ -111,21 +111,49 @@ static int config_apply_endpoint(const struct config_endpoint *ce, size_t i, siz
 	return HOOKD_OK;
 }
 
-/* The app's stored JSON with the declared name (created_at kept from an earlier start). */
-static struct app *config_apply_app(const struct config_app *ca, struct registry *reg,
+/* Sets member key of aj to the declared days, unless the file does not name them. */
+static int config_app_days(json_t *aj, const char *key, uint32_t days)
+{
+	if (days == CONFIG_DAYS_UNSET)
+		return json_object_get(aj, key) ? 0 : json_object_set_new(aj, key, json_null());
+	return json_object_set_new(aj, key, json_integer(days));
+}
+
+/* The app's stored JSON with the declared name and retention (created_at, and the days the
+ * file does not name, kept from an earlier start or the API). The file's check
+ * (config_read.c) could only compare a payload_retention_days with the retention_days the
+ * file names; here it is compared with the one the app ends up with. */
+static struct app *config_apply_app(const struct config *c, size_t i, struct registry *reg,
 				    struct store *s, char *err, size_t errlen)
 {
+	const struct config_app *ca = &c->apps[i];
 	struct app *app = registry_app(reg, ca->id);
 	char iso[CLOCK_ISO_LEN], *text;
-	json_t *aj;
+	json_t *aj, *rv, *pv;
 	int rc;
 
 	clock_iso8601(clock_now_ms(), iso);
 	aj = app ? json_deep_copy(app->json)
 		 : json_pack("{s:s, s:s}", "id", ca->id, "created_at", iso);
-	if (aj && json_object_set_new(aj, "name", json_string(ca->name ? ca->name : ca->id))) {
+	if (aj && (json_object_set_new(aj, "name", json_string(ca->name ? ca->name : ca->id)) ||
+		   config_app_days(aj, "retention_days", ca->retention_days) ||
+		   config_app_days(aj, "payload_retention_days", ca->payload_retention_days))) {
 		json_decref(aj);
 		aj = NULL;
+	}
+	rv = json_object_get(aj, "retention_days");
+	pv = json_object_get(aj, "payload_retention_days");
+	if (json_is_integer(pv) && json_integer_value(pv) > 0) {
+		json_int_t days = json_is_integer(rv) ? json_integer_value(rv) : c->retention_days;
+		if (days > 0 && json_integer_value(pv) > days) {
+			snprintf(err, errlen,
+				 "line %d: apps[%zu].payload_retention_days: %lld must not exceed the "
+				 "app's retention_days (%lld%s)",
+				 ca->line, i, (long long)json_integer_value(pv), (long long)days,
+				 json_is_integer(rv) ? ", stored" : ", storage.retention_days");
+			json_decref(aj);
+			return NULL;
+		}
 	}
 	text = aj ? json_dumps(aj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	rc = text ? store_app_write_now(s, ca->id, text) : HOOKD_ENOMEM;
@@ -147,7 +175,7 @@ int config_apply_declared(const struct config *c, struct registry *reg, struct s
 {
 	for (size_t i = 0; i < c->n_apps; i++) {
 		const struct config_app *ca = &c->apps[i];
-		struct app *app = config_apply_app(ca, reg, s, err, errlen);
+		struct app *app = config_apply_app(c, i, reg, s, err, errlen);
 		if (!app)
 			return HOOKD_ECONFIG;
 		for (size_t j = 0; j < ca->n_endpoints; j++) {

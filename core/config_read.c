@@ -874,6 +874,7 @@ static void cfg_apply_apps(struct cfg_ctx *ctx, const struct cfg_field *f, const
 		if (!item)
 			return;
 		app->line = item->line;
+		app->retention_days = app->payload_retention_days = CONFIG_DAYS_UNSET;
 		cfg_apply_map(ctx, item, f->sub, app, sub);
 		if (ctx->rc)
 			return;
@@ -1014,6 +1015,44 @@ static void cfg_apply_map(struct cfg_ctx *ctx, const struct ynode *map,
 		}
 }
 
+/* payload_retention_days, when set, must not exceed retention_days (0 = keep) where both
+ * apply: storage's own, and each app's against its own retention_days or, when it names
+ * none, storage.retention_days. Checked once the whole file is read (storage may come
+ * after apps), at the payload_retention_days line. */
+static void cfg_check_payload_retention(struct cfg_ctx *ctx, const struct ynode *root)
+{
+	const struct config *c = ctx->root;
+	const struct ynode *apps = ynode_map_get(root, "apps");
+	const struct ynode *st = ynode_map_get(root, "storage"), *v;
+
+	if (c->payload_retention_days && c->retention_days &&
+	    c->payload_retention_days > c->retention_days) {
+		v = st && st->kind == YNODE_MAP ? ynode_map_get(st, "payload_retention_days") : NULL;
+		cfg_fail(ctx, v ? v->line : root->line, "storage.payload_retention_days",
+			 "%u must not exceed storage.retention_days (%u)",
+			 c->payload_retention_days, c->retention_days);
+		return;
+	}
+	for (size_t i = 0; i < c->n_apps; i++) {
+		const struct config_app *a = &c->apps[i];
+		int own = a->retention_days != CONFIG_DAYS_UNSET;
+		uint32_t days = own ? a->retention_days : c->retention_days;
+		char path[CFG_PATH_MAX], idx[CFG_PATH_MAX];
+		if (a->payload_retention_days == CONFIG_DAYS_UNSET || !a->payload_retention_days ||
+		    !days || a->payload_retention_days <= days)
+			continue;
+		v = apps && apps->kind == YNODE_SEQ && i < apps->n_kids
+			    ? ynode_map_get(apps->kids[i], "payload_retention_days")
+			    : NULL;
+		cfg_path_index(idx, sizeof(idx), "apps", i);
+		cfg_path_key(path, sizeof(path), idx, "payload_retention_days");
+		cfg_fail(ctx, v ? v->line : a->line, path, "%u must not exceed %s%s (%u)",
+			 a->payload_retention_days, own ? idx : "storage",
+			 ".retention_days", days);
+		return;
+	}
+}
+
 /* ---- public ------------------------------------------------------------------------- */
 
 static int cfg_load_string(struct config *c, const char *text, size_t len, const char *name,
@@ -1043,6 +1082,10 @@ static int cfg_load_string(struct config *c, const char *text, size_t len, const
 			goto cleanup;
 		}
 		cfg_apply_map(&ctx, root, config_top_fields, c, "");
+		if (ctx.rc)
+			goto cleanup;
+		if (!only)
+			cfg_check_payload_retention(&ctx, root);
 		if (ctx.rc)
 			goto cleanup;
 	}

@@ -180,6 +180,9 @@ static const struct cfg_field storage_fields[] = {
 	/* Ten years is "keep"; 0 says so explicitly. */
 	{.key = "retention_days", .kind = CFG_U32,
 	 .off = offsetof(struct config, retention_days), .min = 0, .max = 3650},
+	/* The same range; at most retention_days when both are set (config_read.c checks). */
+	{.key = "payload_retention_days", .kind = CFG_U32,
+	 .off = offsetof(struct config, payload_retention_days), .min = 0, .max = 3650},
 	{0},
 };
 
@@ -302,6 +305,12 @@ static const struct cfg_field app_fields[] = {
 	 .flags = CFG_NULLABLE, .check = cfg_check_name},
 	{.key = "endpoints", .kind = CFG_ENDPOINTS, .off = offsetof(struct config_app, endpoints),
 	 .off_n = offsetof(struct config_app, n_endpoints), .flags = CFG_NULLABLE},
+	/* As storage.retention_days and storage.payload_retention_days, per app (the API takes
+	 * the same range: api_apps.c). */
+	{.key = "retention_days", .kind = CFG_U32,
+	 .off = offsetof(struct config_app, retention_days), .min = 0, .max = 3650},
+	{.key = "payload_retention_days", .kind = CFG_U32,
+	 .off = offsetof(struct config_app, payload_retention_days), .min = 0, .max = 3650},
 	{0},
 };
 

@@ -7,9 +7,11 @@
 #include "err.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "registry.h"
 #include "store.h"
 
 #include <event2/event.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,15 +33,34 @@
 #define JANITOR_MIN_SLICE 4
 /* While full and nothing can be pruned, say so at most this often. */
 #define JANITOR_FULL_LOG_S 600
+/* Messages one app may take of a step: a quarter of a full slice, so a step serves at least
+ * four apps and an app with years of history waits its turn like the others (a pass over
+ * the rest comes every few steps, each a second apart while there is more). */
+#define JANITOR_APP_SLICE (JANITOR_PRUNE_SLICE / 4)
+#define JANITOR_DAY_MS 86400000LL
+/* How a purged envelope ends (janitor_payload_purge writes the member last). */
+#define JANITOR_PURGED_TAIL ",\"payload_purged\":true}"
+
+/* The apps as one step sees them (store.h's table, sorted by id), with ids of their own:
+ * an app's walk resumes where its last step stopped. */
+struct janitor_apps {
+	struct store_retention_app *apps;
+	char (*ids)[STORE_RETENTION_ID_LEN];
+	size_t n, cap;
+};
 
 struct janitor {
 	struct store *store;
-	uint32_t retention_days;
+	struct registry *reg;
+	uint32_t retention_days, payload_retention_days;
+	struct janitor_apps table;    /* the step in flight reads and writes it while busy */
+	char start_after_app[STORE_RETENTION_ID_LEN]; /* the next step's first app follows it */
 	struct event *timer;
 	int busy;
 	size_t slice;          /* current retention slice (halved when a step does not fit) */
 	struct ratelimit full_log; /* "full, nothing to prune" */
 	int64_t last_pass_ns;  /* monotonic start of the last pass */
+	int64_t last_pass_ms;  /* wall-clock start of the last pass */
 };
 
 /* The deliveries of message msg_id share an id prefix (delivery.h); the retention step
@@ -52,6 +73,110 @@ static size_t janitor_delivery_prefix(const char *msg_id, char *out, size_t outl
 		return 0;
 	}
 	return delivery_id_prefix(msg_id, out);
+}
+
+void janitor_app_cutoffs(int64_t now_ms, int64_t app_days, int64_t app_payload_days,
+			 uint32_t def_days, uint32_t def_payload_days, int64_t *cutoff_ms,
+			 int64_t *payload_cutoff_ms)
+{
+	int64_t days = app_days >= 0 ? app_days : def_days;
+	int64_t pdays = app_payload_days >= 0 ? app_payload_days : def_payload_days;
+	*cutoff_ms = days ? now_ms - days * JANITOR_DAY_MS : 0;
+	/* Longer than the message's own retention is as long as the message: none. */
+	*payload_cutoff_ms = pdays && (!days || pdays < days) ? now_ms - pdays * JANITOR_DAY_MS : 0;
+}
+
+int janitor_payload_purge(const char *env, size_t len, char **out, size_t *outlen)
+{
+	size_t tl = strlen(JANITOR_PURGED_TAIL);
+	json_t *j;
+	char *text;
+
+	if (len >= tl && memcmp(env + len - tl, JANITOR_PURGED_TAIL, tl) == 0)
+		return 0;
+	j = json_loadb(env, len, 0, NULL);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return 0; /* not an envelope hookd wrote: left as it is */
+	}
+	json_object_del(j, "payload_purged");
+	if (json_object_set_new(j, "data", json_null()) != 0 ||
+	    json_object_set_new(j, "payload_purged", json_true()) != 0) {
+		json_decref(j);
+		return HOOKD_ENOMEM;
+	}
+	/* The envelope's members keep their order, the marker last (JANITOR_PURGED_TAIL). */
+	text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(j);
+	if (!text)
+		return HOOKD_ENOMEM;
+	*out = text;
+	*outlen = strlen(text);
+	return 1;
+}
+
+static int janitor_app_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct store_retention_app *)a)->app_id,
+		      ((const struct store_retention_app *)b)->app_id);
+}
+
+struct janitor_fill {
+	struct janitor *j;
+	struct janitor_apps *t, *old;
+	int64_t now_ms;
+};
+
+static void janitor_fill_one(const char *key, void *value, void *arg)
+{
+	struct janitor_fill *f = arg;
+	struct app *app = value;
+	struct janitor_apps *t = f->t;
+	struct store_retention_app *e, *prev = NULL;
+	size_t i;
+
+	if (t->n == t->cap || strlen(app->id) >= STORE_RETENTION_ID_LEN)
+		return;
+	i = t->n++;
+	e = &t->apps[i];
+	memset(e, 0, sizeof(*e));
+	snprintf(t->ids[i], sizeof(t->ids[i]), "%s", app->id);
+	e->app_id = t->ids[i];
+	janitor_app_cutoffs(f->now_ms, app->retention_days, app->payload_retention_days,
+			    f->j->retention_days, f->j->payload_retention_days, &e->cutoff_ms,
+			    &e->payload_cutoff_ms);
+	/* Where its walk stopped in the last step that visited it. */
+	if (f->old->n)
+		prev = bsearch(e, f->old->apps, f->old->n, sizeof(*e), janitor_app_cmp);
+	if (prev)
+		memcpy(e->after, prev->visited ? prev->next_after : prev->after, sizeof(e->after));
+}
+
+/* Rebuilds the table from the registry as of now_ms (apps come and go, their days
+ * change), keeping each app's resume point. HOOKD_OK or HOOKD_ENOMEM (the old table
+ * stays). */
+static int janitor_table_refresh(struct janitor *j, int64_t now_ms)
+{
+	struct janitor_apps t = {0};
+	struct janitor_fill f = {j, &t, &j->table, now_ms};
+	size_t n = j->reg ? j->reg->apps.count : 0;
+
+	if (n) {
+		t.apps = calloc(n, sizeof(*t.apps));
+		t.ids = calloc(n, sizeof(*t.ids));
+		if (!t.apps || !t.ids) {
+			free(t.apps);
+			free(t.ids);
+			return HOOKD_ENOMEM;
+		}
+		t.cap = n;
+		strmap_each(&j->reg->apps, janitor_fill_one, &f);
+		qsort(t.apps, t.n, sizeof(*t.apps), janitor_app_cmp);
+	}
+	free(j->table.apps);
+	free(j->table.ids);
+	j->table = t;
+	return HOOKD_OK;
 }
 
 size_t janitor_prune_now(struct store *s, int64_t cutoff_ms, size_t max)
@@ -78,6 +203,18 @@ size_t janitor_sweep_now(struct store *s, int64_t now_ms, size_t max)
 
 static void janitor_arm(struct janitor *j, int seconds);
 
+/* The step's resume points back into the table (the step wrote next_after into it). */
+static void janitor_take_resume(struct janitor *j, const struct store_retention *st)
+{
+	for (size_t i = 0; i < j->table.n; i++) {
+		struct store_retention_app *e = &j->table.apps[i];
+		if (e->visited)
+			memcpy(e->after, e->next_after, sizeof(e->after));
+		e->visited = 0;
+	}
+	memcpy(j->start_after_app, st->next_after_app, sizeof(j->start_after_app));
+}
+
 static void janitor_done(void *arg, int rc, const struct store_retention *st)
 {
 	struct janitor *j = arg;
@@ -87,19 +224,24 @@ static void janitor_done(void *arg, int rc, const struct store_retention *st)
 	j->busy = 0;
 	store_get_space(j->store, &sp);
 	if (rc == HOOKD_OK) {
+		janitor_take_resume(j, st);
 		if (st->idem_deleted)
 			log_info("janitor: %zu expired idempotency keys deleted", st->idem_deleted);
 		if (st->msgs_deleted)
 			log_info("janitor: %zu settled messages past retention deleted (store: %llu "
 				 "of %llu bytes in use)", st->msgs_deleted,
 				 (unsigned long long)sp.used_bytes, (unsigned long long)sp.budget_bytes);
-		/* A full slice means more may be waiting: go on soon instead of in 10 minutes. */
-		more = st->idem_deleted == st->idem_max ||
-		       (st->msg_max && st->msgs_deleted >= st->msg_max / 2);
-		if (st->msgs_deleted && j->slice < JANITOR_PRUNE_SLICE)
+		if (st->payloads_purged)
+			log_info("janitor: %zu settled messages past payload retention lost their "
+				 "payload (store: %llu of %llu bytes in use)", st->payloads_purged,
+				 (unsigned long long)sp.used_bytes, (unsigned long long)sp.budget_bytes);
+		/* A full slice, or an app whose walk stopped short, means more may be waiting:
+		 * go on soon instead of in 10 minutes. */
+		more = st->idem_deleted == st->idem_max || st->more;
+		if ((st->msgs_deleted || st->payloads_purged) && j->slice < JANITOR_PRUNE_SLICE)
 			j->slice *= 2;
 		uint64_t skipped;
-		if (sp.full && !more && !st->msgs_deleted &&
+		if (sp.full && !more && !st->msgs_deleted && !st->payloads_purged &&
 		    ratelimit_check(&j->full_log, clock_mono_ns() / 1000000, &skipped)) {
 			log_warn("janitor: the store is full (%llu of %llu bytes in use, %llu reserved "
 				 "for pending deliveries) and nothing is past retention yet (%s); "
@@ -107,7 +249,8 @@ static void janitor_done(void *arg, int rc, const struct store_retention *st)
 				 "storage.map_size grows",
 				 (unsigned long long)sp.used_bytes, (unsigned long long)sp.budget_bytes,
 				 (unsigned long long)sp.reserved_bytes,
-				 j->retention_days ? "storage.retention_days" : "retention is off");
+				 j->retention_days ? "storage.retention_days and the apps' retention_days"
+						   : "retention is off unless an app sets retention_days");
 		}
 	} else if (rc == HOOKD_EFULL && j->slice > JANITOR_MIN_SLICE) {
 		j->slice /= 2;
@@ -128,24 +271,40 @@ static void janitor_done(void *arg, int rc, const struct store_retention *st)
 static void janitor_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct janitor *j = arg;
-	struct store_retention st = {.delivery_prefix = janitor_delivery_prefix};
+	struct store_retention st = {.delivery_prefix = janitor_delivery_prefix,
+				     .payload_purge = janitor_payload_purge};
 	struct store_space sp;
-	int64_t mono = clock_mono_ns();
+	int64_t mono = clock_mono_ns(), now = clock_now_ms();
 	if (j->busy)
 		return;
 	/* Woken every few seconds so that a store that became full is swept soon; otherwise
-	 * a pass every JANITOR_INTERVAL_S. */
+	 * a pass every JANITOR_INTERVAL_S, or as soon as the wall clock moved on that much:
+	 * retention is in wall-clock days, and the monotonic clock stands still while the
+	 * machine sleeps (or the clock is stepped forward). */
 	store_get_space(j->store, &sp);
-	if (!sp.full && mono - j->last_pass_ns < JANITOR_INTERVAL_S * 1000000000LL) {
+	if (!sp.full && mono - j->last_pass_ns < JANITOR_INTERVAL_S * 1000000000LL &&
+	    now - j->last_pass_ms < JANITOR_INTERVAL_S * 1000LL) {
+		janitor_arm(j, JANITOR_FULL_INTERVAL_S);
+		return;
+	}
+	if (janitor_table_refresh(j, now) != HOOKD_OK) {
+		log_warn("janitor: out of memory for the apps' retention; retrying in %d s",
+			 JANITOR_FULL_INTERVAL_S);
 		janitor_arm(j, JANITOR_FULL_INTERVAL_S);
 		return;
 	}
 	j->last_pass_ns = mono;
-	st.idem_now_ms = clock_now_ms();
+	j->last_pass_ms = now;
+	st.idem_now_ms = now;
 	st.idem_max = JANITOR_SLICE;
 	st.msg_max = j->slice;
-	if (j->retention_days)
-		st.cutoff_ms = st.idem_now_ms - (int64_t)j->retention_days * 86400000LL;
+	st.app_max = JANITOR_APP_SLICE < j->slice ? JANITOR_APP_SLICE : j->slice;
+	st.apps = j->table.apps;
+	st.n_apps = j->table.n;
+	memcpy(st.start_after_app, j->start_after_app, sizeof(st.start_after_app));
+	/* Apps with messages in the store but not in the registry: the daemon's defaults. */
+	janitor_app_cutoffs(now, -1, -1, j->retention_days, j->payload_retention_days,
+			    &st.cutoff_ms, &st.payload_cutoff_ms);
 	if (store_retention_submit(j->store, &st, janitor_done, j) != HOOKD_OK) {
 		janitor_arm(j, JANITOR_FULL_INTERVAL_S);
 		return;
@@ -159,17 +318,20 @@ static void janitor_arm(struct janitor *j, int seconds)
 	evtimer_add(j->timer, &tv);
 }
 
-int janitor_new(struct event_base *base, struct store *s, uint32_t retention_days,
-		struct janitor **out)
+int janitor_new(struct event_base *base, struct store *s, struct registry *reg,
+		uint32_t retention_days, uint32_t payload_retention_days, struct janitor **out)
 {
 	struct janitor *j = calloc(1, sizeof(*j));
 	if (!j)
 		return HOOKD_ENOMEM;
 	j->store = s;
+	j->reg = reg;
 	j->retention_days = retention_days;
+	j->payload_retention_days = payload_retention_days;
 	j->slice = JANITOR_PRUNE_SLICE;
 	j->full_log.interval_ms = JANITOR_FULL_LOG_S * 1000LL;
 	j->last_pass_ns = clock_mono_ns();
+	j->last_pass_ms = clock_now_ms();
 	j->timer = evtimer_new(base, janitor_tick, j);
 	if (!j->timer) {
 		free(j);
@@ -186,5 +348,7 @@ void janitor_free(struct janitor *j)
 		return;
 	event_free(j->timer);
 	j->timer = NULL;
+	free(j->table.apps);
+	free(j->table.ids);
 	free(j);
 }

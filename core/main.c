@@ -359,7 +359,8 @@ static int serve_start(struct daemon *d, char *err, size_t errlen)
 	    ops_new(d->cfg.ops_app, &d->reg, d->store, d->disp, &d->ops) != HOOKD_OK ||
 	    dispatch_load(d->disp, err, errlen) != HOOKD_OK ||
 	    daemon_recover_fanouts(d) != HOOKD_OK || store_start(d->store, d->base) != HOOKD_OK ||
-	    janitor_new(d->base, d->store, d->cfg.retention_days, &d->janitor) != HOOKD_OK ||
+	    janitor_new(d->base, d->store, &d->reg, d->cfg.retention_days,
+			d->cfg.payload_retention_days, &d->janitor) != HOOKD_OK ||
 	    worker_new(d->base, d->cfg.policy_threads, &d->worker) != HOOKD_OK ||
 	    api_new(d->base, d->store, &d->reg, d->disp, d->policies, d->worker, &d->cfg,
 		    &d->api) != HOOKD_OK) {

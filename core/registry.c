@@ -131,6 +131,17 @@ struct endpoint *registry_endpoint(struct registry *r, const char *app_id, const
 	return a ? strmap_get(&a->endpoints, ep_id) : NULL;
 }
 
+/* An app's day count member: its value, or -1 when null, absent or not a count (records
+ * from before issue 11 have neither member). */
+static int64_t registry_app_days(json_t *json, const char *key)
+{
+	const json_t *v = json_object_get(json, key);
+	/* Shown as null (the daemon's default) when a record has not got it. */
+	if (!v)
+		json_object_set_new(json, key, json_null());
+	return json_is_integer(v) && json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
+}
+
 struct app *registry_app_install(struct registry *r, json_t *json)
 {
 	const char *id = json_string_value(json_object_get(json, "id"));
@@ -142,6 +153,8 @@ struct app *registry_app_install(struct registry *r, json_t *json)
 	if (a) {
 		json_decref(a->json);
 		a->json = json;
+		a->retention_days = registry_app_days(json, "retention_days");
+		a->payload_retention_days = registry_app_days(json, "payload_retention_days");
 		return a;
 	}
 	a = calloc(1, sizeof(*a));
@@ -153,6 +166,8 @@ struct app *registry_app_install(struct registry *r, json_t *json)
 		return NULL;
 	}
 	a->json = json;
+	a->retention_days = registry_app_days(json, "retention_days");
+	a->payload_retention_days = registry_app_days(json, "payload_retention_days");
 	return a;
 }
 

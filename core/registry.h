@@ -97,8 +97,12 @@ struct endpoint {
 
 struct app {
 	char *id;
-	json_t *json;             /* {"id","name","created_at"} (owned) */
+	json_t *json;             /* {"id","name","created_at","retention_days",
+	                           * "payload_retention_days"} (owned) */
 	struct strmap endpoints;  /* ep id -> struct endpoint */
+	/* From json: days, or -1 when null (storage.retention_days,
+	 * storage.payload_retention_days); the janitor reads them (janitor.h). */
+	int64_t retention_days, payload_retention_days;
 };
 
 struct registry {

@@ -299,22 +299,52 @@ int store_redrive_ids_submit(struct store *s, const char *app_id, const char *co
 /* ---- the retention step (store_retention.c) ----
  * One write op with the janitor's decisions as parameters:
  * - idempotency keys expiring at or before idem_now_ms go, at most idem_max;
- * - when cutoff_ms > 0, messages created before cutoff_ms (their id's time) whose
- *   deliveries are all settled (none pending, no fan-out marker) go with their deliveries,
- *   attempts, policy bodies and dead-letter entries, at most msg_max (and at most
- *   STORE_RETENTION_MAX per step). A message's deliveries are those whose id starts with
- *   delivery_prefix(msg_id) (the caller's id scheme; writes at most outlen bytes with the
- *   NUL, returns the length).
- * The counts say what this step deleted. */
+ * - per app, messages created before its cutoff (their id's time) whose deliveries are all
+ *   settled (none pending, no fan-out marker) go with their deliveries, attempts, policy
+ *   bodies and dead-letter entries;
+ * - per app, settled messages created before its payload cutoff (and not before its
+ *   cutoff) lose their payload but keep everything else: payload_purge rewrites the stored
+ *   envelope (the caller's format), and their deliveries' policy bodies go, stored apart
+ *   or inline in older records. A message payload_purge calls already purged is skipped.
+ * At most msg_max messages (and at most STORE_RETENTION_MAX) are examined per step, at most
+ * app_max of them per app. The walk takes the apps with messages in id order, beginning
+ * after start_after_app and going round once, so that every app gets its turn whatever the
+ * size of another's history. An app listed in apps (sorted by app_id, strcmp order) has
+ * its own cutoffs and resumes its walk after its after id; an app that is not uses
+ * cutoff_ms and payload_cutoff_ms, from its oldest message. A cutoff of 0 is none. A
+ * message's deliveries are those whose id starts with delivery_prefix(msg_id) (the
+ * caller's id scheme; writes at most outlen bytes with the NUL, returns the length).
+ * The results say what this step did and where the next one goes on (the inputs are left
+ * as they were: a step may be applied twice when its batch is replayed). */
 #define STORE_RETENTION_MAX 256
+/* An app or message id with its NUL (ids are at most 64 bytes: id.h). */
+#define STORE_RETENTION_ID_LEN 72
+struct store_retention_app {
+	const char *app_id;        /* the caller's, valid until the step's done has run */
+	int64_t cutoff_ms, payload_cutoff_ms;
+	char after[STORE_RETENTION_ID_LEN]; /* "" = from the oldest */
+	/* result: where this app's walk stopped, "" when it reached the cutoffs (the next
+	 * walk begins at the oldest again); untouched when the app was not visited */
+	char next_after[STORE_RETENTION_ID_LEN];
+	int visited;
+};
 struct store_retention {
 	int64_t idem_now_ms;
 	size_t idem_max;
-	int64_t cutoff_ms;
-	size_t msg_max;
+	int64_t cutoff_ms, payload_cutoff_ms; /* apps not listed in apps */
+	size_t msg_max, app_max;              /* app_max 0: msg_max */
+	struct store_retention_app *apps;     /* the caller's, valid until done has run */
+	size_t n_apps;
+	char start_after_app[STORE_RETENTION_ID_LEN]; /* "" = from the first app */
 	size_t (*delivery_prefix)(const char *msg_id, char *out, size_t outlen);
+	/* The envelope without its payload, malloc'd into *out (the store frees it): 1, or 0
+	 * when env is already purged (nothing to write), or a negative hookd error. Writer
+	 * thread. NULL: no payload is purged. */
+	int (*payload_purge)(const char *env, size_t len, char **out, size_t *outlen);
 	/* results */
-	size_t idem_deleted, msgs_deleted;
+	size_t idem_deleted, msgs_deleted, payloads_purged;
+	int more; /* some app's walk stopped short of its cutoffs: go on soon */
+	char next_after_app[STORE_RETENTION_ID_LEN]; /* the next step's start_after_app */
 };
 /* Synchronously (tests). */
 int store_retention_now(struct store *s, struct store_retention *st);
