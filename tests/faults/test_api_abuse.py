@@ -191,9 +191,13 @@ class MethodTest(h.HookdCase):
         auth = {"Authorization": f"Bearer {d.admin_key}"}
         cases = [
             ("/v1/apps", {"GET", "POST"}),
-            (f"/v1/apps/{app['id']}", {"GET"}),
+            (f"/v1/apps/{app['id']}", {"GET", "PATCH"}),
             (f"/v1/apps/{app['id']}/endpoints/{ep['id']}", {"GET", "PATCH", "DELETE"}),
             (f"/v1/apps/{app['id']}/endpoints/{ep['id']}/secret/rotate", {"POST"}),
+            (f"/v1/apps/{app['id']}/endpoints/{ep['id']}/status", {"GET"}),
+            (f"/v1/apps/{app['id']}/endpoints/{ep['id']}/deliveries", {"GET"}),
+            (f"/v1/apps/{app['id']}/endpoints/{ep['id']}/recover", {"POST"}),
+            (f"/v1/apps/{app['id']}/endpoints/{ep['id']}/recover/rcv_x", {"GET"}),
             (f"/v1/apps/{app['id']}/dead", {"GET"}),
             ("/v1/policies", {"GET"}),
             ("/v1/policies/p1", {"GET", "PUT"}),
