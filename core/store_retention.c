@@ -101,6 +101,30 @@ static int store_purge_record_body(struct store *s, MDB_txn *txn, const struct s
 	return rc;
 }
 
+/* Collects into o the deliveries of message mk (app_id, msg_id) when it is settled: no
+ * policy fan-out still to come, and every delivery succeeded, filtered or dead. 1 if so, 0 if
+ * it is to be kept (pending, a fan-out to come, or ids that cannot be told apart), or a
+ * store error. */
+static int store_message_settled(struct store *s, MDB_txn *txn,
+				 const struct store_retention *st, const struct store_key *mk,
+				 const char *msg_id, struct store_msg_owned *o)
+{
+	char prefix[STORE_KEY_MAX + 1];
+	struct store_key k;
+	MDB_val v;
+	/* A policy fan-out still to come counts as pending (and reads the payload). */
+	int rc = store_get(s, txn, STORE_DB_FANOUT, mk, &v);
+	if (rc != HOOKD_ENOTFOUND)
+		return rc == HOOKD_OK ? 0 : rc;
+	if (st->delivery_prefix(msg_id, prefix, sizeof(prefix)) == 0)
+		return 0; /* no prefix: its deliveries cannot be told apart, keep it */
+	if ((rc = store_key_str(&k, prefix)) != HOOKD_OK ||
+	    (rc = store_scan_prefix(s, txn, STORE_DB_DELIVERIES, &k, store_owned_one, o)) !=
+		    HOOKD_OK)
+		return rc;
+	return o->keep ? 0 : 1;
+}
+
 /* Deletes one message and all it owns if every delivery is settled: 1 if deleted, 0 if
  * kept, or a store error. */
 static int store_prune_message(struct store *s, MDB_txn *txn, const struct store_retention *st,
@@ -108,32 +132,13 @@ static int store_prune_message(struct store *s, MDB_txn *txn, const struct store
 {
 	struct store_msg_owned *o = calloc(1, sizeof(*o));
 	struct store_key mk, k;
-	char prefix[STORE_KEY_MAX + 1];
-	MDB_val v;
 	int rc;
 
 	if (!o)
 		return HOOKD_ENOMEM;
-	if ((rc = store_key_pair(&mk, app_id, msg_id)) != HOOKD_OK)
+	if ((rc = store_key_pair(&mk, app_id, msg_id)) != HOOKD_OK ||
+	    (rc = store_message_settled(s, txn, st, &mk, msg_id, o)) != 1)
 		goto out;
-	/* A policy fan-out still to come counts as pending. */
-	rc = store_get(s, txn, STORE_DB_FANOUT, &mk, &v);
-	if (rc != HOOKD_ENOTFOUND) {
-		rc = rc == HOOKD_OK ? 0 : rc;
-		goto out;
-	}
-	if (st->delivery_prefix(msg_id, prefix, sizeof(prefix)) == 0) {
-		rc = 0; /* no prefix: its deliveries cannot be told apart, keep it */
-		goto out;
-	}
-	if ((rc = store_key_str(&k, prefix)) != HOOKD_OK ||
-	    (rc = store_scan_prefix(s, txn, STORE_DB_DELIVERIES, &k, store_owned_one, o)) !=
-		    HOOKD_OK)
-		goto out;
-	if (o->keep) {
-		rc = 0;
-		goto out;
-	}
 	for (size_t i = 0; i < o->n; i++) {
 		if ((rc = store_key_attempt(&k, o->ids[i], 0, 0)) != HOOKD_OK ||
 		    (rc = store_scan_prefix(s, txn, STORE_DB_ATTEMPTS, &k, store_scan_delete,
@@ -168,7 +173,7 @@ static int store_purge_message(struct store *s, MDB_txn *txn, const struct store
 {
 	struct store_msg_owned *o = NULL;
 	struct store_key mk, k;
-	char prefix[STORE_KEY_MAX + 1], *env = NULL;
+	char *env = NULL;
 	size_t envlen = 0;
 	MDB_val v;
 	int rc;
@@ -186,23 +191,8 @@ static int store_purge_message(struct store *s, MDB_txn *txn, const struct store
 		rc = HOOKD_ENOMEM;
 		goto out;
 	}
-	rc = store_get(s, txn, STORE_DB_FANOUT, &mk, &v);
-	if (rc != HOOKD_ENOTFOUND) {
-		rc = rc == HOOKD_OK ? 0 : rc; /* a fan-out still to come reads the payload */
+	if ((rc = store_message_settled(s, txn, st, &mk, msg_id, o)) != 1)
 		goto out;
-	}
-	if (st->delivery_prefix(msg_id, prefix, sizeof(prefix)) == 0) {
-		rc = 0;
-		goto out;
-	}
-	if ((rc = store_key_str(&k, prefix)) != HOOKD_OK ||
-	    (rc = store_scan_prefix(s, txn, STORE_DB_DELIVERIES, &k, store_owned_one, o)) !=
-		    HOOKD_OK)
-		goto out;
-	if (o->keep) {
-		rc = 0;
-		goto out;
-	}
 	for (size_t i = 0; i < o->n; i++) {
 		if ((rc = store_key_str(&k, o->ids[i])) != HOOKD_OK ||
 		    (rc = store_del(s, txn, STORE_DB_BODIES, &k)) != HOOKD_OK)
