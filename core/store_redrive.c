@@ -182,22 +182,36 @@ static void store_redrive_done(struct store_op *op)
 	store_redrive_free(r);
 }
 
+/* A redrive op for app_id (the caller sets what selects its deliveries); NULL when out of
+ * memory. */
+static struct store_redrive *store_redrive_new(const char *app_id,
+					       void (*revive)(void *arg, struct delivery_rec *r),
+					       void (*done)(void *arg, int rc,
+							    const char *const *ids, size_t n),
+					       void *arg)
+{
+	struct store_redrive *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	snprintf(r->app_id, sizeof(r->app_id), "%s", app_id);
+	r->revive = revive;
+	r->done = done;
+	r->arg = arg;
+	r->op.apply = store_redrive_apply;
+	r->op.done = store_redrive_done;
+	return r;
+}
+
 int store_redrive_submit(struct store *s, const char *app_id,
 			 int (*select)(void *arg, const char *dlv_id, int64_t dead_at_ms),
 			 void (*revive)(void *arg, struct delivery_rec *r),
 			 void (*done)(void *arg, int rc, const char *const *ids, size_t n),
 			 void *arg)
 {
-	struct store_redrive *r = calloc(1, sizeof(*r));
+	struct store_redrive *r = store_redrive_new(app_id, revive, done, arg);
 	if (!r)
 		return HOOKD_ENOMEM;
-	snprintf(r->app_id, sizeof(r->app_id), "%s", app_id);
 	r->select = select;
-	r->revive = revive;
-	r->done = done;
-	r->arg = arg;
-	r->op.apply = store_redrive_apply;
-	r->op.done = store_redrive_done;
 	store_submit(s, &r->op);
 	return HOOKD_OK;
 }
@@ -207,7 +221,7 @@ int store_redrive_ids_submit(struct store *s, const char *app_id, const char *co
 			     void (*done)(void *arg, int rc, const char *const *ids, size_t n),
 			     void *arg)
 {
-	struct store_redrive *r = calloc(1, sizeof(*r));
+	struct store_redrive *r = store_redrive_new(app_id, revive, done, arg);
 	if (!r || !(r->given = calloc(n ? n : 1, sizeof(*r->given)))) {
 		free(r);
 		return HOOKD_ENOMEM;
@@ -218,12 +232,6 @@ int store_redrive_ids_submit(struct store *s, const char *app_id, const char *co
 			return HOOKD_ENOMEM;
 		}
 	}
-	snprintf(r->app_id, sizeof(r->app_id), "%s", app_id);
-	r->revive = revive;
-	r->done = done;
-	r->arg = arg;
-	r->op.apply = store_redrive_apply;
-	r->op.done = store_redrive_done;
 	store_submit(s, &r->op);
 	return HOOKD_OK;
 }
