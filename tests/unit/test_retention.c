@@ -2,6 +2,7 @@
  * decisions (janitor.h): each app's own cutoffs, payloads purged before their metadata,
  * pending messages untouched, bounded steps and apps taking turns. */
 #include "check.h"
+#include "store_fixture.h"
 
 #include "delivery.h"
 #include "err.h"
@@ -15,16 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static void rm_dir(const char *dir)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/data.mdb", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
-	unlink(path);
-	rmdir(dir);
-}
 
 static size_t prefix_of(const char *msg_id, char *out, size_t outlen)
 {

@@ -1,6 +1,7 @@
 /* test_store.c - LMDB store: batches, idempotency guard, group commit, map-full reserve;
  * and the binary delivery record. */
 #include "check.h"
+#include "store_fixture.h"
 
 #include "err.h"
 #include "id.h"
@@ -18,16 +19,6 @@
 #include <unistd.h>
 
 static char dir_template[] = "/tmp/hookd-test-store-XXXXXX";
-
-static void rm_dir(const char *dir)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/data.mdb", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
-	unlink(path);
-	rmdir(dir);
-}
 
 /* The stored JSON of app id, copied into out: HOOKD_OK or the getter's error. */
 static int get_app(struct store *s, const char *id, char *out, size_t outlen)
@@ -397,18 +388,6 @@ static int count_dead(void *arg, int64_t dead_at_ms, const char *dlv_id)
 {
 	(*(int *)arg)++;
 	return 0;
-}
-
-static int select_all(void *arg, const char *dlv_id, int64_t dead_at_ms)
-{
-	return 1;
-}
-
-static void revive_now(void *arg, struct delivery_rec *r)
-{
-	r->state = DLV_PENDING;
-	r->next_at_ms = 4242;
-	r->last_error = "";
 }
 
 static int redrive_rc = 1;

@@ -3,6 +3,7 @@
  * when a data directory from before them is opened (also after an interrupted rebuild);
  * listed by state in pages. */
 #include "check.h"
+#include "store_fixture.h"
 
 #include "delivery.h"
 #include "err.h"
@@ -20,16 +21,6 @@
 #include <unistd.h>
 
 static struct event_base *base;
-
-static void rm_dir(const char *dir)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/data.mdb", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
-	unlink(path);
-	rmdir(dir);
-}
 
 static struct store_ep_counts ep_counts(struct store *s, const char *app, const char *ep)
 {
@@ -118,18 +109,6 @@ static const char *list(struct store *s, const char *ep, int state, const char *
 	      HOOKD_OK);
 	store_read_end(rd);
 	return p->out;
-}
-
-static int select_all(void *arg, const char *dlv_id, int64_t dead_at_ms)
-{
-	return 1;
-}
-
-static void revive_now(void *arg, struct delivery_rec *r)
-{
-	r->state = DLV_PENDING;
-	r->next_at_ms = 4242;
-	r->last_error = "";
 }
 
 static int redrive_rc = 1;
