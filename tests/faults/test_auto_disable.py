@@ -16,13 +16,11 @@ import hookdtest as h  # noqa: E402
 # The breaker off, so that attempts keep coming at the schedule's pace (one a second) and
 # the test is about the time, not about the probes.
 DELIVERY = {"retry_schedule": [1] * 30,
-            "breaker": {"consecutive_failures": 0, "failure_ratio": 0}}
+            "breaker": h.NO_BREAKER}
 
 
 def endpoint(d, app, ep):
-    st, b = d.api("GET", f"/v1/apps/{app['id']}/endpoints/{ep['id']}")
-    assert st == 200, (st, b)
-    return b
+    return h.get_endpoint(d, app, ep["id"])
 
 
 class AutoDisableTest(h.HookdCase):
@@ -46,7 +44,7 @@ class AutoDisableTest(h.HookdCase):
                                                  r"auto_disable_seconds is 3", got)
         self.assertIsNotNone(got["failing_since"], got)
         self.assertIn(f"endpoint {app['id']}/{ep['id']} disabled: failing without", d.log())
-        st = d.api("GET", f"/v1/apps/{app['id']}/endpoints/{ep['id']}/status")[1]
+        st = h.endpoint_status(d, app, ep["id"])
         self.assertTrue(st["disabled"], st)
 
         # Held, not dropped: published while disabled, no attempt, pending.

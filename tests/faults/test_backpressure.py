@@ -17,7 +17,7 @@ import hookdtest as h  # noqa: E402
 
 # Every attempt fails and the next is a minute away: what is published stays pending.
 DELIVERY = {"retry_schedule": [60] * 3,
-            "breaker": {"consecutive_failures": 0, "failure_ratio": 0}}
+            "breaker": h.NO_BREAKER}
 
 
 def publish_raw(d, app, type_, data):
@@ -46,7 +46,7 @@ class BackpressureTest(h.HookdCase):
         # Another endpoint's queue is not full: its publishes pass.
         note = h.publish(d, app, "note.added", {"n": 1})["id"]
         h.wait_delivery_state(d, app, note, other["id"], "succeeded")
-        st_ = d.api("GET", f"/v1/apps/{app['id']}/endpoints/{capped['id']}/status")[1]
+        st_ = h.endpoint_status(d, app, capped["id"])
         self.assertEqual((st_["pending"], st_["max_pending"]), (3, 3), st_)
         # Nothing accepted was dropped; the refused one was not stored.
         for mid in ok:

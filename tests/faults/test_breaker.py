@@ -25,9 +25,7 @@ S = h.SCALE
 
 
 def status(d, app, ep):
-    st, b = d.api("GET", f"/v1/apps/{app['id']}/endpoints/{ep['id']}/status")
-    assert st == 200, (st, b)
-    return b
+    return h.endpoint_status(d, app, ep["id"])
 
 
 def times(reqs):

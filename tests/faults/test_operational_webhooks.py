@@ -107,8 +107,13 @@ class OperationalWebhooksTest(h.HookdCase):
         types = [m["type"] for m in b["data"]]
         self.assertEqual(types, ["endpoint.breaker_opened"],
                          f"events about the operator endpoint itself: {types}")
-        self.assertIn("circuit breaker opened", d.log())
-        self.assertEqual(ep["app_id"], app["id"])
+        ev = h.get_message(d, "ops", b["data"][0]["id"])
+        self.assertEqual(ev["data"]["endpoint_id"], ep["id"], ev)
+        # What was not published did happen: the operator endpoint's own breaker opened
+        # and its event went dead.
+        self.assertIn("endpoint ops/pager: circuit breaker opened", d.log())
+        st, dead = d.api("GET", "/v1/apps/ops/dead")
+        self.assertEqual(len(dead["data"]), 1, dead)
 
     def test_missing_app_is_a_warning(self):
         d = self.daemon(extra={"operational_webhooks": {"app": "nope"}})

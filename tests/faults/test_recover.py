@@ -15,7 +15,7 @@ import hookdtest as h  # noqa: E402
 
 # Two attempts, then dead; the breaker off so that every delivery gets both.
 DELIVERY = {"retry_schedule": [1],
-            "breaker": {"consecutive_failures": 0, "failure_ratio": 0}}
+            "breaker": h.NO_BREAKER}
 
 
 def recover(d, app, ep, body):
@@ -31,10 +31,8 @@ def wait_job(d, app, ep, job, timeout=60):
 
 
 def wait_dead(d, app, ep, n, timeout=60):
-    def counted():
-        st, b = d.api("GET", f"/v1/apps/{app['id']}/endpoints/{ep['id']}/status")
-        return b["dead"] >= n
-    h.wait_until(counted, timeout=timeout, message=f"{n} dead deliveries")
+    h.wait_until(lambda: h.endpoint_status(d, app, ep["id"])["dead"] >= n, timeout=timeout,
+                 message=f"{n} dead deliveries")
 
 
 class RecoverTest(h.HookdCase):

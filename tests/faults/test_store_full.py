@@ -9,7 +9,6 @@ Here the clock is moved with libfaketime (Debian's libfaketime, preloaded into h
 through a file the test rewrites while the daemon runs; monotonic time is left alone so
 timers behave."""
 
-import glob
 import os
 import sys
 import time
@@ -19,37 +18,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import hookdtest as h  # noqa: E402
 
 
-def faketime_lib():
-    hits = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
-    if not hits:
-        raise AssertionError("libfaketime is missing: scripts/install-deps.sh --test installs it")
-    return hits[0]
-
-
 # The breaker off: every delivery here fails its first attempts on purpose, which would open
 # it (tests/faults/test_breaker.py) and stretch the settling this test waits for.
-NO_BREAKER = {"breaker": {"consecutive_failures": 0, "failure_ratio": 0}}
+NO_BREAKER = {"breaker": h.NO_BREAKER}
 
 
 class StoreFullTest(h.HookdCase):
-
-    def fake_clock(self, d):
-        clock = os.path.join(d.tmp, "faketime")
-        with open(clock, "w") as f:
-            f.write("+0d\n")
-        base_env = d.env
-
-        def env():
-            e = base_env()
-            e["LD_PRELOAD"] = faketime_lib()
-            e["FAKETIME_TIMESTAMP_FILE"] = clock
-            e["FAKETIME_CACHE_DURATION"] = "1"
-            e["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
-            # ASan wants to be first in the library list; faketime only wraps clock calls.
-            e["ASAN_OPTIONS"] = (e.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
-            return e
-        d.env = env
-        return clock
 
     def fill(self, d, app, at_least=100):
         """Publishes until 507; returns the accepted ids."""
@@ -77,7 +51,7 @@ class StoreFullTest(h.HookdCase):
         recv.behave(path="/full", fail_first=1, fail_status=500)
         d = self.daemon(start=False, storage={"map_size": "1MiB", "retention_days": 1},
                         delivery=NO_BREAKER)
-        clock = self.fake_clock(d)
+        clock = h.fake_clock(d)
         d.start()
         app = h.create_app(d)
         ep = h.create_endpoint(d, app, recv.url("/full"), retry_schedule=[2, 2, 2])
@@ -147,7 +121,7 @@ class StoreFullTest(h.HookdCase):
         recv.behave(path="/flaky", fail_first=3, fail_status=500, body="x" * 4096)
         d = self.daemon(start=False, storage={"map_size": "1MiB", "retention_days": 2},
                         delivery=NO_BREAKER)
-        clock = self.fake_clock(d)
+        clock = h.fake_clock(d)
         d.start()
         app = h.create_app(d)
         h.create_endpoint(d, app, recv.url("/ok"), event_types=["old.*"])

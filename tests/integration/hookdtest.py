@@ -10,6 +10,7 @@ Standard library only. Everything listens on and talks to 127.0.0.1 (or ::1) onl
 """
 
 import base64
+import glob
 import hashlib
 import hmac
 import http.client
@@ -159,6 +160,11 @@ def to_yaml(obj, indent=0):
 
 
 # --------------------------------------------------------------------------- daemon
+
+
+# delivery.breaker with both rules off: for tests that count one attempt per delivery of an
+# endpoint that keeps failing, which an open breaker holds back on purpose.
+NO_BREAKER = {"consecutive_failures": 0, "failure_ratio": 0}
 
 
 class DaemonError(AssertionError):
@@ -677,6 +683,35 @@ class RawServer:
         self.thread.join(timeout=2)
 
 
+def faketime_lib():
+    hits = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
+    if not hits:
+        raise AssertionError("libfaketime is missing: scripts/install-deps.sh --test installs it")
+    return hits[0]
+
+
+def fake_clock(d):
+    """Makes daemon d (not started yet) run under libfaketime, its wall clock offset by what
+    the returned file says ("+0d" now; rewrite it to move the clock; libfaketime reads it at
+    most once a second); monotonic time is left alone so timers behave."""
+    clock = os.path.join(d.tmp, "faketime")
+    with open(clock, "w") as f:
+        f.write("+0d\n")
+    base_env = d.env
+
+    def env():
+        e = base_env()
+        e["LD_PRELOAD"] = faketime_lib()
+        e["FAKETIME_TIMESTAMP_FILE"] = clock
+        e["FAKETIME_CACHE_DURATION"] = "1"
+        e["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+        # ASan wants to be first in the library list; faketime only wraps clock calls.
+        e["ASAN_OPTIONS"] = (e.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
+        return e
+    d.env = env
+    return clock
+
+
 def serve_config(test, text, prefix="hookd-cfg-"):
     """Runs `hookd serve --config` on the YAML text in a temporary directory (removed after
     the test); returns (exit code, stdout+stderr). A daemon that is still running after
@@ -763,6 +798,13 @@ def get_endpoint(d, app, ep_id):
     app_id = app["id"] if isinstance(app, dict) else app
     st, b = d.api("GET", f"/v1/apps/{app_id}/endpoints/{ep_id}")
     return _check(st, b, 200, f"GET endpoint {ep_id}")
+
+
+def endpoint_status(d, app, ep_id):
+    """GET .../endpoints/{id}/status: the breaker, rates, counts and the last hour."""
+    app_id = app["id"] if isinstance(app, dict) else app
+    st, b = d.api("GET", f"/v1/apps/{app_id}/endpoints/{ep_id}/status")
+    return _check(st, b, 200, f"GET status of endpoint {ep_id}")
 
 
 def delivery_for(msg, endpoint_id):

@@ -6,7 +6,6 @@ never touched; the space freed is reused (hookd_store_used_bytes).
 The clock is moved with libfaketime as in tests/faults/test_store_full.py: the janitor takes a
 pass as soon as the wall clock has moved on by its interval."""
 
-import glob
 import os
 import re
 import sys
@@ -19,31 +18,7 @@ import hookdtest as h  # noqa: E402
 PAD = "p" * 20000  # ~20 KB of payload per message: what a purge gives back shows
 
 
-def faketime_lib():
-    hits = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
-    if not hits:
-        raise AssertionError("libfaketime is missing: scripts/install-deps.sh --test installs it")
-    return hits[0]
-
-
 class AppRetentionTest(h.HookdCase):
-
-    def fake_clock(self, d):
-        clock = os.path.join(d.tmp, "faketime")
-        with open(clock, "w") as f:
-            f.write("+0d\n")
-        base_env = d.env
-
-        def env():
-            e = base_env()
-            e["LD_PRELOAD"] = faketime_lib()
-            e["FAKETIME_TIMESTAMP_FILE"] = clock
-            e["FAKETIME_CACHE_DURATION"] = "1"
-            e["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
-            e["ASAN_OPTIONS"] = (e.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
-            return e
-        d.env = env
-        return clock
 
     def move_clock(self, d, clock, offset, hours_ahead):
         with open(clock, "w") as f:
@@ -69,7 +44,7 @@ class AppRetentionTest(h.HookdCase):
                         apps=[{"id": "short", "retention_days": 2},
                               {"id": "slim", "retention_days": 10, "payload_retention_days": 1},
                               {"id": "dflt"}])
-        clock = self.fake_clock(d)
+        clock = h.fake_clock(d)
         d.start()
         # The apps view shows what the file said; null is the daemon's default.
         app = {a["id"]: a for a in d.api("GET", "/v1/apps")[1]["data"]}

@@ -21,7 +21,7 @@ import hookdtest as h  # noqa: E402
 WINDOW = 4
 # The breaker is off: these tests count one attempt per delivery of an endpoint that stays
 # down, which an open breaker would hold back on purpose (tests/faults/test_breaker.py).
-NO_BREAKER = {"consecutive_failures": 0, "failure_ratio": 0}
+NO_BREAKER = h.NO_BREAKER
 DELIVERY = {"max_inflight_per_endpoint": 1, "window_per_endpoint": WINDOW,
             "breaker": NO_BREAKER}
 
