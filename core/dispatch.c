@@ -571,6 +571,17 @@ static void dispatch_block(struct dispatch *d, struct dispatch_ep *de)
 	d->blocked_tail = de;
 }
 
+/* How long a failed attempt's endpoint asked to be left alone, in seconds: a Retry-After
+ * on 429 or 503, or a plugin's retry_after_ms rounded up to whole seconds; -1 when it did
+ * not ask. The delivery's retry (dispatch_failed) and the endpoint's pause (its flow) both
+ * honour it, capped by delivery.retry_after_cap_s. */
+static int64_t dispatch_asked_wait_s(const struct transport_result *res)
+{
+	if (res->verdict == TRANSPORT_BY_STATUS)
+		return (res->status == 429 || res->status == 503) ? res->retry_after_s : -1;
+	return res->retry_after_ms >= 0 ? (res->retry_after_ms + 999) / 1000 : -1;
+}
+
 /* An attempt of dv ended (its new state set): the breaker, the rates and the status feed
  * learn of it; transitions are logged. */
 static void dispatch_flow_outcome(struct dispatch *d, struct delivery *dv,
@@ -581,17 +592,13 @@ static void dispatch_flow_outcome(struct dispatch *d, struct delivery *dv,
 	struct flow_limits l;
 	bool ok = dv->state == DLV_SUCCEEDED;
 	int status = res->verdict == TRANSPORT_BY_STATUS ? res->status : 0;
-	int64_t pause = -1, cap_ms = (int64_t)d->cfg->retry_after_cap_s * 1000;
+	int64_t pause = ok ? -1 : dispatch_asked_wait_s(res);
 	int probe = dv->probe;
 	enum flow_event ev;
 
 	dv->probe = 0;
-	if (!ok && (status == 429 || status == 503) && res->retry_after_s >= 0)
-		pause = res->retry_after_s * 1000;
-	else if (!ok && !status && res->retry_after_ms >= 0)
-		pause = res->retry_after_ms;
-	if (pause > cap_ms)
-		pause = cap_ms;
+	if (pause >= 0) /* the whole endpoint pauses as long as that delivery's retry waits */
+		pause = (pause < d->cfg->retry_after_cap_s ? pause : d->cfg->retry_after_cap_s) * 1000;
 	dispatch_limits(d, ep, &l);
 	ev = flow_outcome(&de->flow, &l, ok, status, pause, probe, now);
 	dispatch_track_failing(d, ep, de, flow_is_failure(ok, status), now);
@@ -791,16 +798,8 @@ static void dispatch_failed(struct dispatch *d, struct delivery *dv,
 			delivery_set_error(dv, "retry schedule exhausted after %u attempts; last: %.400s",
 				 dv->cycle_failures, last);
 		} else {
-			if (http && (res->status == 429 || res->status == 503) &&
-			    res->retry_after_s >= 0)
-				delay = retry_with_retry_after(delay, res->retry_after_s,
-							       d->cfg->retry_after_cap_s);
-			else if (!http && res->retry_after_ms >= 0)
-				/* A plugin's retry_after_ms: at least that long (rounded up to
-				 * whole seconds), capped as a Retry-After is. */
-				delay = retry_with_retry_after(delay,
-							       (res->retry_after_ms + 999) / 1000,
-							       d->cfg->retry_after_cap_s);
+			delay = retry_with_retry_after(delay, dispatch_asked_wait_s(res),
+						       d->cfg->retry_after_cap_s);
 			dv->state = DLV_PENDING;
 			dv->next_at_ms = now + delay;
 		}
