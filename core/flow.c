@@ -98,13 +98,20 @@ static void flow_limit_update(struct flow *f, const struct flow_limits *l, int64
 	}
 }
 
+/* The rate in effect with f's lowered rate as it stands (flow_limit_update done). */
+static double flow_rate_of(const struct flow *f, const struct flow_limits *l)
+{
+	if (f->limit > 0 && (l->per_second <= 0 || f->limit < l->per_second))
+		return f->limit;
+	return l->per_second > 0 ? l->per_second : 0;
+}
+
+/* For a reader (the status feed): the growth due by now, on a copy. */
 double flow_rate(const struct flow *f, const struct flow_limits *l, int64_t now_ms)
 {
 	struct flow g = *f;
 	flow_limit_update(&g, l, now_ms);
-	if (g.limit > 0 && (l->per_second <= 0 || g.limit < l->per_second))
-		return g.limit;
-	return l->per_second > 0 ? l->per_second : 0;
+	return flow_rate_of(&g, l);
 }
 
 /* Takes a token at the rate in effect: 0, or when the next one is there. */
@@ -112,7 +119,7 @@ static int64_t flow_take(struct flow *f, const struct flow_limits *l, int64_t no
 {
 	double rate, cap;
 	flow_limit_update(f, l, now);
-	rate = flow_rate(f, l, now);
+	rate = flow_rate_of(f, l);
 	if (rate <= 0)
 		return 0;
 	/* A lowered rate paces strictly; the endpoint's own limit allows its burst. */
@@ -219,7 +226,7 @@ static bool flow_throttle(struct flow *f, const struct flow_limits *l, int64_t n
 	if (!first)
 		return false;
 	flow_limit_update(f, l, now);
-	current = flow_rate(f, l, now);
+	current = flow_rate_of(f, l);
 	{
 		uint32_t seen = f->started_this_s > f->started_last_s ? f->started_this_s
 								     : f->started_last_s;
